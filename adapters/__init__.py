@@ -1,0 +1,1 @@
+"""Pure-Python codecs, transports and canonical maps. No Django imports here."""

@@ -1,0 +1,169 @@
+"""HL7 v2 acknowledgements: the ACK a receiver owes the sender, in the sender's own dialect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from adapters.codecs.hl7v2 import (
+    DEFAULT_ENCODING,
+    SEGMENT_SPLIT,
+    Encoding,
+    HL7Error,
+    Message,
+    build_segment,
+    unescape,
+)
+
+# HL7 table 0357 codes used in ERR-3 (v2.5+) / ERR-1.4 (older versions).
+ERROR_CODES = {
+    "segment_sequence": ("100", "Segment sequence error"),
+    "required_field": ("101", "Required field missing"),
+    "data_type": ("102", "Data type error"),
+    "unsupported_message_type": ("200", "Unsupported message type"),
+    "unsupported_version": ("203", "Unsupported version id"),
+    "internal": ("207", "Application internal error"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The MSH fields an ACK needs, read leniently so even a broken message can be answered."""
+
+    enc: Encoding = DEFAULT_ENCODING
+    sending_application: str = ""
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    message_type: str = ""
+    trigger_event: str = ""
+    control_id: str = ""
+    processing_id: str = "P"
+    version: str = "2.5.1"
+    raw_fields: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, message: Message) -> Header:
+        msh = message.msh
+        return cls(
+            enc=message.enc,
+            sending_application=msh[3],
+            sending_facility=msh[4],
+            receiving_application=msh[5],
+            receiving_facility=msh[6],
+            message_type=msh.get(9, 1),
+            trigger_event=msh.get(9, 2),
+            control_id=msh.get(10),
+            processing_id=msh.get(11) or "P",
+            version=msh.get(12, 1) or "2.5.1",
+        )
+
+    @classmethod
+    def salvage(cls, text: str) -> Header:
+        """Best effort on input `parse` refused: whatever MSH fields can be read, defaults else."""
+        start = text.find("MSH")
+        if start == -1 or len(text) < start + 8:
+            return cls()
+        line = SEGMENT_SPLIT.split(text[start:], 1)[0]
+        sep = line[3]
+        fields = ["MSH", sep, *line.split(sep)[1:]]
+        try:
+            enc = Encoding.from_msh(sep, fields[2])
+        except HL7Error:
+            enc = DEFAULT_ENCODING
+            sep = enc.field
+
+        def f(n: int, comp: int | None = None) -> str:
+            value = fields[n] if n < len(fields) else ""
+            value = value.split(enc.repetition)[0]
+            if comp is not None:
+                parts = value.split(enc.component)
+                value = parts[comp - 1] if comp <= len(parts) else ""
+            return unescape(value, enc)[:200]
+
+        return cls(
+            enc=enc,
+            sending_application=fields[3] if len(fields) > 3 else "",
+            sending_facility=fields[4] if len(fields) > 4 else "",
+            receiving_application=fields[5] if len(fields) > 5 else "",
+            receiving_facility=fields[6] if len(fields) > 6 else "",
+            message_type=f(9, 1),
+            trigger_event=f(9, 2),
+            control_id=f(10),
+            processing_id=f(11, 1) or "P",
+            version=f(12, 1) or "2.5.1",
+        )
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    nums = []
+    for part in version.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        if not digits:
+            break
+        nums.append(int(digits))
+    return tuple(nums) or (2, 5, 1)
+
+
+def build_ack(
+    header: Header,
+    code: str,
+    *,
+    control_id: str,
+    text: str = "",
+    error_code: str = "internal",
+    error_location: tuple[str, int | None, int | None] | None = None,
+    now: datetime | None = None,
+) -> str:
+    """An ACK (MSA-1 = AA/AE/AR, or CA/CE/CR) to ``header``'s message, as one ER7 string.
+
+    MSH sending and receiving fields are swapped, MSA-2 echoes the original control id, and the
+    version and encoding characters are the sender's. For AE/AR the reason goes in MSA-3 (read by
+    older receivers) and in an ERR segment laid out for the message's version.
+    """
+    enc = header.enc
+    now = now or datetime.now(timezone.utc)
+    stamp = now.strftime("%Y%m%d%H%M%S") + now.strftime("%z")
+    trigger = header.trigger_event
+    msh = enc.field.join(
+        [
+            "MSH",
+            enc.msh2,
+            header.receiving_application,
+            header.receiving_facility,
+            header.sending_application,
+            header.sending_facility,
+            stamp,
+            "",
+            enc.component.join(["ACK", trigger, "ACK"]) if trigger else "ACK",
+            control_id,
+            header.processing_id,
+            header.version,
+        ]
+    )
+    segments = [msh, build_segment("MSA", [code, header.control_id, text[:80] if text else ""], enc)]
+    if code[1:] in ("E", "R"):
+        segments.append(_err_segment(header, text, error_code, error_location))
+    return "\r".join(segments) + "\r"
+
+
+def _err_segment(
+    header: Header,
+    text: str,
+    error_code: str,
+    location: tuple[str, int | None, int | None] | None,
+) -> str:
+    enc = header.enc
+    number, label = ERROR_CODES.get(error_code, ERROR_CODES["internal"])
+    seg_name, seg_index, field = location or ("", None, None)
+    if _version_tuple(header.version) >= (2, 5):
+        loc = [seg_name, str(seg_index or ""), str(field or "")] if seg_name else ""
+        return build_segment(
+            "ERR", {2: loc, 3: [number, label, "HL70357"], 4: "E", 8: text[:250]}, enc
+        )
+    # Before 2.5 ERR-1 is one composite: segment^sequence^field^code&text&table.
+    return build_segment(
+        "ERR",
+        {1: [seg_name, str(seg_index or ""), str(field or ""), [number, text[:200], "HL70357"]]},
+        enc,
+    )
