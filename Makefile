@@ -1,0 +1,48 @@
+# Two commands for a newcomer: `make run` (everything, embedded PostgreSQL/Redis unless
+# DATABASE_URL/REDIS_URL are set) and `make test`. Both install what they need first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+NPM    := $(shell command -v npm 2>/dev/null || echo $(abspath $(VENV))/bin/npm)
+VENDOR := static/vendor
+
+.PHONY: install assets run test faults bench lint format clean
+
+install: $(VENV)/.installed assets
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Front-end assets come from the npm registry through package-lock.json, never committed.
+assets: $(VENDOR)/.stamp
+$(VENDOR)/.stamp: package-lock.json $(VENV)/.installed
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/htmx.org/dist/htmx.min.js \
+	   node_modules/bootstrap-icons/font/bootstrap-icons.min.css $(VENDOR)/
+	cp -r node_modules/bootstrap-icons/font/fonts $(VENDOR)/
+	touch $@
+
+run: install
+	$(PY) -m console.run
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) -m bench
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENDOR) node_modules

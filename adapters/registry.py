@@ -1,0 +1,45 @@
+"""Transports registered by name; each declares its config schema (pydantic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from adapters.base import AdapterError
+
+_transports: dict[str, type] = {}
+
+
+def register_transport(name: str):
+    def decorate(cls):
+        cls.name = name
+        _transports[name] = cls
+        return cls
+
+    return decorate
+
+
+class ConfigError(AdapterError):
+    pass
+
+
+def transport_class(name: str) -> type:
+    _load_builtins()
+    try:
+        return _transports[name]
+    except KeyError:
+        raise ConfigError(f"unknown transport {name!r}; known: {', '.join(sorted(_transports))}")
+
+
+def build_transport(name: str, config: dict[str, Any]):
+    cls = transport_class(name)
+    try:
+        return cls(cls.Config.model_validate(config))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{name} destination config is invalid: {problems}")
+
+
+def _load_builtins() -> None:
+    from adapters.transports import file, fhir_rest  # noqa: F401  (registers on import)

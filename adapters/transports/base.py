@@ -1,0 +1,51 @@
+"""The transport protocol every destination connector implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from adapters.base import AdapterError
+
+
+class TransportError(AdapterError):
+    """A send that did not succeed; ``permanent`` says whether a retry can help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        status_code: int | None = None,
+        response: str = "",
+    ) -> None:
+        super().__init__(message, permanent=permanent)
+        self.status_code = status_code
+        self.response = response
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    status_code: int | None
+    summary: str  # what the destination answered, short enough to store on every attempt
+    request: str = ""  # what was sent, e.g. "POST https://fhir/ (Bundle, 3 entries, 2.1 kB)"
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """What a destination receives: the bytes, their media type and a stable idempotency key."""
+
+    body: bytes
+    content_type: str
+    idempotency_key: str
+    name: str  # a file-system-safe name for the payload (file destinations)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+
+    def send(self, payload: Payload, *, timeout: float) -> SendResult: ...

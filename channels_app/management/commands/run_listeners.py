@@ -1,0 +1,99 @@
+"""Start an MLLP listener for every enabled MLLP channel (stateless: run one per host)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+
+from channels_app.listeners import ListenerSpec, MLLPServer
+from channels_app.models import Channel
+from channels_app.pipeline.ingest import GroupCommitter
+
+log = logging.getLogger(__name__)
+
+
+def listener_specs(channel_names: list[str] | None = None) -> list[ListenerSpec]:
+    channels = Channel.objects.filter(enabled=True, source_type=Channel.SourceType.MLLP)
+    if channel_names:
+        channels = channels.filter(name__in=channel_names)
+    specs = []
+    for channel in channels:
+        version = channel.current_version()
+        specs.append(
+            ListenerSpec(
+                channel_id=channel.id,
+                channel_name=channel.name,
+                channel_version_id=version.id if version else None,
+                host=channel.source_config.get("host") or settings.HUB["LISTEN_HOST"],
+                port=int(channel.source_config["port"]),
+                dedupe_window_s=channel.dedupe_window_s,
+                max_message_bytes=channel.max_message_bytes,
+            )
+        )
+    return specs
+
+
+def database_conninfo() -> str:
+    params = connection.get_connection_params()
+    keep = {k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port") and v}
+    return make_conninfo(**keep)
+
+
+def enqueue_after_commit(loop: asyncio.AbstractEventLoop):
+    """Tell the workers, off the event loop; if Redis is down the sweeper finds the rows later."""
+    from channels_app.tasks import enqueue_processing
+
+    def safe_enqueue(ids: list[int]) -> None:
+        try:
+            enqueue_processing(ids)
+        except Exception as exc:
+            log.warning("could not enqueue %d stored message(s), the sweeper will: %s", len(ids), exc)
+
+    return lambda ids: loop.run_in_executor(None, safe_enqueue, ids)
+
+
+async def serve(specs: list[ListenerSpec], conninfo: str, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    committer = GroupCommitter(conninfo, on_stored=enqueue_after_commit(loop))
+    await committer.start()
+    servers = [MLLPServer(spec, committer) for spec in specs]
+    for server in servers:
+        await server.start()
+    print(f"listening: {', '.join(f'{s.channel_name}@{s.host}:{s.port}' for s in specs)}", flush=True)
+    await stop.wait()
+    for server in servers:
+        await server.close()
+    # Let in-flight messages commit (and be answered) before the connection closes.
+    while not committer.queue.empty():
+        await asyncio.sleep(0.05)
+    await committer.stop()
+
+
+class Command(BaseCommand):
+    help = "Run the MLLP listeners of all enabled MLLP channels."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--channel", action="append", help="only this channel (repeatable)")
+
+    def handle(self, *args, **options):
+        specs = listener_specs(options.get("channel"))
+        if not specs:
+            self.stderr.write("no enabled MLLP channel to listen for (run seed_demo?)")
+            return
+        conninfo = database_conninfo()
+        connection.close()  # the listener writes through its own async connection
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await serve(specs, conninfo, stop)
+
+        asyncio.run(main())

@@ -1,0 +1,12 @@
+from channels_app.models.config import Channel, ChannelVersion, Destination
+from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
+
+__all__ = [
+    "Attempt",
+    "Channel",
+    "ChannelVersion",
+    "DedupeEntry",
+    "Delivery",
+    "Destination",
+    "Message",
+]

@@ -1,0 +1,102 @@
+"""What analysts configure: channels (a source), their versions, and destinations."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models, transaction
+from django.forms.models import model_to_dict
+
+
+class Channel(models.Model):
+    class SourceType(models.TextChoices):
+        MLLP = "mllp", "MLLP listener"
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    source_type = models.CharField(max_length=20, choices=SourceType.choices, default=SourceType.MLLP)
+    # Connector settings, e.g. {"host": "127.0.0.1", "port": 2575} for MLLP.
+    source_config = models.JSONField(default=dict, blank=True)
+    dedupe_window_s = models.PositiveIntegerField(
+        default=24 * 3600, help_text="A repeated MSH-10 from the same sender within this window is ACKed and dropped."
+    )
+    max_message_bytes = models.PositiveIntegerField(default=1024 * 1024)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def port(self) -> int | None:
+        return self.source_config.get("port")
+
+    def current_version(self) -> ChannelVersion | None:
+        return self.versions.order_by("-number").first()
+
+    def snapshot(self) -> dict:
+        data = model_to_dict(self, exclude=["id"])
+        data["destinations"] = [
+            model_to_dict(d, exclude=["id", "channel"]) for d in self.destinations.order_by("id")
+        ]
+        return data
+
+    @transaction.atomic
+    def publish(self, user=None, note: str = "") -> ChannelVersion:
+        """Record the channel as it is now; messages processed from now on point at this version."""
+        last = self.versions.select_for_update().order_by("-number").first()
+        snapshot = self.snapshot()
+        if last and last.snapshot == snapshot:
+            return last
+        return ChannelVersion.objects.create(
+            channel=self,
+            number=(last.number + 1) if last else 1,
+            snapshot=snapshot,
+            created_by=user,
+            note=note,
+        )
+
+
+class ChannelVersion(models.Model):
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    snapshot = models.JSONField()
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "number"], name="channel_version_unique")]
+        ordering = ["channel", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} v{self.number}"
+
+
+class Destination(models.Model):
+    class Transport(models.TextChoices):
+        FHIR_REST = "fhir_rest", "FHIR REST server"
+        FILE = "file", "File writer"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="destinations")
+    name = models.CharField(max_length=100)
+    enabled = models.BooleanField(default=True)
+    transport = models.CharField(max_length=20, choices=Transport.choices)
+    # Transport settings, validated by the transport's config schema (adapters.registry).
+    config = models.JSONField(default=dict, blank=True)
+    timeout_s = models.FloatField(default=30.0)
+    max_attempts = models.PositiveIntegerField(default=8)
+    backoff_base_s = models.FloatField(default=2.0)
+    backoff_max_s = models.FloatField(default=600.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "name"], name="destination_name_unique")]
+        ordering = ["channel", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} → {self.name}"

@@ -1,0 +1,147 @@
+"""What flows through the hub: messages, their deliveries, and every attempt at one."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+DELIVERY_KEY_NAMESPACE = uuid.UUID("6f1c2a4e-8f0b-4c47-9a51-3d7d0e2b9c10")
+
+
+class Message(models.Model):
+    class Status(models.TextChoices):
+        RECEIVED = "RECEIVED", "Received"
+        PROCESSED = "PROCESSED", "Routed"
+        FILTERED = "FILTERED", "Filtered"
+        ERROR = "ERROR", "Error"
+
+    channel = models.ForeignKey("channels_app.Channel", on_delete=models.PROTECT, related_name="messages")
+    channel_version = models.ForeignKey(
+        "channels_app.ChannelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED)
+    message_type = models.CharField(max_length=40, blank=True)
+    control_id = models.CharField(max_length=200, blank=True)
+    sending_application = models.CharField(max_length=200, blank=True)
+    sending_facility = models.CharField(max_length=200, blank=True)
+    remote_addr = models.CharField(max_length=100, blank=True)
+    raw = models.BinaryField()
+    size = models.PositiveIntegerField(default=0)
+    canonical = models.JSONField(null=True, blank=True)
+    issues = models.JSONField(default=list, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    # Where processing stopped and why; shown on the message page.
+    error_stage = models.CharField(max_length=20, blank=True)
+    error_class = models.CharField(max_length=100, blank=True)
+    error_path = models.CharField(max_length=200, blank=True)
+    error_detail = models.TextField(blank=True)
+    # The sweeper re-enqueues RECEIVED work whose sweep_after has passed, then pushes it back.
+    sweep_after = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["channel", "-received_at"], name="message_channel_recent"),
+            models.Index(fields=["control_id"], name="message_control_id"),
+            models.Index(
+                fields=["sweep_after"], name="message_unprocessed", condition=models.Q(status="RECEIVED")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.message_type} {self.control_id}"
+
+    @property
+    def raw_text(self) -> str:
+        data = bytes(self.raw)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+
+    def error_fields(self, stage: str, exc: Exception, path: str = "") -> dict:
+        return {
+            "status": self.Status.ERROR,
+            "error_stage": stage,
+            "error_class": type(exc).__name__,
+            "error_path": path[:200],
+            "error_detail": str(exc)[:4000],
+        }
+
+
+class Delivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        SENDING = "SENDING", "Sending"
+        RETRY = "RETRY", "Retry scheduled"
+        DELIVERED = "DELIVERED", "Delivered"
+        FAILED = "FAILED", "Failed"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    destination = models.ForeignKey("channels_app.Destination", on_delete=models.PROTECT, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    # PENDING/RETRY: when it may be sent next. SENDING: when the claim lapses (worker presumed dead).
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "destination"], name="delivery_once_per_destination")
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_open",
+                condition=models.Q(status__in=["PENDING", "SENDING", "RETRY"]),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery #{self.pk} of message #{self.message_id} to {self.destination_id}"
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable for this message and destination: retries and replays carry the same key."""
+        return str(uuid.uuid5(DELIVERY_KEY_NAMESPACE, f"{self.message_id}/{self.destination_id}"))
+
+
+class Attempt(models.Model):
+    class Outcome(models.TextChoices):
+        SUCCESS = "SUCCESS", "Delivered"
+        TRANSIENT = "TRANSIENT", "Failed, will retry"
+        PERMANENT = "PERMANENT", "Failed permanently"
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.FloatField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    status_code = models.IntegerField(null=True, blank=True)
+    request_summary = models.CharField(max_length=500, blank=True)
+    response_summary = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery #{self.delivery_id}: {self.outcome}"
+
+
+class DedupeEntry(models.Model):
+    """First sighting of (sender, MSH-10) per channel; repeats within the window count here."""
+
+    channel = models.ForeignKey("channels_app.Channel", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=500)
+    seen_at = models.DateTimeField()
+    duplicates = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "key"], name="dedupe_key_unique")]

@@ -1,0 +1,100 @@
+"""Stage 2: parse, convert to canonical FHIR, validate, and create one Delivery per destination."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.db import transaction
+from django.utils import timezone
+
+from adapters import mapping
+from adapters.base import AdapterError
+from adapters.codecs import hl7v2
+from channels_app.models import Delivery, Destination, Message
+
+MESSAGE_FIELDS = [
+    "status",
+    "canonical",
+    "issues",
+    "processed_at",
+    "error_stage",
+    "error_class",
+    "error_path",
+    "error_detail",
+]
+
+
+def process_messages(ids: list[int]) -> list[int]:
+    """Process the RECEIVED messages among ``ids``; returns the ids of the deliveries created.
+
+    Idempotent: rows already processed, or being processed by another worker (locked), are
+    skipped. Everything happens in one transaction, so a worker killed half-way leaves the
+    messages RECEIVED for the sweeper, never half-routed.
+    """
+    with transaction.atomic():
+        messages = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(id__in=ids, status=Message.Status.RECEIVED)
+            .only("id", "channel_id", "raw", "status")
+            .order_by("id")
+        )
+        if not messages:
+            return []
+        destinations = _destinations_by_channel({m.channel_id for m in messages})
+        now = timezone.now()
+        deliveries: list[Delivery] = []
+        for message in messages:
+            _convert(message)
+            message.processed_at = now
+            if message.status == Message.Status.ERROR:
+                continue
+            targets = destinations.get(message.channel_id, [])
+            if not targets:
+                message.status = Message.Status.FILTERED
+                continue
+            message.status = Message.Status.PROCESSED
+            deliveries += [
+                Delivery(message_id=message.id, destination_id=d.id, created_at=now, next_attempt_at=now)
+                for d in targets
+            ]
+        Message.objects.bulk_update(messages, MESSAGE_FIELDS)
+        created = Delivery.objects.bulk_create(deliveries)
+    return [d.id for d in created]
+
+
+def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destination]]:
+    found: dict[int, list[Destination]] = defaultdict(list)
+    for destination in Destination.objects.filter(channel_id__in=channel_ids, enabled=True).only("id", "channel_id"):
+        found[destination.channel_id].append(destination)
+    return found
+
+
+def _convert(message: Message) -> None:
+    """Fill in the canonical bundle, or the error that stopped the message (with its place)."""
+    message.error_stage = message.error_class = message.error_path = message.error_detail = ""
+    try:
+        parsed = hl7v2.parse(bytes(message.raw))
+    except hl7v2.HL7Error as exc:
+        message.__dict__.update(message.error_fields("parse", exc, exc.location))
+        return
+    try:
+        result = mapping.convert(parsed)
+    except AdapterError as exc:
+        path = getattr(exc, "field", "") or ""
+        target = getattr(exc, "target", "") or ""
+        where = " → ".join(p for p in (str(path), str(target)) if p)
+        message.__dict__.update(message.error_fields("map", exc, where))
+        return
+    except Exception as exc:  # a bug in a map must not stop the batch: record it on the message
+        message.__dict__.update(message.error_fields("map", exc, ""))
+        message.error_detail = f"internal error in the canonical map: {exc!r}"
+        return
+    message.canonical = result.bundle
+    message.issues = [issue_dict(i) for i in result.issues]
+
+
+def issue_dict(issue) -> dict:
+    return {
+        key: str(getattr(issue, key, "") or "")
+        for key in ("segment", "field", "value", "target", "reason", "origin", "severity")
+    }

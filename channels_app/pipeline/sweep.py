@@ -1,0 +1,57 @@
+"""The sweeper: the database is the source of truth, Redis only carries signals.
+
+Anything RECEIVED or due for delivery that has seen no progress for a while is enqueued again, and
+a delivery whose claim lapsed (its worker died mid-send) is handed back. Re-enqueueing is always
+safe: processing and delivery claim their rows, so a duplicate task is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+BATCH = 5000
+
+REQUEUE_MESSAGES = """
+UPDATE channels_app_message SET sweep_after = %(now)s
+WHERE id IN (
+    SELECT id FROM channels_app_message
+    WHERE status = 'RECEIVED' AND sweep_after < %(stale)s
+    ORDER BY sweep_after LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+
+# PENDING/RETRY past due (their task was lost) and SENDING past its lease (its worker died).
+REQUEUE_DELIVERIES = """
+UPDATE channels_app_delivery SET status = CASE WHEN status = 'SENDING' THEN 'RETRY' ELSE status END,
+    next_attempt_at = %(now)s
+WHERE id IN (
+    SELECT id FROM channels_app_delivery
+    WHERE (status IN ('PENDING', 'RETRY') AND next_attempt_at < %(stale)s)
+       OR (status = 'SENDING' AND next_attempt_at < %(now)s)
+    ORDER BY next_attempt_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    message_ids: list[int]
+    delivery_ids: list[int]
+
+
+def sweep(now=None) -> Swept:
+    now = now or timezone.now()
+    params = {"now": now, "stale": now - timedelta(seconds=settings.HUB["SWEEP_AFTER_S"]), "batch": BATCH}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(REQUEUE_MESSAGES, params)
+        message_ids = [r[0] for r in cursor.fetchall()]
+        cursor.execute(REQUEUE_DELIVERIES, params)
+        delivery_ids = [r[0] for r in cursor.fetchall()]
+    return Swept(sorted(message_ids), sorted(delivery_ids))
