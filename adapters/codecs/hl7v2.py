@@ -2,45 +2,96 @@
 
 The reader splits bytes on the separators the message declares and nothing more: fields stay raw
 strings until something asks for them, and unescaping happens only on the value returned. That
-keeps the hot path at a few microseconds per message (hl7apy's full tree costs ~12 ms), while
-`Path` gives the same `PID-3(2).1` addressing that field rules and the test bench use.
+keeps the hot path at a few dozen microseconds per message (hl7apy's full tree costs ~12 ms),
+while `Path` gives the same `PID-3(2).1` addressing that field rules and the test bench use.
+Structure knowledge (names, datatypes, message grammars) lives in `hl7v2_structure`, off the hot
+path; batch files are split by `hl7v2_batch.split_batch`.
 
 Indexing follows the standard's numbering everywhere: ``segment[3]`` is PID-3, and for MSH
 ``segment[1]`` is the field separator and ``segment[2]`` the encoding characters, so MSH-9 is
 ``msh[9]`` as in every specification.
+
+What the reader tolerates, and why (each is common in the field and has one reading):
+segment separators ``\r``, ``\n`` or ``\r\n`` (mixed too), blank lines, spaces after the last
+field, a UTF-8 byte order mark, MLLP framing bytes left around the message, MSH-2 with fewer than
+four characters or with the escape character doubled (``^~\\&``, left by source-code string
+literals), a line feed inside a field of a CR-separated message (kept as data), Z-segments and
+segments unknown to the version, and text in any charset (UTF-8 first, then MSH-18, then latin-1
+for the bytes UTF-8 cannot read). What it rejects, with the segment and field: anything before MSH
+(``[SOM]`` markers, junk), segments glued together with spaces, a segment name that is not three
+upper-case letters or digits, a second MSH or a batch envelope inside a message, MSH-2 characters
+that repeat or are letters, and an empty MSH-9.
 """
 
 from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from adapters.base import AdapterError
 
+# Kept for callers that split header lines themselves (Header.salvage); `split_segments` is the
+# reader's own, faster and aware of line feeds inside fields.
 SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 BOM = "\ufeff"
+# Stripped around a message: whitespace, NUL padding, MLLP start/end bytes and a byte order mark.
+_AROUND = " \t\r\n\x00\x0b\x1c\ufeff"
+_SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
+BATCH_SEGMENTS = frozenset({"FHS", "BHS", "BTS", "FTS"})
 
 # MSH-18 names (HL7 table 0211) -> Python codecs. Anything unknown falls back to latin-1.
 CHARSETS = {
     "ASCII": "ascii",
     "8859/1": "latin-1",
     "8859/2": "iso8859-2",
+    "8859/3": "iso8859-3",
+    "8859/4": "iso8859-4",
     "8859/5": "iso8859-5",
+    "8859/6": "iso8859-6",
     "8859/7": "iso8859-7",
     "8859/8": "iso8859-8",
     "8859/9": "iso8859-9",
     "8859/15": "iso8859-15",
+    "ISO IR6": "ascii",
+    "ISO IR100": "latin-1",
+    "ISO IR101": "iso8859-2",
+    "ISO IR109": "iso8859-3",
+    "ISO IR110": "iso8859-4",
+    "ISO IR126": "iso8859-7",
+    "ISO IR127": "iso8859-6",
+    "ISO IR138": "iso8859-8",
+    "ISO IR144": "iso8859-5",
+    "ISO IR148": "iso8859-9",
+    "ISO IR13": "shift_jis",
+    "ISO IR87": "iso2022_jp",
+    "ISO IR159": "iso2022_jp_1",
     "UNICODE": "utf-8",
     "UNICODE UTF-8": "utf-8",
     "UTF-8": "utf-8",
     "UNICODE UTF-16": "utf-16",
-    "ISO IR87": "iso2022_jp",
+    "UNICODE UTF-32": "utf-32",
     "GB 18030-2000": "gb18030",
     "KS X 1001": "euc_kr",
+    "CNS 11643-1992": "big5",
     "BIG-5": "big5",
+    "WINDOWS-1252": "cp1252",
 }
+# The name `decode_bytes` reports when UTF-8 text carries stray latin-1 bytes (mixed encodings).
+MIXED_CHARSET = "utf-8+latin-1"
+
+# Segment names of the standard (2.2-2.8) that a glued-together message reveals; see
+# `_glued_segments`. Not a validation list: unknown segments are always accepted.
+_STANDARD_SEGMENT_NAMES = """ABS ACC ADD AFF AIG AIL AIP AIS AL1 APR ARQ ARV AUT BLC BLG BPO BPX BTX CDM CER CM0 CM1 CM2
+    CNS CON CSP CSR CSS CTD CTI DB1 DG1 DMI DRG DSC DSP ECD ECR EDU EQP EQU ERR EVN FAC FT1 GOL
+    GP1 GP2 GT1 IAM IIM ILT IN1 IN2 IN3 INV IPC ISD ITM LAN LCC LCH LDP LOC LRL MFA MFE MFI MRG
+    MSA MSH NCK NDS NK1 NPU NSC NST NTE OBR OBX ODS ODT OM1 OM2 OM3 OM4 OM5 OM6 OM7 ORC ORG OVR
+    PCE PCR PD1 PDA PDC PEO PES PID PKG PMT PR1 PRA PRB PRC PRD PRT PSG PSH PTH PV1 PV2 PYE QAK
+    QID QPD QRD QRF QRI RCP RDF RDT REL RF1 RFI RGS RMI ROL RQ1 RQD RXA RXC RXD RXE RXG RXO RXR
+    SAC SCD SCH SCP SDD SFT SHP SID SLT SPM STF STZ TCC TCD TQ1 TQ2 TXA UAC UB1 UB2 URD URS VAR
+    VND"""
+_KNOWN_SEGMENTS = frozenset(_STANDARD_SEGMENT_NAMES.split())
 
 
 class HL7Error(AdapterError):
@@ -89,7 +140,13 @@ class Encoding:
     def from_msh(cls, field_sep: str, msh2: str) -> Encoding:
         chars = msh2[:5]
         if not chars:
-            raise HL7Error("MSH-2 (encoding characters) is empty", segment="MSH", field=2)
+            raise HL7Error(
+                "MSH-2 (encoding characters) is empty", segment_index=1, segment="MSH", field=2
+            )
+        if msh2[2:4] == "\\\\" and len(msh2) >= 5 and len(set(msh2[:5])) == 4:
+            # "^~\\&" (the escape character doubled, the way source-code string literals leave
+            # it) has one reading only: the four distinct characters in their usual order.
+            chars = (msh2[:3] + msh2[4:])[:5]
         # Missing trailing characters fall back to the defaults in order (some senders send "^~\").
         defaults = "^~\\&"
         padded = chars + defaults[len(chars) :] if len(chars) < 4 else chars
@@ -148,18 +205,25 @@ def _escape_value(code: str, enc: Encoding) -> str:
         "T": enc.subcomponent,
         "R": enc.repetition,
         "E": enc.escape,
-        "P": enc.truncation,
         ".br": "\n",
         "H": "",  # highlighting on/off: no meaning in plain text
         "N": "",
     }
     if code in simple:
         return simple[code]
+    if code == "P" and enc.truncation:
+        return enc.truncation
     if code[:1] == "X" and len(code) % 2 == 1:
         try:
-            return bytes.fromhex(code[1:]).decode("latin-1")
+            raw = bytes.fromhex(code[1:])
         except ValueError:
-            pass
+            raw = None
+        if raw is not None:
+            # \XC3A9\ is UTF-8 from most senders; a lone high byte (\XE9\) is latin-1.
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return raw.decode("latin-1")
     if code.startswith((".sp", ".in", ".ti", ".ce", ".fi", ".nf", ".sk")):
         return "\n" if code.startswith(".sp") else ""
     # Unknown sequence (Z..., C..., M...): keep it as sent so nothing is silently lost.
@@ -286,9 +350,15 @@ class Segment:
             return self[n]
         f = self.field(n, rep)
         if comp is None:
-            return f.component(1) if (self.enc.component in f.raw) else unescape(
-                f.raw.split(self.enc.subcomponent, 1)[0] if self.enc.subcomponent in f.raw else f.raw,
-                self.enc,
+            return (
+                f.component(1)
+                if (self.enc.component in f.raw)
+                else unescape(
+                    f.raw.split(self.enc.subcomponent, 1)[0]
+                    if self.enc.subcomponent in f.raw
+                    else f.raw,
+                    self.enc,
+                )
             )
         return f.component(comp, sub)
 
@@ -394,6 +464,19 @@ class Message:
             return seg.get(p.field, rep=p.repetition or 1)
         return seg.get(p.field, p.component, p.subcomponent, rep=p.repetition or 1)
 
+    def get_all(self, path: str | Path) -> list[str]:
+        """Every repetition's value at ``path`` (``PID-3(*).1``), or the one repetition it names."""
+        p = Path.parse(path) if isinstance(path, str) else path
+        segs = self.all(p.segment)
+        if p.occurrence > len(segs):
+            return []
+        seg = segs[p.occurrence - 1]
+        count = max(len(seg.repetitions(p.field)), 1)
+        reps = range(1, count + 1) if p.repetition == 0 else [p.repetition]
+        if p.component is None:
+            return [seg.get(p.field, rep=r) for r in reps if r <= count]
+        return [seg.get(p.field, p.component, p.subcomponent, rep=r) for r in reps if r <= count]
+
     # --- header shortcuts
     @property
     def version(self) -> str:
@@ -429,27 +512,69 @@ class Message:
         return segment_terminator.join(s.encode() for s in self.segments) + segment_terminator
 
 
+def _latin1_for_invalid(err: UnicodeError) -> tuple[str, int]:
+    # Each byte UTF-8 cannot read is taken as latin-1; the valid UTF-8 around it stays UTF-8.
+    assert isinstance(err, UnicodeDecodeError)
+    return err.object[err.start : err.end].decode("latin-1"), err.end
+
+
+codecs.register_error("hl7-latin-1", _latin1_for_invalid)
+
+
 def decode_bytes(data: bytes) -> tuple[str, str]:
-    """Decode raw message bytes: UTF-8 when valid, else MSH-18's charset, else latin-1."""
-    if data.startswith(codecs.BOM_UTF8):
+    """Decode raw message bytes; returns (text, charset name).
+
+    UTF-8 when the bytes are valid UTF-8 (most traffic, whatever MSH-18 says: several senders
+    declare 8859/1 and send UTF-8); else the MSH-18 charset; else UTF-8 with every byte it cannot
+    read taken as latin-1 (``MIXED_CHARSET``), or plain latin-1 when there is no UTF-8 at all.
+    Never raises. A UTF-16 message (byte order mark, or "MSH" with NULs) is read as UTF-16, and
+    7-bit ISO 2022 text declared in MSH-18 as its charset.
+    """
+    if data[:3] == codecs.BOM_UTF8:
         data = data[3:]
+    elif data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or data[:6] in (
+        b"M\x00S\x00H\x00",
+        b"\x00M\x00S\x00H",
+    ):
+        codec = (
+            "utf-16"
+            if data[:1] in (b"\xff", b"\xfe")
+            else ("utf-16-le" if data[:1] == b"M" else "utf-16-be")
+        )
+        try:
+            return data.decode(codec), "utf-16"
+        except UnicodeDecodeError:
+            pass
     try:
-        return data.decode("utf-8"), "utf-8"
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
+        text = None
+    if text is not None:
+        if "\x1b" in text:  # ISO 2022 escapes are valid UTF-8 bytes: honour MSH-18 for them
+            declared = _declared_charset(data)
+            if declared and declared.startswith("iso2022"):
+                try:
+                    return data.decode(declared), declared
+                except UnicodeDecodeError:
+                    pass
+        return text, "utf-8"
     declared = _declared_charset(data)
     if declared and declared != "utf-8":
         try:
             return data.decode(declared), declared
         except (UnicodeDecodeError, LookupError):
             pass
-    return data.decode("latin-1"), "latin-1"
+    mixed = data.decode("utf-8", "hl7-latin-1")
+    latin = data.decode("latin-1")
+    return (latin, "latin-1") if mixed == latin else (mixed, MIXED_CHARSET)
 
 
 def _declared_charset(data: bytes) -> str | None:
-    if not data.startswith(b"MSH") or len(data) < 4:
+    start = data.find(b"MSH")
+    if start == -1 or start > 64 or len(data) < start + 8:
         return None
-    first = SEGMENT_SPLIT.split(data[:4096].decode("latin-1"), 1)[0]
+    head = data[start : start + 4096].decode("latin-1")
+    first = split_segments(head, head[3])[0]
     fields = first.split(first[3])
     if len(fields) <= 17:
         return None
@@ -458,60 +583,159 @@ def _declared_charset(data: bytes) -> str | None:
     return CHARSETS.get(name)
 
 
+def starts_segment(line: str, field_sep: str) -> bool:
+    """True when ``line`` begins with a segment name followed by the field separator (or ends)."""
+    return (len(line) == 3 or line[3:4] == field_sep) and bool(_SEGMENT_NAME.match(line[:3]))
+
+
+def split_segments(text: str, field_sep: str = "|") -> list[str]:
+    """Split message text into segment lines on ``\r``, ``\n`` or ``\r\n`` (blank lines kept).
+
+    A message that uses carriage returns may still carry a bare line feed inside a field (report
+    text pasted in): a line feed counts as a separator only where a segment name follows it;
+    otherwise it stays in the field as data. With line feeds alone, every line feed separates.
+    """
+    if "\n" not in text:
+        return text.split("\r")
+    if "\r" not in text:
+        return text.split("\n")
+    text = text.replace("\r\n", "\r")
+    if "\n" not in text:
+        return text.split("\r")
+    lines: list[str] = []
+    for chunk in text.split("\r"):
+        if "\n" not in chunk:
+            lines.append(chunk)
+            continue
+        pieces = chunk.split("\n")
+        current = pieces[0]
+        for piece in pieces[1:]:
+            if not piece.strip(" \t\x00") or starts_segment(piece, field_sep):
+                lines.append(current)
+                current = piece
+            else:
+                current += "\n" + piece
+        lines.append(current)
+    return lines
+
+
 def parse(data: bytes | str) -> Message:
     """Read one HL7 v2 message. Raises HL7Error naming the segment and field it cannot read."""
-    if isinstance(data, bytes):
-        text, charset = decode_bytes(data)
-    else:
+    if isinstance(data, str):
         text, charset = data, "utf-8"
-    text = text.lstrip(BOM).strip(" \t\r\n\x00")
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        text, charset = decode_bytes(bytes(data))
+    else:
+        raise TypeError(f"parse() takes bytes or str, not {type(data).__name__}")
+    text = text.strip(_AROUND)
     if not text:
         raise HL7Error("the message is empty")
     if not text.startswith("MSH"):
-        found = text[:3] if text[:3].isalnum() else repr(text[:12])
-        raise HL7Error(f"a message must start with an MSH segment, found {found}", segment_index=1)
+        raise _not_msh(text)
     if len(text) < 8:
         raise HL7Error("the MSH segment is truncated", segment_index=1, segment="MSH")
     field_sep = text[3]
-    if field_sep.isalnum() or field_sep in " \r\n":
+    if field_sep.isalnum() or field_sep in " \t\r\n":
         raise HL7Error(
             f"MSH-1 field separator {field_sep!r} is not a valid separator",
             segment_index=1,
             segment="MSH",
             field=1,
         )
-    lines = SEGMENT_SPLIT.split(text)
-    msh_fields = lines[0].split(field_sep)
+    lines = split_segments(text, field_sep)
+    msh_fields = lines[0].rstrip(" \t\x00").split(field_sep)
     enc = Encoding.from_msh(field_sep, msh_fields[1])
     segments: list[Segment] = [Segment(["MSH", field_sep, *msh_fields[1:]], enc, 1)]
+    match_name = _SEGMENT_NAME.match
     for raw in lines[1:]:
-        raw = raw.strip(" \t\x00")  # trailing spaces after the last field are a common quirk
         if not raw:
             continue
+        if raw[-1] in " \t\x00" or raw[0] in " \t\x00":
+            raw = raw.strip(" \t\x00")  # spaces after the last field are a common quirk
+            if not raw:
+                continue
         fields = raw.split(field_sep)
         name = fields[0]
-        if len(name) != 3 or not name.isalnum() or not name[0].isalpha():
-            raise HL7Error(
-                f"segment name {name[:12]!r} is not three letters or digits",
-                segment_index=len(segments) + 1,
-            )
-        if name == "MSH":
-            raise HL7Error(
-                "a second MSH segment: send one message per frame or use a batch",
-                segment_index=len(segments) + 1,
-                segment="MSH",
-            )
+        if not match_name(name) or name in BATCH_SEGMENTS or name == "MSH":
+            raise _bad_segment(name, len(segments) + 1)
         segments.append(Segment(fields, enc, len(segments) + 1))
+    if len(segments) == 1:
+        _reject_glued_segments(msh_fields, field_sep)
     message = Message(segments, enc, charset)
     if not message.message_code:
         raise HL7Error("MSH-9 (message type) is empty", segment_index=1, segment="MSH", field=9)
     return message
 
 
+def _not_msh(text: str) -> HL7Error:
+    head = text[:3]
+    if head in ("FHS", "BHS"):
+        return HL7Error(
+            f"this is a batch file ({head} header), not one message: split it with split_batch",
+            segment_index=1,
+            segment=head,
+        )
+    at = text.find("MSH", 0, 64)
+    if at > 0 and not starts_segment(text, text[3:4]) and text[at + 3 : at + 4] in "|^~\\&#!@$%":
+        return HL7Error(
+            f"text {text[:at]!r} precedes MSH (a framing marker or junk left by the sender or "
+            "transport); strip it before parsing",
+            segment_index=1,
+        )
+    if _SEGMENT_NAME.match(head):
+        return HL7Error(
+            f"a message must start with an MSH segment, found {head}", segment_index=1, segment=head
+        )
+    return HL7Error(
+        f"a message must start with an MSH segment, found {text[:12]!r}", segment_index=1
+    )
+
+
+def _bad_segment(name: str, index: int) -> HL7Error:
+    if name == "MSH":
+        return HL7Error(
+            "a second MSH segment: send one message per frame, or split batches with split_batch",
+            segment_index=index,
+            segment="MSH",
+        )
+    if name in BATCH_SEGMENTS:
+        return HL7Error(
+            f"batch segment {name} inside a message: split batch files with split_batch",
+            segment_index=index,
+            segment=name,
+        )
+    return HL7Error(
+        f"segment name {name[:12]!r} is not three upper-case letters or digits",
+        segment_index=index,
+    )
+
+
+_GLUED = re.compile(r"[ \t]([A-Z][A-Z0-9]{2})(?=(.))")
+
+
+def _reject_glued_segments(msh_fields: list[str], field_sep: str) -> None:
+    """A message that is one MSH line but hides ' EVN|' or ' PID|' inside: segments were joined
+    with spaces (a copy-paste or a logger flattening line breaks). Reading it as MSH alone would
+    drop the whole body silently, so say what happened instead."""
+    for number, value in enumerate(msh_fields[2:], start=3):
+        for m in _GLUED.finditer(value + field_sep):
+            name = m.group(1)
+            if m.group(2) == field_sep and (name in _KNOWN_SEGMENTS or name[0] == "Z"):
+                raise HL7Error(
+                    f"segments are separated by spaces, not carriage returns: {name} "
+                    f"starts inside MSH-{number}",
+                    segment_index=1,
+                    segment="MSH",
+                    field=number,
+                )
+
+
 # ------------------------------------------------------------------------------------ writing
 
 
-def build_segment(name: str, values: dict[int, object] | list[object], enc: Encoding = DEFAULT_ENCODING) -> str:
+def build_segment(
+    name: str, values: dict[int, object] | list[object], enc: Encoding = DEFAULT_ENCODING
+) -> str:
     """Build a segment from field values (already-encoded strings are passed as ``Raw``)."""
     items = values.items() if isinstance(values, dict) else enumerate(values, start=1)
     fields: dict[int, str] = {n: encode_value(v, enc) for n, v in items}

@@ -141,7 +141,10 @@ def build_ack(
             header.version,
         ]
     )
-    segments = [msh, build_segment("MSA", [code, header.control_id, text[:80] if text else ""], enc)]
+    segments = [
+        msh,
+        build_segment("MSA", [code, header.control_id, text[:80] if text else ""], enc),
+    ]
     if code[1:] in ("E", "R"):
         segments.append(_err_segment(header, text, error_code, error_location))
     return "\r".join(segments) + "\r"
