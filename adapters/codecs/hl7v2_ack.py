@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from adapters.codecs.hl7v2 import (
     DEFAULT_ENCODING,
@@ -122,7 +122,7 @@ def build_ack(
     older receivers) and in an ERR segment laid out for the message's version.
     """
     enc = header.enc
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     stamp = now.strftime("%Y%m%d%H%M%S") + now.strftime("%z")
     trigger = header.trigger_event
     msh = enc.field.join(
