@@ -1,0 +1,316 @@
+"""The state of one conversion: the message, the entries built so far, the issues met.
+
+Segment maps read fields through the context so that every failure is reported with its place
+(``OBX(3)-5``), and add resources through it so that every entry gets a stable id and an
+identifier-based conditional request:
+
+- the resources a message is about (Patient, Encounter, Observation, ...) are sent as a
+  conditional update, ``PUT Patient?identifier=system|value``: re-delivery updates, never
+  duplicates, and an A08 replaces what an A01 created;
+- the resources they point at (Practitioner, Organization, Location) are sent as a conditional
+  create, ``POST`` with ``ifNoneExist``: the hub never overwrites a richer record it only
+  references.
+
+A resource with no business identifier gets one derived from the message
+(``urn:ietf:rfc:3986`` | ``urn:uuid:<uuid5>``), the same UUID as its ``fullUrl``, so the
+conditional request still makes re-delivery idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import quote
+
+from adapters.codecs import hl7v2
+from adapters.mapping import codesystems as cs
+from adapters.mapping.datatypes import BadValue, Comps, Dtm, clean, parse_dtm
+from adapters.mapping.result import ConversionIssue, MappingError, Origin, Severity
+
+# All ids derive from this namespace: the same input gives the same UUIDs on every host.
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:hl7hub:v2-to-fhir")
+DEFAULT_TZ = "+00:00"
+
+T = TypeVar("T")
+
+
+def stable_uuid(*parts: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, "|".join(parts)))
+
+
+def search_value(identifier: dict) -> str:
+    """``system|value`` for a search URL, each side escaped so '|', '&' or '#' cannot break it."""
+    value = quote(identifier["value"], safe=":/.-_~@")
+    system = identifier.get("system")
+    return f"{quote(system, safe=':/.-_~@')}|{value}" if system else value
+
+
+class Context:
+    def __init__(self, message: hl7v2.Message, *, default_tz: str | None = None) -> None:
+        self.message = message
+        self.enc = message.enc
+        self.issues: list[ConversionIssue] = []
+        self.entries: list[dict] = []
+        self._keys: dict[tuple[str, str], str] = {}
+        self._urls: dict[str, dict] = {}
+        self._occurrence: dict[int, int] = {}
+        self._tz_reported = False
+        msh = message.msh
+        msh7 = msh.get(7)
+        self._zone_source = "MSH-7"
+        zone = _zone_of(msh7)
+        if not zone:
+            zone = default_tz or DEFAULT_TZ
+            self._zone_source = "the converter default"
+        self.default_tz = zone
+        # Message-scoped keys: sending application/facility + control id; with no control id, a
+        # digest of the message text keeps them stable for the same bytes.
+        control = message.control_id.strip()
+        if control:
+            self.message_key = "|".join((msh.get(3), msh.get(4), control))
+        else:
+            digest = hashlib.sha1(message.encode().encode("utf-8", "replace")).hexdigest()
+            self.message_key = "sha1:" + digest
+        self.patient: str | None = None  # fullUrl of the message's Patient
+        self.encounter: str | None = None
+        self.segment: hl7v2.Segment | None = None  # the segment being mapped, for errors
+
+    # ------------------------------------------------------------------------------ reading
+
+    def occurrence(self, seg: hl7v2.Segment) -> int:
+        occ = self._occurrence.get(id(seg))
+        if occ is None:
+            for i, s in enumerate(self.message.all(seg.name), start=1):
+                self._occurrence[id(s)] = i
+            occ = self._occurrence.get(id(seg), 1)
+        return occ
+
+    def path(self, seg: hl7v2.Segment, n: int, rep: int = 1, comp: int | None = None) -> str:
+        return str(hl7v2.Path(seg.name, n, self.occurrence(seg), rep, comp))
+
+    def reps(self, seg: hl7v2.Segment, n: int) -> list[Comps]:
+        """Non-empty repetitions of field n."""
+        raw = seg[n]
+        if not raw:
+            return []
+        out = []
+        for r in raw.split(self.enc.repetition):
+            if r and r.strip() and r.strip() != '""':
+                out.append(Comps(r, self.enc))
+        return out
+
+    def comps(self, seg: hl7v2.Segment, n: int) -> Comps:
+        """The first repetition of field n (possibly empty)."""
+        raw = seg[n]
+        if self.enc.repetition in raw:
+            raw = raw.split(self.enc.repetition, 1)[0]
+        return Comps(raw, self.enc)
+
+    def value(self, seg: hl7v2.Segment, n: int, comp: int = 1) -> str:
+        """Component ``comp`` of the first repetition, unescaped and trimmed."""
+        return self.comps(seg, n).c(comp)
+
+    def text(self, seg: hl7v2.Segment, n: int) -> str:
+        """Field n (first repetition) as plain text, separators inside it kept as sent."""
+        raw = seg[n]
+        if self.enc.repetition in raw:
+            raw = raw.split(self.enc.repetition, 1)[0]
+        return clean(hl7v2.unescape(raw, self.enc))
+
+    # ------------------------------------------------------------------------------- issues
+
+    def issue(
+        self,
+        seg: hl7v2.Segment | None,
+        n: int | None,
+        value: str,
+        target: str,
+        reason: str,
+        *,
+        origin: Origin = "sender",
+        severity: Severity = "warning",
+        rep: int = 1,
+        comp: int | None = None,
+    ) -> None:
+        name = seg.name if seg is not None else ""
+        where = self.path(seg, n, rep, comp) if seg is not None and n else name
+        self.issues.append(ConversionIssue(name, where, value, target, reason, origin, severity))
+
+    def fail(
+        self,
+        seg: hl7v2.Segment | None,
+        n: int | None,
+        value: str,
+        target: str,
+        reason: str,
+        *,
+        origin: Origin = "sender",
+        segment_name: str = "",
+    ) -> MappingError:
+        name = seg.name if seg is not None else segment_name
+        where = self.path(seg, n) if seg is not None and n else name
+        return MappingError(
+            reason, segment=name, field=where, value=value, target=target, origin=origin
+        )
+
+    def require_segment(self, name: str, target: str) -> hl7v2.Segment:
+        seg = self.message.first(name)
+        if seg is None:
+            raise self.fail(
+                None,
+                None,
+                "",
+                target,
+                f"the message has no {name} segment, which the {self.message.message_type} map"
+                f" requires",
+                segment_name=name,
+            )
+        return seg
+
+    def attempt(
+        self,
+        seg: hl7v2.Segment,
+        n: int,
+        target: str,
+        fn: Callable[[Comps], T],
+        *,
+        rep: int = 1,
+        required: bool = False,
+    ) -> T | None:
+        """Run a datatype map on field n; a BadValue becomes an issue (or, when the map requires
+        the field, a MappingError)."""
+        reps = self.reps(seg, n)
+        field = reps[rep - 1] if rep <= len(reps) else Comps("", self.enc)
+        try:
+            return fn(field)
+        except BadValue as exc:
+            raw = hl7v2.unescape(field.enc.component.join(field.parts), self.enc)
+            if required:
+                raise MappingError(
+                    str(exc),
+                    segment=seg.name,
+                    field=self.path(seg, n, rep, exc.component),
+                    value=raw,
+                    target=target,
+                )
+            self.issue(seg, n, raw, target, f"{exc}; left out", rep=rep, comp=exc.component)
+            return None
+
+    # ----------------------------------------------------------------------- dates and times
+
+    def dtm(self, seg: hl7v2.Segment, n: int, target: str, comp: int = 1) -> Dtm | None:
+        return self.attempt(seg, n, target, lambda f: parse_dtm(f.c(comp)))
+
+    def datetime(self, seg: hl7v2.Segment, n: int, target: str, comp: int = 1) -> str | None:
+        """A TS/DTM field as a FHIR dateTime (partial precision kept)."""
+        parsed = self.dtm(seg, n, target, comp)
+        return self.datetime_text(parsed) if parsed else None
+
+    def quiet_datetime(self, seg: hl7v2.Segment, n: int) -> str | None:
+        """Like `datetime`, for a field another map already reports: no second issue."""
+        try:
+            parsed = parse_dtm(self.value(seg, n))
+        except BadValue:
+            return None
+        return self.datetime_text(parsed) if parsed else None
+
+    def datetime_text(self, parsed: Dtm) -> str:
+        if parsed.has_time and not parsed.tz:
+            self._note_zone()
+        return parsed.datetime_text(self.default_tz)
+
+    def instant_text(self, parsed: Dtm) -> str:
+        if not parsed.tz:
+            self._note_zone()
+        return parsed.instant_text(self.default_tz)
+
+    def date(self, seg: hl7v2.Segment, n: int, target: str) -> str | None:
+        parsed = self.dtm(seg, n, target)
+        return parsed.date_text() if parsed else None
+
+    def _note_zone(self) -> None:
+        if not self._tz_reported:
+            self._tz_reported = True
+            self.issues.append(
+                ConversionIssue(
+                    "MSH",
+                    "MSH-7",
+                    self.message.msh.get(7),
+                    "dateTime/instant",
+                    f"times without a zone were read in {self.default_tz}, the zone of"
+                    f" {self._zone_source}",
+                    "sender",
+                    "information",
+                )
+            )
+
+    # ---------------------------------------------------------------------------- resources
+
+    def add(
+        self,
+        resource: dict,
+        *,
+        identity: dict | None = None,
+        key: str | None = None,
+        update: bool = True,
+    ) -> str:
+        """Add a resource; returns its fullUrl. ``identity`` is the business identifier the
+        conditional request uses; without one, ``key`` (default: the segment being mapped)
+        derives an identifier. A second resource with the same identity returns the first."""
+        rtype = resource["resourceType"]
+        if identity is not None and identity.get("value"):
+            dedupe = search_value(identity)
+        else:
+            dedupe = key or self.segment_key()
+        known = self._keys.get((rtype, dedupe))
+        if known:
+            return known
+        rid = stable_uuid(rtype, dedupe if identity is not None else self.message_key + dedupe)
+        full_url = "urn:uuid:" + rid
+        if identity is None or not identity.get("value"):
+            identity = {"system": cs.URI_SYSTEM, "value": full_url}
+            resource.setdefault("identifier", [])
+            if isinstance(resource["identifier"], list):
+                resource["identifier"].append(identity)
+            else:  # Encounter.identifier is a list too; Account/Coverage lists: all lists in R4
+                resource["identifier"] = [identity]
+        condition = "identifier=" + search_value(identity)
+        if update:
+            request = {"method": "PUT", "url": f"{rtype}?{condition}"}
+        else:
+            request = {"method": "POST", "url": rtype, "ifNoneExist": condition}
+        self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
+        self._keys[(rtype, dedupe)] = full_url
+        self._urls[full_url] = resource
+        return full_url
+
+    def segment_key(self) -> str:
+        seg = self.segment
+        if seg is None:
+            return "message"
+        return f"{seg.name}({self.occurrence(seg)})"
+
+    def resource(self, full_url: str) -> dict | None:
+        return self._urls.get(full_url)
+
+    def known(self, resource_type: str, identity: dict) -> bool:
+        return (resource_type, search_value(identity)) in self._keys
+
+
+def _zone_of(text: str) -> str | None:
+    try:
+        parsed = parse_dtm(text.split("^", 1)[0])
+    except BadValue:
+        return None
+    return parsed.tz if parsed else None
+
+
+def ref(full_url: str | None, display: str | None = None) -> dict | None:
+    if not full_url:
+        return None
+    out = {"reference": full_url}
+    if display:
+        out["display"] = display
+    return out

@@ -1,0 +1,86 @@
+"""The public entry point: one parsed v2 message -> one FHIR R4 transaction Bundle."""
+
+from __future__ import annotations
+
+from adapters.codecs import hl7v2
+from adapters.mapping import datatypes as dt
+from adapters.mapping import registry
+from adapters.mapping.context import Context, stable_uuid
+from adapters.mapping.result import ConversionResult, MappingError, UnsupportedMessageType
+from adapters.mapping.validation import validate
+
+
+def convert(
+    message: hl7v2.Message, *, default_tz: str | None = None, check: bool = True
+) -> ConversionResult:
+    """Convert ``message`` with the built-in map for its type.
+
+    ``default_tz`` ("+HH:MM") is the zone for times the sender gives without one when MSH-7
+    has none either (default UTC). ``check=False`` skips validation (the test bench may want
+    to show an invalid Bundle); the pipeline always validates.
+
+    Raises UnsupportedMessageType for a type without a map, MappingError when the message
+    lacks what the map requires or the Bundle would not be valid FHIR R4.
+    """
+    code, event = message.message_code, message.trigger_event
+    handler = registry.lookup(code, event)
+    if handler is None:
+        raise UnsupportedMessageType(message.message_type, supported=registry.supported_codes())
+    ctx = Context(message, default_tz=default_tz)
+    try:
+        handler(ctx)
+    except MappingError:
+        raise
+    except Exception as exc:  # a bug in a map must still name where it happened
+        seg = ctx.segment
+        raise MappingError(
+            f"internal map error: {type(exc).__name__}: {exc}",
+            segment=seg.name if seg is not None else "",
+            field=f"{seg.name}" if seg is not None else "",
+            target="Bundle",
+            origin="map",
+        ) from exc
+    bundle = _bundle(ctx)
+    if check:
+        validate(bundle)
+    types = list(dict.fromkeys(e["resource"]["resourceType"] for e in ctx.entries))
+    return ConversionResult(bundle, ctx.issues, types)
+
+
+def _bundle(ctx: Context) -> dict:
+    """MSH -> Bundle: MSH-10 -> identifier.value (system from MSH-3, else MSH-4), MSH-7 ->
+    timestamp."""
+    msh = ctx.message.msh
+    bundle: dict = {"resourceType": "Bundle", "id": stable_uuid("Bundle", ctx.message_key)}
+    control = ctx.message.control_id.strip()
+    if control:
+        identifier = {"value": control}
+        system = dt.hd_system(ctx.comps(msh, 3)) or dt.hd_system(ctx.comps(msh, 4))
+        if system:
+            identifier = {"system": system, "value": control}
+        bundle["identifier"] = identifier
+    else:
+        ctx.issue(
+            msh,
+            10,
+            "",
+            "Bundle.identifier",
+            "MSH-10 (message control id) is empty; the Bundle has no identifier and its"
+            " ids derive from the message text",
+        )
+    bundle["type"] = "transaction"
+    # Bundle.timestamp is an instant (seconds and zone required): a coarser MSH-7 is padded
+    # with zeros, a missing zone is the converter's default (see Context.default_tz).
+    sent = ctx.dtm(msh, 7, "Bundle.timestamp")
+    if sent:
+        bundle["timestamp"] = ctx.instant_text(sent)
+    elif not ctx.value(msh, 7) and not any(i.field == "MSH-7" for i in ctx.issues):
+        ctx.issue(
+            msh,
+            7,
+            "",
+            "Bundle.timestamp",
+            "MSH-7 (date/time of message) is empty; Bundle.timestamp is left out",
+        )
+    bundle["entry"] = ctx.entries
+    return bundle

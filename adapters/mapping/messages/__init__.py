@@ -1,0 +1,1 @@
+"""Message maps: one module per message family, registered with `registry.handles`."""

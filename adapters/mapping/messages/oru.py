@@ -1,0 +1,105 @@
+"""ORU^R01 (and ORU^R30-R32): per patient, per order: DiagnosticReport (OBR) with one
+Observation per OBX; NTE after an OBX becomes its note."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from adapters.codecs import hl7v2
+from adapters.mapping.context import Context
+from adapters.mapping.registry import handles
+from adapters.mapping.segments import report as reports
+from adapters.mapping.segments.encounter import has_visit, map_encounter
+from adapters.mapping.segments.observation import map_observation
+from adapters.mapping.segments.patient import map_patient
+
+
+@dataclass
+class ResultGroup:
+    """One OBR with what belongs to it (ORC before it, OBX/NTE/SPM after it)."""
+
+    obr: hl7v2.Segment | None
+    orc: hl7v2.Segment | None = None
+    observations: list[tuple[hl7v2.Segment, list[str]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    specimens: list[hl7v2.Segment] = field(default_factory=list)
+
+
+def note_text(ctx: Context, nte: hl7v2.Segment) -> str:
+    """NTE-3 (repeating FT) as one text."""
+    raw = nte[3]
+    lines = [hl7v2.unescape(r, ctx.enc) for r in raw.split(ctx.enc.repetition)]
+    return "\n".join(line for line in lines if line.strip() and line.strip() != '""').strip()
+
+
+@handles("ORU", "R01", "R30", "R31", "R32")
+def oru(ctx: Context) -> None:
+    ctx.require_segment("PID", "Patient")
+    ctx.require_segment("OBR", "DiagnosticReport")
+    for patient_segments in _patients(ctx.message):
+        _patient_result(ctx, patient_segments)
+
+
+def _patients(message: hl7v2.Message) -> list[list[hl7v2.Segment]]:
+    """Split the body at each PID (an ORU may carry results for several patients)."""
+    groups: list[list[hl7v2.Segment]] = []
+    for seg in message.segments[1:]:
+        if seg.name == "PID" or not groups:
+            groups.append([])
+        groups[-1].append(seg)
+    return [g for g in groups if any(s.name == "PID" for s in g)]
+
+
+def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
+    pid = segments[0]
+    ctx.patient = None
+    ctx.encounter = None
+    pd1 = next((s for s in segments if s.name == "PD1"), None)
+    map_patient(ctx, pid, pd1)
+    pv1 = next((s for s in segments if s.name == "PV1"), None)
+    if pv1 is not None and has_visit(ctx, pv1):
+        pv2 = next((s for s in segments if s.name == "PV2"), None)
+        map_encounter(ctx, pv1, pv2)
+
+    loose: list[tuple[hl7v2.Segment, list[str]]] = []  # patient-level OBX before any OBR
+    groups: list[ResultGroup] = []
+    pending_orc = None
+    last_notes: list[str] | None = None
+    for seg in segments[1:]:
+        name = seg.name
+        if name == "ORC":
+            pending_orc = seg
+            last_notes = None
+        elif name == "OBR":
+            groups.append(ResultGroup(seg, pending_orc))
+            pending_orc = None
+            last_notes = groups[-1].notes
+        elif name == "OBX":
+            notes: list[str] = []
+            (groups[-1].observations if groups else loose).append((seg, notes))
+            last_notes = notes
+        elif name == "NTE":
+            text = note_text(ctx, seg)
+            if text and last_notes is not None:
+                last_notes.append(text)
+        elif name == "SPM" and groups:
+            groups[-1].specimens.append(seg)
+            last_notes = None
+
+    for obx, notes in loose:
+        map_observation(ctx, obx, notes=notes)
+    for group in groups:
+        _result_group(ctx, group)
+
+
+def _result_group(ctx: Context, group: ResultGroup) -> None:
+    obr = group.obr
+    placer, filler = reports.order_identifiers(ctx, obr, group.orc)
+    key = reports.order_key(placer, filler)
+    effective = ctx.quiet_datetime(obr, 7) if obr else None
+    results = []
+    for obx, notes in group.observations:
+        url = map_observation(ctx, obx, notes=notes, order_key=key, effective=effective)
+        if url:
+            results.append(url)
+    reports.map_report(ctx, obr, group.orc, results)

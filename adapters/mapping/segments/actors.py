@@ -1,0 +1,126 @@
+"""The resources other maps point at: Practitioner (XCN), Organization (XON/HD), Location (PL).
+
+They are conditional creates (``ifNoneExist``): the hub references them, it does not own them.
+Within a message the same person or place is one entry, however often it is named.
+"""
+
+from __future__ import annotations
+
+from adapters.mapping import codesystems as cs
+from adapters.mapping import datatypes as dt
+from adapters.mapping.context import Context, ref, stable_uuid
+from adapters.mapping.datatypes import Comps
+
+LOCATION_PHYSICAL_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+
+
+def practitioner(ctx: Context, xcn: Comps) -> dict | None:
+    """XCN -> Reference(Practitioner). Identified by XCN-1 (+ XCN-9); name-only stays
+    message-scoped so two different "Dr Smith"s are never merged across messages."""
+    if not xcn:
+        return None
+    identifier = dt.xcn_identifier(xcn)
+    name = dt.xcn_name(xcn)
+    if identifier is None and name is None:
+        return None
+    resource: dict = {"resourceType": "Practitioner"}
+    if identifier:
+        resource["identifier"] = [identifier]
+    if name:
+        resource["name"] = [name]
+    display = _display(name) if name else identifier["value"]
+    key = None if identifier else "name:" + display
+    full_url = ctx.add(resource, identity=identifier, key=key, update=False)
+    return ref(full_url, display)
+
+
+def practitioners(ctx: Context, seg, n: int) -> list[dict]:
+    out = []
+    for xcn in ctx.reps(seg, n):
+        reference = practitioner(ctx, xcn)
+        if reference:
+            out.append(reference)
+    return out
+
+
+def organization(ctx: Context, xon: Comps) -> dict | None:
+    """XON (name ^ type ^ id ^ ... ^ assigning authority 6 ^ id type 7 ^ ... ^ org id 10)."""
+    if not xon:
+        return None
+    name = xon.c(1)
+    value = xon.c(10) or xon.c(3)
+    identifier = None
+    if value:
+        identifier = {}
+        type_code = xon.c(7)
+        if type_code:
+            identifier["type"] = dt.identifier_type(type_code)
+        system = dt.hd_system(xon.sub(6))
+        if system:
+            identifier["system"] = system
+        identifier["value"] = value
+    if not (name or identifier):
+        return None
+    resource: dict = {"resourceType": "Organization"}
+    if identifier:
+        resource["identifier"] = [identifier]
+    if name:
+        resource["name"] = name
+    full_url = ctx.add(
+        resource, identity=identifier, key=None if identifier else "org:" + name, update=False
+    )
+    return ref(full_url, name or None)
+
+
+def organization_from_hd(ctx: Context, hd: Comps) -> dict | None:
+    """HD (namespace ^ universal id ^ type), e.g. MSH-4 or a facility, -> Organization."""
+    name, uid = hd.c(1), hd.c(2)
+    if not (name or uid):
+        return None
+    resource: dict = {"resourceType": "Organization"}
+    identifier = None
+    system = dt.hd_system(hd)
+    if uid or name:
+        identifier = {"system": system, "value": uid or name} if system else None
+    if identifier:
+        resource["identifier"] = [identifier]
+    if name:
+        resource["name"] = name
+    full_url = ctx.add(resource, identity=identifier, key="org:" + (name or uid), update=False)
+    return ref(full_url, name or uid)
+
+
+def location(ctx: Context, pl: Comps) -> dict | None:
+    """PL (point of care ^ room ^ bed ^ facility ^ status ^ type ^ building ^ floor ^
+    description) -> Reference(Location). One Location for the most specific level named, its
+    name the levels joined; keyed globally by all levels so the same bed is one record."""
+    if not pl:
+        return None
+    poc, room, bed = pl.c(1), pl.c(2), pl.c(3)
+    facility, building, floor, description = pl.c(4), pl.c(7), pl.c(8), pl.c(9)
+    levels = [x for x in (poc, room, bed) if x]
+    name = " ".join(levels) or description or " ".join(x for x in (building, floor) if x)
+    if not name and not facility:
+        return None
+    if not name:
+        name = facility
+    resource: dict = {"resourceType": "Location", "status": "active", "mode": "instance"}
+    resource["name"] = name
+    if description and description != name:
+        resource["description"] = description
+    kind = "bd" if bed else "ro" if room else "wa" if poc else "lvl" if floor else "bu"
+    if levels or building or floor:
+        resource["physicalType"] = {"coding": [{"system": LOCATION_PHYSICAL_TYPE, "code": kind}]}
+    # Keyed without the message: a bed is the same bed in every message.
+    key = "|".join((facility, building, floor, poc, room, bed, description))
+    identity = {"system": cs.URI_SYSTEM, "value": "urn:uuid:" + stable_uuid("Location", key)}
+    resource["identifier"] = [identity]
+    return ref(ctx.add(resource, identity=identity, update=False), name)
+
+
+def _display(name: dict) -> str:
+    parts = [*name.get("prefix", []), *name.get("given", [])]
+    if name.get("family"):
+        parts.append(name["family"])
+    parts.extend(name.get("suffix", []))
+    return " ".join(parts)

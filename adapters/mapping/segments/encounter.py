@@ -1,0 +1,214 @@
+"""PV1 (+ PV2) -> Encounter."""
+
+from __future__ import annotations
+
+from adapters.codecs import hl7v2
+from adapters.mapping import codesystems as cs
+from adapters.mapping import datatypes as dt
+from adapters.mapping.context import Context, ref, search_value
+from adapters.mapping.segments import actors
+
+# Trigger event -> Encounter.status (the IG's ADT message maps); events not listed derive the
+# status from the visit's dates (PV1-44 admit, PV1-45 discharge).
+EVENT_STATUS = {
+    "A01": "in-progress",
+    "A02": "in-progress",
+    "A03": "finished",
+    "A04": "arrived",
+    "A05": "planned",
+    "A06": "in-progress",
+    "A07": "in-progress",
+    "A09": "in-progress",
+    "A10": "in-progress",
+    "A11": "cancelled",
+    "A12": "in-progress",
+    "A13": "in-progress",
+    "A14": "planned",
+    "A21": "onleave",
+    "A22": "in-progress",
+    "A27": "cancelled",
+    "A38": "cancelled",
+}
+
+PARTICIPANTS = (
+    (7, "ATND", "attender"),
+    (8, "REF", "referrer"),
+    (9, "CON", "consultant"),
+    (17, "ADM", "admitter"),
+)
+
+
+def has_visit(ctx: Context, pv1: hl7v2.Segment | None) -> bool:
+    """Whether PV1 describes a visit (A28/A31 often send ``PV1||N``: no encounter)."""
+    if pv1 is None:
+        return False
+    if any(ctx.value(pv1, n) for n in (3, 7, 19, 44, 45)):
+        return True
+    return ctx.value(pv1, 2) not in ("", "N")
+
+
+def map_encounter(
+    ctx: Context, pv1: hl7v2.Segment, pv2: hl7v2.Segment | None = None, event: str = ""
+) -> str:
+    ctx.segment = pv1
+    enc: dict = {"resourceType": "Encounter"}
+    identity = None
+    identifiers = []
+    visit = dt.cx(ctx.comps(pv1, 19))
+    if visit:
+        visit.setdefault("type", dt.identifier_type("VN"))
+        identifiers.append(visit)
+        identity = visit
+    alternate = dt.cx(ctx.comps(pv1, 50))
+    if alternate:
+        identifiers.append(alternate)
+        identity = identity or alternate
+    if identifiers:
+        enc["identifier"] = identifiers
+
+    start = ctx.dtm(pv1, 44, "Encounter.period.start")
+    end = ctx.dtm(pv1, 45, "Encounter.period.end")
+    enc["status"] = EVENT_STATUS.get(event) or (
+        "finished" if end else "in-progress" if start else "unknown"
+    )
+    enc["class"] = _class(ctx, pv1)
+
+    admission_type = dt.cwe(ctx.comps(pv1, 4), cs.V2 + "0007")
+    if admission_type:
+        enc["type"] = [admission_type]
+    service = dt.cwe(ctx.comps(pv1, 10), cs.V2 + "0069")
+    if service:
+        enc["serviceType"] = service
+    if pv2 is not None:
+        priority = dt.cwe(ctx.comps(pv2, 25), cs.V2 + "0217")
+        if priority:
+            enc["priority"] = priority
+    if ctx.patient:
+        enc["subject"] = ref(ctx.patient)
+
+    participants = []
+    for n, code, display in PARTICIPANTS:
+        for person in actors.practitioners(ctx, pv1, n):
+            participants.append(
+                {
+                    "type": [
+                        {
+                            "coding": [
+                                {"system": cs.V3_PARTICIPATION, "code": code, "display": display}
+                            ]
+                        }
+                    ],
+                    "individual": person,
+                }
+            )
+    if participants:
+        enc["participant"] = participants
+
+    period = {}
+    if start:
+        period["start"] = ctx.datetime_text(start)
+    if end:
+        period["end"] = ctx.datetime_text(end)
+        if "start" in period and period["end"] < period["start"]:
+            ctx.issue(
+                pv1,
+                45,
+                ctx.value(pv1, 45),
+                "Encounter.period.end",
+                "discharge is before admission; left out",
+            )
+            del period["end"]
+    if period:
+        enc["period"] = period
+
+    if pv2 is not None:
+        ctx.segment = pv2
+        _pv2(ctx, pv2, enc)
+        ctx.segment = pv1
+
+    hospitalization = _hospitalization(ctx, pv1)
+    if hospitalization:
+        enc["hospitalization"] = hospitalization
+
+    locations = []
+    for n, status in (
+        (3, "active"),
+        (11, "active"),
+        (6, "completed"),
+        (43, "completed"),
+        (42, "planned"),
+    ):
+        place = actors.location(ctx, ctx.comps(pv1, n))
+        if place:
+            locations.append({"location": place, "status": status})
+    if locations:
+        enc["location"] = locations
+
+    key = None
+    if identity is None:
+        # No visit number: the same patient admitted at the same time is the same visit.
+        patient = ctx.resource(ctx.patient) if ctx.patient else None
+        pid_ids = (patient or {}).get("identifier") or []
+        admit = ctx.value(pv1, 44)
+        if pid_ids and admit:
+            key = f"visit:{search_value(pid_ids[0])}|{admit}"
+    full_url = ctx.add(enc, identity=identity, key=key)
+    if ctx.encounter is None:
+        ctx.encounter = full_url
+    return full_url
+
+
+def _class(ctx: Context, pv1: hl7v2.Segment) -> dict:
+    code = ctx.value(pv1, 2)
+    if code in cs.PATIENT_CLASS:
+        v3, display = cs.PATIENT_CLASS[code]
+        return {"system": cs.V3_ACT_CODE, "code": v3, "display": display}
+    if code in cs.PATIENT_CLASS_V2:
+        return cs.v2_coding("0004", code, cs.PATIENT_CLASS_V2[code])
+    # Encounter.class is required in R4: say it is unknown rather than guess.
+    if code:
+        ctx.issue(pv1, 2, code, "Encounter.class", "not a code of table 0004; class unknown")
+    return {"system": cs.V3_NULL_FLAVOR, "code": "UNK", "display": "unknown"}
+
+
+def _hospitalization(ctx: Context, pv1: hl7v2.Segment) -> dict:
+    h: dict = {}
+    pre = dt.cx(ctx.comps(pv1, 5))
+    if pre:
+        h["preAdmissionIdentifier"] = pre
+    source = dt.cwe(ctx.comps(pv1, 14), cs.V2 + "0023")
+    if source:
+        h["admitSource"] = source
+    readmission = dt.cwe(ctx.comps(pv1, 13), cs.V2 + "0092")
+    if readmission:
+        h["reAdmission"] = readmission
+    diet = dt.cwe(ctx.comps(pv1, 38), cs.V2 + "0114")
+    if diet:
+        h["dietPreference"] = [diet]
+    arrangements = [c for c in (dt.cwe(f, cs.V2 + "0009") for f in ctx.reps(pv1, 15)) if c]
+    if arrangements:
+        h["specialArrangement"] = arrangements
+    disposition = dt.cwe(ctx.comps(pv1, 36), cs.V2 + "0112")
+    if disposition:
+        h["dischargeDisposition"] = disposition
+    destination = ctx.comps(pv1, 37)
+    if destination.c(1) or destination.c(2):
+        h["destination"] = {"display": destination.c(2) or destination.c(1)}
+    return h
+
+
+def _pv2(ctx: Context, pv2: hl7v2.Segment, enc: dict) -> None:
+    """PV2-3 admit reason -> reasonCode, PV2-11 actual length of stay -> length (days),
+    PV2-12 visit description -> Encounter.type text when nothing else names the type."""
+    reason = dt.cwe(ctx.comps(pv2, 3))
+    if reason:
+        enc["reasonCode"] = [reason]
+    days = ctx.value(pv2, 11)
+    if days:
+        if days.isdigit():
+            enc["length"] = {"value": int(days), "unit": "days", "system": cs.UCUM, "code": "d"}
+        else:
+            ctx.issue(pv2, 11, days, "Encounter.length", "not a whole number of days; left out")
+    description = ctx.value(pv2, 12)
+    if description and "type" not in enc:
+        enc["type"] = [{"text": description}]

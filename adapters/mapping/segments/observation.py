@@ -1,0 +1,316 @@
+"""OBX (+ its NTE) -> Observation; an ED value -> DocumentReference the Observation derives from.
+
+OBX-2 picks value[x]: NM -> valueQuantity (units OBX-6, UCUM when named), SN -> Quantity with
+comparator / Range / Ratio, CE/CWE/CNE -> valueCodeableConcept, ST/TX/FT -> valueString (all
+repetitions, one per line), DT/TS/DTM -> valueDateTime, TM -> valueTime, NM/SN/... that do not
+parse -> valueString plus an issue (the sender's text is kept, its type is not claimed).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from adapters.codecs import hl7v2
+from adapters.mapping import codesystems as cs
+from adapters.mapping import datatypes as dt
+from adapters.mapping.context import Context, ref, stable_uuid
+from adapters.mapping.datatypes import BadValue, Comps
+from adapters.mapping.segments import actors
+
+TEXT_TYPES = {"ST", "TX", "FT", "TN", "AD", "XAD", "XPN", "XON", "XCN", "CX", "EI", "RP"}
+CODED_TYPES = {"CE", "CWE", "CNE", "CF", "IS", "ID"}
+DATE_TYPES = {"DT", "TS", "DTM"}
+
+# ED type of data (ED-2) / subtype (ED-3) -> MIME type
+MIME = {
+    "PDF": "application/pdf",
+    "RTF": "application/rtf",
+    "HTML": "text/html",
+    "XML": "application/xml",
+    "JPEG": "image/jpeg",
+    "JPG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "TIFF": "image/tiff",
+    "BMP": "image/bmp",
+    "DICOM": "application/dicom",
+    "OCTET-STREAM": "application/octet-stream",
+    "PLAIN": "text/plain",
+    "TEXT": "text/plain",
+    "MSWORD": "application/msword",
+}
+
+_BASE64 = re.compile(r"^[A-Za-z0-9+/\s]*={0,2}\s*$")
+
+
+def map_observation(
+    ctx: Context,
+    obx: hl7v2.Segment,
+    *,
+    notes: list[str] | None = None,
+    order_key: str | None = None,
+    effective: str | None = None,
+    specimen: str | None = None,
+    category: str | None = None,
+) -> str | None:
+    """Build the Observation for ``obx``; returns its fullUrl, or None when OBX-3 is empty (an
+    Observation needs a code: the OBX is reported as an error and skipped)."""
+    ctx.segment = obx
+    code = dt.cwe(ctx.comps(obx, 3))
+    if code is None:
+        ctx.issue(
+            obx,
+            3,
+            "",
+            "Observation.code",
+            "OBX-3 (observation identifier) is empty; this OBX is not converted",
+            severity="error",
+        )
+        return None
+    obs: dict = {"resourceType": "Observation"}
+    identity = dt.ei(ctx.comps(obx, 21))
+    if identity:
+        obs["identifier"] = [identity]
+    status_code = ctx.value(obx, 11)
+    status = cs.OBSERVATION_STATUS.get(status_code.upper())
+    if status is None:
+        status = "unknown"
+        ctx.issue(
+            obx,
+            11,
+            status_code,
+            "Observation.status",
+            "empty or not a code of table 0085; status unknown",
+            severity="warning" if status_code else "information",
+        )
+    obs["status"] = status
+    if category:
+        obs["category"] = [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": category,
+                    }
+                ]
+            }
+        ]
+    obs["code"] = code
+    if ctx.patient:
+        obs["subject"] = ref(ctx.patient)
+    if ctx.encounter:
+        obs["encounter"] = ref(ctx.encounter)
+    when = ctx.datetime(obx, 14, "Observation.effectiveDateTime") or effective
+    if when:
+        obs["effectiveDateTime"] = when
+    performers = actors.practitioners(ctx, obx, 16)
+    lab = actors.organization(ctx, ctx.comps(obx, 23))
+    if lab:
+        performers.append(lab)
+    if performers:
+        obs["performer"] = performers
+
+    _value(ctx, obx, obs)
+
+    interpretation = []
+    for f in ctx.reps(obx, 8):
+        flag = f.c(1)
+        if flag in cs.INTERPRETATION:
+            interpretation.append(
+                {
+                    "coding": [
+                        {
+                            "system": cs.V3_INTERPRETATION,
+                            "code": flag,
+                            "display": cs.INTERPRETATION[flag],
+                        }
+                    ]
+                }
+            )
+        else:
+            concept = dt.cwe(f, cs.V2 + "0078")
+            if concept:
+                interpretation.append(concept)
+    if interpretation:
+        obs["interpretation"] = interpretation
+    if notes:
+        obs["note"] = [{"text": n} for n in notes]
+    units = ctx.comps(obx, 6)
+    rng = dt.reference_range(ctx.text(obx, 7), units if units else None)
+    if rng:
+        obs["referenceRange"] = [rng]
+    method = dt.cwe(ctx.comps(obx, 17))
+    if method:
+        obs["method"] = method
+    if specimen:
+        obs["specimen"] = ref(specimen)
+
+    key = None
+    if identity is None:
+        # Identity from the order and the test (OBX-3 + sub-id): a corrected result for the
+        # same test updates the earlier Observation even when sent in a new message.
+        sub_id = ctx.value(obx, 4)
+        test = ctx.value(obx, 3) or ctx.text(obx, 3)
+        if order_key:
+            key = f"{order_key}|{test}|{sub_id}"
+            identity = _derived(key)
+            if ctx.known("Observation", identity):  # the same test twice in one order
+                identity = _derived(f"{key}|{ctx.value(obx, 1)}|{ctx.occurrence(obx)}")
+            obs["identifier"] = [identity]
+    return ctx.add(obs, identity=identity)
+
+
+def _derived(key: str) -> dict:
+    return {"system": cs.URI_SYSTEM, "value": "urn:uuid:" + stable_uuid("Observation", key)}
+
+
+def _value(ctx: Context, obx: hl7v2.Segment, obs: dict) -> None:
+    vtype = ctx.value(obx, 2).upper()
+    reps = ctx.reps(obx, 5)
+    if not reps:
+        return
+    units = ctx.comps(obx, 6)
+    units = units if units else None
+    if vtype in TEXT_TYPES or (not vtype):
+        if not vtype:
+            ctx.issue(
+                obx,
+                2,
+                "",
+                "Observation.value[x]",
+                "OBX-2 (value type) is empty; the value is kept as text",
+                severity="information",
+            )
+        obs["valueString"] = _text(ctx, obx)
+        return
+    if vtype == "ED":
+        _attachment(ctx, obx, obs, reps[0])
+        return
+    if len(reps) > 1:
+        ctx.issue(
+            obx,
+            5,
+            ctx.text(obx, 5),
+            "Observation.value[x]",
+            f"{len(reps)} repetitions of a {vtype} value; only the first is kept",
+            severity="warning",
+            rep=2,
+        )
+    field = reps[0]
+    try:
+        if vtype == "NM":
+            number = dt.decimal(field.c(1))
+            if number is not None:
+                obs["valueQuantity"] = dt.quantity(number, units)
+        elif vtype == "SN":
+            name, value = dt.sn(field, units)
+            obs[name] = value
+        elif vtype in CODED_TYPES:
+            concept = dt.cwe(field)
+            if concept:
+                obs["valueCodeableConcept"] = concept
+        elif vtype in DATE_TYPES:
+            parsed = dt.parse_dtm(field.c(1))
+            if parsed:
+                obs["valueDateTime"] = ctx.datetime_text(parsed)
+        elif vtype == "TM":
+            obs["valueTime"] = _time(field.c(1))
+        elif vtype in ("CQ",):
+            number = dt.decimal(field.c(1))
+            if number is not None:
+                obs["valueQuantity"] = dt.quantity(number, field.sub(2) or units)
+        else:
+            ctx.issue(
+                obx,
+                2,
+                vtype,
+                "Observation.value[x]",
+                f"value type {vtype} has no FHIR map; the value is kept as text",
+                origin="map",
+                severity="information",
+            )
+            obs["valueString"] = _text(ctx, obx)
+    except BadValue as exc:
+        text = _text(ctx, obx)
+        ctx.issue(
+            obx,
+            5,
+            text,
+            "Observation.value[x]",
+            f"not a valid {vtype} value ({exc}); kept as valueString",
+            comp=exc.component,
+        )
+        if text:
+            obs["valueString"] = text
+
+
+def _text(ctx: Context, obx: hl7v2.Segment) -> str:
+    """Every repetition of OBX-5 as text, one per line (TX/FT send one line per repetition)."""
+    raw = obx[5]
+    lines = [hl7v2.unescape(r, ctx.enc) for r in raw.split(ctx.enc.repetition)]
+    return "\n".join(line.rstrip() for line in lines if line.strip() != '""').strip("\n")
+
+
+def _time(text: str) -> str:
+    m = re.match(r"^(\d{2})(\d{2})?(\d{2})?(\.\d+)?([+-]\d{4})?$", text.strip())
+    if not m or int(m[1]) > 23 or int(m[2] or 0) > 59 or int(m[3] or 0) > 59:
+        raise BadValue("not an HL7 time; expected HH[MM[SS[.S]]]")
+    return f"{m[1]}:{m[2] or '00'}:{m[3] or '00'}{m[4] or ''}"
+
+
+def _attachment(ctx: Context, obx: hl7v2.Segment, obs: dict, ed: Comps) -> None:
+    """ED (source ^ type ^ subtype ^ encoding ^ data): R4 Observation has no Attachment value,
+    so the IG's OBX->DocumentReference map holds the data and the Observation derives from it."""
+    kind, subtype, encoding, data = ed.c(2), ed.c(3), ed.c(4).upper(), ed.raw(5)
+    data = hl7v2.unescape(data, ctx.enc).strip()
+    attachment: dict = {
+        "contentType": MIME.get(subtype.upper())
+        or MIME.get(kind.upper())
+        or "application/octet-stream"
+    }
+    if data:
+        if encoding in ("BASE64", "B64"):
+            compact = "".join(data.split())
+            if _BASE64.match(compact) and len(compact) % 4 == 0:
+                try:
+                    base64.b64decode(compact, validate=True)
+                    attachment["data"] = compact
+                except (binascii.Error, ValueError):
+                    pass
+            if "data" not in attachment:
+                ctx.issue(
+                    obx,
+                    5,
+                    data[:40],
+                    "DocumentReference.content.attachment.data",
+                    "ED-5 is not valid Base64; the data is left out",
+                    comp=5,
+                )
+        elif encoding == "HEX":
+            try:
+                attachment["data"] = base64.b64encode(bytes.fromhex(data)).decode("ascii")
+            except ValueError:
+                ctx.issue(
+                    obx,
+                    5,
+                    data[:40],
+                    "DocumentReference.content.attachment.data",
+                    "ED-5 is not valid hex; the data is left out",
+                    comp=5,
+                )
+        else:  # "A" (ASCII) or none: the text itself
+            attachment["data"] = base64.b64encode(data.encode("utf-8")).decode("ascii")
+    title = obs["code"].get("text") or next(
+        (c.get("display") for c in obs["code"].get("coding", []) if c.get("display")), None
+    )
+    if title:
+        attachment["title"] = title
+    doc: dict = {"resourceType": "DocumentReference", "status": "current", "type": obs["code"]}
+    if ctx.patient:
+        doc["subject"] = ref(ctx.patient)
+    doc["content"] = [{"attachment": attachment}]
+    ctx.segment = obx
+    doc_url = ctx.add(doc, key=f"{ctx.segment_key()}|ED")
+    obs["derivedFrom"] = [ref(doc_url)]
