@@ -144,6 +144,8 @@ CELERY_BEAT_SCHEDULE = {
 HUB = {
     # Work older than this with no progress is enqueued again by the sweeper (Redis may have lost it).
     "SWEEP_AFTER_S": env_int("SWEEP_AFTER_S", 10),
+    # A delivery claim outlives its send timeout by this much before its worker is presumed dead.
+    "CLAIM_MARGIN_S": env_int("CLAIM_MARGIN_S", 30),
     "LISTEN_HOST": env_str("LISTEN_HOST", "127.0.0.1"),
     "MAX_MESSAGE_BYTES": env_int("MAX_MESSAGE_BYTES", 1024 * 1024),
     "OUTBOX_DIR": env_str("OUTBOX_DIR", str(BASE_DIR / "var" / "outbox")),

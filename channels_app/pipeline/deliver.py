@@ -6,12 +6,13 @@ Four queries per attempt: claim (conditional UPDATE), load, insert the Attempt, 
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
-from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -20,8 +21,6 @@ from adapters.registry import build_transport
 from adapters.transports.base import Payload, SendResult, TransportError
 from channels_app.models import Attempt, Delivery, Destination, Message
 
-# A claim outlives the send timeout by this much before the sweeper presumes the worker dead.
-CLAIM_MARGIN_S = 30
 # Celery may run a countdown task a little early; a claim accepts it within this tolerance.
 EARLY_TOLERANCE = timedelta(seconds=1)
 
@@ -54,7 +53,8 @@ def deliver(delivery_id: int) -> Outcome | None:
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            CLAIM, {"now": now, "margin": CLAIM_MARGIN_S, "id": delivery_id, "due": now + EARLY_TOLERANCE}
+            CLAIM,
+            {"now": now, "margin": settings.HUB["CLAIM_MARGIN_S"], "id": delivery_id, "due": now + EARLY_TOLERANCE},
         )
         row = cursor.fetchone()
     if row is None:
@@ -152,18 +152,10 @@ def _record(delivery, destination, started, duration_ms, result, error) -> Outco
 
 
 def retry_delay(destination: Destination, attempts_so_far: int) -> float:
-    """Exponential backoff with full jitter (Celery's own formula), capped by the destination."""
-    return max(
-        0.05,
-        float(
-            get_exponential_backoff_interval(
-                factor=destination.backoff_base_s,
-                retries=max(0, attempts_so_far - 1),
-                maximum=destination.backoff_max_s,
-                full_jitter=True,
-            )
-        ),
-    )
+    """Exponential backoff with full jitter, capped by the destination (sub-second bases allowed,
+    which Celery's integer-second helper is not)."""
+    ceiling = min(destination.backoff_max_s, destination.backoff_base_s * 2 ** max(0, attempts_so_far - 1))
+    return max(0.05, random.uniform(0, ceiling))
 
 
 __all__ = ["Outcome", "TransportError", "deliver", "encode", "retry_delay"]

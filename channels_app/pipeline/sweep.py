@@ -26,17 +26,30 @@ WHERE id IN (
 RETURNING id
 """
 
-# PENDING/RETRY past due (their task was lost) and SENDING past its lease (its worker died).
+# PENDING/RETRY past due (their task was lost) and SENDING past its lease (its worker died). An
+# abandoned send still gets its Attempt row, so the history shows every try.
 REQUEUE_DELIVERIES = """
-UPDATE channels_app_delivery SET status = CASE WHEN status = 'SENDING' THEN 'RETRY' ELSE status END,
-    next_attempt_at = %(now)s
-WHERE id IN (
-    SELECT id FROM channels_app_delivery
+WITH due AS (
+    SELECT id, status, attempt_count FROM channels_app_delivery
     WHERE (status IN ('PENDING', 'RETRY') AND next_attempt_at < %(stale)s)
        OR (status = 'SENDING' AND next_attempt_at < %(now)s)
     ORDER BY next_attempt_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+), requeued AS (
+    UPDATE channels_app_delivery AS d
+    SET status = CASE WHEN due.status = 'SENDING' THEN 'RETRY' ELSE d.status END,
+        next_attempt_at = %(now)s
+    FROM due WHERE d.id = due.id
+    RETURNING d.id
+), abandoned AS (
+    INSERT INTO channels_app_attempt (
+        delivery_id, number, started_at, duration_ms, outcome, status_code,
+        request_summary, response_summary, error
+    )
+    SELECT id, attempt_count, %(now)s, 0, 'TRANSIENT', NULL, '', '',
+           'the worker stopped during this attempt (its claim lapsed); sending again'
+    FROM due WHERE status = 'SENDING'
 )
-RETURNING id
+SELECT id FROM requeued
 """
 
 

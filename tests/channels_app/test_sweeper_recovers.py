@@ -1,0 +1,48 @@
+"""Redis is only a signal: flush it after ingest and the sweeper still gets every message out."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from adapters.transports.mllp import MLLPClient
+from channels_app import tasks
+from channels_app.models import Delivery, Message
+from console.celery import app
+from tests import factories
+from tests.support import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_redis_flushed_after_ack_loses_no_message(mllp_port, listener, fhir_sink, redis_client, settings):
+    channel = factories.channel(mllp_port)
+    factories.fhir_destination(channel, fhir_sink.url)
+    listener(channel)
+    with MLLPClient("127.0.0.1", mllp_port) as client:
+        for i in range(5):
+            client.send(factories.adt_a01(f"LOST-{i}"))
+    assert Message.objects.filter(status=Message.Status.RECEIVED).count() == 5
+    assert redis_client.llen("process") >= 1  # the signal was sent...
+    redis_client.flushall()  # ...and is gone
+
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
+                      queues=["default", "process", "deliver"], loglevel="WARNING"):
+        time.sleep(1)
+        assert Message.objects.filter(status=Message.Status.RECEIVED).count() == 5  # nothing to do
+        settings.HUB = {**settings.HUB, "SWEEP_AFTER_S": 0}
+        tasks.sweep.delay()
+        wait_for(lambda: Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 5, what="all delivered")
+    assert sorted(b["identifier"]["value"] for b in fhir_sink.bundles()) == [f"LOST-{i}" for i in range(5)]
+    assert sum(fhir_sink.effects.values()) == 5
+
+
+def test_sweeper_leaves_fresh_work_alone(mllp_port, listener, redis_client):
+    channel = factories.channel(mllp_port)
+    listener(channel)
+    with MLLPClient("127.0.0.1", mllp_port) as client:
+        client.send(factories.adt_a01("FRESH-1"))
+    redis_client.flushall()
+    assert tasks.sweep() == {"messages": 0, "deliveries": 0}

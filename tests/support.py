@@ -1,0 +1,170 @@
+"""Real local peers for tests: an HTTP FHIR sink, an in-process MLLP listener, helpers to wait."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("HL7_CORPUS", REPO.parent / "shared" / "corpus"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class FhirSink:
+    """A FHIR-server stand-in that counts effects by Idempotency-Key, as a real server would.
+
+    ``fail_next(n, status)`` answers the next n requests with ``status``; ``hold_s`` delays every
+    answer (to kill a worker mid-send); ``stop()``/``start()`` make the port refuse connections.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.requests: list[dict] = []
+        self.effects: Counter[str] = Counter()
+        self.failures: list[int] = []
+        self.hold_s = 0.0
+        self.lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/fhir"
+
+    def fail_next(self, n: int, status: int = 503) -> None:
+        with self.lock:
+            self.failures += [status] * n
+
+    def start(self) -> FhirSink:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                key = self.headers.get("Idempotency-Key", "")
+                with sink.lock:
+                    status = sink.failures.pop(0) if sink.failures else 200
+                    sink.requests.append({"key": key, "body": body, "status": status, "path": self.path})
+                if sink.hold_s:
+                    time.sleep(sink.hold_s)
+                if status == 200:
+                    with sink.lock:
+                        sink.effects[key] += 0 if sink.effects[key] else 1
+                    reply = {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
+                else:
+                    reply = {
+                        "resourceType": "OperationOutcome",
+                        "issue": [{"severity": "error", "code": "transient", "diagnostics": f"sink says {status}"}],
+                    }
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def bundles(self) -> list[dict]:
+        return [json.loads(r["body"]) for r in self.requests if r["status"] == 200]
+
+
+class ListenerThread:
+    """The production MLLP listener (`run_listeners`' serve()) on its own event loop thread."""
+
+    def __init__(self, specs, conninfo: str) -> None:
+        self.specs = specs
+        self.conninfo = conninfo
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        from channels_app.management.commands.run_listeners import serve
+
+        asyncio.set_event_loop(self.loop)
+
+        async def main():
+            self.stop_event = asyncio.Event()
+            self.loop.call_soon(self.ready.set)
+            await serve(self.specs, self.conninfo, self.stop_event)
+
+        try:
+            self.loop.run_until_complete(main())
+        except BaseException as exc:  # surfaced by start()
+            self.error = exc
+            self.ready.set()
+
+    def start(self) -> ListenerThread:
+        self.thread.start()
+        self.ready.wait(10)
+        for spec in self.specs:
+            wait_for(lambda spec=spec: _port_open(spec.port), timeout=10, what=f"listener on {spec.port}")
+        if self.error:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        if self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(10)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def database_url_for_processes() -> str:
+    """The URL of the test database, for processes the test starts (workers, listeners)."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = quote(s["USER"] or "postgres") + (f":{quote(s['PASSWORD'])}" if s["PASSWORD"] else "")
+    host = s["HOST"] or "localhost"
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{s['NAME']}?host={host}"
+    return f"postgresql://{auth}@{host}:{s['PORT'] or 5432}/{s['NAME']}"
