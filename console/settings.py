@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from console.env import database_from_url, env_bool, env_int, env_list, env_str
@@ -157,6 +158,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # httpx logs every request URL at INFO; URLs may carry tokens, so only warnings pass.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
 }
 WHITENOISE_USE_FINDERS = True
+# Static files are served from the finders (static/ and app folders) unless collectstatic has run.
+warnings.filterwarnings("ignore", message="No directory at")

@@ -38,7 +38,7 @@ def message_list(request):
         messages = messages.filter(channel_id=int(filters["channel"]))
     if filters["q"]:
         messages = messages.filter(Q(control_id=filters["q"]) | Q(message_type__iexact=filters["q"]))
-    page = Paginator(messages, PAGE_SIZE, count=None).get_page(request.GET.get("page"))
+    page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "page": page,
         "filters": filters,

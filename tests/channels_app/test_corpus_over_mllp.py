@@ -1,0 +1,57 @@
+"""Every real-world sample in the corpus, sent over MLLP: the right ACK and the right stored state."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.codecs import hl7v2
+from adapters.transports.mllp import MLLPClient
+from channels_app.models import Message
+from tests import factories
+from tests.support import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Files a receiver must refuse as one MLLP message (see the corpus MANIFEST notes).
+REFUSED = {
+    "batch/oie_fhs_bhs_orm_no_trailers.hl7",  # a batch file, not one message
+    "batch/oie_three_siu_no_envelope.hl7",  # three messages in one frame
+    "batch/pythonhl7_fhs_bhs_bts_fts_three_messages.hl7",
+    "malformed/cdc_bad_encoding_chars_msh2.hl7",  # MSH-2 "&&&&"
+    "malformed/nhc_adt_a01_segments_space_separated.hl7",
+    "malformed/oie_som_eom_text_markers.hl7",
+    "malformed/pythonhl7_batch_missing_msh.hl7",
+    "malformed/pythonhl7_bhs_inside_message.hl7",
+}
+MAPPED = ("ADT^A01", "ADT^A04", "ADT^A08", "ORU^R01")
+
+
+def test_every_corpus_file_gets_the_right_ack_and_state(corpus, mllp_port, listener, celery_worker, fhir_sink):
+    channel = factories.channel(mllp_port, dedupe_window_s=0)  # samples reuse control ids
+    factories.fhir_destination(channel, fhir_sink.url)
+    listener(channel)
+    files = sorted(corpus.rglob("*.hl7"))
+    assert len(files) >= 50
+    acks: dict[str, str] = {}
+    with MLLPClient("127.0.0.1", mllp_port) as client:
+        for path in files:
+            ack = hl7v2.parse(client.send(path.read_bytes()))
+            acks[path.relative_to(corpus).as_posix()] = (ack.get("MSA-1"), ack.get("MSA-3"))
+    for name, (code, text) in acks.items():
+        if name in REFUSED:
+            assert code in ("AR", "AE") and text, f"{name}: expected a NAK with a reason, got {code}"
+        else:
+            assert code == "AA", f"{name}: expected AA, got {code} {text}"
+    assert Message.objects.count() == len(files)  # refused ones are stored too
+    wait_for(
+        lambda: not Message.objects.filter(status=Message.Status.RECEIVED).exists(),
+        timeout=60,
+        what="every accepted message processed",
+    )
+    for message in Message.objects.all():
+        if message.status == Message.Status.ERROR:
+            assert message.error_stage in ("parse", "map") and message.error_detail
+        if message.message_type in MAPPED and message.error_stage != "parse":
+            assert message.status == Message.Status.PROCESSED, (message.control_id, message.error_detail)
+    refused = Message.objects.filter(error_stage="parse").count()
+    assert refused == len(REFUSED)
