@@ -82,7 +82,7 @@ CHARSETS = {
 MIXED_CHARSET = "utf-8+latin-1"
 
 # Segment names of the standard (2.2-2.8) that a glued-together message reveals; see
-# `_glued_segments`. Not a validation list: unknown segments are always accepted.
+# `_reject_glued_segments`. Not a validation list: unknown segments are always accepted.
 _STANDARD_SEGMENT_NAMES = """ABS ACC ADD AFF AIG AIL AIP AIS AL1 APR ARQ ARV AUT BLC BLG BPO BPX BTX CDM CER CM0 CM1 CM2
     CNS CON CSP CSR CSS CTD CTI DB1 DG1 DMI DRG DSC DSP ECD ECR EDU EQP EQU ERR EVN FAC FT1 GOL
     GP1 GP2 GT1 IAM IIM ILT IN1 IN2 IN3 INV IPC ISD ITM LAN LCC LCH LDP LOC LRL MFA MFE MFI MRG

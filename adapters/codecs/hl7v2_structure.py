@@ -218,8 +218,10 @@ def _label(long_name: str) -> str:
     small = {"OF", "OR", "AND", "FOR", "TO", "THE", "IN", "BY", "ON", "AT", "A", "AN"}
     out = []
     for i, word in enumerate(words):
-        if word in ("ID", "SSN", "NPI", "HL7", "ISO", "DOB", "URL") or any(
-            c.isdigit() for c in word
+        if (
+            word in ("ID", "SSN", "NPI", "HL7", "ISO", "DOB", "URL", "II", "III", "IV")
+            or any(c.isdigit() for c in word)
+            or (len(word) <= 3 and not any(c in "AEIOUY" for c in word))  # JR, MD, PH
         ):
             out.append(word)
         elif word in small and i:
@@ -460,21 +462,21 @@ def _describe_field(
         return node  # the separators themselves: a leaf, never split
     reps = seg.repetitions(n)
     if len(reps) == 1:
-        node.children = _describe_components(reps[0].raw, seg, path, comps)
+        node.children = _describe_components(reps[0].raw, seg, path, node.datatype, comps)
         if not node.children:
             node.value = reps[0].value
         return node
     for r, rep in enumerate(reps, start=1):
         rpath = f"{path}({r})"
-        rnode = Node("repetition", rpath, f"{seg.name}-{n}({r})", datatype=node.datatype)
-        rnode.children = _describe_components(rep.raw, seg, rpath, comps)
+        rnode = Node("repetition", rpath, f"{seg.name}-{n}({r})", node.label, node.datatype)
+        rnode.children = _describe_components(rep.raw, seg, rpath, node.datatype, comps)
         rnode.value = rep.raw if rnode.children else rep.value
         node.children.append(rnode)
     return node
 
 
 def _describe_components(
-    raw: str, seg: Segment, path: str, specs: tuple[ComponentSpec, ...]
+    raw: str, seg: Segment, path: str, datatype: str, specs: tuple[ComponentSpec, ...]
 ) -> list[Node]:
     """Component nodes of one repetition, or [] when it is a single plain value."""
     enc = seg.enc
@@ -485,17 +487,16 @@ def _describe_components(
         if not comp:
             continue
         cspec = component_spec(specs, c)
-        cnode = Node("component", f"{path}.{c}", f"{seg.name}.{c}", value=comp)
+        cnode = Node("component", f"{path}.{c}", f"{datatype or '?'}.{c}", value=comp)
         if cspec:
             cnode.label, cnode.datatype, cnode.table = cspec.label, cspec.datatype, cspec.table
-            cnode.name = f"{cspec.datatype}.{c}" if cspec.datatype else cnode.name
         if enc.subcomponent in comp:
             subspecs = cspec.components if cspec else ()
             for s, sub in enumerate(comp.split(enc.subcomponent), start=1):
                 if not sub:
                     continue
                 sspec = component_spec(subspecs, s)
-                snode = Node("subcomponent", f"{path}.{c}.{s}", f"{seg.name}.{c}.{s}")
+                snode = Node("subcomponent", f"{path}.{c}.{s}", f"{cnode.datatype or '?'}.{s}")
                 snode.value = unescape(sub, enc)
                 if sspec:
                     snode.label, snode.datatype, snode.table = (
