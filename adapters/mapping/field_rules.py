@@ -58,6 +58,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from adapters.codecs.hl7v2 import Message, Path
+from adapters.mapping.result import ConversionIssue
 from adapters.mapping.transforms import (
     Concat,
     Default,
@@ -120,17 +121,17 @@ def _label(index: int | None, name: str | None) -> str:
 class RuleIssue:
     """Something a rule could not do for one message.
 
-    ``origin`` is ``data`` when the sender's value is at fault and ``rule`` when the rule is;
+    ``origin`` is ``sender`` when the message's value is at fault and ``rule`` when the rule is;
     ``blocking`` marks a required rule that failed: the message must not be passed on.
     """
 
-    severity: str  # "error" | "warning"
+    severity: str  # always "error" today: a rule that could not write its value
     rule: str
     target: str
     reason: str
     source: str = ""
     value: str | None = None
-    origin: str = "data"
+    origin: str = "sender"  # "sender" | "rule"
     blocking: bool = False
 
     def __str__(self) -> str:
@@ -139,6 +140,19 @@ class RuleIssue:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def as_conversion_issue(self) -> ConversionIssue:
+        """The same problem in the built-in map's terms, so one list can hold both."""
+        field = self.source if _V2_SHAPE.match(self.source or "") else ""
+        return ConversionIssue(
+            segment=field[:3],
+            field=field,
+            value=self.value or "",
+            target=self.target,
+            reason=f"{self.rule}: {self.reason}",
+            origin="sender" if self.origin == "sender" else "map",
+            severity="error",
+        )
 
 
 # ------------------------------------------------------------------------- FHIR element schema
@@ -888,7 +902,7 @@ def _read(
 
 
 def _report(
-    issues: list[RuleIssue], rule: Rule, reason: str, value: Any = None, origin: str = "data"
+    issues: list[RuleIssue], rule: Rule, reason: str, value: Any = None, origin: str = "sender"
 ) -> None:
     shown = None if value is None else str(value)[:200]
     issues.append(
