@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.adapters.codecs._corpus import CORPUS, SKIP_REASON
+
+
+@pytest.fixture(scope="session")
+def hl7_corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(SKIP_REASON)
+    return CORPUS
