@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from adapters.codecs import hl7v2
 from adapters.codecs.hl7v2_ack import Header
@@ -89,32 +88,73 @@ class Stored:
     duplicate: bool = False
 
 
-INSERT_MESSAGE = """
-INSERT INTO channels_app_message (
-    channel_id, channel_version_id, received_at, status, message_type, control_id,
-    sending_application, sending_facility, remote_addr, raw, size, issues,
-    error_stage, error_class, error_path, error_detail, sweep_after
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-RETURNING id
+# One statement per batch: dedupe and insert together, atomic without an explicit transaction.
+# A key seen within its channel's window counts one more duplicate and keeps its first sighting;
+# an expired key restarts its window. Rows whose returned seen_at is their own are fresh.
+STORE_BATCH = """
+WITH incoming AS (
+    SELECT * FROM unnest(
+        %(channel_id)s::bigint[], %(version_id)s::bigint[], %(received_at)s::timestamptz[],
+        %(status)s::text[], %(message_type)s::text[], %(control_id)s::text[],
+        %(sending_application)s::text[], %(sending_facility)s::text[], %(remote_addr)s::text[],
+        %(raw)s::bytea[], %(error_stage)s::text[], %(error_class)s::text[], %(error_path)s::text[],
+        %(error_detail)s::text[], %(dedupe_key)s::text[]
+    ) WITH ORDINALITY AS t(
+        channel_id, version_id, received_at, status, message_type, control_id, sending_application,
+        sending_facility, remote_addr, raw, error_stage, error_class, error_path, error_detail,
+        dedupe_key, ord
+    )
+), seen AS (
+    INSERT INTO channels_app_dedupeentry AS d (channel_id, key, seen_at, duplicates)
+    SELECT channel_id, dedupe_key, received_at, 0 FROM incoming WHERE dedupe_key IS NOT NULL
+    ON CONFLICT (channel_id, key) DO UPDATE SET
+        duplicates = d.duplicates + (d.seen_at > EXCLUDED.seen_at - (
+            SELECT make_interval(secs => c.dedupe_window_s) FROM channels_app_channel c
+            WHERE c.id = d.channel_id))::int,
+        seen_at = CASE WHEN d.seen_at > EXCLUDED.seen_at - (
+            SELECT make_interval(secs => c.dedupe_window_s) FROM channels_app_channel c
+            WHERE c.id = d.channel_id) THEN d.seen_at ELSE EXCLUDED.seen_at END
+    RETURNING channel_id, key, seen_at
+), fresh AS (
+    SELECT i.* FROM incoming i
+    LEFT JOIN seen ON seen.channel_id = i.channel_id AND seen.key = i.dedupe_key
+    WHERE i.dedupe_key IS NULL OR seen.seen_at = i.received_at
+), stored AS (
+    INSERT INTO channels_app_message (
+        channel_id, channel_version_id, received_at, status, message_type, control_id,
+        sending_application, sending_facility, remote_addr, raw, size, issues,
+        error_stage, error_class, error_path, error_detail, sweep_after
+    )
+    SELECT channel_id, version_id, received_at, status, message_type, control_id,
+           sending_application, sending_facility, remote_addr, raw, length(raw), '[]'::jsonb,
+           error_stage, error_class, error_path, error_detail, received_at
+    FROM fresh ORDER BY ord
+    RETURNING id
+)
+SELECT (SELECT array_agg(ord ORDER BY ord) FROM fresh), (SELECT array_agg(id ORDER BY id) FROM stored)
 """
 
-# A key seen within its window counts one more duplicate and keeps its first sighting; an expired
-# one restarts its window. Either way the returned seen_at tells the caller which case it was.
-UPSERT_DEDUPE = """
-INSERT INTO channels_app_dedupeentry AS d (channel_id, key, seen_at, duplicates)
-SELECT c, k, s, 0 FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS t(c, k, s)
-ON CONFLICT (channel_id, key) DO UPDATE SET
-    duplicates = d.duplicates + (d.seen_at > EXCLUDED.seen_at - make_interval(secs => %s))::int,
-    seen_at = CASE WHEN d.seen_at > EXCLUDED.seen_at - make_interval(secs => %s)
-                   THEN d.seen_at ELSE EXCLUDED.seen_at END
-RETURNING channel_id, key, seen_at
-"""
+COLUMNS = (
+    "channel_id",
+    "version_id",
+    "received_at",
+    "status",
+    "message_type",
+    "control_id",
+    "sending_application",
+    "sending_facility",
+    "remote_addr",
+    "raw",
+    "error_stage",
+    "error_class",
+    "error_path",
+    "error_detail",
+    "dedupe_key",
+)
 
 
-def _row(item: Inbound) -> tuple:
-    h = item.header
-    error = item.error
-    location = getattr(error, "location", "") if error else ""
+def _row(item: Inbound, key: str | None) -> tuple:
+    h, error = item.header, item.error
     return (
         item.channel_id,
         item.channel_version_id,
@@ -126,62 +166,41 @@ def _row(item: Inbound) -> tuple:
         h.sending_facility[:200],
         item.remote_addr[:100],
         item.raw,
-        len(item.raw),
-        Jsonb([]),
         item.error_stage if error else "",
         type(error).__name__ if error else "",
-        location[:200],
+        (getattr(error, "location", "") or "")[:200] if error else "",
         str(error)[:4000] if error else "",
-        item.received_at,
+        key,
     )
 
 
 async def store_batch(conn: psycopg.AsyncConnection, items: list[Inbound]) -> list[Stored]:
-    """Dedupe and insert ``items`` in one transaction; results line up with ``items``."""
+    """Dedupe and insert ``items`` in one statement; results line up with ``items``."""
     results: list[Stored | None] = [None] * len(items)
-    fresh: list[int] = []
-    first_in_batch: dict[tuple[int, str], int] = {}
-    keyed: list[int] = []
+    rows: list[tuple] = []
+    sent: list[int] = []  # positions in ``items`` that go to the database
+    keys_in_batch: set[tuple[int, str]] = set()
     for i, item in enumerate(items):
         key = item.dedupe_key
-        if key is None:
-            fresh.append(i)
-        elif (item.channel_id, key) in first_in_batch:
-            results[i] = Stored(None, duplicate=True)
-        else:
-            first_in_batch[(item.channel_id, key)] = i
-            keyed.append(i)
-
-    async with conn.transaction():
-        async with conn.cursor() as cur:
-            if keyed:
-                # One window per statement keeps the SQL simple; channels in a batch share it
-                # in practice (one listener process serves a handful of channels).
-                for window in {items[i].dedupe_window_s for i in keyed}:
-                    group = [i for i in keyed if items[i].dedupe_window_s == window]
-                    await cur.execute(
-                        UPSERT_DEDUPE,
-                        (
-                            [items[i].channel_id for i in group],
-                            [items[i].dedupe_key for i in group],
-                            [items[i].received_at for i in group],
-                            window,
-                            window,
-                        ),
-                    )
-                    for channel_id, key, seen_at in await cur.fetchall():
-                        i = first_in_batch[(channel_id, key)]
-                        if seen_at == items[i].received_at:
-                            fresh.append(i)
-                        else:
-                            results[i] = Stored(None, duplicate=True)
-            fresh.sort()
-            if fresh:
-                await cur.executemany(INSERT_MESSAGE, [_row(items[i]) for i in fresh], returning=True)
-                for i in fresh:
-                    results[i] = Stored((await cur.fetchone())[0])
-                    if not cur.nextset() and i != fresh[-1]:
-                        raise RuntimeError("executemany returned fewer rows than inserted")
+        if key is not None:
+            if (item.channel_id, key) in keys_in_batch:
+                results[i] = Stored(None, duplicate=True)  # repeated inside this very batch
+                continue
+            keys_in_batch.add((item.channel_id, key))
+        rows.append(_row(item, key))
+        sent.append(i)
+    params = dict(zip(COLUMNS, (list(col) for col in zip(*rows, strict=True)), strict=True))
+    async with conn.cursor() as cur:
+        await cur.execute(STORE_BATCH, params)
+        fresh_ords, ids = await cur.fetchone()
+    fresh_ords, ids = fresh_ords or [], ids or []
+    if len(fresh_ords) != len(ids):
+        raise StoreFailed(f"stored {len(ids)} of {len(fresh_ords)} fresh messages")
+    # Ids come from one sequence in insertion order, which follows ordinality.
+    stored_at = dict(zip(fresh_ords, ids, strict=True))
+    for ordinal, i in enumerate(sent, start=1):
+        message_id = stored_at.get(ordinal)
+        results[i] = Stored(message_id) if message_id else Stored(None, duplicate=True)
     return results  # type: ignore[return-value]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -45,22 +46,40 @@ def database_conninfo() -> str:
     return make_conninfo(**keep)
 
 
-def enqueue_after_commit(loop: asyncio.AbstractEventLoop):
-    """Tell the workers, off the event loop; if Redis is down the sweeper finds the rows later."""
-    from channels_app.tasks import enqueue_processing
+class Dispatcher:
+    """Tells the workers about stored messages from one background thread.
 
-    def safe_enqueue(ids: list[int]) -> None:
-        try:
-            enqueue_processing(ids)
-        except Exception as exc:
-            log.warning("could not enqueue %d stored message(s), the sweeper will: %s", len(ids), exc)
+    Ids stored while a publish is in flight go out together in the next task, so under load one
+    publish covers many messages and the event loop never waits for Redis. If Redis is down the
+    rows stay RECEIVED and the sweeper enqueues them later: nothing is lost.
+    """
 
-    return lambda ids: loop.run_in_executor(None, safe_enqueue, ids)
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.ready = threading.Condition()
+        threading.Thread(target=self._run, name="dispatcher", daemon=True).start()
+
+    def __call__(self, ids: list[int]) -> None:
+        with self.ready:
+            self.pending += ids
+            self.ready.notify()
+
+    def _run(self) -> None:
+        from channels_app.tasks import enqueue_processing
+
+        while True:
+            with self.ready:
+                while not self.pending:
+                    self.ready.wait()
+                ids, self.pending = self.pending, []
+            try:
+                enqueue_processing(ids)
+            except Exception as exc:
+                log.warning("could not enqueue %d stored message(s), the sweeper will: %s", len(ids), exc)
 
 
 async def serve(specs: list[ListenerSpec], conninfo: str, stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    committer = GroupCommitter(conninfo, on_stored=enqueue_after_commit(loop))
+    committer = GroupCommitter(conninfo, on_stored=Dispatcher())
     await committer.start()
     servers = [MLLPServer(spec, committer) for spec in specs]
     for server in servers:
