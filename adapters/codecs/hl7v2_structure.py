@@ -792,22 +792,33 @@ def _check_order(message: Message, structure: str, tables: str, issues: list[Iss
                     seg.index,
                 )
             )
-    matcher = _Matcher(segs, paths, structure)
+    # Two readings of a displaced segment: skip ahead to the required entry (the segments in
+    # between are out of place), or report the entry missing (and it out of place later).
+    # Keep the reading that moves fewer segments, then the one with fewer errors.
+    readings = [_match(segs, paths, structure, ref, skip_ahead) for skip_ahead in (True, False)]
+    issues.extend(
+        min(
+            readings,
+            key=lambda found: (
+                sum(i.code == "segment_order" for i in found),
+                sum(i.severity == "error" for i in found),
+            ),
+        )
+    )
+
+
+def _match(
+    segs: list[Segment], paths: dict[int, str], structure: str, ref: Any, skip_ahead: bool
+) -> list[Issue]:
+    issues: list[Issue] = []
+    matcher = _Matcher(segs, paths, structure, skip_ahead)
     pos = matcher.sequence(ref, 0, _NOTHING, issues)
     while pos < len(segs):
-        seg = segs[pos]
-        issues.append(
-            Issue(
-                "warning",
-                "segment_order",
-                f"{seg.name} is out of place for {structure}",
-                paths[seg.index],
-                seg.index,
-            )
-        )
+        issues.append(matcher.stray(pos))
         # Resume as if the body began again after the stray segment; what the top level
         # misses there (MSH, EVN...) was judged in the first pass, so it is not reported again.
         pos = matcher.sequence(ref, pos + 1, _NOTHING, issues, report_missing=False)
+    return issues
 
 
 _SEGMENTS_IN: dict[int, frozenset[str]] = {}
@@ -835,7 +846,10 @@ class _Matcher:
     as ``follow`` = (segments that can open it, segments it mentions anywhere).
     """
 
-    def __init__(self, segs: list[Segment], paths: dict[int, str], structure: str) -> None:
+    def __init__(
+        self, segs: list[Segment], paths: dict[int, str], structure: str, skip_ahead: bool = True
+    ) -> None:
+        self.skip_ahead = skip_ahead
         self.segs = segs
         self.names = [s.name for s in segs]
         self.paths = paths
@@ -933,7 +947,7 @@ class _Matcher:
             count = 0
             while hi == -1 or count < hi:
                 while pos < n and self.names[pos] not in ahead_all:
-                    issues.append(self._stray(pos))
+                    issues.append(self.stray(pos))
                     pos += 1
                 new = self.element(entry, pos, after, repeats, issues)
                 if (
@@ -942,7 +956,7 @@ class _Matcher:
                     and self.names[pos] not in ahead_open
                     and self.names[pos + 1] in opening
                 ):
-                    trial: list[Issue] = [self._stray(pos)]
+                    trial: list[Issue] = [self.stray(pos)]
                     new = self.element(entry, pos + 1, after, repeats, trial)
                     if new != pos + 1:
                         issues.extend(trial)
@@ -969,14 +983,16 @@ class _Matcher:
         name, sub, _card, kind = entry
         n = len(self.names)
         opening = self.first(entry)
-        skip = next(
-            (j for j in range(1, 4) if pos + j < n and self.names[pos + j] in opening), None
+        skip = (
+            next((j for j in range(1, 4) if pos + j < n and self.names[pos + j] in opening), None)
+            if self.skip_ahead
+            else None
         )
         if skip is not None:
             trial: list[Issue] = []
             new = self.element(entry, pos + skip, after, repeats, trial)
             if new != pos + skip:
-                issues.extend(self._stray(p) for p in range(pos, pos + skip))
+                issues.extend(self.stray(p) for p in range(pos, pos + skip))
                 issues.extend(trial)
                 return new, 1
         if (
@@ -991,7 +1007,7 @@ class _Matcher:
                 return new, 1
         return pos, 0
 
-    def _stray(self, pos: int) -> Issue:
+    def stray(self, pos: int) -> Issue:
         seg = self.segs[pos]
         return Issue(
             "warning",
