@@ -19,6 +19,7 @@ conditional request still makes re-delivery idempotent.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
@@ -36,15 +37,30 @@ DEFAULT_TZ = "+00:00"
 T = TypeVar("T")
 
 
+_NS_BYTES = NAMESPACE.bytes
+
+
 def stable_uuid(*parts: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, "|".join(parts)))
+    """uuid5(NAMESPACE, "|".join(parts)) as text, without building UUID objects (hot path)."""
+    digest = bytearray(hashlib.sha1(_NS_BYTES + "|".join(parts).encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9:/._~@-]*")
+
+
+def _url_part(text: str) -> str:
+    return text if _URL_SAFE.fullmatch(text) else quote(text, safe=":/.-_~@")
 
 
 def search_value(identifier: dict) -> str:
     """``system|value`` for a search URL, each side escaped so '|', '&' or '#' cannot break it."""
-    value = quote(identifier["value"], safe=":/.-_~@")
+    value = _url_part(identifier["value"])
     system = identifier.get("system")
-    return f"{quote(system, safe=':/.-_~@')}|{value}" if system else value
+    return f"{_url_part(system)}|{value}" if system else value
 
 
 class Context:
@@ -55,6 +71,7 @@ class Context:
         self.entries: list[dict] = []
         self._keys: dict[tuple[str, str], str] = {}
         self._urls: dict[str, dict] = {}
+        self.memo: dict[tuple, object] = {}  # per-message memo of repeated fields (actors)
         self._occurrence: dict[int, int] = {}
         self._tz_reported = False
         msh = message.msh

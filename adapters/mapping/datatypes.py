@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
@@ -36,11 +37,12 @@ def clean(text: str) -> str:
 class Comps:
     """One field repetition split into components once; values are unescaped and trimmed."""
 
-    __slots__ = ("parts", "enc")
+    __slots__ = ("parts", "enc", "source")
 
     def __init__(self, raw: str, enc: hl7v2.Encoding) -> None:
         self.parts = raw.split(enc.component) if raw else []
         self.enc = enc
+        self.source = raw  # the repetition as sent: a key for per-message memos
 
     @classmethod
     def of(cls, field: hl7v2.Field) -> Comps:
@@ -54,7 +56,9 @@ class Comps:
 
     def c(self, n: int) -> str:
         """Component n (its first subcomponent when it has several)."""
-        value = self.raw(n)
+        if n > len(self.parts):
+            return ""
+        value = self.parts[n - 1]
         if not value:
             return ""
         enc = self.enc
@@ -80,6 +84,7 @@ class Comps:
         inner = Comps("", self.enc)
         value = self.raw(n)
         inner.parts = value.split(self.enc.subcomponent) if value else []
+        inner.source = value
         return inner
 
     def text(self) -> str:
@@ -143,8 +148,10 @@ class Dtm:
         )
 
 
+@lru_cache(maxsize=8192)
 def parse_dtm(text: str) -> Dtm | None:
-    """Read a DTM (or the first component of a TS); None when empty; BadValue when malformed."""
+    """Read a DTM (or the first component of a TS); None when empty; BadValue when malformed.
+    Cached: a pure function of the text, and the same timestamps recur in every OBX."""
     text = clean(text)
     if not text:
         return None

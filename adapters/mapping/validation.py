@@ -155,8 +155,9 @@ _PRIMITIVES: dict = {}
 
 def _primitive(annotation) -> _Primitive:
     """One TypeAdapter (and one cache of valid values) per primitive type."""
+    key = annotation
     try:
-        key = hash(annotation) and annotation
+        hash(annotation)
     except TypeError:  # an unhashable annotation gets its own adapter
         key = object()
     prim = _PRIMITIVES.get(key)
@@ -347,7 +348,9 @@ def _error(bundle: dict, loc: tuple, msg: str) -> MappingError:
         try:
             path = bundle["entry"][parts[1]]["resource"]["resourceType"]
         except (KeyError, IndexError, TypeError):
-            path = "Resource"
+            path = None
+        if not isinstance(path, str) or not path:
+            path = f"Bundle.entry[{parts[1]}].resource"
         parts = parts[3:]
     for p in parts:
         path += f"[{p}]" if isinstance(p, int) else f".{p}"

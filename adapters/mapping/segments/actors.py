@@ -19,6 +19,16 @@ def practitioner(ctx: Context, xcn: Comps) -> dict | None:
     message-scoped so two different "Dr Smith"s are never merged across messages."""
     if not xcn:
         return None
+    memo_key = ("XCN", xcn.source)
+    if memo_key in ctx.memo:  # the same person named again in this message
+        known = ctx.memo[memo_key]
+        return dict(known) if known else None
+    reference = _practitioner(ctx, xcn)
+    ctx.memo[memo_key] = reference
+    return dict(reference) if reference else None
+
+
+def _practitioner(ctx: Context, xcn: Comps) -> dict | None:
     identifier = dt.xcn_identifier(xcn)
     name = dt.xcn_name(xcn)
     if identifier is None and name is None:
@@ -47,6 +57,16 @@ def organization(ctx: Context, xon: Comps) -> dict | None:
     """XON (name ^ type ^ id ^ ... ^ assigning authority 6 ^ id type 7 ^ ... ^ org id 10)."""
     if not xon:
         return None
+    memo_key = ("XON", xon.source)
+    if memo_key in ctx.memo:
+        known = ctx.memo[memo_key]
+        return dict(known) if known else None
+    reference = _organization(ctx, xon)
+    ctx.memo[memo_key] = reference
+    return dict(reference) if reference else None
+
+
+def _organization(ctx: Context, xon: Comps) -> dict | None:
     name = xon.c(1)
     value = xon.c(10) or xon.c(3)
     identifier = None
@@ -96,6 +116,16 @@ def location(ctx: Context, pl: Comps) -> dict | None:
     name the levels joined; keyed globally by all levels so the same bed is one record."""
     if not pl:
         return None
+    memo_key = ("PL", pl.source)
+    if memo_key in ctx.memo:
+        known = ctx.memo[memo_key]
+        return dict(known) if known else None
+    reference = _location(ctx, pl)
+    ctx.memo[memo_key] = reference
+    return dict(reference) if reference else None
+
+
+def _location(ctx: Context, pl: Comps) -> dict | None:
     poc, room, bed = pl.c(1), pl.c(2), pl.c(3)
     facility, building, floor, description = pl.c(4), pl.c(7), pl.c(8), pl.c(9)
     levels = [x for x in (poc, room, bed) if x]

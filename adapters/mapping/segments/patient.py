@@ -78,14 +78,14 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
             {"url": EXT + "patient-birthPlace", "valueAddress": {"text": birthplace}}
         )
 
+    # Added before PD1's practitioners so the Patient leads the Bundle; PD1 fills it in after.
+    full_url = ctx.add(patient, identity=identity)
+    if ctx.patient is None:
+        ctx.patient = full_url
     if pd1 is not None:
         ctx.segment = pd1
         _pd1(ctx, pd1, patient)
         ctx.segment = pid
-
-    full_url = ctx.add(patient, identity=identity)
-    if ctx.patient is None:
-        ctx.patient = full_url
     return full_url
 
 
