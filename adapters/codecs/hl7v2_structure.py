@@ -463,14 +463,14 @@ def _describe_field(
     reps = seg.repetitions(n)
     if len(reps) == 1:
         node.children = _describe_components(reps[0].raw, seg, path, node.datatype, comps)
-        if not node.children:
-            node.value = reps[0].value
+        if not node.children:  # a plain value, or only empty components ("^^^" reads as "")
+            node.value = seg.get(n)
         return node
     for r, rep in enumerate(reps, start=1):
         rpath = f"{path}({r})"
         rnode = Node("repetition", rpath, f"{seg.name}-{n}({r})", node.label, node.datatype)
         rnode.children = _describe_components(rep.raw, seg, rpath, node.datatype, comps)
-        rnode.value = rep.raw if rnode.children else rep.value
+        rnode.value = rep.raw if rnode.children else seg.get(n, rep=r)
         node.children.append(rnode)
     return node
 
