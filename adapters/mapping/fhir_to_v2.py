@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from adapters.base import AdapterError
-from adapters.codecs.hl7v2 import DEFAULT_ENCODING, Encoding, Raw, build_segment, encode_value
+from adapters.codecs.hl7v2 import DEFAULT_ENCODING, Encoding, Raw, build_segment
 from adapters.mapping import codesystems as cs
 from adapters.mapping.transforms import fhir_to_v2_datetime
 
@@ -60,7 +60,7 @@ def _reverse(table: Mapping[str, Any], preferred: Mapping[str, str] | None = Non
 
 SEX = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 NAME_TYPE = _reverse(cs.NAME_USE, {"official": "L", "usual": "D", "old": "BAD", "temp": "TEMP"})
-ADDRESS_TYPE = {"home": "H", "work": "B", "temp": "C", "billing": "BI", "old": "BA"}
+ADDRESS_TYPE = {"home": "H", "work": "B", "temp": "C", "billing": "BI", "old": "BR"}
 TELECOM_USE = {"home": "PRN", "work": "WPN", "temp": "EMR", "mobile": "PRN", "old": "PRN"}
 TELECOM_EQUIPMENT = {"phone": "PH", "fax": "FX", "pager": "BP", "email": "Internet", "sms": "CP"}
 MARITAL = {v3: v2 for v2, (v3, _) in cs.MARITAL_STATUS_V3.items()} | {
@@ -225,7 +225,7 @@ def cwe(concept: Mapping[str, Any] | None) -> list[Any]:
         out[slot + 1] = coding.get("display", "")
         out[slot + 2] = coding_system_name(coding.get("system"))
         out[6 + slot // 3] = coding.get("version", "")
-    if text and text != codings[0].get("display"):
+    if text:  # the forward map reads CWE-9 (original text) into text when there are codes
         out[8] = text
     return out
 
@@ -273,8 +273,8 @@ def xtn(point: Mapping[str, Any]) -> list[Any]:
     value = point.get("value", "")
     system = point.get("system", "")
     use = point.get("use", "")
-    if system == "email":
-        return ["", "NET", "Internet", value]
+    if system == "email":  # NET unless a use is known: the forward map reads NET as no use
+        return ["", TELECOM_USE.get(use, "NET"), "Internet", value]
     equipment = "CP" if use == "mobile" else TELECOM_EQUIPMENT.get(system, "")
     return [value, TELECOM_USE.get(use, ""), equipment]
 
@@ -586,6 +586,8 @@ def obx_segments(
     for n, (parent, part, sub_id) in enumerate(rows):
         vtype, value, units = _value(b, parent, part)
         rng = _first(part.get("referenceRange"))
+        if not units and rng:  # a coded or text result can still carry units for its range
+            units = _units(rng.get("low") or rng.get("high") or {})
         when = _dtm(parent.get("effectiveDateTime"))
         identity = _identifier(parent)
         fields = {
@@ -873,8 +875,3 @@ def _orders(b: _Bundle, reports: list[dict], loose: list[dict], enc: Encoding) -
             n += sum(1 for r in rows if r.startswith("OBX"))
             segments += rows
     return segments
-
-
-def encode_field(value: Any, enc: Encoding = DEFAULT_ENCODING) -> str:
-    """One field value as ER7 (exposed for the test bench's preview of a single field)."""
-    return encode_value(value, enc)
