@@ -127,7 +127,22 @@ class Context:
 
     def value(self, seg: hl7v2.Segment, n: int, comp: int = 1) -> str:
         """Component ``comp`` of the first repetition, unescaped and trimmed."""
-        return self.comps(seg, n).c(comp)
+        raw = seg[n]
+        if not raw:
+            return ""
+        enc = self.enc
+        if enc.repetition in raw:
+            raw = raw.split(enc.repetition, 1)[0]
+        if enc.component in raw:
+            parts = raw.split(enc.component)
+            raw = parts[comp - 1] if comp <= len(parts) else ""
+        elif comp != 1:
+            return ""
+        if enc.subcomponent in raw:
+            raw = raw.split(enc.subcomponent, 1)[0]
+        if enc.escape in raw:
+            raw = hl7v2.unescape(raw, enc)
+        return clean(raw)
 
     def text(self, seg: hl7v2.Segment, n: int) -> str:
         """Field n (first repetition) as plain text, separators inside it kept as sent."""
@@ -271,27 +286,36 @@ class Context:
         *,
         identity: dict | None = None,
         key: str | None = None,
+        global_key: bool = False,
         update: bool = True,
     ) -> str:
-        """Add a resource; returns its fullUrl. ``identity`` is the business identifier the
-        conditional request uses; without one, ``key`` (default: the segment being mapped)
-        derives an identifier. A second resource with the same identity returns the first."""
+        """Add a resource; returns its fullUrl.
+
+        ``identity`` is the business identifier the conditional request uses. Without one, an
+        identifier ``urn:ietf:rfc:3986|urn:uuid:<fullUrl uuid>`` is derived from ``key``
+        (default: the segment being mapped) within this message, or from ``key`` alone when
+        ``global_key`` (the same test of the same order is the same Observation in any
+        message). A second resource with the same identity returns the first one's fullUrl."""
         rtype = resource["resourceType"]
         if identity is not None and identity.get("value"):
             dedupe = search_value(identity)
+            rid = None
         else:
+            identity = None
             dedupe = key or self.segment_key()
+            if not global_key:
+                dedupe = self.message_key + "|" + dedupe
         known = self._keys.get((rtype, dedupe))
         if known:
             return known
-        rid = stable_uuid(rtype, dedupe if identity is not None else self.message_key + dedupe)
+        rid = stable_uuid(rtype, dedupe)
         full_url = "urn:uuid:" + rid
-        if identity is None or not identity.get("value"):
+        if identity is None:
             identity = {"system": cs.URI_SYSTEM, "value": full_url}
-            resource.setdefault("identifier", [])
-            if isinstance(resource["identifier"], list):
-                resource["identifier"].append(identity)
-            else:  # Encounter.identifier is a list too; Account/Coverage lists: all lists in R4
+            identifiers = resource.get("identifier")
+            if isinstance(identifiers, list):
+                identifiers.append(identity)
+            else:
                 resource["identifier"] = [identity]
         condition = "identifier=" + search_value(identity)
         if update:
@@ -312,8 +336,9 @@ class Context:
     def resource(self, full_url: str) -> dict | None:
         return self._urls.get(full_url)
 
-    def known(self, resource_type: str, identity: dict) -> bool:
-        return (resource_type, search_value(identity)) in self._keys
+    def known(self, resource_type: str, key: str) -> bool:
+        """Whether a resource was added under ``key`` (a global key, see `add`)."""
+        return (resource_type, key) in self._keys
 
 
 def _zone_of(text: str) -> str | None:

@@ -49,7 +49,12 @@ class Comps:
         return cls(field.raw, field.enc)
 
     def __bool__(self) -> bool:
-        return any(p.strip() and p.strip() != NULL for p in self.parts)
+        for p in self.parts:
+            if p and p != NULL:
+                p = p.strip()
+                if p and p != NULL:
+                    return True
+        return False
 
     def raw(self, n: int) -> str:
         return self.parts[n - 1] if 0 < n <= len(self.parts) else ""
@@ -481,18 +486,28 @@ def table_concept(code: str, table: str, display: str | None = None) -> dict:
 # ----------------------------------------------------------------------------- quantities
 
 
-def quantity(value: int | float, units: Comps | None) -> dict:
-    """A Quantity from a number and CWE units (OBX-6): UCUM when the units say so."""
+def unit_fields(units: Comps | dict | None) -> dict:
+    """CWE units (OBX-6) -> the unit/system/code of a Quantity (UCUM when the units say so).
+    Computed once per OBX and shared by its value and reference range."""
+    if units is None or isinstance(units, dict):
+        return units or {}
+    if not units:
+        return {}
+    code, text, system = units.c(1), units.c(2), units.c(3)
+    out: dict = {"unit": text or code} if (text or code) else {}
+    uri = cs.coding_system(system) if system else None
+    if uri and code:
+        out["system"] = uri
+        out["code"] = code
+    return out
+
+
+def quantity(value: int | float, units: Comps | dict | None) -> dict:
+    """A Quantity from a number and units (a CWE, or `unit_fields` of one)."""
     q: dict = {"value": value}
-    if units:
-        code, text, system = units.c(1), units.c(2), units.c(3)
-        uri = cs.coding_system(system) if system else None
-        q["unit"] = text or code
-        if uri and code:
-            q["system"] = uri
-            q["code"] = code
-        elif code and not system:
-            q["unit"] = text or code
+    fields = unit_fields(units)
+    if fields:
+        q.update(fields)
     return q
 
 
@@ -500,7 +515,7 @@ _RANGE = re.compile(r"^\s*(?P<lo>[+-]?[\d.]+)?\s*(?:-|to|–|&)\s*(?P<hi>[+-]?[\
 _BOUND = re.compile(r"^\s*(?P<op><=|>=|<|>)\s*(?P<n>[+-]?[\d.]+)\s*$")
 
 
-def reference_range(text: str, units: Comps | None) -> dict | None:
+def reference_range(text: str, units: Comps | dict | None) -> dict | None:
     """OBX-7 ("3.5-5.0", "13 to 18", "<5", ">=60") -> Observation.referenceRange; free text
     that is not a range goes to referenceRange.text."""
     text = clean(text)
@@ -508,6 +523,7 @@ def reference_range(text: str, units: Comps | None) -> dict | None:
         return None
     low = high = None
     m = _BOUND.match(text)
+    units = unit_fields(units)
     try:
         if m:
             number = decimal(m["n"])
@@ -533,17 +549,16 @@ def reference_range(text: str, units: Comps | None) -> dict | None:
 
 
 def _simple_quantity(value, units):
-    q = quantity(value, units)
-    q.pop("comparator", None)
-    return q
+    return quantity(value, units)  # SimpleQuantity: a Quantity without comparator
 
 
-def sn(field: Comps, units: Comps | None) -> tuple[str, dict]:
+def sn(field: Comps, units: Comps | dict | None) -> tuple[str, dict]:
     """SN (comparator ^ num1 ^ separator/suffix ^ num2) -> (value[x] name, value).
 
     ``^182`` and ``<^5`` are quantities, ``^10^-^20`` a range, ``^1^:^128`` (or ``/``) a ratio,
     ``^2^+`` a quantity with the "+" kept in the unit text as the IG suggests no better place."""
     comparator, num1, sep, num2 = field.c(1), field.c(2), field.c(3), field.c(4)
+    units = unit_fields(units)
     first = decimal(num1) if num1 else None
     second = decimal(num2) if num2 else None
     if comparator and comparator not in ("<", ">", "<=", ">=", "=", "<>"):

@@ -6,9 +6,8 @@ Within a message the same person or place is one entry, however often it is name
 
 from __future__ import annotations
 
-from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
-from adapters.mapping.context import Context, ref, stable_uuid
+from adapters.mapping.context import Context, ref
 from adapters.mapping.datatypes import Comps
 
 LOCATION_PHYSICAL_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
@@ -143,9 +142,7 @@ def _location(ctx: Context, pl: Comps) -> dict | None:
         resource["physicalType"] = {"coding": [{"system": LOCATION_PHYSICAL_TYPE, "code": kind}]}
     # Keyed without the message: a bed is the same bed in every message.
     key = "|".join((facility, building, floor, poc, room, bed, description))
-    identity = {"system": cs.URI_SYSTEM, "value": "urn:uuid:" + stable_uuid("Location", key)}
-    resource["identifier"] = [identity]
-    return ref(ctx.add(resource, identity=identity, update=False), name)
+    return ref(ctx.add(resource, key=key, global_key=True, update=False), name)
 
 
 def _display(name: dict) -> str:

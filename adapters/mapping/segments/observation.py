@@ -15,7 +15,7 @@ import re
 from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
-from adapters.mapping.context import Context, ref, stable_uuid
+from adapters.mapping.context import Context, ref
 from adapters.mapping.datatypes import BadValue, Comps
 from adapters.mapping.segments import actors
 
@@ -112,7 +112,8 @@ def map_observation(
     if performers:
         obs["performer"] = performers
 
-    _value(ctx, obx, obs)
+    units = dt.unit_fields(ctx.comps(obx, 6))
+    _value(ctx, obx, obs, units)
 
     interpretation = []
     for f in ctx.reps(obx, 8):
@@ -137,8 +138,7 @@ def map_observation(
         obs["interpretation"] = interpretation
     if notes:
         obs["note"] = [{"text": n} for n in notes]
-    units = ctx.comps(obx, 6)
-    rng = dt.reference_range(ctx.text(obx, 7), units if units else None)
+    rng = dt.reference_range(ctx.text(obx, 7), units)
     if rng:
         obs["referenceRange"] = [rng]
     method = dt.cwe(ctx.comps(obx, 17))
@@ -148,31 +148,21 @@ def map_observation(
         obs["specimen"] = ref(specimen)
 
     key = None
-    if identity is None:
+    if identity is None and order_key:
         # Identity from the order and the test (OBX-3 + sub-id): a corrected result for the
         # same test updates the earlier Observation even when sent in a new message.
-        sub_id = ctx.value(obx, 4)
         test = ctx.value(obx, 3) or ctx.text(obx, 3)
-        if order_key:
-            key = f"{order_key}|{test}|{sub_id}"
-            identity = _derived(key)
-            if ctx.known("Observation", identity):  # the same test twice in one order
-                identity = _derived(f"{key}|{ctx.value(obx, 1)}|{ctx.occurrence(obx)}")
-            obs["identifier"] = [identity]
-    return ctx.add(obs, identity=identity)
+        key = f"{order_key}|{test}|{ctx.value(obx, 4)}"
+        if ctx.known("Observation", key):  # the same test twice in one order
+            key += f"|{ctx.value(obx, 1)}|{ctx.occurrence(obx)}"
+    return ctx.add(obs, identity=identity, key=key, global_key=key is not None)
 
 
-def _derived(key: str) -> dict:
-    return {"system": cs.URI_SYSTEM, "value": "urn:uuid:" + stable_uuid("Observation", key)}
-
-
-def _value(ctx: Context, obx: hl7v2.Segment, obs: dict) -> None:
+def _value(ctx: Context, obx: hl7v2.Segment, obs: dict, units: dict) -> None:
     vtype = ctx.value(obx, 2).upper()
     reps = ctx.reps(obx, 5)
     if not reps:
         return
-    units = ctx.comps(obx, 6)
-    units = units if units else None
     if vtype in TEXT_TYPES or (not vtype):
         if not vtype:
             ctx.issue(
