@@ -65,6 +65,8 @@ class Header:
         if start == -1 or len(text) < start + 8:
             return cls()
         line = SEGMENT_SPLIT.split(text[start:], 1)[0]
+        if len(line) < 4:  # "MSH" alone on its line: nothing to salvage
+            return cls()
         sep = line[3]
         fields = ["MSH", sep, *line.split(sep)[1:]]
         try:
