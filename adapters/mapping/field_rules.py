@@ -17,9 +17,10 @@ expression on the canonical output as it stands when the rule runs (earlier rule
 FHIRPath that starts with a resource type (``Patient.name.given.first()``) is evaluated on a
 resource of that type: the target resource itself when the types agree, else the first such
 resource; one that starts with ``Bundle`` on the whole Bundle; any other (``name.family``) on the
-target resource. Several sources give several
-values, which a ``concat`` transform joins; a rule without a source takes its value from a
-``default`` transform (a constant) or is a ``drop``.
+target resource. Several sources give several values, which a ``concat`` transform joins (or a
+repeating target such as ``Patient.name[0].given`` takes as a list); a rule without a source takes
+its value from a ``default`` transform (a constant) or is a ``drop``. HL7's explicit null ``""``
+counts as absent.
 
 Targets: ``ResourceType[selector].element[index].element...``
 
