@@ -505,8 +505,8 @@ def _describe_components(
                         sspec.table,
                     )
                 cnode.children.append(snode)
-        else:
-            cnode.value = unescape(comp, enc)
+        if not cnode.children:  # read whole, a component gives its first subcomponent
+            cnode.value = unescape(comp.split(enc.subcomponent, 1)[0], enc)
         nodes.append(cnode)
     return nodes
 
