@@ -790,7 +790,7 @@ def to_v2(
         body = _adt_body(b, patients[0], event, sent, encoding)
     else:
         body = _oru_body(b, patients, encoding)
-    if any(ord(ch) > 127 for segment in body for ch in segment):
+    if not all(segment.isascii() for segment in body):
         header[18] = "UNICODE UTF-8"
     # Built with fields from 3 on; MSH-1 (the separator) and MSH-2 are written literally.
     built = _segment("MSH", header, encoding)
