@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from celery import shared_task
+from django.utils import timezone
 
 from channels_app.pipeline import deliver as deliver_stage
 from channels_app.pipeline.process import process_messages as process_stage
@@ -12,8 +14,10 @@ from channels_app.pipeline.sweep import sweep as sweep_stage
 
 log = logging.getLogger(__name__)
 
-# One process task carries many messages; the listener batches them per commit.
+# One task carries many ids: the listener batches messages per commit, processing batches
+# deliveries; per-message task overhead would otherwise dominate.
 PROCESS_CHUNK = 200
+DELIVER_CHUNK = 50
 
 
 @shared_task(acks_late=True)
@@ -24,15 +28,15 @@ def process_messages(message_ids: list[int]) -> int:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
-def deliver(self, delivery_id: int) -> str | None:
-    outcome = deliver_stage.deliver(delivery_id)
-    if outcome is None:
-        return None
-    if outcome.retry_in is not None:
-        # Celery schedules the next try; the row's next_attempt_at lets the sweeper redo it if
+def deliver(self, delivery_ids: list[int]) -> dict[str, int]:
+    outcomes = deliver_stage.deliver(delivery_ids)
+    retrying = [o for o in outcomes if o.retry_at is not None]
+    if retrying:
+        # Celery schedules the next try; each row's next_attempt_at lets the sweeper redo it if
         # this countdown is lost with Redis.
-        raise self.retry(countdown=outcome.retry_in)
-    return outcome.status
+        wait = max(0.0, (retrying[0].retry_at - timezone.now()).total_seconds())
+        raise self.retry(args=[[o.delivery_id for o in retrying]], countdown=wait)
+    return dict(Counter(o.status for o in outcomes))
 
 
 @shared_task
@@ -55,5 +59,5 @@ def enqueue_processing(message_ids: list[int]) -> None:
 
 
 def enqueue_deliveries(delivery_ids: list[int]) -> None:
-    for delivery_id in delivery_ids:
-        deliver.delay(delivery_id)
+    for start in range(0, len(delivery_ids), DELIVER_CHUNK):
+        deliver.delay(delivery_ids[start : start + DELIVER_CHUNK])

@@ -1,15 +1,18 @@
-"""Stage 3: send one delivery, record the attempt, and decide: delivered, retry later, or failed.
+"""Stage 3: send deliveries, record every attempt, and decide: delivered, retry later, or failed.
 
-Four queries per attempt: claim (conditional UPDATE), load, insert the Attempt, record the outcome.
+Deliveries travel in batches: one claim, one load, concurrent sends, one insert of the attempts and
+one update of the outcomes, whatever the batch size (a query-count test guards this).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
@@ -18,62 +21,14 @@ from django.utils import timezone
 
 from adapters.base import AdapterError
 from adapters.registry import build_transport
-from adapters.transports.base import Payload, SendResult, TransportError
+from adapters.transports.base import Payload, SendResult
 from channels_app.models import Attempt, Delivery, Destination, Message
 
 # Celery may run a countdown task a little early; a claim accepts it within this tolerance.
 EARLY_TOLERANCE = timedelta(seconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: str
-    retry_in: float | None = None  # seconds until the next try, when one is due
-
-
-CLAIM = """
-UPDATE channels_app_delivery AS d
-SET status = 'SENDING',
-    attempt_count = d.attempt_count + 1,
-    next_attempt_at = %(now)s + make_interval(secs => dest.timeout_s + %(margin)s)
-FROM channels_app_destination AS dest
-WHERE d.id = %(id)s AND dest.id = d.destination_id
-  AND d.status IN ('PENDING', 'RETRY') AND d.next_attempt_at <= %(due)s
-RETURNING d.attempt_count, d.message_id, dest.id, dest.transport, dest.config, dest.timeout_s,
-          dest.max_attempts, dest.backoff_base_s, dest.backoff_max_s
-"""
-
-
-def deliver(delivery_id: int) -> Outcome | None:
-    """Try ``delivery_id`` once. None when it is not ours to send (done, or claimed elsewhere).
-
-    The claim is one conditional UPDATE ("1 row updated = mine") that also sets a lease: if this
-    worker dies mid-send, the sweeper hands the delivery to another once the lease lapses.
-    """
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            CLAIM,
-            {"now": now, "margin": settings.HUB["CLAIM_MARGIN_S"], "id": delivery_id, "due": now + EARLY_TOLERANCE},
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    attempt_count, message_id, *dest = row
-    destination = Destination(**dict(zip(DESTINATION_FIELDS, dest, strict=True)))
-    delivery = Delivery(
-        id=delivery_id, message_id=message_id, destination_id=destination.id, attempt_count=attempt_count
-    )
-    canonical = Message.objects.filter(id=message_id).values_list("canonical", flat=True).first()
-    started = timezone.now()
-    t0 = time.perf_counter()
-    try:
-        result, error = _send(delivery, destination, canonical), None
-    except AdapterError as exc:
-        result, error = None, exc
-    duration_ms = (time.perf_counter() - t0) * 1000
-    return _record(delivery, destination, started, duration_ms, result, error)
-
+# Sends of one batch run concurrently; the claim's lease covers the rounds this takes.
+SEND_CONCURRENCY = 16
+_senders = ThreadPoolExecutor(SEND_CONCURRENCY, thread_name_prefix="send")
 
 DESTINATION_FIELDS = (
     "id",
@@ -85,12 +40,94 @@ DESTINATION_FIELDS = (
     "backoff_max_s",
 )
 
+# "1 row updated = mine": only PENDING/RETRY rows that are due are claimed, and the claim carries a
+# lease; if this worker dies mid-send, the sweeper hands the delivery on once the lease lapses.
+CLAIM = """
+UPDATE channels_app_delivery AS d
+SET status = 'SENDING',
+    attempt_count = d.attempt_count + 1,
+    next_attempt_at = %(now)s + make_interval(secs => dest.timeout_s * %(rounds)s + %(margin)s)
+FROM channels_app_destination AS dest
+WHERE d.id = ANY(%(ids)s) AND dest.id = d.destination_id
+  AND d.status IN ('PENDING', 'RETRY') AND d.next_attempt_at <= %(due)s
+RETURNING d.id, d.attempt_count, d.message_id, dest.id, dest.transport, dest.config,
+          dest.timeout_s, dest.max_attempts, dest.backoff_base_s, dest.backoff_max_s
+"""
 
-def _send(delivery: Delivery, destination: Destination, canonical: dict | None) -> SendResult:
-    config = destination.config if isinstance(destination.config, dict) else json.loads(destination.config)
-    transport = _transport(destination.transport, json.dumps(config, sort_keys=True))
-    payload = encode(delivery, canonical)
-    return transport.send(payload, timeout=destination.timeout_s)
+# Only rows still SENDING are settled: a row the sweeper already handed on is left alone.
+SETTLE = """
+UPDATE channels_app_delivery AS d
+SET status = o.status, next_attempt_at = COALESCE(o.next_attempt_at, d.next_attempt_at),
+    delivered_at = o.delivered_at, last_error = o.last_error
+FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[])
+     AS o(id, status, next_attempt_at, delivered_at, last_error)
+WHERE d.id = o.id AND d.status = 'SENDING'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    delivery_id: int
+    status: str
+    retry_at: datetime | None = None  # when the next try is due, if one is
+
+
+@dataclass(slots=True)
+class _Claimed:
+    delivery: Delivery
+    destination: Destination
+    started: datetime | None = None
+    duration_ms: float = 0.0
+    result: SendResult | None = None
+    error: AdapterError | None = None
+
+
+def deliver(delivery_ids: list[int]) -> list[Outcome]:
+    """Try each due delivery among ``delivery_ids`` once; those not ours to send are skipped."""
+    claimed = _claim(delivery_ids)
+    if not claimed:
+        return []
+    canonicals = dict(
+        Message.objects.filter(id__in={c.delivery.message_id for c in claimed}).values_list("id", "canonical")
+    )
+    list(_senders.map(lambda c: _send(c, canonicals.get(c.delivery.message_id)), claimed))
+    return _settle(claimed)
+
+
+def _claim(delivery_ids: list[int]) -> list[_Claimed]:
+    now = timezone.now()
+    params = {
+        "now": now,
+        "ids": list(delivery_ids),
+        "due": now + EARLY_TOLERANCE,
+        "rounds": math.ceil(len(delivery_ids) / SEND_CONCURRENCY),
+        "margin": settings.HUB["CLAIM_MARGIN_S"],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM, params)
+        rows = cursor.fetchall()
+    claimed = []
+    for delivery_id, attempt_count, message_id, *dest in rows:
+        destination = Destination(**dict(zip(DESTINATION_FIELDS, dest, strict=True)))
+        if isinstance(destination.config, str):  # raw SQL hands jsonb over as text under Django
+            destination.config = json.loads(destination.config)
+        delivery = Delivery(
+            id=delivery_id, message_id=message_id, destination_id=destination.id, attempt_count=attempt_count
+        )
+        claimed.append(_Claimed(delivery, destination))
+    return claimed
+
+
+def _send(claimed: _Claimed, canonical: dict | None) -> None:
+    claimed.started = timezone.now()
+    t0 = time.perf_counter()
+    try:
+        destination = claimed.destination
+        transport = _transport(destination.transport, json.dumps(destination.config, sort_keys=True))
+        claimed.result = transport.send(encode(claimed.delivery, canonical), timeout=destination.timeout_s)
+    except AdapterError as exc:
+        claimed.error = exc
+    claimed.duration_ms = round((time.perf_counter() - t0) * 1000, 3)
 
 
 @lru_cache(maxsize=256)
@@ -110,45 +147,67 @@ def encode(delivery: Delivery, canonical: dict | None) -> Payload:
     )
 
 
-def _record(delivery, destination, started, duration_ms, result, error) -> Outcome:
+def _settle(claimed: list[_Claimed]) -> list[Outcome]:
     now = timezone.now()
-    attempt = Attempt(
-        delivery_id=delivery.id,
-        number=delivery.attempt_count,
-        started_at=started,
-        duration_ms=round(duration_ms, 3),
-    )
-    update: dict = {}
-    if result is not None:
-        attempt.outcome = Attempt.Outcome.SUCCESS
-        attempt.status_code = result.status_code
-        attempt.request_summary = result.request[:500]
-        attempt.response_summary = result.summary
-        update = {"status": Delivery.Status.DELIVERED, "delivered_at": now, "last_error": ""}
-        outcome = Outcome(Delivery.Status.DELIVERED)
-    else:
-        attempt.status_code = getattr(error, "status_code", None)
-        attempt.response_summary = getattr(error, "response", "")
-        attempt.error = str(error)[:4000]
-        exhausted = delivery.attempt_count >= destination.max_attempts
-        if error.permanent or exhausted:
-            attempt.outcome = Attempt.Outcome.PERMANENT if error.permanent else Attempt.Outcome.TRANSIENT
-            reason = str(error) if error.permanent else f"gave up after {delivery.attempt_count} attempts: {error}"
-            update = {"status": Delivery.Status.FAILED, "last_error": reason[:4000]}
-            outcome = Outcome(Delivery.Status.FAILED)
-        else:
-            attempt.outcome = Attempt.Outcome.TRANSIENT
-            wait = retry_delay(destination, delivery.attempt_count)
-            update = {
-                "status": Delivery.Status.RETRY,
-                "next_attempt_at": now + timedelta(seconds=wait),
-                "last_error": str(error)[:4000],
-            }
-            outcome = Outcome(Delivery.Status.RETRY, retry_in=wait)
+    attempts, outcomes = [], []
+    for c in claimed:
+        attempt, outcome = _judge(c)
+        attempts.append(attempt)
+        outcomes.append(outcome)
+    outcomes = _schedule_retries(claimed, outcomes, now)
     with transaction.atomic():
-        attempt.save(force_insert=True)
-        Delivery.objects.filter(id=delivery.id, status=Delivery.Status.SENDING).update(**update)
-    return outcome
+        Attempt.objects.bulk_create(attempts)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                SETTLE,
+                [
+                    [o.delivery_id for o in outcomes],
+                    [o.status for o in outcomes],
+                    [o.retry_at for o in outcomes],
+                    [now if o.status == Delivery.Status.DELIVERED else None for o in outcomes],
+                    [a.error if o.status != Delivery.Status.DELIVERED else "" for a, o in zip(attempts, outcomes)],
+                ],
+            )
+    return outcomes
+
+
+def _judge(c: _Claimed) -> tuple[Attempt, Outcome]:
+    """The Attempt row for this try, and what happens to the delivery next."""
+    delivery, destination, error = c.delivery, c.destination, c.error
+    attempt = Attempt(
+        delivery_id=delivery.id, number=delivery.attempt_count, started_at=c.started, duration_ms=c.duration_ms
+    )
+    if error is None:
+        attempt.outcome = Attempt.Outcome.SUCCESS
+        attempt.status_code = c.result.status_code
+        attempt.request_summary = c.result.request[:500]
+        attempt.response_summary = c.result.summary
+        return attempt, Outcome(delivery.id, Delivery.Status.DELIVERED)
+    attempt.status_code = getattr(error, "status_code", None)
+    attempt.response_summary = getattr(error, "response", "")
+    exhausted = delivery.attempt_count >= destination.max_attempts
+    if error.permanent:
+        attempt.outcome = Attempt.Outcome.PERMANENT
+        attempt.error = str(error)[:4000]
+        return attempt, Outcome(delivery.id, Delivery.Status.FAILED)
+    attempt.outcome = Attempt.Outcome.TRANSIENT
+    if exhausted:
+        attempt.error = f"gave up after {delivery.attempt_count} attempts: {error}"[:4000]
+        return attempt, Outcome(delivery.id, Delivery.Status.FAILED)
+    attempt.error = str(error)[:4000]
+    return attempt, Outcome(delivery.id, Delivery.Status.RETRY)
+
+
+def _schedule_retries(claimed: list[_Claimed], outcomes: list[Outcome], now: datetime) -> list[Outcome]:
+    """One backoff draw per batch: its retries travel together in one Celery retry."""
+    retrying = [c for c, o in zip(claimed, outcomes, strict=True) if o.status == Delivery.Status.RETRY]
+    if not retrying:
+        return outcomes
+    worst = max(retrying, key=lambda c: c.delivery.attempt_count)
+    retry_at = now + timedelta(seconds=retry_delay(worst.destination, worst.delivery.attempt_count))
+    return [
+        Outcome(o.delivery_id, o.status, retry_at) if o.status == Delivery.Status.RETRY else o for o in outcomes
+    ]
 
 
 def retry_delay(destination: Destination, attempts_so_far: int) -> float:
@@ -156,6 +215,3 @@ def retry_delay(destination: Destination, attempts_so_far: int) -> float:
     which Celery's integer-second helper is not)."""
     ceiling = min(destination.backoff_max_s, destination.backoff_base_s * 2 ** max(0, attempts_so_far - 1))
     return max(0.05, random.uniform(0, ceiling))
-
-
-__all__ = ["Outcome", "TransportError", "deliver", "encode", "retry_delay"]

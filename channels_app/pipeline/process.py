@@ -4,24 +4,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from adapters import mapping
 from adapters.base import AdapterError
 from adapters.codecs import hl7v2
 from channels_app.models import Delivery, Destination, Message
 
-MESSAGE_FIELDS = [
-    "status",
-    "canonical",
-    "issues",
-    "processed_at",
-    "error_stage",
-    "error_class",
-    "error_path",
-    "error_detail",
-]
+# One UPDATE for the whole batch (Django's bulk_update builds a CASE per field and row, which
+# costs more than the conversion itself).
+SAVE_OUTCOMES = """
+UPDATE channels_app_message AS m
+SET status = o.status, canonical = o.canonical, issues = o.issues, processed_at = o.processed_at,
+    error_stage = o.error_stage, error_class = o.error_class, error_path = o.error_path,
+    error_detail = o.error_detail
+FROM unnest(%s::bigint[], %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[],
+            %s::text[], %s::text[], %s::text[], %s::text[])
+     AS o(id, status, canonical, issues, processed_at, error_stage, error_class, error_path, error_detail)
+WHERE m.id = o.id
+"""
 
 
 def process_messages(ids: list[int]) -> list[int]:
@@ -35,7 +38,7 @@ def process_messages(ids: list[int]) -> list[int]:
         messages = list(
             Message.objects.select_for_update(skip_locked=True)
             .filter(id__in=ids, status=Message.Status.RECEIVED)
-            .only("id", "channel_id", "raw", "status")
+            .only("id", "channel_id", "raw", "status", "canonical", "issues")
             .order_by("id")
         )
         if not messages:
@@ -57,9 +60,25 @@ def process_messages(ids: list[int]) -> list[int]:
                 Delivery(message_id=message.id, destination_id=d.id, created_at=now, next_attempt_at=now)
                 for d in targets
             ]
-        Message.objects.bulk_update(messages, MESSAGE_FIELDS)
+        _save_outcomes(messages)
         created = Delivery.objects.bulk_create(deliveries)
     return [d.id for d in created]
+
+
+def _save_outcomes(messages: list[Message]) -> None:
+    columns = [
+        [m.id for m in messages],
+        [m.status for m in messages],
+        [Jsonb(m.canonical) if m.canonical is not None else None for m in messages],
+        [Jsonb(m.issues or []) for m in messages],
+        [m.processed_at for m in messages],
+        [m.error_stage for m in messages],
+        [m.error_class for m in messages],
+        [m.error_path for m in messages],
+        [m.error_detail for m in messages],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(SAVE_OUTCOMES, columns)
 
 
 def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destination]]:

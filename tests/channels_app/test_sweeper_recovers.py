@@ -25,7 +25,7 @@ def test_redis_flushed_after_ack_loses_no_message(mllp_port, listener, fhir_sink
         for i in range(5):
             client.send(factories.adt_a01(f"LOST-{i}"))
     assert Message.objects.filter(status=Message.Status.RECEIVED).count() == 5
-    assert redis_client.llen("process") >= 1  # the signal was sent...
+    wait_for(lambda: redis_client.llen("process") >= 1, what="the signal to the workers")  # sent...
     redis_client.flushall()  # ...and is gone
 
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
