@@ -344,18 +344,19 @@ RELATIONSHIP_V3 = {
     "ROM": "ROOM",
 }
 
-# 0127 Allergen type -> AllergyIntolerance.category (+ type for intolerance-like codes)
+# 0127 Allergen type -> AllergyIntolerance.category (+ type for the intolerance codes); the
+# miscellaneous codes (MA, MI) name no category.
 ALLERGEN_CATEGORY = {
     "DA": ("medication", "allergy"),
     "FA": ("food", "allergy"),
-    "MA": ("medication", "allergy"),
+    "MA": (None, "allergy"),
     "EA": ("environment", "allergy"),
-    "AA": ("biologic", "allergy"),
+    "AA": ("environment", "allergy"),
     "PA": ("environment", "allergy"),
     "LA": ("environment", "allergy"),
     "DI": ("medication", "intolerance"),
     "FI": ("food", "intolerance"),
-    "MI": ("medication", "intolerance"),
+    "MI": (None, "intolerance"),
     "EI": ("environment", "intolerance"),
 }
 
@@ -429,4 +430,55 @@ APPOINTMENT_STATUS = {
     "Blocked": "booked",
     "Overbook": "booked",
     "Noshow": "noshow",
+}
+
+# 0063 Relationship -> Coverage.relationship (subscriber-relationship)
+SUBSCRIBER_RELATIONSHIP = {
+    "SEL": "self",
+    "SPO": "spouse",
+    "DOM": "common",
+    "CHD": "child",
+    "DAU": "child",
+    "SON": "child",
+    "STP": "child",
+    "FCH": "child",
+    "PAR": "parent",
+    "FTH": "parent",
+    "MTH": "parent",
+    "EME": "injured",
+    "OTH": "other",
+}
+SUBSCRIBER_RELATIONSHIP_SYSTEM = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
+
+# ORC-1 order control / ORC-5 order status -> MedicationRequest.status
+MEDICATION_ORDER_STATUS = {
+    "A": "active",
+    "CA": "cancelled",
+    "CM": "completed",
+    "DC": "stopped",
+    "ER": "entered-in-error",
+    "HD": "on-hold",
+    "IP": "active",
+    "RP": "stopped",
+    "SC": "active",
+}
+MEDICATION_ORDER_CONTROL = {
+    "NW": "active",
+    "OK": "active",
+    "XO": "active",
+    "RO": "active",
+    "RE": "completed",
+    "CA": "cancelled",
+    "OC": "cancelled",
+    "CR": "cancelled",
+    "DC": "stopped",
+    "OD": "stopped",
+    "DR": "stopped",
+    "HD": "on-hold",
+    "OH": "on-hold",
+    "RL": "active",
+    "SN": "draft",
+    "RF": "active",
+    "AF": "active",
+    "DF": "stopped",
 }

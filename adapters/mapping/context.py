@@ -92,6 +92,10 @@ class Context:
             self.message_key = "sha1:" + digest
         self.patient: str | None = None  # fullUrl of the message's Patient
         self.encounter: str | None = None
+        # Business keys of the Patient / Encounter, for resources identified by what they are
+        # about (an allergy of this patient to this substance); fullUrls when none was sent.
+        self.patient_key: str | None = None
+        self.encounter_key: str | None = None
         self.segment: hl7v2.Segment | None = None  # the segment being mapped, for errors
 
     # ------------------------------------------------------------------------------ reading
@@ -335,6 +339,20 @@ class Context:
 
     def resource(self, full_url: str) -> dict | None:
         return self._urls.get(full_url)
+
+    def key_of(self, full_url: str | None) -> str:
+        """The identity a resource was added under (its identifier search value)."""
+        resource = self._urls.get(full_url or "")
+        if resource is None:
+            return ""
+        identifiers = resource.get("identifier")
+        if isinstance(identifiers, list) and identifiers:
+            return search_value(identifiers[0])
+        return full_url or ""
+
+    def about(self, *parts: str) -> str:
+        """A global key for a resource identified by its patient (and encounter) and content."""
+        return "|".join((self.patient_key or self.message_key, *parts))
 
     def known(self, resource_type: str, key: str) -> bool:
         """Whether a resource was added under ``key`` (a global key, see `add`)."""

@@ -53,8 +53,12 @@ def validate_full(bundle: dict) -> None:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise _error(bundle, tuple(err.get("loc", ())), err.get("msg", str(exc)))
-    except (ValueError, TypeError) as exc:
-        raise MappingError(f"the Bundle is not valid FHIR R4: {exc}", target="Bundle", origin="map")
+    except Exception as exc:  # fhir.resources itself fails on some inputs (KeyError, ...)
+        raise MappingError(
+            f"the Bundle is not valid FHIR R4: {type(exc).__name__}: {exc}",
+            target="Bundle",
+            origin="map",
+        )
 
 
 # ---------------------------------------------------------------------------- the schema

@@ -10,8 +10,17 @@ from adapters.mapping.context import Context
 from adapters.mapping.registry import handles
 from adapters.mapping.segments import report as reports
 from adapters.mapping.segments.encounter import has_visit, map_encounter
-from adapters.mapping.segments.observation import map_observation
+from adapters.mapping.segments.observation import (
+    TEXT_TYPES,
+    ed_attachment,
+    has_code,
+    map_observation,
+    observation_text,
+    text_attachment,
+)
+from adapters.mapping.segments.order import map_service_request
 from adapters.mapping.segments.patient import map_patient
+from adapters.mapping.segments.specimen import map_specimen
 
 
 @dataclass
@@ -23,6 +32,7 @@ class ResultGroup:
     observations: list[tuple[hl7v2.Segment, list[str]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     specimens: list[hl7v2.Segment] = field(default_factory=list)
+    tq1: hl7v2.Segment | None = None
 
 
 def note_text(ctx: Context, nte: hl7v2.Segment) -> str:
@@ -52,8 +62,7 @@ def _patients(message: hl7v2.Message) -> list[list[hl7v2.Segment]]:
 
 def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
     pid = segments[0]
-    ctx.patient = None
-    ctx.encounter = None
+    ctx.patient = ctx.encounter = ctx.patient_key = ctx.encounter_key = None
     pd1 = next((s for s in segments if s.name == "PD1"), None)
     map_patient(ctx, pid, pd1)
     pv1 = next((s for s in segments if s.name == "PV1"), None)
@@ -85,6 +94,8 @@ def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
         elif name == "SPM" and groups:
             groups[-1].specimens.append(seg)
             last_notes = None
+        elif name == "TQ1" and groups and groups[-1].tq1 is None:
+            groups[-1].tq1 = seg
 
     for obx, notes in loose:
         map_observation(ctx, obx, notes=notes)
@@ -93,13 +104,65 @@ def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
 
 
 def _result_group(ctx: Context, group: ResultGroup) -> None:
+    """One order's results: ServiceRequest (ORC/OBR, notes after OBR), Specimens (SPM), one
+    Observation per OBX, then the DiagnosticReport that lists them."""
     obr = group.obr
     placer, filler = reports.order_identifiers(ctx, obr, group.orc)
     key = reports.order_key(placer, filler)
     effective = ctx.quiet_datetime(obr, 7) if obr else None
+    done = ctx.value(obr, 25).upper() in ("F", "C") if obr else False
+    request = map_service_request(
+        ctx,
+        group.orc,
+        obr,
+        notes=group.notes,
+        tq1=group.tq1,
+        default_status="completed" if done else "active",
+    )
+    specimens = [s for s in (map_specimen(ctx, spm) for spm in group.specimens) if s]
+    specimen = specimens[0] if len(specimens) == 1 else None
     results = []
+    presented: list[dict] = []
+    lines: list[str] = []
     for obx, notes in group.observations:
-        url = map_observation(ctx, obx, notes=notes, order_key=key, effective=effective)
+        if not has_code(ctx, obx) and _report_body(ctx, obx, lines, presented):
+            continue
+        url = map_observation(
+            ctx,
+            obx,
+            notes=notes,
+            order_key=key,
+            effective=effective,
+            specimen=specimen,
+            based_on=request,
+        )
         if url:
             results.append(url)
-    reports.map_report(ctx, obr, group.orc, results)
+    if lines:
+        presented.insert(0, text_attachment("\n".join(lines)))
+    reports.map_report(
+        ctx, obr, group.orc, results, specimens=specimens, based_on=request, presented=presented
+    )
+
+
+def _report_body(ctx: Context, obx: hl7v2.Segment, lines: list[str], presented: list) -> bool:
+    """An OBX without a code cannot be an Observation; text (TX/FT/ST) or ED in a report is its
+    body, so it goes to DiagnosticReport.presentedForm instead of being dropped."""
+    vtype = ctx.value(obx, 2).upper()
+    if vtype in TEXT_TYPES:
+        lines.append(observation_text(ctx, obx))
+    elif vtype == "ED" and ctx.reps(obx, 5):
+        presented.append(
+            ed_attachment(ctx, obx, ctx.reps(obx, 5)[0], "DiagnosticReport.presentedForm")
+        )
+    else:
+        return False
+    ctx.issue(
+        obx,
+        3,
+        "",
+        "DiagnosticReport.presentedForm",
+        "OBX-3 is empty: this text is part of the report body, not an Observation",
+        severity="information",
+    )
+    return True

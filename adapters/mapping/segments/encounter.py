@@ -152,9 +152,10 @@ def map_encounter(
         admit = ctx.value(pv1, 44)
         if pid_ids and admit:
             key = f"visit:{search_value(pid_ids[0])}|{admit}"
-    full_url = ctx.add(enc, identity=identity, key=key)
+    full_url = ctx.add(enc, identity=identity, key=key, global_key=key is not None)
     if ctx.encounter is None:
         ctx.encounter = full_url
+        ctx.encounter_key = ctx.key_of(full_url)
     return full_url
 
 

@@ -54,6 +54,8 @@ def map_observation(
     effective: str | None = None,
     specimen: str | None = None,
     category: str | None = None,
+    based_on: str | None = None,
+    part_of: str | None = None,
 ) -> str | None:
     """Build the Observation for ``obx``; returns its fullUrl, or None when OBX-3 is empty (an
     Observation needs a code: the OBX is reported as an error and skipped)."""
@@ -85,6 +87,10 @@ def map_observation(
             "empty or not a code of table 0085; status unknown",
             severity="warning" if status_code else "information",
         )
+    if based_on:
+        obs["basedOn"] = [ref(based_on)]
+    if part_of:
+        obs["partOf"] = [ref(part_of)]
     obs["status"] = status
     if category:
         obs["category"] = [
@@ -250,9 +256,9 @@ def _time(text: str) -> str:
     return f"{m[1]}:{m[2] or '00'}:{m[3] or '00'}{m[4] or ''}"
 
 
-def _attachment(ctx: Context, obx: hl7v2.Segment, obs: dict, ed: Comps) -> None:
-    """ED (source ^ type ^ subtype ^ encoding ^ data): R4 Observation has no Attachment value,
-    so the IG's OBX->DocumentReference map holds the data and the Observation derives from it."""
+def ed_attachment(ctx: Context, obx: hl7v2.Segment, ed: Comps, target: str) -> dict:
+    """ED (source ^ type of data ^ subtype ^ encoding ^ data) -> Attachment (MIME type from the
+    subtype or type, data as Base64 whatever the encoding sent: Base64, Hex or plain text)."""
     kind, subtype, encoding, data = ed.c(2), ed.c(3), ed.c(4).upper(), ed.raw(5)
     data = hl7v2.unescape(data, ctx.enc).strip()
     attachment: dict = {
@@ -260,41 +266,63 @@ def _attachment(ctx: Context, obx: hl7v2.Segment, obs: dict, ed: Comps) -> None:
         or MIME.get(kind.upper())
         or "application/octet-stream"
     }
-    if data:
-        if encoding in ("BASE64", "B64"):
-            compact = "".join(data.split())
-            if _BASE64.match(compact) and len(compact) % 4 == 0:
-                try:
-                    base64.b64decode(compact, validate=True)
-                    attachment["data"] = compact
-                except (binascii.Error, ValueError):
-                    pass
-            if "data" not in attachment:
-                ctx.issue(
-                    obx,
-                    5,
-                    data[:40],
-                    "DocumentReference.content.attachment.data",
-                    "ED-5 is not valid Base64; the data is left out",
-                    comp=5,
-                )
-        elif encoding == "HEX":
+    if not data:
+        return attachment
+    if encoding in ("BASE64", "B64"):
+        compact = "".join(data.split())
+        if _BASE64.match(compact) and len(compact) % 4 == 0:
             try:
-                attachment["data"] = base64.b64encode(bytes.fromhex(data)).decode("ascii")
-            except ValueError:
-                ctx.issue(
-                    obx,
-                    5,
-                    data[:40],
-                    "DocumentReference.content.attachment.data",
-                    "ED-5 is not valid hex; the data is left out",
-                    comp=5,
-                )
-        else:  # "A" (ASCII) or none: the text itself
-            attachment["data"] = base64.b64encode(data.encode("utf-8")).decode("ascii")
-    title = obs["code"].get("text") or next(
-        (c.get("display") for c in obs["code"].get("coding", []) if c.get("display")), None
+                base64.b64decode(compact, validate=True)
+                attachment["data"] = compact
+            except (binascii.Error, ValueError):
+                pass
+        if "data" not in attachment:
+            ctx.issue(
+                obx,
+                5,
+                data[:40],
+                target + ".data",
+                "ED-5 is not valid Base64; the data is left out",
+                comp=5,
+            )
+    elif encoding == "HEX":
+        try:
+            attachment["data"] = base64.b64encode(bytes.fromhex(data)).decode("ascii")
+        except ValueError:
+            ctx.issue(
+                obx,
+                5,
+                data[:40],
+                target + ".data",
+                "ED-5 is not valid hex; the data is left out",
+                comp=5,
+            )
+    else:  # "A" (ASCII) or none: the text itself
+        attachment["data"] = base64.b64encode(data.encode("utf-8")).decode("ascii")
+    return attachment
+
+
+def text_attachment(text: str, title: str | None = None) -> dict:
+    attachment: dict = {
+        "contentType": "text/plain; charset=utf-8",
+        "data": base64.b64encode(text.encode("utf-8")).decode("ascii"),
+    }
+    if title:
+        attachment["title"] = title
+    return attachment
+
+
+def concept_title(concept: dict) -> str | None:
+    return concept.get("text") or next(
+        (c.get("display") for c in concept.get("coding", []) if c.get("display")), None
     )
+
+
+def _attachment(ctx: Context, obx: hl7v2.Segment, obs: dict, ed: Comps) -> None:
+    """ED value: R4 Observation has no Attachment value, so the IG's OBX->DocumentReference
+    map holds the data and the Observation derives from it."""
+    attachment = ed_attachment(ctx, obx, ed, "DocumentReference.content.attachment")
+    title = concept_title(obs["code"])
     if title:
         attachment["title"] = title
     doc: dict = {"resourceType": "DocumentReference", "status": "current", "type": obs["code"]}
@@ -304,3 +332,12 @@ def _attachment(ctx: Context, obx: hl7v2.Segment, obs: dict, ed: Comps) -> None:
     ctx.segment = obx
     doc_url = ctx.add(doc, key=f"{ctx.segment_key()}|ED")
     obs["derivedFrom"] = [ref(doc_url)]
+
+
+def observation_text(ctx: Context, obx: hl7v2.Segment) -> str:
+    """OBX-5 as text, every repetition on its own line (for report and document bodies)."""
+    return _text(ctx, obx)
+
+
+def has_code(ctx: Context, obx: hl7v2.Segment) -> bool:
+    return dt.cwe(ctx.comps(obx, 3)) is not None

@@ -82,6 +82,7 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
     full_url = ctx.add(patient, identity=identity)
     if ctx.patient is None:
         ctx.patient = full_url
+        ctx.patient_key = ctx.key_of(full_url)
     if pd1 is not None:
         ctx.segment = pd1
         _pd1(ctx, pd1, patient)
@@ -177,8 +178,8 @@ def _deceased(ctx: Context, pid: hl7v2.Segment, patient: dict) -> None:
         patient["deceasedDateTime"] = ctx.datetime_text(when)
         return
     flag = ctx.value(pid, 30).upper()
-    if flag in ("Y", "N"):
-        patient["deceasedBoolean"] = flag == "Y"
+    if flag in ("Y", "N", "YES", "NO"):
+        patient["deceasedBoolean"] = flag.startswith("Y")
     elif flag:
         ctx.issue(pid, 30, flag, "Patient.deceasedBoolean", "expected Y or N; left out")
 

@@ -36,6 +36,7 @@ def map_report(
     *,
     specimens: list[str] | None = None,
     based_on: str | None = None,
+    presented: list[dict] | None = None,
 ) -> str:
     ctx.segment = obr
     report: dict = {"resourceType": "DiagnosticReport"}
@@ -99,6 +100,8 @@ def map_report(
         report["specimen"] = [ref(s) for s in specimens]
     if results:
         report["result"] = [ref(r) for r in results]
+    if presented:
+        report["presentedForm"] = presented
     identity = filler or placer
     return ctx.add(report, identity=identity)
 

@@ -122,11 +122,22 @@ def test_nte_after_obx_is_the_observations_note():
 
 
 def test_obx_without_code_is_skipped_and_reported_as_an_error():
-    result = convert(oru(PID, OBR, "OBX|1|ST|||text||||||F", "OBX|2|ST|1-8^X^LN||pos||||||F"))
+    result = convert(oru(PID, OBR, "OBX|1|NM|||5||||||F", "OBX|2|ST|1-8^X^LN||pos||||||F"))
     assert len(resources(result, "Observation")) == 1
     [issue] = result.issues
     assert (issue.field, issue.severity, issue.target) == ("OBX-3", "error", "Observation.code")
     assert not result.ok
+
+
+def test_report_text_without_code_is_the_reports_presented_form():
+    result = convert(
+        oru(PID, OBR, "OBX|1|TX|||Impression:||||||F", "OBX|2|TX|||No acute findings.||||||F")
+    )
+    assert resources(result, "Observation") == []
+    [form] = one(result, "DiagnosticReport")["presentedForm"]
+    assert base64.b64decode(form["data"]).decode() == "Impression:\nNo acute findings."
+    assert {i.severity for i in result.issues} == {"information"}
+    assert result.ok
 
 
 def test_unknown_status_is_reported():

@@ -1,0 +1,308 @@
+"""IN1 (+ IN2) -> Coverage with its payor Organization; GT1 -> Account with its guarantor;
+FT1 -> ChargeItem."""
+
+from __future__ import annotations
+
+from adapters.codecs import hl7v2
+from adapters.mapping import codesystems as cs
+from adapters.mapping import datatypes as dt
+from adapters.mapping.context import Context, ref
+from adapters.mapping.segments import actors
+from adapters.mapping.segments.related import related_person, relationship
+
+COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+
+
+def map_coverage(ctx: Context, in1: hl7v2.Segment, in2: hl7v2.Segment | None = None) -> str | None:
+    """IN1: plan 2 -> class plan, company id/name/address/phone 3/4/5/7 -> payor Organization,
+    group 8/9 -> class group, dates 12/13 -> period, plan type 15 -> type, insured 16-19 and
+    relationship 17 -> subscriber/relationship, priority 22 -> order, policy number 36 and
+    insured's id 49 -> identifier / subscriberId. IN2-6/IN2-8 (Medicare/Medicaid) ->
+    identifier."""
+    ctx.segment = in1
+    if not ctx.patient:
+        return None
+    coverage: dict = {"resourceType": "Coverage"}
+    identifiers = []
+    policy = ctx.value(in1, 36)
+    if policy:
+        identifiers.append({"type": dt.identifier_type("MB"), "value": policy})
+    insured_id = dt.cx(ctx.comps(in1, 49))
+    if insured_id:
+        insured_id.setdefault("type", dt.identifier_type("SN"))
+        identifiers.append(insured_id)
+    if in2 is not None:
+        for n, kind in ((6, "MC"), (8, "MA")):
+            value = ctx.value(in2, n)
+            if value:
+                identifiers.append({"type": dt.identifier_type(kind), "value": value})
+    if identifiers:
+        coverage["identifier"] = identifiers
+    coverage["status"] = "active"
+    plan_type = dt.cwe(ctx.comps(in1, 15), cs.V2 + "0086")
+    if plan_type:
+        coverage["type"] = plan_type
+    relation_field = ctx.comps(in1, 17)
+    relation = relation_field.c(1).upper()
+    if relation == "SEL" or not relation:
+        subscriber = ctx.patient if relation == "SEL" else None
+    else:
+        subscriber = related_person(
+            ctx,
+            names=[n for n in (dt.xpn(f) for f in ctx.reps(in1, 16)) if n],
+            relationships=[r for r in (relationship(relation_field),) if r],
+            addresses=[a for a in (dt.xad(f) for f in ctx.reps(in1, 19)) if a],
+            birth_date=ctx.date(in1, 18, "RelatedPerson.birthDate"),
+            key=f"insured|{ctx.value(in1, 16)}|{relation}",
+        )
+    ctx.segment = in1
+    if subscriber:
+        coverage["subscriber"] = ref(subscriber)
+    subscriber_id = (insured_id or {}).get("value") or policy
+    if subscriber_id:
+        coverage["subscriberId"] = subscriber_id
+    coverage["beneficiary"] = ref(ctx.patient)
+    if relation:
+        concept = {"coding": []}
+        mapped = cs.SUBSCRIBER_RELATIONSHIP.get(relation)
+        if mapped:
+            concept["coding"].append({"system": cs.SUBSCRIBER_RELATIONSHIP_SYSTEM, "code": mapped})
+        concept["coding"].append(cs.v2_coding("0063", relation))
+        coverage["relationship"] = concept
+    start = ctx.date(in1, 12, "Coverage.period.start")
+    end = ctx.date(in1, 13, "Coverage.period.end")
+    period = {k: v for k, v in (("start", start), ("end", end)) if v}
+    if period:
+        coverage["period"] = period
+    coverage["payor"] = [_payor(ctx, in1)]
+    classes = []
+    plan = ctx.comps(in1, 2)
+    if plan.c(1):
+        classes.append(_class("plan", plan.c(1), plan.c(2)))
+    group, group_name = ctx.value(in1, 8), ctx.value(in1, 9)
+    if group:
+        classes.append(_class("group", group, group_name))
+    if classes:
+        coverage["class"] = classes
+    order = ctx.value(in1, 22)
+    if order.isdigit() and int(order) > 0:
+        coverage["order"] = int(order)
+    identity = next((i for i in identifiers if i.get("value")), None)
+    key = None
+    if identity is None or "system" not in identity:
+        identity = None
+        key = ctx.about("coverage", plan.c(1), ctx.value(in1, 3), policy, ctx.value(in1, 1))
+    return ctx.add(coverage, identity=identity, key=key, global_key=key is not None)
+
+
+def _class(kind: str, value: str, name: str) -> dict:
+    out: dict = {"type": {"coding": [{"system": COVERAGE_CLASS, "code": kind}]}, "value": value}
+    if name:
+        out["name"] = name
+    return out
+
+
+def _payor(ctx: Context, in1: hl7v2.Segment) -> dict:
+    """IN1-3 (company id, CX) and IN1-4 (company name, XON) -> Organization; with neither, a
+    display-only reference naming the plan (Coverage.payor is required)."""
+    company_id = dt.cx(ctx.comps(in1, 3))
+    name = ctx.value(in1, 4)
+    if not company_id and not name:
+        plan = ctx.comps(in1, 2)
+        display = plan.c(2) or plan.c(1) or "unknown payor"
+        ctx.issue(
+            in1,
+            3,
+            "",
+            "Coverage.payor",
+            "no insurance company (IN1-3/IN1-4); payor named by the plan only",
+            severity="information",
+        )
+        return {"display": display}
+    org: dict = {"resourceType": "Organization"}
+    if company_id:
+        org["identifier"] = [company_id]
+    if name:
+        org["name"] = name
+    addresses = [a for a in (dt.xad(f) for f in ctx.reps(in1, 5)) if a]
+    if addresses:
+        org["address"] = addresses
+    telecom = [t for t in (dt.xtn(f, "work") for f in ctx.reps(in1, 7)) if t]
+    if telecom:
+        org["telecom"] = telecom
+    url = ctx.add(
+        org,
+        identity=company_id,
+        key=None if company_id else f"payor:{name}",
+        global_key=company_id is None,
+        update=False,
+    )
+    return ref(url, name or None)
+
+
+def map_account(ctx: Context, gt1_segments: list[hl7v2.Segment]) -> str | None:
+    """PID-18 (patient account number) and GT1 -> Account: status active, subject the patient,
+    one guarantor per GT1 (the patient itself when GT1-11 is SEL, else a RelatedPerson or, for
+    GT1-21, an Organization)."""
+    if not ctx.patient:
+        return None
+    pid = ctx.message.first("PID")
+    account_number = dt.cx(ctx.comps(pid, 18)) if pid is not None else None
+    if account_number is None and not gt1_segments:
+        return None
+    account: dict = {"resourceType": "Account"}
+    if account_number:
+        account_number.setdefault("type", dt.identifier_type("AN"))
+        account["identifier"] = [account_number]
+    account["status"] = "active"
+    account["subject"] = [ref(ctx.patient)]
+    guarantors = []
+    for gt1 in gt1_segments:
+        ctx.segment = gt1
+        party = _guarantor(ctx, gt1)
+        if party:
+            guarantor: dict = {"party": party}
+            start = ctx.date(gt1, 13, "Account.guarantor.period.start")
+            end = ctx.date(gt1, 14, "Account.guarantor.period.end")
+            period = {k: v for k, v in (("start", start), ("end", end)) if v}
+            if period:
+                guarantor["period"] = period
+            guarantors.append(guarantor)
+    if guarantors:
+        account["guarantor"] = guarantors
+    identity = account_number if account_number and account_number.get("system") else None
+    key = None if identity else ctx.about("account", (account_number or {}).get("value", ""))
+    return ctx.add(account, identity=identity, key=key, global_key=key is not None)
+
+
+def _guarantor(ctx: Context, gt1: hl7v2.Segment) -> dict | None:
+    relation_field = ctx.comps(gt1, 11)
+    if relation_field.c(1).upper() == "SEL":
+        return ref(ctx.patient)
+    names = [n for n in (dt.xpn(f) for f in ctx.reps(gt1, 3)) if n]
+    if not names:
+        org = actors.organization(ctx, ctx.comps(gt1, 21))
+        if org:
+            return org
+        ctx.issue(
+            gt1,
+            3,
+            "",
+            "Account.guarantor.party",
+            "GT1 names no guarantor (GT1-3, GT1-21); left out",
+        )
+        return None
+    telecom = [t for t in (dt.xtn(f, "home") for f in ctx.reps(gt1, 6)) if t]
+    telecom += [t for t in (dt.xtn(f, "work") for f in ctx.reps(gt1, 7)) if t]
+    identifiers = [i for i in (dt.cx(f) for f in ctx.reps(gt1, 2)) if i and "system" in i]
+    url = related_person(
+        ctx,
+        names=names,
+        relationships=[r for r in (relationship(relation_field),) if r],
+        addresses=[a for a in (dt.xad(f) for f in ctx.reps(gt1, 5)) if a],
+        telecom=telecom,
+        birth_date=ctx.date(gt1, 8, "RelatedPerson.birthDate"),
+        gender=cs.ADMINISTRATIVE_SEX.get(ctx.value(gt1, 9).upper()),
+        identifiers=identifiers,
+        key=f"guarantor|{ctx.value(gt1, 3)}|{relation_field.c(1)}",
+    )
+    return ref(url) if url else None
+
+
+def map_charge(ctx: Context, ft1: hl7v2.Segment, account: str | None = None) -> str | None:
+    """FT1: transaction id 2 -> identifier, date 4 -> occurrence, posting date 5 ->
+    enteredDate, type 6 -> status, code 7 -> code, quantity 10 -> quantity, extended amount
+    11 -> priceOverride, diagnosis 19 -> reason, performed by 20 -> performer, ordered by 21
+    -> enterer, NDC 29 -> product."""
+    ctx.segment = ft1
+    code = dt.cwe(ctx.comps(ft1, 7))
+    if code is None:
+        ctx.issue(
+            ft1,
+            7,
+            "",
+            "ChargeItem.code",
+            "FT1-7 (transaction code) is empty; this FT1 is not converted",
+            severity="error",
+        )
+        return None
+    if not ctx.patient:
+        return None
+    charge: dict = {"resourceType": "ChargeItem"}
+    identity = None
+    transaction_id = ctx.value(ft1, 2)
+    if transaction_id:
+        identity = {"system": _sender_system(ctx), "value": transaction_id}
+        charge["identifier"] = [identity]
+    kind = ctx.value(ft1, 6).upper()
+    charge["status"] = "billable" if kind in ("CG", "CD", "") else "unknown"
+    charge["code"] = code
+    charge["subject"] = ref(ctx.patient)
+    if ctx.encounter:
+        charge["context"] = ref(ctx.encounter)
+    start = ctx.attempt(ft1, 4, "ChargeItem.occurrencePeriod.start", lambda f: dt.parse_dtm(f.c(1)))
+    end = ctx.attempt(ft1, 4, "ChargeItem.occurrencePeriod.end", lambda f: dt.parse_dtm(f.c(2)))
+    if start and end:
+        charge["occurrencePeriod"] = {
+            "start": ctx.datetime_text(start),
+            "end": ctx.datetime_text(end),
+        }
+    elif start:
+        charge["occurrenceDateTime"] = ctx.datetime_text(start)
+    performers = actors.practitioners(ctx, ft1, 20)
+    if performers:
+        charge["performer"] = [{"actor": p} for p in performers]
+    quantity = ctx.attempt(ft1, 10, "ChargeItem.quantity.value", lambda f: dt.decimal(f.c(1)))
+    if quantity is not None:
+        charge["quantity"] = {"value": quantity}
+    price = _money(ctx, ft1, 11, "ChargeItem.priceOverride")
+    if price:
+        charge["priceOverride"] = price
+    posted = ctx.dtm(ft1, 5, "ChargeItem.enteredDate")
+    if posted:
+        charge["enteredDate"] = ctx.datetime_text(posted)
+    enterers = actors.practitioners(ctx, ft1, 21)
+    if enterers:
+        charge["enterer"] = enterers[0]
+    reasons = [r for r in (dt.cwe(f) for f in ctx.reps(ft1, 19)) if r]
+    if reasons:
+        charge["reason"] = reasons
+    product = dt.cwe(ctx.comps(ft1, 29), cs.coding_system("NDC"))
+    if product:
+        charge["productCodeableConcept"] = product
+    if account:
+        charge["account"] = [ref(account)]
+    key = (
+        None
+        if identity
+        else ctx.about(
+            "charge",
+            ctx.value(ft1, 7),
+            ctx.value(ft1, 4),
+            ctx.value(ft1, 1),
+            str(ctx.occurrence(ft1)),
+        )
+    )
+    return ctx.add(charge, identity=identity, key=key, global_key=key is not None)
+
+
+def _money(ctx: Context, seg: hl7v2.Segment, n: int, target: str) -> dict | None:
+    """CP (price: MO amount & currency) -> Money."""
+    field = ctx.comps(seg, n)
+    amount_text, currency = field.s(1, 1), field.s(1, 2).upper()
+    if not amount_text:
+        return None
+    try:
+        amount = dt.decimal(amount_text)
+    except dt.BadValue as exc:
+        ctx.issue(seg, n, amount_text, target, f"{exc}; left out", comp=1)
+        return None
+    money: dict = {"value": amount}
+    if len(currency) == 3 and currency.isalpha():
+        money["currency"] = currency
+    return money
+
+
+def _sender_system(ctx: Context) -> str:
+    msh = ctx.message.msh
+    return dt.hd_system(ctx.comps(msh, 4)) or dt.hd_system(ctx.comps(msh, 3)) or "urn:id:unknown"

@@ -1,0 +1,119 @@
+"""ORC (+ OBR, TQ1) -> ServiceRequest: the order, in ORM/OML and behind every ORU report."""
+
+from __future__ import annotations
+
+from adapters.codecs import hl7v2
+from adapters.mapping import codesystems as cs
+from adapters.mapping import datatypes as dt
+from adapters.mapping.context import Context, ref
+from adapters.mapping.segments import actors
+from adapters.mapping.segments.report import order_identifiers
+
+PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "routine", "T": "urgent", "C": "urgent"}
+
+
+def order_status(ctx: Context, orc: hl7v2.Segment | None, default: str) -> str:
+    """ORC-5 (order status, table 0038) first, else ORC-1 (order control, table 0119)."""
+    if orc is None:
+        return default
+    status = cs.ORDER_STATUS.get(ctx.value(orc, 5).upper())
+    if status:
+        return status
+    control = ctx.value(orc, 1).upper()
+    status = cs.ORDER_CONTROL_STATUS.get(control)
+    if status:
+        return status
+    if control or ctx.value(orc, 5):
+        ctx.issue(
+            orc,
+            5 if ctx.value(orc, 5) else 1,
+            ctx.value(orc, 5) or control,
+            "ServiceRequest.status",
+            f"no status for this code; {default}",
+            severity="information",
+        )
+    return default
+
+
+def map_service_request(
+    ctx: Context,
+    orc: hl7v2.Segment | None,
+    obr: hl7v2.Segment | None,
+    *,
+    notes: list[str] | None = None,
+    tq1: hl7v2.Segment | None = None,
+    default_status: str = "active",
+    specimens: list[str] | None = None,
+    supporting: list[str] | None = None,
+    reasons: list[dict] | None = None,
+) -> str | None:
+    """ORC/OBR: placer 2 and filler 3 -> identifier, ORC-4 -> requisition, status ORC-5 /
+    ORC-1, OBR-4 -> code, ORC-9 -> authoredOn, ORC-12 / OBR-16 -> requester, priority TQ1-9 /
+    OBR-27.6 / OBR-5, TQ1-7 / OBR-27.4 -> occurrence, OBR-31 -> reasonCode, NTE -> note."""
+    if not ctx.patient:
+        return None
+    ctx.segment = orc if orc is not None else obr
+    request: dict = {"resourceType": "ServiceRequest"}
+    placer, filler = order_identifiers(ctx, obr, orc)
+    identifiers = [i for i in (placer, filler) if i]
+    if identifiers:
+        request["identifier"] = identifiers
+    if orc is not None:
+        group = dt.ei(ctx.comps(orc, 4), "PGN")
+        if group:
+            request["requisition"] = group
+    request["status"] = order_status(ctx, orc, default_status)
+    request["intent"] = "order"
+    priority = _priority(ctx, obr, tq1)
+    if priority:
+        request["priority"] = priority
+    if obr is not None:
+        code = dt.cwe(ctx.comps(obr, 4))
+        if code:
+            request["code"] = code
+    request["subject"] = ref(ctx.patient)
+    if ctx.encounter:
+        request["encounter"] = ref(ctx.encounter)
+    occurrence = None
+    if tq1 is not None:
+        occurrence = ctx.datetime(tq1, 7, "ServiceRequest.occurrenceDateTime")
+    if occurrence is None and obr is not None:
+        occurrence = ctx.attempt(
+            obr, 27, "ServiceRequest.occurrenceDateTime", lambda f: dt.parse_dtm(f.c(4))
+        )
+        occurrence = ctx.datetime_text(occurrence) if occurrence else None
+    if occurrence:
+        request["occurrenceDateTime"] = occurrence
+    if orc is not None:
+        authored = ctx.datetime(orc, 9, "ServiceRequest.authoredOn")
+        if authored:
+            request["authoredOn"] = authored
+    requester = None
+    if orc is not None:
+        requester = actors.practitioner(ctx, ctx.comps(orc, 12))
+    if requester is None and obr is not None:
+        requester = actors.practitioner(ctx, ctx.comps(obr, 16))
+    if requester:
+        request["requester"] = requester
+    reason_codes = list(reasons or [])
+    if obr is not None:
+        reason_codes += [r for r in (dt.cwe(f) for f in ctx.reps(obr, 31)) if r]
+    if reason_codes:
+        request["reasonCode"] = reason_codes
+    if supporting:
+        request["supportingInfo"] = [ref(s) for s in supporting]
+    if specimens:
+        request["specimen"] = [ref(s) for s in specimens]
+    if notes:
+        request["note"] = [{"text": n} for n in notes]
+    identity = placer or filler
+    return ctx.add(request, identity=identity)
+
+
+def _priority(ctx: Context, obr: hl7v2.Segment | None, tq1: hl7v2.Segment | None) -> str | None:
+    code = ""
+    if tq1 is not None:
+        code = ctx.value(tq1, 9)
+    if not code and obr is not None:
+        code = ctx.value(obr, 27, 6) or ctx.value(obr, 5)
+    return PRIORITY.get(code.upper()) if code else None
