@@ -29,6 +29,7 @@ import codecs
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from adapters.base import AdapterError
 
@@ -421,6 +422,10 @@ class Path:
         return s
 
 
+# Field rules ask for the same few paths millions of times: parse each text once.
+_path = lru_cache(maxsize=4096)(Path.parse)
+
+
 class Message:
     """A parsed v2 message: segments in order, encoding characters and the decoded text."""
 
@@ -455,7 +460,7 @@ class Message:
 
     def get(self, path: str | Path) -> str:
         """The unescaped value at ``path`` ('' when absent)."""
-        p = Path.parse(path) if isinstance(path, str) else path
+        p = _path(path) if isinstance(path, str) else path
         segs = self.all(p.segment)
         if p.occurrence > len(segs):
             return ""
@@ -466,7 +471,7 @@ class Message:
 
     def get_all(self, path: str | Path) -> list[str]:
         """Every repetition's value at ``path`` (``PID-3(*).1``), or the one repetition it names."""
-        p = Path.parse(path) if isinstance(path, str) else path
+        p = _path(path) if isinstance(path, str) else path
         segs = self.all(p.segment)
         if p.occurrence > len(segs):
             return []
@@ -514,7 +519,8 @@ class Message:
 
 def _latin1_for_invalid(err: UnicodeError) -> tuple[str, int]:
     # Each byte UTF-8 cannot read is taken as latin-1; the valid UTF-8 around it stays UTF-8.
-    assert isinstance(err, UnicodeDecodeError)
+    if not isinstance(err, UnicodeDecodeError):
+        raise err
     return err.object[err.start : err.end].decode("latin-1"), err.end
 
 
