@@ -24,7 +24,7 @@ SEEDS = BUILT_IN + [(CORPUS / f).read_bytes() for f in corpus_files()]
 SPECIAL = list(b"|^~\\&#\r\n \x00\x0b\x1c\xef\xbb\xbf\xc3\xa9\xffMSHZ0")
 
 FAST = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=timedelta(milliseconds=500),
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
