@@ -190,7 +190,7 @@ async def store_batch(conn: psycopg.AsyncConnection, items: list[Inbound]) -> li
         rows.append(_row(item, key))
         sent.append(i)
     params = dict(zip(COLUMNS, (list(col) for col in zip(*rows, strict=True)), strict=True))
-    async with conn.cursor() as cur:
+    async with conn.cursor(binary=True) as cur:  # binary: no text escaping of raw bytes
         await cur.execute(STORE_BATCH, params)
         fresh_ords, ids = await cur.fetchone()
     fresh_ords, ids = fresh_ords or [], ids or []

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from django.db import connection, transaction
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
 from adapters import mapping
 from adapters.base import AdapterError
 from adapters.codecs import hl7v2
 from channels_app.models import Delivery, Destination, Message
 
-# One UPDATE for the whole batch (Django's bulk_update builds a CASE per field and row, which
-# costs more than the conversion itself).
+# One UPDATE for the whole batch, its rows passed as one JSON document (Django's bulk_update
+# builds a CASE per field and row, and arrays of large JSON values are slow to escape).
 SAVE_OUTCOMES = """
 UPDATE channels_app_message AS m
 SET status = o.status, canonical = o.canonical, issues = o.issues, processed_at = o.processed_at,
     error_stage = o.error_stage, error_class = o.error_class, error_path = o.error_path,
     error_detail = o.error_detail
-FROM unnest(%s::bigint[], %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[],
-            %s::text[], %s::text[], %s::text[], %s::text[])
-     AS o(id, status, canonical, issues, processed_at, error_stage, error_class, error_path, error_detail)
+FROM jsonb_to_recordset(%s::jsonb) AS o(
+    id bigint, status text, canonical jsonb, issues jsonb, processed_at timestamptz,
+    error_stage text, error_class text, error_path text, error_detail text)
 WHERE m.id = o.id
 """
 
@@ -66,19 +66,22 @@ def process_messages(ids: list[int]) -> list[int]:
 
 
 def _save_outcomes(messages: list[Message]) -> None:
-    columns = [
-        [m.id for m in messages],
-        [m.status for m in messages],
-        [Jsonb(m.canonical) if m.canonical is not None else None for m in messages],
-        [Jsonb(m.issues or []) for m in messages],
-        [m.processed_at for m in messages],
-        [m.error_stage for m in messages],
-        [m.error_class for m in messages],
-        [m.error_path for m in messages],
-        [m.error_detail for m in messages],
+    rows = [
+        {
+            "id": m.id,
+            "status": m.status,
+            "canonical": m.canonical,
+            "issues": m.issues or [],
+            "processed_at": m.processed_at.isoformat(),
+            "error_stage": m.error_stage,
+            "error_class": m.error_class,
+            "error_path": m.error_path,
+            "error_detail": m.error_detail,
+        }
+        for m in messages
     ]
     with connection.cursor() as cursor:
-        cursor.execute(SAVE_OUTCOMES, columns)
+        cursor.execute(SAVE_OUTCOMES, [json.dumps(rows, ensure_ascii=False)])
 
 
 def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destination]]:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -54,7 +55,8 @@ class Dispatcher:
     rows stay RECEIVED and the sweeper enqueues them later: nothing is lost.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, linger_s: float = 0.02) -> None:
+        self.linger_s = linger_s  # wait this long for company before publishing: fewer, fuller tasks
         self.pending: list[int] = []
         self.ready = threading.Condition()
         threading.Thread(target=self._run, name="dispatcher", daemon=True).start()
@@ -71,6 +73,8 @@ class Dispatcher:
             with self.ready:
                 while not self.pending:
                     self.ready.wait()
+            time.sleep(self.linger_s)
+            with self.ready:
                 ids, self.pending = self.pending, []
             try:
                 enqueue_processing(ids)
