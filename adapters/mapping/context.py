@@ -340,6 +340,31 @@ class Context:
     def resource(self, full_url: str) -> dict | None:
         return self._urls.get(full_url)
 
+    def sender_system(self) -> str | None:
+        """The sending facility (MSH-4), else application (MSH-3), as a system URI."""
+        if not hasattr(self, "_sender"):
+            msh = self.message.msh
+            self._sender = None
+            for n in (4, 3):
+                comps = self.comps(msh, n)
+                system = cs.hd_system(comps.c(1), comps.c(2), comps.c(3))
+                if system:
+                    self._sender = system
+                    break
+        return self._sender
+
+    def scoped(self, identifier: dict | None) -> dict | None:
+        """An identifier without system is only unique at its sender: scope it there (order
+        and appointment numbers without a namespace would otherwise collide across senders)."""
+        if identifier is not None and "system" not in identifier:
+            system = self.sender_system()
+            if system:
+                # keep "system" before "value", as every identifier here is written
+                value = identifier.pop("value")
+                identifier["system"] = system
+                identifier["value"] = value
+        return identifier
+
     def key_of(self, full_url: str | None) -> str:
         """The identity a resource was added under (its identifier search value)."""
         resource = self._urls.get(full_url or "")

@@ -68,13 +68,21 @@ def map_allergy(ctx: Context, al1: hl7v2.Segment) -> str | None:
     onset = ctx.datetime(al1, 6, "AllergyIntolerance.onsetDateTime")
     if onset:
         allergy["onsetDateTime"] = onset
-    manifestations = [m for m in (dt.cwe(f) for f in ctx.reps(al1, 5)) if m]
+    manifestations = [m for m in (_reaction(f) for f in ctx.reps(al1, 5)) if m]
     if manifestations:
         reaction: dict = {"manifestation": manifestations}
         if severity in cs.ALLERGY_SEVERITY:
             reaction["severity"] = cs.ALLERGY_SEVERITY[severity]
         allergy["reaction"] = [reaction]
     return ctx.add(allergy, key=ctx.about("allergy", _concept_key(code)), global_key=True)
+
+
+def _reaction(field: dt.Comps) -> dict | None:
+    """AL1-5 is ST before v2.6 (free text: "Hives") and CWE after: a bare value is text."""
+    if len(field.parts) == 1:
+        text = field.c(1)
+        return {"text": text} if text else None
+    return dt.cwe(field)
 
 
 def map_condition(ctx: Context, dg1: hl7v2.Segment) -> str | None:

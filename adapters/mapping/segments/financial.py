@@ -304,5 +304,4 @@ def _money(ctx: Context, seg: hl7v2.Segment, n: int, target: str) -> dict | None
 
 
 def _sender_system(ctx: Context) -> str:
-    msh = ctx.message.msh
-    return dt.hd_system(ctx.comps(msh, 4)) or dt.hd_system(ctx.comps(msh, 3)) or "urn:id:unknown"
+    return ctx.sender_system() or "urn:id:unknown"

@@ -152,13 +152,7 @@ def _type_code(identifier: dict) -> str:
 
 
 def _sender_namespace(ctx: Context) -> str | None:
-    msh = ctx.message.msh
-    for n in (4, 3):
-        hd = ctx.comps(msh, n)
-        system = dt.hd_system(hd)
-        if system:
-            return system
-    return None
+    return ctx.sender_system()
 
 
 def _marital(field: dt.Comps) -> dict:

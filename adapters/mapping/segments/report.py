@@ -20,7 +20,7 @@ def order_identifiers(
     if orc is not None:
         placer = placer or dt.ei(ctx.comps(orc, 2), "PLAC")
         filler = filler or dt.ei(ctx.comps(orc, 3), "FILL")
-    return placer, filler
+    return ctx.scoped(placer), ctx.scoped(filler)
 
 
 def order_key(placer: dict | None, filler: dict | None) -> str | None:

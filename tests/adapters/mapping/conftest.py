@@ -58,3 +58,8 @@ def convert_segments():
         return convert(adt(event, *segments))
 
     return run
+
+
+def seg(name: str, fields: dict[int, str]) -> str:
+    """A segment from {field number: ER7 text} (the text is used as written, not escaped)."""
+    return hl7v2.build_segment(name, {n: hl7v2.Raw(v) for n, v in fields.items()})

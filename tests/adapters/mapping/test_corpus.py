@@ -56,7 +56,46 @@ def _check_oru(message, result) -> None:
     assert types["Observation"] == len(coded)
 
 
-CHECKS = {"ADT": _check_patient, "ORU": _check_oru}
+def _per_segment(resource_type: str, segment: str):
+    def check(message, result) -> None:
+        _check_patient(message, result)
+        assert _types(result.bundle)[resource_type] == _count(message, segment)
+
+    return check
+
+
+def _check_orders(message, result) -> None:
+    _check_patient(message, result)
+    requests = result.resources("ServiceRequest")
+    assert len(requests) == max(_count(message, "ORC"), _count(message, "OBR"))
+    for request in requests:
+        assert request["intent"] == "order" and request["status"]
+
+
+def _check_appointment(message, result) -> None:
+    [appointment] = result.resources("Appointment")
+    assert appointment["participant"]
+    if message.first("PID") is not None:
+        _check_patient(message, result)
+
+
+def _check_document(message, result) -> None:
+    _check_patient(message, result)
+    [document] = result.resources("DocumentReference")
+    assert document["content"]
+
+
+CHECKS = {
+    "ADT": _check_patient,
+    "ORU": _check_oru,
+    "ORM": _check_orders,
+    "OML": _check_orders,
+    "SIU": _check_appointment,
+    "VXU": _per_segment("Immunization", "RXA"),
+    "MDM": _check_document,
+    "DFT": _per_segment("ChargeItem", "FT1"),
+    "RDE": _per_segment("MedicationRequest", "RXE"),
+}
 
 
 def _check_expected(path: Path, index: int, result) -> None:

@@ -1,0 +1,25 @@
+"""DFT^P03/P11: financial transactions -> one ChargeItem per FT1, with the Account (PID-18,
+GT1), Coverage (IN1/IN2), diagnoses and procedures the message carries."""
+
+from __future__ import annotations
+
+from adapters.mapping.context import Context
+from adapters.mapping.messages.adt import map_patient_details
+from adapters.mapping.messages.common import map_subject
+from adapters.mapping.registry import handles
+from adapters.mapping.segments.financial import map_account, map_charge
+
+
+@handles("DFT", "P03", "P11")
+def dft(ctx: Context) -> None:
+    map_subject(ctx)
+    segments = ctx.message.segments[1:]
+    charges = [s for s in segments if s.name == "FT1"]
+    if not charges:
+        raise ctx.fail(
+            None, None, "", "ChargeItem", "the DFT message has no FT1 segment", segment_name="FT1"
+        )
+    map_patient_details(ctx, [s for s in segments if s.name != "GT1"])
+    account = map_account(ctx, [s for s in segments if s.name == "GT1"])
+    for ft1 in charges:
+        map_charge(ctx, ft1, account)

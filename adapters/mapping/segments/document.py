@@ -1,0 +1,114 @@
+"""TXA + its OBX -> DocumentReference (MDM)."""
+
+from __future__ import annotations
+
+from adapters.codecs import hl7v2
+from adapters.mapping import codesystems as cs
+from adapters.mapping import datatypes as dt
+from adapters.mapping.context import Context, ref
+from adapters.mapping.segments import actors
+from adapters.mapping.segments.observation import (
+    TEXT_TYPES,
+    ed_attachment,
+    observation_text,
+    text_attachment,
+)
+
+# TXA-19 document availability -> DocumentReference.status
+AVAILABILITY = {"AV": "current", "CA": "entered-in-error", "OB": "superseded", "UN": "current"}
+
+
+def map_document(ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segment]) -> str:
+    """TXA: type 2 -> type, activity time 4 -> date, author 5 (and originator 9) -> author,
+    authenticator 10 (22) -> authenticator, unique document number 12 -> masterIdentifier,
+    file name 16 -> identifier, completion 17 -> docStatus, availability 19 -> status; the
+    OBX text (TX/FT/ST...) -> one text/plain attachment, each ED -> its own attachment."""
+    ctx.segment = txa
+    doc: dict = {"resourceType": "DocumentReference"}
+    master = ctx.scoped(dt.ei(ctx.comps(txa, 12)))
+    if master:
+        doc["masterIdentifier"] = master
+    file_name = ctx.value(txa, 16)
+    if file_name:
+        doc["identifier"] = [ctx.scoped({"value": file_name})]
+    availability = ctx.value(txa, 19).upper()
+    doc["status"] = AVAILABILITY.get(availability, "current")
+    completion = ctx.value(txa, 17).upper()
+    if completion in cs.DOCUMENT_STATUS:
+        doc["docStatus"] = cs.DOCUMENT_STATUS[completion]
+    kind = dt.cwe(ctx.comps(txa, 2), cs.V2 + "0270")
+    if kind:
+        doc["type"] = kind
+    if ctx.patient:
+        doc["subject"] = ref(ctx.patient)
+    when = ctx.dtm(txa, 4, "DocumentReference.date") or ctx.dtm(txa, 6, "DocumentReference.date")
+    if when:
+        doc["date"] = ctx.instant_text(when)
+    authors = actors.practitioners(ctx, txa, 5) + actors.practitioners(ctx, txa, 9)
+    if authors:
+        doc["author"] = _unique(authors)
+    authenticator = actors.practitioners(ctx, txa, 10) or actors.practitioners(ctx, txa, 22)
+    if authenticator:
+        doc["authenticator"] = authenticator[0]
+    title = (kind or {}).get("text") or next(
+        (c.get("display") for c in (kind or {}).get("coding", []) if c.get("display")), None
+    )
+    content = []
+    lines = []
+    for obx in observations:
+        vtype = ctx.value(obx, 2).upper()
+        if vtype == "ED":
+            reps = ctx.reps(obx, 5)
+            if reps:
+                content.append(
+                    {
+                        "attachment": ed_attachment(
+                            ctx, obx, reps[0], "DocumentReference.content.attachment"
+                        )
+                    }
+                )
+        elif vtype in TEXT_TYPES or not vtype:
+            text = observation_text(ctx, obx)
+            if text:
+                lines.append(text)
+        else:
+            ctx.issue(
+                obx,
+                2,
+                vtype,
+                "DocumentReference.content",
+                f"a {vtype} OBX in a document is kept as text",
+                origin="map",
+                severity="information",
+            )
+            lines.append(observation_text(ctx, obx))
+    if lines:
+        content.insert(0, {"attachment": text_attachment("\n".join(lines), title)})
+    if not content:
+        # content is required: a notification without the document still says what it is
+        ctx.issue(
+            txa,
+            None,
+            "",
+            "DocumentReference.content",
+            "the message carries no document content (no OBX); an empty text/plain"
+            " attachment stands in",
+            severity="warning",
+        )
+        content.append(
+            {"attachment": {"contentType": "text/plain", **({"title": title} if title else {})}}
+        )
+    doc["content"] = content
+    if ctx.encounter:
+        doc["context"] = {"encounter": [ref(ctx.encounter)]}
+    identity = master or (doc.get("identifier") or [None])[0]
+    return ctx.add(doc, identity=identity)
+
+
+def _unique(refs: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for r in refs:
+        if r["reference"] not in seen:
+            seen.add(r["reference"])
+            out.append(r)
+    return out

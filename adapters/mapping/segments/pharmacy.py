@@ -1,0 +1,173 @@
+"""RXE (+ ORC, RXO, RXR, TQ1, NTE) -> MedicationRequest."""
+
+from __future__ import annotations
+
+from adapters.codecs import hl7v2
+from adapters.mapping import codesystems as cs
+from adapters.mapping import datatypes as dt
+from adapters.mapping.context import Context, ref
+from adapters.mapping.segments import actors
+from adapters.mapping.segments.report import order_identifiers
+
+GTS = "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation"
+
+
+def medication_status(ctx: Context, orc: hl7v2.Segment | None) -> str:
+    if orc is None:
+        return "active"
+    return (
+        cs.MEDICATION_ORDER_STATUS.get(ctx.value(orc, 5).upper())
+        or cs.MEDICATION_ORDER_CONTROL.get(ctx.value(orc, 1).upper())
+        or "active"
+    )
+
+
+def map_medication_request(
+    ctx: Context,
+    rxe: hl7v2.Segment,
+    *,
+    orc: hl7v2.Segment | None,
+    rxo: hl7v2.Segment | None = None,
+    rxr: hl7v2.Segment | None = None,
+    tq1: hl7v2.Segment | None = None,
+    notes: list[str] | None = None,
+) -> str | None:
+    """RXE: give code 2 (else RXO-1) -> medicationCodeableConcept, amount 3/4 + units 5 ->
+    dose, instructions 7 -> dosage text, substitution 9, dispense amount/units 10/11 ->
+    dispenseRequest.quantity, refills 12, ordering DEA 13 -> requester (after ORC-12),
+    indication 27 -> reasonCode, rate 23/24 -> rateQuantity; RXR route/site/method; TQ1
+    repeat pattern 3 and start/end 7/8 -> timing; ORC ids, status, ORC-9 -> authoredOn."""
+    ctx.segment = rxe
+    medication = dt.cwe(ctx.comps(rxe, 2))
+    if medication is None and rxo is not None:
+        medication = dt.cwe(ctx.comps(rxo, 1))
+    if medication is None:
+        ctx.issue(
+            rxe,
+            2,
+            "",
+            "MedicationRequest.medicationCodeableConcept",
+            "RXE-2 (give code) is empty; this RXE is not converted",
+            severity="error",
+        )
+        return None
+    if not ctx.patient:
+        return None
+    request: dict = {"resourceType": "MedicationRequest"}
+    placer, filler = order_identifiers(ctx, None, orc) if orc is not None else (None, None)
+    identifiers = [i for i in (placer, filler) if i]
+    if identifiers:
+        request["identifier"] = identifiers
+    request["status"] = medication_status(ctx, orc)
+    request["intent"] = "order"
+    request["medicationCodeableConcept"] = medication
+    request["subject"] = ref(ctx.patient)
+    if ctx.encounter:
+        request["encounter"] = ref(ctx.encounter)
+    if orc is not None:
+        authored = ctx.datetime(orc, 9, "MedicationRequest.authoredOn")
+        if authored:
+            request["authoredOn"] = authored
+    requester = actors.practitioner(ctx, ctx.comps(orc, 12)) if orc is not None else None
+    requester = requester or actors.practitioner(ctx, ctx.comps(rxe, 13))
+    ctx.segment = rxe
+    if requester:
+        request["requester"] = requester
+    reasons = [r for r in (dt.cwe(f) for f in ctx.reps(rxe, 27)) if r]
+    if reasons:
+        request["reasonCode"] = reasons
+    if notes:
+        request["note"] = [{"text": n} for n in notes]
+    dosage = _dosage(ctx, rxe, rxr, tq1)
+    if dosage:
+        request["dosageInstruction"] = [dosage]
+    dispense = _dispense(ctx, rxe)
+    if dispense:
+        request["dispenseRequest"] = dispense
+    substitution = ctx.value(rxe, 9).upper()
+    if substitution:
+        request["substitution"] = {"allowedBoolean": substitution != "N"}
+    identity = placer or filler
+    key = None if identity else ctx.about("rx", ctx.value(rxe, 2), str(ctx.occurrence(rxe)))
+    return ctx.add(request, identity=identity, key=key, global_key=key is not None)
+
+
+def _dosage(ctx, rxe, rxr, tq1) -> dict:
+    dosage: dict = {}
+    texts = []
+    for f in ctx.reps(rxe, 7):
+        text = f.c(2) or f.c(9) or f.c(1)
+        if text:
+            texts.append(text)
+    if texts:
+        dosage["text"] = " ".join(texts)
+    if tq1 is not None:
+        timing: dict = {}
+        pattern = ctx.comps(tq1, 3)
+        if pattern.c(1):
+            timing["code"] = dt.cwe(pattern, GTS)
+        start = ctx.dtm(tq1, 7, "MedicationRequest.dosageInstruction.timing.repeat")
+        end = ctx.dtm(tq1, 8, "MedicationRequest.dosageInstruction.timing.repeat")
+        bounds = {}
+        if start:
+            bounds["start"] = ctx.datetime_text(start)
+        if end:
+            bounds["end"] = ctx.datetime_text(end)
+        if bounds:
+            timing["repeat"] = {"boundsPeriod": bounds}
+        if timing:
+            dosage["timing"] = timing
+    if rxr is not None:
+        route = dt.cwe(ctx.comps(rxr, 1), cs.V2 + "0162")
+        if route:
+            dosage["route"] = route
+        site = dt.cwe(ctx.comps(rxr, 2), cs.V2 + "0550")
+        if site:
+            dosage["site"] = site
+        method = dt.cwe(ctx.comps(rxr, 4), cs.V2 + "0165")
+        if method:
+            dosage["method"] = method
+    dose_rate: dict = {}
+    units = ctx.comps(rxe, 5)
+    low = ctx.attempt(
+        rxe, 3, "MedicationRequest.dosageInstruction.doseAndRate.dose", lambda f: dt.decimal(f.c(1))
+    )
+    high = ctx.attempt(
+        rxe, 4, "MedicationRequest.dosageInstruction.doseAndRate.dose", lambda f: dt.decimal(f.c(1))
+    )
+    if low is not None and high is not None and high != low:
+        dose_rate["doseRange"] = {"low": dt.quantity(low, units), "high": dt.quantity(high, units)}
+    elif low is not None:
+        dose_rate["doseQuantity"] = dt.quantity(low, units)
+    rate = ctx.attempt(
+        rxe,
+        23,
+        "MedicationRequest.dosageInstruction.doseAndRate.rate",
+        lambda f: dt.decimal(f.c(1)),
+    )
+    if rate is not None:
+        dose_rate["rateQuantity"] = dt.quantity(rate, ctx.comps(rxe, 24))
+    if dose_rate:
+        dosage["doseAndRate"] = [dose_rate]
+    return dosage
+
+
+def _dispense(ctx, rxe) -> dict:
+    dispense: dict = {}
+    amount = ctx.attempt(
+        rxe, 10, "MedicationRequest.dispenseRequest.quantity", lambda f: dt.decimal(f.c(1))
+    )
+    if amount is not None:
+        dispense["quantity"] = dt.quantity(amount, ctx.comps(rxe, 11))
+    refills = ctx.value(rxe, 12)
+    if refills.isdigit():
+        dispense["numberOfRepeatsAllowed"] = int(refills)
+    elif refills:
+        ctx.issue(
+            rxe,
+            12,
+            refills,
+            "MedicationRequest.dispenseRequest.numberOfRepeatsAllowed",
+            "not a whole number; left out",
+        )
+    return dispense
