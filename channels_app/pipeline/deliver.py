@@ -54,6 +54,8 @@ RETURNING d.id, d.attempt_count, d.message_id, dest.id, dest.transport, dest.con
           dest.timeout_s, dest.max_attempts, dest.backoff_base_s, dest.backoff_max_s
 """
 
+LOAD_BODIES = "SELECT id, canonical::text FROM channels_app_message WHERE id = ANY(%s)"
+
 # Only rows still SENDING are settled: a row the sweeper already handed on is left alone.
 SETTLE = """
 UPDATE channels_app_delivery AS d
@@ -87,10 +89,11 @@ def deliver(delivery_ids: list[int]) -> list[Outcome]:
     claimed = _claim(delivery_ids)
     if not claimed:
         return []
-    canonicals = dict(
-        Message.objects.filter(id__in={c.delivery.message_id for c in claimed}).values_list("id", "canonical")
-    )
-    list(_senders.map(lambda c: _send(c, canonicals.get(c.delivery.message_id)), claimed))
+    with connection.cursor() as cursor:
+        # As text: the stored JSON is sent as is, never decoded and encoded again.
+        cursor.execute(LOAD_BODIES, [list({c.delivery.message_id for c in claimed})])
+        bodies = dict(cursor.fetchall())
+    list(_senders.map(lambda c: _send(c, bodies.get(c.delivery.message_id)), claimed))
     return _settle(claimed)
 
 
@@ -118,7 +121,7 @@ def _claim(delivery_ids: list[int]) -> list[_Claimed]:
     return claimed
 
 
-def _send(claimed: _Claimed, canonical: dict | None) -> None:
+def _send(claimed: _Claimed, canonical: str | None) -> None:
     claimed.started = timezone.now()
     t0 = time.perf_counter()
     try:
@@ -135,12 +138,12 @@ def _transport(name: str, config_json: str):
     return build_transport(name, json.loads(config_json))
 
 
-def encode(delivery: Delivery, canonical: dict | None) -> Payload:
+def encode(delivery: Delivery, canonical: str | None) -> Payload:
+    """The FHIR JSON as stored; destinations with other encodings plug in here."""
     if canonical is None:
         raise AdapterError("the message has no canonical content to deliver (was it pruned?)")
-    body = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
     return Payload(
-        body=body,
+        body=canonical.encode(),
         content_type="application/fhir+json",
         idempotency_key=delivery.idempotency_key,
         name=f"message-{delivery.message_id:010d}-{delivery.idempotency_key[:8]}",
