@@ -1,5 +1,19 @@
-"""HL7 v2 -> FHIR R4 canonical maps (the HL7 Version 2 to FHIR IG's segment, datatype and
-message maps). ``convert(message)`` returns a validated transaction Bundle and the issues met."""
+"""HL7 v2 -> FHIR R4 canonical maps, following the HL7 Version 2 to FHIR IG's message, segment
+and datatype maps. ``convert(message)`` returns a validated transaction Bundle and the issues met.
+
+Layout: ``datatypes`` (XPN, XAD, XTN, CX, CWE, DTM, HD, PL, XCN, NM, SN ...), ``codesystems``
+(v2 tables and coding-system names), ``segments/`` (one module per segment family),
+``messages/`` (one module per message family, registered with ``registry.handles``),
+``context`` (ids, conditional requests, issues), ``validation`` (FHIR R4 via fhir.resources).
+
+Adding a message type is one module under ``messages/``::
+
+    @handles("XYZ", "Z01")
+    def xyz(ctx: Context) -> None:
+        map_subject(ctx)                     # Patient (+ Encounter)
+        for seg in ctx.message.all("ZZZ"):
+            ctx.add({...}, identity=...)     # each resource, with its business identifier
+"""
 
 from adapters.mapping.convert import convert
 from adapters.mapping.result import (

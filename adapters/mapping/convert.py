@@ -25,6 +25,11 @@ def convert(
     code, event = message.message_code, message.trigger_event
     handler = registry.lookup(code, event)
     if handler is None:
+        events = registry.supported_events(code)
+        if events:  # the code is mapped, this event is not: say which events are
+            raise UnsupportedMessageType(
+                message.message_type, supported=[f"{code.upper()}^{e}" for e in events]
+            )
         raise UnsupportedMessageType(message.message_type, supported=registry.supported_codes())
     ctx = Context(message, default_tz=default_tz)
     try:

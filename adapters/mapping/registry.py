@@ -42,6 +42,13 @@ def supported() -> list[str]:
     return sorted(f"{c}^{e}" if e != "*" else c for c, e in _HANDLERS)
 
 
+def supported_events(code: str) -> list[str]:
+    """The trigger events mapped for a message code ([] when the code has no map at all)."""
+    _load()
+    code = code.strip().upper()
+    return sorted(e for c, e in _HANDLERS if c == code)
+
+
 def supported_codes() -> list[str]:
     _load()
     return sorted({c for c, _ in _HANDLERS})

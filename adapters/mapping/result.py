@@ -88,7 +88,7 @@ class UnsupportedMessageType(MappingError):
 
     def __init__(self, message_type: str, *, supported: list[str] | None = None) -> None:
         self.message_type = message_type
-        hint = f"; mapped message codes: {', '.join(supported)}" if supported else ""
+        hint = f"; mapped: {', '.join(supported)}" if supported else ""
         super().__init__(
             f"no built-in map for message type {message_type or '(empty)'}{hint}",
             segment="MSH",

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from adapters.mapping.context import Context
+from adapters.mapping.context import Context, ref
 from adapters.mapping.messages.common import map_subject
 from adapters.mapping.registry import handles
 from adapters.mapping.segments.document import map_document
+from adapters.mapping.segments.order import map_service_request
 
 
 @handles("MDM", "T02", "T04", "T06", "T08", "T10")
 def mdm(ctx: Context) -> None:
+    """The document, and the order it answers when the message carries one (ORC/OBR, v2.5+):
+    a ServiceRequest given as DocumentReference.context.related."""
     txa = ctx.require_segment("TXA", "DocumentReference")
     map_subject(ctx)
-    map_document(ctx, txa, ctx.message.all("OBX"))
+    message = ctx.message
+    orc, obr = message.first("ORC"), message.first("OBR")
+    request = None
+    if orc is not None or obr is not None:
+        request = map_service_request(ctx, orc, obr, default_status="completed")
+    url = map_document(ctx, txa, message.all("OBX"))
+    if request:
+        doc = ctx.resource(url)
+        doc.setdefault("context", {})["related"] = [ref(request)]

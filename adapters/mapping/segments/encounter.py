@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
@@ -109,7 +111,7 @@ def map_encounter(
         period["start"] = ctx.datetime_text(start)
     if end:
         period["end"] = ctx.datetime_text(end)
-        if "start" in period and period["end"] < period["start"]:
+        if "start" in period and _before(period["end"], period["start"]):
             ctx.issue(
                 pv1,
                 45,
@@ -157,6 +159,16 @@ def map_encounter(
         ctx.encounter = full_url
         ctx.encounter_key = ctx.key_of(full_url)
     return full_url
+
+
+def _before(a: str, b: str) -> bool:
+    """Whether FHIR dateTime ``a`` is before ``b`` (zones respected; dates compare as text)."""
+    if "T" in a and "T" in b:
+        try:
+            return datetime.fromisoformat(a) < datetime.fromisoformat(b)
+        except ValueError:
+            return False
+    return a[:10] < b[:10]
 
 
 def _class(ctx: Context, pv1: hl7v2.Segment) -> dict:
