@@ -10,27 +10,19 @@ from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref, search_value
 from adapters.mapping.segments import actors
 
-# Trigger event -> Encounter.status (the IG's ADT message maps); events not listed derive the
-# status from the visit's dates (PV1-44 admit, PV1-45 discharge).
+# Encounter.status follows the IG: finished when PV1-45 (discharge) is valued, else from the
+# patient class (table-hl70004-to-encounter-status: P -> planned, the others in-progress).
+# Events that cancel, pre-admit or undo a discharge say more than PV1 does and win.
 EVENT_STATUS = {
-    "A01": "in-progress",
-    "A02": "in-progress",
     "A03": "finished",
-    "A04": "arrived",
     "A05": "planned",
-    "A06": "in-progress",
-    "A07": "in-progress",
-    "A09": "in-progress",
-    "A10": "in-progress",
     "A11": "cancelled",
-    "A12": "in-progress",
     "A13": "in-progress",
     "A14": "planned",
-    "A21": "onleave",
-    "A22": "in-progress",
     "A27": "cancelled",
     "A38": "cancelled",
 }
+CLASS_STATUS = {"P": "planned", "N": "unknown", "U": "unknown"}
 
 PARTICIPANTS = (
     (7, "ATND", "attender"),
@@ -70,8 +62,13 @@ def map_encounter(
 
     start = ctx.dtm(pv1, 44, "Encounter.period.start")
     end = ctx.dtm(pv1, 45, "Encounter.period.end")
+    patient_class = ctx.value(pv1, 2).upper()
     enc["status"] = EVENT_STATUS.get(event) or (
-        "finished" if end else "in-progress" if start else "unknown"
+        "finished"
+        if ctx.value(pv1, 45)
+        else CLASS_STATUS.get(patient_class, "in-progress")
+        if patient_class
+        else "unknown"
     )
     enc["class"] = _class(ctx, pv1)
 

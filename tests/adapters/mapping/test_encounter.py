@@ -37,7 +37,7 @@ def test_pv1_maps_class_identifier_period_participants_location(convert_segments
     [
         ("A01", "in-progress"),
         ("A03", "finished"),
-        ("A04", "arrived"),
+        ("A04", "in-progress"),
         ("A05", "planned"),
         ("A11", "cancelled"),
     ],
@@ -46,9 +46,11 @@ def test_status_follows_the_trigger_event(convert_segments, event, status):
     assert one(convert_segments(event, PID, PV1), "Encounter")["status"] == status
 
 
-def test_a08_derives_status_from_the_visit_dates(convert_segments):
+def test_a08_derives_status_from_discharge_and_class(convert_segments):
     pv1 = PV1 + "|20240305120000+0100"
     assert one(convert_segments("A08", PID, pv1), "Encounter")["status"] == "finished"
+    preadmit = PV1.replace("PV1|1|I|", "PV1|1|P|")
+    assert one(convert_segments("A08", PID, preadmit), "Encounter")["status"] == "planned"
 
 
 @pytest.mark.parametrize(("code", "target"), [("E", "EMER"), ("O", "AMB"), ("P", "PRENC")])
