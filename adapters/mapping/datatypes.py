@@ -71,7 +71,8 @@ class Comps:
             value = value.split(enc.subcomponent, 1)[0]
         if enc.escape in value:
             value = hl7v2.unescape(value, enc)
-        return clean(value)
+        value = value.strip()
+        return "" if value == NULL else value
 
     def s(self, n: int, sub: int) -> str:
         """Subcomponent ``sub`` of component n."""
@@ -460,14 +461,19 @@ def cwe(field: Comps, default_system: str | None = None) -> dict | None:
     """CWE/CE/CNE -> CodeableConcept: the primary triplet (1-3), the alternate (4-6), text from
     CWE-9 (original text) or the display when no code is sent. ``default_system`` applies when
     the sender gives a code but no system (the field's v2 table, e.g. v2-0074 for OBR-24)."""
-    code, display, system = field.c(1), field.c(2), field.c(3)
-    alt_code, alt_display, alt_system = field.c(4), field.c(5), field.c(6)
-    original = field.c(9)
+    c, n = field.c, len(field.parts)
+    if n == 0:
+        return None
+    code, display, system = c(1), c(2), c(3)
     codings = []
     if code:
-        codings.append(coding(code, display, system, field.c(7), default_system))
-    if alt_code:
-        codings.append(coding(alt_code, alt_display, alt_system, field.c(8), default_system))
+        codings.append(coding(code, display, system, c(7) if n > 6 else "", default_system))
+    alt_display = original = ""
+    if n > 3:  # most senders stop at the first triplet
+        alt_code, alt_display, alt_system = c(4), c(5), c(6)
+        original = c(9)
+        if alt_code:
+            codings.append(coding(alt_code, alt_display, alt_system, c(8), default_system))
     text = original or ("" if codings else display or alt_display)
     if not codings and not text:
         return None

@@ -340,4 +340,9 @@ def observation_text(ctx: Context, obx: hl7v2.Segment) -> str:
 
 
 def has_code(ctx: Context, obx: hl7v2.Segment) -> bool:
-    return dt.cwe(ctx.comps(obx, 3)) is not None
+    """Whether OBX-3 carries anything (cheap: the Observation map reads it properly)."""
+    raw = obx[3]
+    enc = ctx.enc
+    for ch in (enc.component, enc.subcomponent, enc.repetition, " ", '"'):
+        raw = raw.replace(ch, "")
+    return bool(raw)
