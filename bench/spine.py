@@ -104,6 +104,8 @@ def main() -> None:
             worker = spawn(sys.executable, "-m", "celery", "-A", "console", "worker", "-Q", "default,process,deliver",
                            "-c", WORKERS, "-l", "WARNING", "--without-gossip", "--without-mingle")
             time.sleep(3)
+            loadgen.submit(load.paced, mllp_port, 200, 2, "warm", 4).result()  # first tasks, connections
+            _wait_drained(db_url, 60)
             t0 = time.time()
             loadgen.submit(load.paced, mllp_port, 200, E2E_LATENCY_S, "lat", 4).result()
             _wait_drained(db_url, 120)

@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 
 from celery import shared_task
+from celery.signals import worker_process_init
 from django.utils import timezone
 
 from channels_app.pipeline import deliver as deliver_stage
@@ -13,6 +14,14 @@ from channels_app.pipeline.process import process_messages as process_stage
 from channels_app.pipeline.sweep import sweep as sweep_stage
 
 log = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def warm_up(**_) -> None:
+    """Load the maps and compile the validation schema before the first message, not during it."""
+    from adapters import mapping
+
+    mapping.warm_up()
 
 # One task carries many ids: the listener batches messages per commit, processing batches
 # deliveries; per-message task overhead would otherwise dominate.
