@@ -26,6 +26,7 @@ naming the resource and the FHIR path: ``Observation.valueQuantity.value``.
 from __future__ import annotations
 
 import importlib
+import threading
 import typing
 from dataclasses import dataclass, field
 
@@ -103,13 +104,25 @@ def _model_for(name: str) -> _Model:
     return _compile(_model_class(name))
 
 
+_COMPILE_LOCK = threading.Lock()
+
+
 def _compile(cls: type) -> _Model:
+    """The compiled schema of ``cls``; other threads read `_MODELS` without the lock, so a model
+    is published only once complete (element types are compiled lazily, never recursively here)."""
     model = _MODELS.get(cls)
     if model is not None:
         return model
+    with _COMPILE_LOCK:
+        model = _MODELS.get(cls)
+        if model is None:
+            model = _MODELS[cls] = _build(cls)
+    return model
+
+
+def _build(cls: type) -> _Model:
     has_resource = cls.has_resource_base()
     model = _Model(cls.__name__, cls.get_resource_type() if has_resource else None)
-    _MODELS[cls] = model  # before the fields: element types refer to each other
     instance = cls.model_construct()
     required = []
     for name, info in cls.model_fields.items():
