@@ -54,7 +54,7 @@ def sweep() -> dict:
     enqueue_processing(swept.message_ids)
     enqueue_deliveries(swept.delivery_ids)
     if swept.message_ids or swept.delivery_ids:
-        log.info(
+        log.warning(
             "sweeper re-enqueued %d message(s) and %d deliverie(s)",
             len(swept.message_ids),
             len(swept.delivery_ids),

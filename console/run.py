@@ -21,15 +21,15 @@ def main() -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     py = sys.executable
     manage = [py, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput"], check=True, env=env, cwd=ROOT)
+    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
     subprocess.run([*manage, "seed_demo"], check=True, env=env, cwd=ROOT)
     host, port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8000")
     (ROOT / "var").mkdir(exist_ok=True)
     commands = {
         "web": [py, "-m", "daphne", "-b", host, "-p", port, "console.asgi:application"],
         "worker": [py, "-m", "celery", "-A", "console", "worker", "-Q", "default,process,deliver",
-                   "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "-l", "info"],
-        "beat": [py, "-m", "celery", "-A", "console", "beat", "-l", "info",
+                   "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "-l", "warning"],
+        "beat": [py, "-m", "celery", "-A", "console", "beat", "-l", "warning",
                  "-s", str(ROOT / "var" / "celerybeat-schedule")],
         "listeners": [*manage, "run_listeners"],
     }
