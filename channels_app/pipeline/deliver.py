@@ -26,6 +26,9 @@ from channels_app.models import Attempt, Delivery, Destination, Message
 
 # Celery may run a countdown task a little early; a claim accepts it within this tolerance.
 EARLY_TOLERANCE = timedelta(seconds=1)
+# A batch is topped up to this size with PENDING deliveries whose own task is this late.
+BATCH_MAX = 100
+LATE_AFTER = timedelta(milliseconds=250)
 # Sends of one batch run concurrently; the claim's lease covers the rounds this takes.
 SEND_CONCURRENCY = 16
 _senders = ThreadPoolExecutor(SEND_CONCURRENCY, thread_name_prefix="send")
@@ -48,7 +51,14 @@ SET status = 'SENDING',
     attempt_count = d.attempt_count + 1,
     next_attempt_at = %(now)s + make_interval(secs => dest.timeout_s * %(rounds)s + %(margin)s)
 FROM channels_app_destination AS dest
-WHERE d.id = ANY(%(ids)s) AND dest.id = d.destination_id
+WHERE (d.id = ANY(%(ids)s) OR d.id IN (
+        -- a backlog: top the batch up with late deliveries to the same destinations
+        SELECT id FROM channels_app_delivery
+        WHERE status = 'PENDING' AND next_attempt_at < %(late)s AND id <> ALL(%(ids)s)
+          AND destination_id IN (SELECT destination_id FROM channels_app_delivery WHERE id = ANY(%(ids)s))
+        ORDER BY next_attempt_at LIMIT %(room)s FOR UPDATE SKIP LOCKED
+    ))
+  AND dest.id = d.destination_id
   AND d.status IN ('PENDING', 'RETRY') AND d.next_attempt_at <= %(due)s
 RETURNING d.id, d.attempt_count, d.message_id, dest.id, dest.transport, dest.config,
           dest.timeout_s, dest.max_attempts, dest.backoff_base_s, dest.backoff_max_s
@@ -103,7 +113,9 @@ def _claim(delivery_ids: list[int]) -> list[_Claimed]:
         "now": now,
         "ids": list(delivery_ids),
         "due": now + EARLY_TOLERANCE,
-        "rounds": math.ceil(len(delivery_ids) / SEND_CONCURRENCY),
+        "late": now - LATE_AFTER,
+        "room": max(0, BATCH_MAX - len(delivery_ids)),
+        "rounds": math.ceil(BATCH_MAX / SEND_CONCURRENCY),
         "margin": settings.HUB["CLAIM_MARGIN_S"],
     }
     with connection.cursor() as cursor:

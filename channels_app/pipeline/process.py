@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -12,6 +13,10 @@ from adapters import mapping
 from adapters.base import AdapterError
 from adapters.codecs import hl7v2
 from channels_app.models import Delivery, Destination, Message
+
+# A batch is topped up to this size with messages whose own task is this late (a backlog).
+BATCH_MAX = 200
+LATE_AFTER = timedelta(milliseconds=250)
 
 # One UPDATE for the whole batch, its rows passed as one JSON document (Django's bulk_update
 # builds a CASE per field and row, and arrays of large JSON values are slow to escape).
@@ -32,15 +37,12 @@ def process_messages(ids: list[int]) -> list[int]:
 
     Idempotent: rows already processed, or being processed by another worker (locked), are
     skipped. Everything happens in one transaction, so a worker killed half-way leaves the
-    messages RECEIVED for the sweeper, never half-routed.
+    messages RECEIVED for the sweeper, never half-routed. When there is a backlog, the batch is
+    topped up with other late messages: tasks grow with the load, and the tasks that were
+    meant for those messages find nothing left to do.
     """
     with transaction.atomic():
-        messages = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(id__in=ids, status=Message.Status.RECEIVED)
-            .only("id", "channel_id", "raw", "status", "canonical", "issues")
-            .order_by("id")
-        )
+        messages = _claim(ids)
         if not messages:
             return []
         destinations = _destinations_by_channel({m.channel_id for m in messages})
@@ -63,6 +65,20 @@ def process_messages(ids: list[int]) -> list[int]:
         _save_outcomes(messages)
         created = Delivery.objects.bulk_create(deliveries)
     return [d.id for d in created]
+
+
+def _claim(ids: list[int]) -> list[Message]:
+    open_messages = (
+        Message.objects.select_for_update(skip_locked=True)
+        .filter(status=Message.Status.RECEIVED)
+        .only("id", "channel_id", "raw", "status", "canonical", "issues")
+    )
+    messages = list(open_messages.filter(id__in=ids).order_by("id"))
+    room = BATCH_MAX - len(messages)
+    if room > 0:
+        late = timezone.now() - LATE_AFTER
+        messages += open_messages.filter(sweep_after__lt=late).exclude(id__in=ids).order_by("sweep_after")[:room]
+    return messages
 
 
 def _save_outcomes(messages: list[Message]) -> None:
