@@ -6,7 +6,8 @@ import logging
 from collections import Counter
 
 from celery import shared_task
-from celery.signals import worker_process_init
+from celery.signals import task_prerun, worker_process_init
+from django.db import connections
 from django.utils import timezone
 
 from channels_app.pipeline import deliver as deliver_stage
@@ -14,6 +15,13 @@ from channels_app.pipeline.process import process_messages as process_stage
 from channels_app.pipeline.sweep import sweep as sweep_stage
 
 log = logging.getLogger(__name__)
+
+
+@task_prerun.connect
+def drop_unusable_connections(**_) -> None:
+    """A connection broken by a database restart, or past CONN_MAX_AGE, is replaced before use."""
+    for conn in connections.all(initialized_only=True):
+        conn.close_if_unusable_or_obsolete()
 
 
 @worker_process_init.connect

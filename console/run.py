@@ -27,8 +27,11 @@ def main() -> int:
     (ROOT / "var").mkdir(exist_ok=True)
     commands = {
         "web": [py, "-m", "daphne", "-b", host, "-p", port, "console.asgi:application"],
-        "worker": [py, "-m", "celery", "-A", "console", "worker", "-Q", "default,process,deliver",
+        # Processing is CPU-bound (processes); delivery waits on the network (threads).
+        "worker": [py, "-m", "celery", "-A", "console", "worker", "-n", "process@%h", "-Q", "process,default",
                    "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "-l", "warning"],
+        "deliver": [py, "-m", "celery", "-A", "console", "worker", "-n", "deliver@%h", "-Q", "deliver",
+                    "-P", "threads", "--concurrency", os.environ.get("DELIVER_THREADS", "8"), "-l", "warning"],
         "beat": [py, "-m", "celery", "-A", "console", "beat", "-l", "warning",
                  "-s", str(ROOT / "var" / "celerybeat-schedule")],
         "listeners": [*manage, "run_listeners"],

@@ -137,6 +137,10 @@ CELERY_TASK_ROUTES = {
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_TIME_LIMIT = 300
+# Celery's Django fixup would close the database connection around every task (a new connection
+# per task costs more than the task). Keep it; channels_app.tasks drops it when it is unusable
+# or older than CONN_MAX_AGE.
+CELERY_DB_REUSE_MAX = 100_000
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "channels_app.tasks.sweep", "schedule": env_int("SWEEP_EVERY_S", 5)},
 }

@@ -72,3 +72,17 @@ def listener(transactional_db, mllp_port):
     yield start
     for thread in started:
         thread.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_worker_connections(django_db_setup, django_db_blocker):
+    """Worker threads keep their database connections (as production workers do); end them so
+    the test database can be dropped at the end of the session."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

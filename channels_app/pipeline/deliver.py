@@ -27,7 +27,7 @@ from channels_app.models import Attempt, Delivery, Destination, Message
 # Celery may run a countdown task a little early; a claim accepts it within this tolerance.
 EARLY_TOLERANCE = timedelta(seconds=1)
 # A batch is topped up to this size with PENDING deliveries whose own task is this late.
-BATCH_MAX = 100
+BATCH_MAX = 50
 LATE_AFTER = timedelta(milliseconds=250)
 # Sends of one batch run concurrently; the claim's lease covers the rounds this takes.
 SEND_CONCURRENCY = 16

@@ -15,7 +15,7 @@ from adapters.codecs import hl7v2
 from channels_app.models import Delivery, Destination, Message
 
 # A batch is topped up to this size with messages whose own task is this late (a backlog).
-BATCH_MAX = 200
+BATCH_MAX = 50
 LATE_AFTER = timedelta(milliseconds=250)
 
 # One UPDATE for the whole batch, its rows passed as one JSON document (Django's bulk_update

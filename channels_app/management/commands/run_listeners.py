@@ -55,7 +55,7 @@ class Dispatcher:
     rows stay RECEIVED and the sweeper enqueues them later: nothing is lost.
     """
 
-    def __init__(self, linger_s: float = 0.05) -> None:
+    def __init__(self, linger_s: float = 0.02) -> None:
         self.linger_s = linger_s  # wait this long for company before publishing: fewer, fuller tasks
         self.pending: list[int] = []
         self.ready = threading.Condition()
