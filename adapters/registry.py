@@ -42,4 +42,4 @@ def build_transport(name: str, config: dict[str, Any]):
 
 
 def _load_builtins() -> None:
-    from adapters.transports import file, fhir_rest  # noqa: F401  (registers on import)
+    from adapters.transports import fhir_rest, file  # noqa: F401  (registers on import)

@@ -20,7 +20,10 @@ def main() -> int:
     for module in modules:
         print(f"\n== bench.{module}", flush=True)
         proc = subprocess.run(
-            [sys.executable, "-m", f"bench.{module}"], cwd=HERE.parent, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", f"bench.{module}"],
+            cwd=HERE.parent,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for line in proc.stdout.splitlines():
             if line.startswith("BENCH "):

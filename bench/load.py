@@ -43,7 +43,10 @@ def flood(port: int, connections: int, seconds: float, prefix: str) -> dict:
         counter: list[int] = []
         start = time.monotonic()
         await asyncio.gather(
-            *(_flood_one(port, start + seconds, f"{prefix}{c}-", counter) for c in range(connections))
+            *(
+                _flood_one(port, start + seconds, f"{prefix}{c}-", counter)
+                for c in range(connections)
+            )
         )
         return sum(counter), time.monotonic() - start
 

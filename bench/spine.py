@@ -7,10 +7,10 @@ worker_rss_mb. Uses its own database (<name>_bench) and Redis db 1 on the config
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -32,7 +32,9 @@ DELIVER_THREADS = os.environ.get("BENCH_DELIVER_THREADS", "8")
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else float("nan")
+    return (
+        round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else float("nan")
+    )
 
 
 def bench_urls() -> tuple[str, str]:
@@ -53,7 +55,9 @@ def bench_urls() -> tuple[str, str]:
 
 def main() -> None:
     db_url, redis_url = bench_urls()
-    os.environ.update(DATABASE_URL=db_url, REDIS_URL=redis_url, DJANGO_SETTINGS_MODULE="console.settings")
+    os.environ.update(
+        DATABASE_URL=db_url, REDIS_URL=redis_url, DJANGO_SETTINGS_MODULE="console.settings"
+    )
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
 
@@ -68,9 +72,14 @@ def main() -> None:
 
     redis_lib.Redis.from_url(redis_url).flushdb()
     mllp_port, sink_port = free_port(), free_port()
-    channel = Channel.objects.create(name="bench", source_config={"host": "127.0.0.1", "port": mllp_port})
+    channel = Channel.objects.create(
+        name="bench", source_config={"host": "127.0.0.1", "port": mllp_port}
+    )
     Destination.objects.create(
-        channel=channel, name="sink", transport="fhir_rest", config={"base_url": f"http://127.0.0.1:{sink_port}/fhir"}
+        channel=channel,
+        name="sink",
+        transport="fhir_rest",
+        config={"base_url": f"http://127.0.0.1:{sink_port}/fhir"},
     )
     channel.publish(note="bench")
     connection.close()
@@ -92,33 +101,61 @@ def main() -> None:
         with ProcessPoolExecutor(1) as loadgen:
             loadgen.submit(load.flood, mllp_port, 2, 1, "warm").result()
             ingest = loadgen.submit(load.flood, mllp_port, 16, INGEST_S, "in").result()
-            print(f"ingest, 16 connections: {ingest['messages']} messages in {ingest['seconds']:.1f} s "
-                  f"= {ingest['per_s']:.0f} msg/s (committed before each ACK)")
+            print(
+                f"ingest, 16 connections: {ingest['messages']} messages in {ingest['seconds']:.1f} s "
+                f"= {ingest['per_s']:.0f} msg/s (committed before each ACK)"
+            )
             figures["ingest_msgs_per_s"] = round(ingest["per_s"], 1)
             acks = loadgen.submit(load.paced, mllp_port, 100, ACK_S, "ack").result()["latencies_ms"]
             figures.update(
                 ack_p50_ms=pct(acks, 0.50), ack_p95_ms=pct(acks, 0.95), ack_p99_ms=pct(acks, 0.99)
             )
-            print(f"ACK latency, 1 connection at 100 msg/s ({len(acks)} messages): p50 {figures['ack_p50_ms']} ms, "
-                  f"p95 {figures['ack_p95_ms']} ms, p99 {figures['ack_p99_ms']} ms")
+            print(
+                f"ACK latency, 1 connection at 100 msg/s ({len(acks)} messages): p50 {figures['ack_p50_ms']} ms, "
+                f"p95 {figures['ack_p95_ms']} ms, p99 {figures['ack_p99_ms']} ms"
+            )
 
             _reset_traffic(db_url, redis_url)
-            celery = [sys.executable, "-m", "celery", "-A", "console", "worker", "-l", "WARNING",
-                      "--without-gossip", "--without-mingle"]
+            celery = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "console",
+                "worker",
+                "-l",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ]
             workers = [
                 spawn(*celery, "-n", "process@%h", "-Q", "process,default", "-c", PROCESS_WORKERS),
-                spawn(*celery, "-n", "deliver@%h", "-Q", "deliver", "-P", "threads", "-c", DELIVER_THREADS),
+                spawn(
+                    *celery,
+                    "-n",
+                    "deliver@%h",
+                    "-Q",
+                    "deliver",
+                    "-P",
+                    "threads",
+                    "-c",
+                    DELIVER_THREADS,
+                ),
             ]
             time.sleep(3)
-            loadgen.submit(load.paced, mllp_port, 200, 2, "warm", 4).result()  # first tasks, connections
+            loadgen.submit(
+                load.paced, mllp_port, 200, 2, "warm", 4
+            ).result()  # first tasks, connections
             _wait_drained(db_url, 60)
             t0 = time.time()
             loadgen.submit(load.paced, mllp_port, 200, E2E_LATENCY_S, "lat", 4).result()
             _wait_drained(db_url, 120)
             lat = _latencies(db_url, t0)
             figures["e2e_p50_ms"], figures["e2e_p95_ms"] = pct(lat, 0.5), pct(lat, 0.95)
-            print(f"end to end at 200 msg/s ({len(lat)} delivered): p50 {figures['e2e_p50_ms']} ms, "
-                  f"p95 {figures['e2e_p95_ms']} ms (received → delivered)")
+            print(
+                f"end to end at 200 msg/s ({len(lat)} delivered): p50 {figures['e2e_p50_ms']} ms, "
+                f"p95 {figures['e2e_p95_ms']} ms (received → delivered)"
+            )
 
             offered = float(os.environ.get("BENCH_E2E_RATE", 500))
             start = time.time()
@@ -126,17 +163,19 @@ def main() -> None:
             end = time.time()
             delivered = _delivered_between(db_url, start, end)
             figures["e2e_msgs_per_s"] = round(delivered / (end - start), 1)
-            print(f"end to end, offered {offered:.0f} msg/s for {end - start:.0f} s: {delivered} delivered "
-                  f"= {figures['e2e_msgs_per_s']} msg/s sustained")
+            print(
+                f"end to end, offered {offered:.0f} msg/s for {end - start:.0f} s: {delivered} delivered "
+                f"= {figures['e2e_msgs_per_s']} msg/s sustained"
+            )
             figures["worker_rss_mb"] = round(sum(_tree_rss_mb(w.pid) for w in workers), 1)
-            print(f"worker RSS (process worker with {PROCESS_WORKERS} children + deliver worker with "
-                  f"{DELIVER_THREADS} threads): {figures['worker_rss_mb']} MB")
+            print(
+                f"worker RSS (process worker with {PROCESS_WORKERS} children + deliver worker with "
+                f"{DELIVER_THREADS} threads): {figures['worker_rss_mb']} MB"
+            )
     finally:
         for proc in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for proc in procs:
             try:
                 proc.wait(10)
@@ -162,7 +201,9 @@ def _reset_traffic(db_url: str, redis_url: str) -> None:
     import redis as redis_lib
 
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE channels_app_attempt, channels_app_delivery, channels_app_message, channels_app_dedupeentry")
+        conn.execute(
+            "TRUNCATE channels_app_attempt, channels_app_delivery, channels_app_message, channels_app_dedupeentry"
+        )
     redis_lib.Redis.from_url(redis_url).flushdb()
 
 

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 
 from adapters.codecs.hl7v2_ack import Header, build_ack
-from adapters.transports.mllp import FramingError, FrameReader, frame
+from adapters.transports.mllp import FrameReader, FramingError, frame
 from channels_app.pipeline.ingest import (
     GroupCommitter,
     Inbound,
@@ -51,7 +51,10 @@ def ack_for(item: Inbound, message_id: int | None, *, failure: str | None = None
         if getattr(error, "segment", None):
             location = (error.segment, error.segment_index, error.field)
         # AR: we cannot read the message at all (framing, MSH); AE: its content is wrong.
-        reading_failed = item.error_stage == "framing" or getattr(error, "segment_index", 1) in (1, None)
+        reading_failed = item.error_stage == "framing" or getattr(error, "segment_index", 1) in (
+            1,
+            None,
+        )
         reason = getattr(error, "bare_reason", None) or str(error)
         ack = build_ack(
             header,
@@ -82,7 +85,10 @@ class MLLPServer:
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._handle, self.spec.host, self.spec.port)
         log.info(
-            "channel %r listening for MLLP on %s:%s", self.spec.channel_name, self.spec.host, self.spec.port
+            "channel %r listening for MLLP on %s:%s",
+            self.spec.channel_name,
+            self.spec.host,
+            self.spec.port,
         )
 
     async def close(self) -> None:
@@ -99,7 +105,7 @@ class MLLPServer:
             while True:
                 try:
                     data = await asyncio.wait_for(reader.read(65536), self.spec.idle_timeout_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if not data:
                     break

@@ -31,6 +31,7 @@ def warm_up(**_) -> None:
 
     mapping.warm_up()
 
+
 # One task carries many ids: the listener batches messages per commit, processing batches
 # deliveries; per-message task overhead would otherwise dominate.
 PROCESS_CHUNK = 200

@@ -44,7 +44,9 @@ def database_from_url(url: str) -> dict:
     """DATABASES entry from ``postgresql://user:pw@host:port/name?host=/socket/dir``."""
     parsed = urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql"):
-        raise ImproperlyConfigured(f"DATABASE_URL must be a postgresql:// URL, got {parsed.scheme!r}")
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a postgresql:// URL, got {parsed.scheme!r}"
+        )
     query = parse_qs(parsed.query)
     host = query.get("host", [parsed.hostname or ""])[0]
     return {

@@ -29,7 +29,9 @@ def fhir_destination(channel: Channel, url: str, **kwargs) -> Destination:
     return Destination.objects.create(channel=channel, **{**defaults, **kwargs})
 
 
-def adt_a01(control_id: str = "CTRL0001", family: str = "DOE", mrn: str = "MRN123", sender: str = "EPIC") -> bytes:
+def adt_a01(
+    control_id: str = "CTRL0001", family: str = "DOE", mrn: str = "MRN123", sender: str = "EPIC"
+) -> bytes:
     return (
         f"MSH|^~\\&|{sender}|HOSP|HUB|HUB|20240102030405-0500||ADT^A01^ADT_A01|{control_id}|P|2.5.1\r"
         f"EVN|A01|20240102030405-0500\r"

@@ -71,7 +71,9 @@ class FhirSink:
                 key = self.headers.get("Idempotency-Key", "")
                 with sink.lock:
                     status = sink.failures.pop(0) if sink.failures else 200
-                    sink.requests.append({"key": key, "body": body, "status": status, "path": self.path})
+                    sink.requests.append(
+                        {"key": key, "body": body, "status": status, "path": self.path}
+                    )
                 if sink.hold_s:
                     time.sleep(sink.hold_s)
                 if status == 200:
@@ -81,7 +83,13 @@ class FhirSink:
                 else:
                     reply = {
                         "resourceType": "OperationOutcome",
-                        "issue": [{"severity": "error", "code": "transient", "diagnostics": f"sink says {status}"}],
+                        "issue": [
+                            {
+                                "severity": "error",
+                                "code": "transient",
+                                "diagnostics": f"sink says {status}",
+                            }
+                        ],
                     }
                 data = json.dumps(reply).encode()
                 self.send_response(status)
@@ -137,7 +145,9 @@ class ListenerThread:
         self.thread.start()
         self.ready.wait(10)
         for spec in self.specs:
-            wait_for(lambda spec=spec: _port_open(spec.port), timeout=10, what=f"listener on {spec.port}")
+            wait_for(
+                lambda spec=spec: _port_open(spec.port), timeout=10, what=f"listener on {spec.port}"
+            )
         if self.error:
             raise self.error
         return self

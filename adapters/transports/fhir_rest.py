@@ -55,7 +55,9 @@ class FhirRestTransport:
         except urllib3.exceptions.NewConnectionError as exc:  # (a TimeoutError subclass in urllib3)
             raise TransportError(f"cannot reach {self.url}: {_reason(exc)}")
         except urllib3.exceptions.TimeoutError as exc:
-            raise TransportError(f"no answer from {self.url} within {timeout:g} s ({type(exc).__name__})")
+            raise TransportError(
+                f"no answer from {self.url} within {timeout:g} s ({type(exc).__name__})"
+            )
         except urllib3.exceptions.HTTPError as exc:
             raise TransportError(f"cannot reach {self.url}: {_reason(exc)}")
         code = response.status

@@ -41,4 +41,6 @@ class FileTransport:
                 raise
         except OSError as exc:
             raise TransportError(f"cannot write {target}: {exc.strerror or exc}")
-        return SendResult(None, f"wrote {target.name} ({len(payload.body)} bytes)", f"write {target}")
+        return SendResult(
+            None, f"wrote {target.name} ({len(payload.body)} bytes)", f"write {target}"
+        )

@@ -15,6 +15,7 @@ class FramingError(Exception):
         super().__init__(reason)
         self.data = data
 
+
 KEEP_OF_OVERSIZE = 64 * 1024
 
 
@@ -51,7 +52,9 @@ class FrameReader:
                 junk = bytes(self.buffer[: self.max_bytes if start == -1 else start])
                 del self.buffer[: len(self.buffer) if start == -1 else start]
                 if junk.strip():
-                    out.append(FramingError("data outside an MLLP frame (no 0x0B start byte)", junk))
+                    out.append(
+                        FramingError("data outside an MLLP frame (no 0x0B start byte)", junk)
+                    )
                 continue
             end = self.buffer.find(END, 1)
             if end == -1:
@@ -59,13 +62,18 @@ class FrameReader:
                     kept = bytes(self.buffer[1 : KEEP_OF_OVERSIZE + 1])
                     self.buffer.clear()
                     self.skipping = True
-                    out.append(FramingError(f"message larger than the {self.max_bytes}-byte limit", kept))
+                    out.append(
+                        FramingError(f"message larger than the {self.max_bytes}-byte limit", kept)
+                    )
                 break
             body = bytes(self.buffer[1:end])
             del self.buffer[: end + 2]
             if len(body) > self.max_bytes:
                 out.append(
-                    FramingError(f"message larger than the {self.max_bytes}-byte limit", body[:KEEP_OF_OVERSIZE])
+                    FramingError(
+                        f"message larger than the {self.max_bytes}-byte limit",
+                        body[:KEEP_OF_OVERSIZE],
+                    )
                 )
             else:
                 out.append(body)

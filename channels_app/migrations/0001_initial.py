@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,167 +15,329 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Channel',
+            name="Channel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('enabled', models.BooleanField(default=True)),
-                ('source_type', models.CharField(choices=[('mllp', 'MLLP listener')], default='mllp', max_length=20)),
-                ('source_config', models.JSONField(blank=True, default=dict)),
-                ('dedupe_window_s', models.PositiveIntegerField(default=86400, help_text='A repeated MSH-10 from the same sender within this window is ACKed and dropped.')),
-                ('max_message_bytes', models.PositiveIntegerField(default=1048576)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("description", models.TextField(blank=True)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "source_type",
+                    models.CharField(
+                        choices=[("mllp", "MLLP listener")], default="mllp", max_length=20
+                    ),
+                ),
+                ("source_config", models.JSONField(blank=True, default=dict)),
+                (
+                    "dedupe_window_s",
+                    models.PositiveIntegerField(
+                        default=86400,
+                        help_text="A repeated MSH-10 from the same sender within this window is ACKed and dropped.",
+                    ),
+                ),
+                ("max_message_bytes", models.PositiveIntegerField(default=1048576)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('PENDING', 'Pending'), ('SENDING', 'Sending'), ('RETRY', 'Retry scheduled'), ('DELIVERED', 'Delivered'), ('FAILED', 'Failed')], default='PENDING', max_length=10)),
-                ('attempt_count', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PENDING", "Pending"),
+                            ("SENDING", "Sending"),
+                            ("RETRY", "Retry scheduled"),
+                            ("DELIVERED", "Delivered"),
+                            ("FAILED", "Failed"),
+                        ],
+                        default="PENDING",
+                        max_length=10,
+                    ),
+                ),
+                ("attempt_count", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("next_attempt_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='ChannelVersion',
+            name="ChannelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('snapshot', models.JSONField()),
-                ('note', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='channels_app.channel')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("snapshot", models.JSONField()),
+                ("note", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="versions",
+                        to="channels_app.channel",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['channel', '-number'],
+                "ordering": ["channel", "-number"],
             },
         ),
         migrations.CreateModel(
-            name='DedupeEntry',
+            name="DedupeEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=500)),
-                ('seen_at', models.DateTimeField()),
-                ('duplicates', models.PositiveIntegerField(default=0)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='channels_app.channel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=500)),
+                ("seen_at", models.DateTimeField()),
+                ("duplicates", models.PositiveIntegerField(default=0)),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="channels_app.channel",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Attempt',
+            name="Attempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('started_at', models.DateTimeField()),
-                ('duration_ms', models.FloatField()),
-                ('outcome', models.CharField(choices=[('SUCCESS', 'Delivered'), ('TRANSIENT', 'Failed, will retry'), ('PERMANENT', 'Failed permanently')], max_length=10)),
-                ('status_code', models.IntegerField(blank=True, null=True)),
-                ('request_summary', models.CharField(blank=True, max_length=500)),
-                ('response_summary', models.TextField(blank=True)),
-                ('error', models.TextField(blank=True)),
-                ('delivery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='channels_app.delivery')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("started_at", models.DateTimeField()),
+                ("duration_ms", models.FloatField()),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("SUCCESS", "Delivered"),
+                            ("TRANSIENT", "Failed, will retry"),
+                            ("PERMANENT", "Failed permanently"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("status_code", models.IntegerField(blank=True, null=True)),
+                ("request_summary", models.CharField(blank=True, max_length=500)),
+                ("response_summary", models.TextField(blank=True)),
+                ("error", models.TextField(blank=True)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempts",
+                        to="channels_app.delivery",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['delivery', 'number'],
+                "ordering": ["delivery", "number"],
             },
         ),
         migrations.CreateModel(
-            name='Destination',
+            name="Destination",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('enabled', models.BooleanField(default=True)),
-                ('transport', models.CharField(choices=[('fhir_rest', 'FHIR REST server'), ('file', 'File writer')], max_length=20)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('timeout_s', models.FloatField(default=30.0)),
-                ('max_attempts', models.PositiveIntegerField(default=8)),
-                ('backoff_base_s', models.FloatField(default=2.0)),
-                ('backoff_max_s', models.FloatField(default=600.0)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='destinations', to='channels_app.channel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "transport",
+                    models.CharField(
+                        choices=[("fhir_rest", "FHIR REST server"), ("file", "File writer")],
+                        max_length=20,
+                    ),
+                ),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("timeout_s", models.FloatField(default=30.0)),
+                ("max_attempts", models.PositiveIntegerField(default=8)),
+                ("backoff_base_s", models.FloatField(default=2.0)),
+                ("backoff_max_s", models.FloatField(default=600.0)),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="destinations",
+                        to="channels_app.channel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['channel', 'name'],
+                "ordering": ["channel", "name"],
             },
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='destination',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deliveries', to='channels_app.destination'),
+            model_name="delivery",
+            name="destination",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="deliveries",
+                to="channels_app.destination",
+            ),
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('status', models.CharField(choices=[('RECEIVED', 'Received'), ('PROCESSED', 'Routed'), ('FILTERED', 'Filtered'), ('ERROR', 'Error')], default='RECEIVED', max_length=12)),
-                ('message_type', models.CharField(blank=True, max_length=40)),
-                ('control_id', models.CharField(blank=True, max_length=200)),
-                ('sending_application', models.CharField(blank=True, max_length=200)),
-                ('sending_facility', models.CharField(blank=True, max_length=200)),
-                ('remote_addr', models.CharField(blank=True, max_length=100)),
-                ('raw', models.BinaryField()),
-                ('size', models.PositiveIntegerField(default=0)),
-                ('canonical', models.JSONField(blank=True, null=True)),
-                ('issues', models.JSONField(blank=True, default=list)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('error_stage', models.CharField(blank=True, max_length=20)),
-                ('error_class', models.CharField(blank=True, max_length=100)),
-                ('error_path', models.CharField(blank=True, max_length=200)),
-                ('error_detail', models.TextField(blank=True)),
-                ('sweep_after', models.DateTimeField(default=django.utils.timezone.now)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='messages', to='channels_app.channel')),
-                ('channel_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='channels_app.channelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("RECEIVED", "Received"),
+                            ("PROCESSED", "Routed"),
+                            ("FILTERED", "Filtered"),
+                            ("ERROR", "Error"),
+                        ],
+                        default="RECEIVED",
+                        max_length=12,
+                    ),
+                ),
+                ("message_type", models.CharField(blank=True, max_length=40)),
+                ("control_id", models.CharField(blank=True, max_length=200)),
+                ("sending_application", models.CharField(blank=True, max_length=200)),
+                ("sending_facility", models.CharField(blank=True, max_length=200)),
+                ("remote_addr", models.CharField(blank=True, max_length=100)),
+                ("raw", models.BinaryField()),
+                ("size", models.PositiveIntegerField(default=0)),
+                ("canonical", models.JSONField(blank=True, null=True)),
+                ("issues", models.JSONField(blank=True, default=list)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("error_stage", models.CharField(blank=True, max_length=20)),
+                ("error_class", models.CharField(blank=True, max_length=100)),
+                ("error_path", models.CharField(blank=True, max_length=200)),
+                ("error_detail", models.TextField(blank=True)),
+                ("sweep_after", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="messages",
+                        to="channels_app.channel",
+                    ),
+                ),
+                (
+                    "channel_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="channels_app.channelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='message',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='channels_app.message'),
+            model_name="delivery",
+            name="message",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="deliveries",
+                to="channels_app.message",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='channelversion',
-            constraint=models.UniqueConstraint(fields=('channel', 'number'), name='channel_version_unique'),
+            model_name="channelversion",
+            constraint=models.UniqueConstraint(
+                fields=("channel", "number"), name="channel_version_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dedupeentry',
-            constraint=models.UniqueConstraint(fields=('channel', 'key'), name='dedupe_key_unique'),
+            model_name="dedupeentry",
+            constraint=models.UniqueConstraint(fields=("channel", "key"), name="dedupe_key_unique"),
         ),
         migrations.AddConstraint(
-            model_name='destination',
-            constraint=models.UniqueConstraint(fields=('channel', 'name'), name='destination_name_unique'),
+            model_name="destination",
+            constraint=models.UniqueConstraint(
+                fields=("channel", "name"), name="destination_name_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['channel', '-received_at'], name='message_channel_recent'),
+            model_name="message",
+            index=models.Index(fields=["channel", "-received_at"], name="message_channel_recent"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['control_id'], name='message_control_id'),
+            model_name="message",
+            index=models.Index(fields=["control_id"], name="message_control_id"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status', 'RECEIVED')), fields=['sweep_after'], name='message_unprocessed'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status", "RECEIVED")),
+                fields=["sweep_after"],
+                name="message_unprocessed",
+            ),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('status__in', ['PENDING', 'SENDING', 'RETRY'])), fields=['next_attempt_at'], name='delivery_open'),
+            model_name="delivery",
+            index=models.Index(
+                condition=models.Q(("status__in", ["PENDING", "SENDING", "RETRY"])),
+                fields=["next_attempt_at"],
+                name="delivery_open",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.UniqueConstraint(fields=('message', 'destination'), name='delivery_once_per_destination'),
+            model_name="delivery",
+            constraint=models.UniqueConstraint(
+                fields=("message", "destination"), name="delivery_once_per_destination"
+            ),
         ),
     ]

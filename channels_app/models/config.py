@@ -14,11 +14,14 @@ class Channel(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
-    source_type = models.CharField(max_length=20, choices=SourceType.choices, default=SourceType.MLLP)
+    source_type = models.CharField(
+        max_length=20, choices=SourceType.choices, default=SourceType.MLLP
+    )
     # Connector settings, e.g. {"host": "127.0.0.1", "port": 2575} for MLLP.
     source_config = models.JSONField(default=dict, blank=True)
     dedupe_window_s = models.PositiveIntegerField(
-        default=24 * 3600, help_text="A repeated MSH-10 from the same sender within this window is ACKed and dropped."
+        default=24 * 3600,
+        help_text="A repeated MSH-10 from the same sender within this window is ACKed and dropped.",
     )
     max_message_bytes = models.PositiveIntegerField(default=1024 * 1024)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -71,7 +74,9 @@ class ChannelVersion(models.Model):
     )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["channel", "number"], name="channel_version_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "number"], name="channel_version_unique")
+        ]
         ordering = ["channel", "-number"]
 
     def __str__(self) -> str:
@@ -95,7 +100,9 @@ class Destination(models.Model):
     backoff_max_s = models.FloatField(default=600.0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["channel", "name"], name="destination_name_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "name"], name="destination_name_unique")
+        ]
         ordering = ["channel", "name"]
 
     def __str__(self) -> str:

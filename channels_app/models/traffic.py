@@ -17,9 +17,15 @@ class Message(models.Model):
         FILTERED = "FILTERED", "Filtered"
         ERROR = "ERROR", "Error"
 
-    channel = models.ForeignKey("channels_app.Channel", on_delete=models.PROTECT, related_name="messages")
+    channel = models.ForeignKey(
+        "channels_app.Channel", on_delete=models.PROTECT, related_name="messages"
+    )
     channel_version = models.ForeignKey(
-        "channels_app.ChannelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "channels_app.ChannelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
     received_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED)
@@ -47,7 +53,9 @@ class Message(models.Model):
             models.Index(fields=["channel", "-received_at"], name="message_channel_recent"),
             models.Index(fields=["control_id"], name="message_control_id"),
             models.Index(
-                fields=["sweep_after"], name="message_unprocessed", condition=models.Q(status="RECEIVED")
+                fields=["sweep_after"],
+                name="message_unprocessed",
+                condition=models.Q(status="RECEIVED"),
             ),
         ]
 
@@ -81,7 +89,9 @@ class Delivery(models.Model):
         FAILED = "FAILED", "Failed"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
-    destination = models.ForeignKey("channels_app.Destination", on_delete=models.PROTECT, related_name="deliveries")
+    destination = models.ForeignKey(
+        "channels_app.Destination", on_delete=models.PROTECT, related_name="deliveries"
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempt_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
@@ -93,7 +103,9 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["message", "destination"], name="delivery_once_per_destination")
+            models.UniqueConstraint(
+                fields=["message", "destination"], name="delivery_once_per_destination"
+            )
         ]
         indexes = [
             models.Index(
@@ -145,3 +157,6 @@ class DedupeEntry(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["channel", "key"], name="dedupe_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.duplicates} duplicates)"

@@ -22,7 +22,7 @@ from django.utils import timezone
 from adapters.base import AdapterError
 from adapters.registry import build_transport
 from adapters.transports.base import Payload, SendResult
-from channels_app.models import Attempt, Delivery, Destination, Message
+from channels_app.models import Attempt, Delivery, Destination
 
 # Celery may run a countdown task a little early; a claim accepts it within this tolerance.
 EARLY_TOLERANCE = timedelta(seconds=1)
@@ -127,7 +127,10 @@ def _claim(delivery_ids: list[int]) -> list[_Claimed]:
         if isinstance(destination.config, str):  # raw SQL hands jsonb over as text under Django
             destination.config = json.loads(destination.config)
         delivery = Delivery(
-            id=delivery_id, message_id=message_id, destination_id=destination.id, attempt_count=attempt_count
+            id=delivery_id,
+            message_id=message_id,
+            destination_id=destination.id,
+            attempt_count=attempt_count,
         )
         claimed.append(_Claimed(delivery, destination))
     return claimed
@@ -138,8 +141,12 @@ def _send(claimed: _Claimed, canonical: str | None) -> None:
     t0 = time.perf_counter()
     try:
         destination = claimed.destination
-        transport = _transport(destination.transport, json.dumps(destination.config, sort_keys=True))
-        claimed.result = transport.send(encode(claimed.delivery, canonical), timeout=destination.timeout_s)
+        transport = _transport(
+            destination.transport, json.dumps(destination.config, sort_keys=True)
+        )
+        claimed.result = transport.send(
+            encode(claimed.delivery, canonical), timeout=destination.timeout_s
+        )
     except AdapterError as exc:
         claimed.error = exc
     claimed.duration_ms = round((time.perf_counter() - t0) * 1000, 3)
@@ -180,7 +187,10 @@ def _settle(claimed: list[_Claimed]) -> list[Outcome]:
                     [o.status for o in outcomes],
                     [o.retry_at for o in outcomes],
                     [now if o.status == Delivery.Status.DELIVERED else None for o in outcomes],
-                    [a.error if o.status != Delivery.Status.DELIVERED else "" for a, o in zip(attempts, outcomes)],
+                    [
+                        a.error if o.status != Delivery.Status.DELIVERED else ""
+                        for a, o in zip(attempts, outcomes, strict=False)
+                    ],
                 ],
             )
     return outcomes
@@ -190,7 +200,10 @@ def _judge(c: _Claimed) -> tuple[Attempt, Outcome]:
     """The Attempt row for this try, and what happens to the delivery next."""
     delivery, destination, error = c.delivery, c.destination, c.error
     attempt = Attempt(
-        delivery_id=delivery.id, number=delivery.attempt_count, started_at=c.started, duration_ms=c.duration_ms
+        delivery_id=delivery.id,
+        number=delivery.attempt_count,
+        started_at=c.started,
+        duration_ms=c.duration_ms,
     )
     if error is None:
         attempt.outcome = Attempt.Outcome.SUCCESS
@@ -213,20 +226,27 @@ def _judge(c: _Claimed) -> tuple[Attempt, Outcome]:
     return attempt, Outcome(delivery.id, Delivery.Status.RETRY)
 
 
-def _schedule_retries(claimed: list[_Claimed], outcomes: list[Outcome], now: datetime) -> list[Outcome]:
+def _schedule_retries(
+    claimed: list[_Claimed], outcomes: list[Outcome], now: datetime
+) -> list[Outcome]:
     """One backoff draw per batch: its retries travel together in one Celery retry."""
-    retrying = [c for c, o in zip(claimed, outcomes, strict=True) if o.status == Delivery.Status.RETRY]
+    retrying = [
+        c for c, o in zip(claimed, outcomes, strict=True) if o.status == Delivery.Status.RETRY
+    ]
     if not retrying:
         return outcomes
     worst = max(retrying, key=lambda c: c.delivery.attempt_count)
     retry_at = now + timedelta(seconds=retry_delay(worst.destination, worst.delivery.attempt_count))
     return [
-        Outcome(o.delivery_id, o.status, retry_at) if o.status == Delivery.Status.RETRY else o for o in outcomes
+        Outcome(o.delivery_id, o.status, retry_at) if o.status == Delivery.Status.RETRY else o
+        for o in outcomes
     ]
 
 
 def retry_delay(destination: Destination, attempts_so_far: int) -> float:
     """Exponential backoff with full jitter, capped by the destination (sub-second bases allowed,
     which Celery's integer-second helper is not)."""
-    ceiling = min(destination.backoff_max_s, destination.backoff_base_s * 2 ** max(0, attempts_so_far - 1))
+    ceiling = min(
+        destination.backoff_max_s, destination.backoff_base_s * 2 ** max(0, attempts_so_far - 1)
+    )
     return max(0.05, random.uniform(0, ceiling))

@@ -8,9 +8,10 @@ keeps the ACK fast under load. This path speaks psycopg directly; the ORM is for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -32,7 +33,7 @@ class Inbound:
     raw: bytes
     remote_addr: str
     dedupe_window_s: int
-    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     header: Header = field(default_factory=Header)
     message_type: str = ""
     error: hl7v2.HL7Error | Exception | None = None
@@ -221,10 +222,8 @@ class GroupCommitter:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self.conn:
             await self.conn.close()
 

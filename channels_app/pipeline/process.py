@@ -59,7 +59,9 @@ def process_messages(ids: list[int]) -> list[int]:
                 continue
             message.status = Message.Status.PROCESSED
             deliveries += [
-                Delivery(message_id=message.id, destination_id=d.id, created_at=now, next_attempt_at=now)
+                Delivery(
+                    message_id=message.id, destination_id=d.id, created_at=now, next_attempt_at=now
+                )
                 for d in targets
             ]
         _save_outcomes(messages)
@@ -77,7 +79,11 @@ def _claim(ids: list[int]) -> list[Message]:
     room = BATCH_MAX - len(messages)
     if room > 0:
         late = timezone.now() - LATE_AFTER
-        messages += open_messages.filter(sweep_after__lt=late).exclude(id__in=ids).order_by("sweep_after")[:room]
+        messages += (
+            open_messages.filter(sweep_after__lt=late)
+            .exclude(id__in=ids)
+            .order_by("sweep_after")[:room]
+        )
     return messages
 
 
@@ -102,7 +108,9 @@ def _save_outcomes(messages: list[Message]) -> None:
 
 def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destination]]:
     found: dict[int, list[Destination]] = defaultdict(list)
-    for destination in Destination.objects.filter(channel_id__in=channel_ids, enabled=True).only("id", "channel_id"):
+    for destination in Destination.objects.filter(channel_id__in=channel_ids, enabled=True).only(
+        "id", "channel_id"
+    ):
         found[destination.channel_id].append(destination)
     return found
 

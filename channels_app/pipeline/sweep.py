@@ -61,7 +61,11 @@ class Swept:
 
 def sweep(now=None) -> Swept:
     now = now or timezone.now()
-    params = {"now": now, "stale": now - timedelta(seconds=settings.HUB["SWEEP_AFTER_S"]), "batch": BATCH}
+    params = {
+        "now": now,
+        "stale": now - timedelta(seconds=settings.HUB["SWEEP_AFTER_S"]),
+        "batch": BATCH,
+    }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(REQUEUE_MESSAGES, params)
         message_ids = [r[0] for r in cursor.fetchall()]

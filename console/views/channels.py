@@ -17,7 +17,9 @@ def channel_list(request):
         )
     )
     duplicates = dict(
-        DedupeEntry.objects.values("channel").annotate(n=Coalesce(Sum("duplicates"), 0)).values_list("channel", "n")
+        DedupeEntry.objects.values("channel")
+        .annotate(n=Coalesce(Sum("duplicates"), 0))
+        .values_list("channel", "n")
     )
     for channel in channels:
         channel.duplicates = duplicates.get(channel.id, 0)

@@ -22,7 +22,13 @@ def message_list(request):
             failed=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.FAILED)),
             open=Count(
                 "deliveries",
-                filter=Q(deliveries__status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING, Delivery.Status.RETRY]),
+                filter=Q(
+                    deliveries__status__in=[
+                        Delivery.Status.PENDING,
+                        Delivery.Status.SENDING,
+                        Delivery.Status.RETRY,
+                    ]
+                ),
             ),
         )
         .order_by("-id")
@@ -37,7 +43,9 @@ def message_list(request):
     if filters["channel"].isdigit():
         messages = messages.filter(channel_id=int(filters["channel"]))
     if filters["q"]:
-        messages = messages.filter(Q(control_id=filters["q"]) | Q(message_type__iexact=filters["q"]))
+        messages = messages.filter(
+            Q(control_id=filters["q"]) | Q(message_type__iexact=filters["q"])
+        )
     page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "page": page,
@@ -53,7 +61,9 @@ def message_detail(request, pk: int):
     attempts = Prefetch("attempts", queryset=Attempt.objects.order_by("number"))
     message = get_object_or_404(Message.objects.select_related("channel", "channel_version"), pk=pk)
     deliveries = message.deliveries.select_related("destination").prefetch_related(attempts)
-    canonical = json.dumps(message.canonical, indent=2, ensure_ascii=False) if message.canonical else ""
+    canonical = (
+        json.dumps(message.canonical, indent=2, ensure_ascii=False) if message.canonical else ""
+    )
     return render(
         request,
         "messages/detail.html",

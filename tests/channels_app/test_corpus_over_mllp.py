@@ -27,7 +27,9 @@ REFUSED = {
 UNMAPPED = {"PPR^PC1", "ERP^Z99", "ORF", "MFN^M02", "ADT^O01", "ADT^Üi²"}
 
 
-def test_every_corpus_file_gets_the_right_ack_and_state(corpus, mllp_port, listener, celery_worker, fhir_sink):
+def test_every_corpus_file_gets_the_right_ack_and_state(
+    corpus, mllp_port, listener, celery_worker, fhir_sink
+):
     channel = factories.channel(mllp_port, dedupe_window_s=0)  # samples reuse control ids
     factories.fhir_destination(channel, fhir_sink.url)
     listener(channel)
@@ -40,7 +42,9 @@ def test_every_corpus_file_gets_the_right_ack_and_state(corpus, mllp_port, liste
             acks[path.relative_to(corpus).as_posix()] = (ack.get("MSA-1"), ack.get("MSA-3"))
     for name, (code, text) in acks.items():
         if name in REFUSED:
-            assert code in ("AR", "AE") and text, f"{name}: expected a NAK with a reason, got {code}"
+            assert code in ("AR", "AE") and text, (
+                f"{name}: expected a NAK with a reason, got {code}"
+            )
         else:
             assert code == "AA", f"{name}: expected AA, got {code} {text}"
     assert Message.objects.count() == len(files)  # refused ones are stored too
@@ -52,9 +56,15 @@ def test_every_corpus_file_gets_the_right_ack_and_state(corpus, mllp_port, liste
     for message in Message.objects.exclude(error_stage="parse"):
         if message.message_type in UNMAPPED:
             assert message.status == Message.Status.ERROR and message.error_stage == "map"
-            assert "no built-in map" in message.error_detail and message.message_type[:3] in message.error_detail
+            assert (
+                "no built-in map" in message.error_detail
+                and message.message_type[:3] in message.error_detail
+            )
         else:
-            assert message.status == Message.Status.PROCESSED, (message.message_type, message.error_detail)
+            assert message.status == Message.Status.PROCESSED, (
+                message.message_type,
+                message.error_detail,
+            )
             assert message.canonical["type"] == "transaction"
     refused = Message.objects.filter(error_stage="parse").count()
     assert refused == len(REFUSED)

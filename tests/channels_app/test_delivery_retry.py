@@ -21,14 +21,18 @@ def test_destination_down_then_up_is_retried_and_delivered_once(mllp_port, liste
     listener(channel)
     with MLLPClient("127.0.0.1", mllp_port) as client:
         client.send(factories.adt_a01("DOWN-1"))
-    wait_for(lambda: Attempt.objects.filter(outcome=Attempt.Outcome.TRANSIENT).count() >= 2, what="two failed tries")
+    wait_for(
+        lambda: Attempt.objects.filter(outcome=Attempt.Outcome.TRANSIENT).count() >= 2,
+        what="two failed tries",
+    )
     delivery = Delivery.objects.get()
     assert delivery.status in (Delivery.Status.RETRY, Delivery.Status.SENDING)
     assert "cannot reach" in Attempt.objects.first().error
     sink.start()
     try:
         wait_for(
-            lambda: Delivery.objects.filter(status=Delivery.Status.DELIVERED).exists(), what="delivered after recovery"
+            lambda: Delivery.objects.filter(status=Delivery.Status.DELIVERED).exists(),
+            what="delivered after recovery",
         )
         time.sleep(1.0)  # a duplicate send, if any, would land now
         assert len(sink.requests) == 1 and sum(sink.effects.values()) == 1
@@ -38,18 +42,24 @@ def test_destination_down_then_up_is_retried_and_delivered_once(mllp_port, liste
         sink.stop()
 
 
-def test_503_is_retried_and_a_400_fails_at_once_with_its_reason(mllp_port, listener, celery_worker, fhir_sink):
+def test_503_is_retried_and_a_400_fails_at_once_with_its_reason(
+    mllp_port, listener, celery_worker, fhir_sink
+):
     channel = factories.channel(mllp_port)
     factories.fhir_destination(channel, fhir_sink.url)
     listener(channel)
     fhir_sink.fail_next(2, 503)
     with MLLPClient("127.0.0.1", mllp_port) as client:
         client.send(factories.adt_a01("FLAKY-1"))
-        wait_for(lambda: Delivery.objects.filter(status=Delivery.Status.DELIVERED).exists(), what="delivered")
+        wait_for(
+            lambda: Delivery.objects.filter(status=Delivery.Status.DELIVERED).exists(),
+            what="delivered",
+        )
         fhir_sink.fail_next(1, 400)
         client.send(factories.adt_a01("REJECTED-1"))
     failed = wait_for(
-        lambda: Delivery.objects.filter(status=Delivery.Status.FAILED).first(), what="permanent failure"
+        lambda: Delivery.objects.filter(status=Delivery.Status.FAILED).first(),
+        what="permanent failure",
     )
     assert failed.message.control_id == "REJECTED-1" and failed.attempt_count == 1
     assert "400" in failed.last_error and "sink says 400" in failed.last_error
@@ -62,11 +72,15 @@ def test_503_is_retried_and_a_400_fails_at_once_with_its_reason(mllp_port, liste
 
 def test_gives_up_after_max_attempts(mllp_port, listener, celery_worker, fhir_sink):
     channel = factories.channel(mllp_port)
-    factories.fhir_destination(channel, fhir_sink.url, max_attempts=3, backoff_base_s=0.1, backoff_max_s=0.2)
+    factories.fhir_destination(
+        channel, fhir_sink.url, max_attempts=3, backoff_base_s=0.1, backoff_max_s=0.2
+    )
     listener(channel)
     fhir_sink.fail_next(10, 503)
     with MLLPClient("127.0.0.1", mllp_port) as client:
         client.send(factories.adt_a01("NEVER-1"))
-    failed = wait_for(lambda: Delivery.objects.filter(status=Delivery.Status.FAILED).first(), what="gave up")
+    failed = wait_for(
+        lambda: Delivery.objects.filter(status=Delivery.Status.FAILED).first(), what="gave up"
+    )
     assert failed.attempt_count == 3 and "gave up after 3 attempts" in failed.last_error
     assert len(fhir_sink.requests) == 3

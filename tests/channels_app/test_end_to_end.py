@@ -30,7 +30,9 @@ def send(port: int, raw: bytes) -> bytes:
 
 
 def delivered(control_id: str):
-    return Delivery.objects.filter(message__control_id=control_id, status=Delivery.Status.DELIVERED).first()
+    return Delivery.objects.filter(
+        message__control_id=control_id, status=Delivery.Status.DELIVERED
+    ).first()
 
 
 def test_adt_a01_becomes_a_transaction_bundle_at_the_fhir_server(hub, mllp_port, fhir_sink):

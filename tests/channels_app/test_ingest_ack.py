@@ -32,11 +32,20 @@ def test_aa_after_commit_with_msh_swapped_and_control_id_echoed(client, channel)
     ack = ack_of(client.send(factories.adt_a01("C-1")))
     assert ack.message_type == "ACK^A01"
     assert ack.get("MSA-1") == "AA" and ack.get("MSA-2") == "C-1"
-    assert (ack.get("MSH-3"), ack.get("MSH-4"), ack.get("MSH-5"), ack.get("MSH-6")) == ("HUB", "HUB", "EPIC", "HOSP")
+    assert (ack.get("MSH-3"), ack.get("MSH-4"), ack.get("MSH-5"), ack.get("MSH-6")) == (
+        "HUB",
+        "HUB",
+        "EPIC",
+        "HOSP",
+    )
     assert ack.version == "2.5.1"
     stored = Message.objects.get(control_id="C-1")  # committed before the ACK was written
     assert stored.status == Message.Status.RECEIVED
-    assert (stored.channel_id, stored.message_type, stored.sending_application) == (channel.id, "ADT^A01", "EPIC")
+    assert (stored.channel_id, stored.message_type, stored.sending_application) == (
+        channel.id,
+        "ADT^A01",
+        "EPIC",
+    )
     assert bytes(stored.raw) == factories.adt_a01("C-1")
     assert stored.channel_version is None or stored.channel_version.channel_id == channel.id
 
@@ -115,7 +124,9 @@ def test_many_concurrent_connections_each_get_their_own_ack(channel, listener, m
 
     def send_many(conn: int) -> list[str]:
         with MLLPClient("127.0.0.1", mllp_port) as c:
-            return [ack_of(c.send(factories.adt_a01(f"C{conn}-{i}"))).get("MSA-2") for i in range(25)]
+            return [
+                ack_of(c.send(factories.adt_a01(f"C{conn}-{i}"))).get("MSA-2") for i in range(25)
+            ]
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(send_many, range(8)))

@@ -17,7 +17,9 @@ from tests.support import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_redis_flushed_after_ack_loses_no_message(mllp_port, listener, fhir_sink, redis_client, settings):
+def test_redis_flushed_after_ack_loses_no_message(
+    mllp_port, listener, fhir_sink, redis_client, settings
+):
     channel = factories.channel(mllp_port)
     factories.fhir_destination(channel, fhir_sink.url)
     listener(channel)
@@ -28,14 +30,25 @@ def test_redis_flushed_after_ack_loses_no_message(mllp_port, listener, fhir_sink
     wait_for(lambda: redis_client.llen("process") >= 1, what="the signal to the workers")  # sent...
     redis_client.flushall()  # ...and is gone
 
-    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
-                      queues=["default", "process", "deliver"], loglevel="WARNING"):
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        queues=["default", "process", "deliver"],
+        loglevel="WARNING",
+    ):
         time.sleep(1)
         assert Message.objects.filter(status=Message.Status.RECEIVED).count() == 5  # nothing to do
         settings.HUB = {**settings.HUB, "SWEEP_AFTER_S": 0}
         tasks.sweep.delay()
-        wait_for(lambda: Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 5, what="all delivered")
-    assert sorted(b["identifier"]["value"] for b in fhir_sink.bundles()) == [f"LOST-{i}" for i in range(5)]
+        wait_for(
+            lambda: Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 5,
+            what="all delivered",
+        )
+    assert sorted(b["identifier"]["value"] for b in fhir_sink.bundles()) == [
+        f"LOST-{i}" for i in range(5)
+    ]
     assert sum(fhir_sink.effects.values()) == 5
 
 

@@ -23,8 +23,24 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def start_worker_process() -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": database_url_for_processes(), "CLAIM_MARGIN_S": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "console", "worker", "-P", "prefork", "-c", "1",
-         "-Q", "default,process,deliver", "-l", "WARNING", "--without-mingle", "--without-gossip"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "console",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "1",
+            "-Q",
+            "default,process,deliver",
+            "-l",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ],
         cwd=REPO,
         env=env,
         start_new_session=True,
@@ -50,14 +66,23 @@ def test_worker_killed_mid_delivery_is_delivered_once(mllp_port, listener, fhir_
     assert delivery.status == Delivery.Status.SENDING  # claimed by the dead worker
     fhir_sink.hold_s = 0
 
-    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
-                      queues=["default", "process", "deliver"], loglevel="WARNING"):
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        queues=["default", "process", "deliver"],
+        loglevel="WARNING",
+    ):
+
         def swept_and_delivered():
             tasks.sweep()
             delivery.refresh_from_db()
             return delivery.status == Delivery.Status.DELIVERED
 
-        wait_for(swept_and_delivered, timeout=30, interval=0.5, what="redelivery after the claim lapsed")
+        wait_for(
+            swept_and_delivered, timeout=30, interval=0.5, what="redelivery after the claim lapsed"
+        )
     assert sum(fhir_sink.effects.values()) == 1  # two requests, one effect (same idempotency key)
     assert {r["key"] for r in fhir_sink.requests} == {delivery.idempotency_key}
     outcomes = list(Attempt.objects.filter(delivery=delivery).values_list("outcome", flat=True))

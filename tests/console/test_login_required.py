@@ -30,7 +30,9 @@ def test_every_route_requires_login(client):
             continue
         for method in ("get", "post"):
             response = getattr(client, method)(concrete(route))
-            assert response.status_code in (302, 401, 403), f"{method.upper()} {route} answered {response.status_code}"
+            assert response.status_code in (302, 401, 403), (
+                f"{method.upper()} {route} answered {response.status_code}"
+            )
             if response.status_code == 302:
                 assert response.url.startswith("/login/"), f"{route} redirects to {response.url}"
             checked += 1

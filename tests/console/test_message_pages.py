@@ -22,17 +22,33 @@ def traffic():
     channel = factories.channel(40001)
     destination = factories.fhir_destination(channel, "http://fhir.example/fhir")
     ok = Message.objects.create(
-        channel=channel, raw=factories.adt_a01("OK-1"), message_type="ADT^A01", control_id="OK-1",
-        status=Message.Status.PROCESSED, canonical={"resourceType": "Bundle", "type": "transaction", "entry": []},
+        channel=channel,
+        raw=factories.adt_a01("OK-1"),
+        message_type="ADT^A01",
+        control_id="OK-1",
+        status=Message.Status.PROCESSED,
+        canonical={"resourceType": "Bundle", "type": "transaction", "entry": []},
     )
     bad = Message.objects.create(
-        channel=channel, raw=b"PID|1", status=Message.Status.ERROR, error_stage="parse",
-        error_class="HL7Error", error_path="MSH", error_detail="a message must start with an MSH segment",
+        channel=channel,
+        raw=b"PID|1",
+        status=Message.Status.ERROR,
+        error_stage="parse",
+        error_class="HL7Error",
+        error_path="MSH",
+        error_detail="a message must start with an MSH segment",
     )
-    delivery = Delivery.objects.create(message=ok, destination=destination, status=Delivery.Status.DELIVERED)
+    delivery = Delivery.objects.create(
+        message=ok, destination=destination, status=Delivery.Status.DELIVERED
+    )
     Attempt.objects.create(
-        delivery=delivery, number=1, started_at=timezone.now(), duration_ms=12.5,
-        outcome=Attempt.Outcome.SUCCESS, status_code=200, response_summary="Bundle transaction-response: 201",
+        delivery=delivery,
+        number=1,
+        started_at=timezone.now(),
+        duration_ms=12.5,
+        outcome=Attempt.Outcome.SUCCESS,
+        status_code=200,
+        response_summary="Bundle transaction-response: 201",
     )
     return ok, bad
 
@@ -40,7 +56,7 @@ def traffic():
 def test_list_shows_latest_first_with_status_and_deliveries(signed_in, traffic):
     ok, bad = traffic
     html = signed_in.get("/messages/").content.decode()
-    assert html.index(f'/messages/{bad.pk}/') < html.index(f'/messages/{ok.pk}/')
+    assert html.index(f"/messages/{bad.pk}/") < html.index(f"/messages/{ok.pk}/")
     assert "OK-1" in html and "1 delivered" in html
     assert "a message must start with an MSH segment" in html
 
@@ -68,7 +84,12 @@ def test_detail_of_an_error_names_stage_place_and_reason(signed_in, traffic):
 
 def test_channels_page_lists_source_destinations_and_counts(signed_in, traffic):
     html = signed_in.get("/channels/").content.decode()
-    assert "127.0.0.1:40001" in html and "FHIR sink" in html and "2 received" in html and "1 errors" in html
+    assert (
+        "127.0.0.1:40001" in html
+        and "FHIR sink" in html
+        and "2 received" in html
+        and "1 errors" in html
+    )
 
 
 def test_unknown_message_is_404(signed_in):

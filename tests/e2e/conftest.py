@@ -22,7 +22,16 @@ def asgi_server(transactional_db):
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url_for_processes(), "LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "console.asgi:application",
+        ],
         cwd=REPO,
         env=env,
         start_new_session=True,
@@ -31,7 +40,9 @@ def asgi_server(transactional_db):
 
     def up():
         try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=1).status == 200
+            return (
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=1).status == 200
+            )
         except OSError:
             return False
 
@@ -53,7 +64,12 @@ def browser():
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
         )
         yield browser
         browser.close()

@@ -43,7 +43,9 @@ def listener_specs(channel_names: list[str] | None = None) -> list[ListenerSpec]
 
 def database_conninfo() -> str:
     params = connection.get_connection_params()
-    keep = {k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port") and v}
+    keep = {
+        k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port") and v
+    }
     return make_conninfo(**keep)
 
 
@@ -56,7 +58,9 @@ class Dispatcher:
     """
 
     def __init__(self, linger_s: float = 0.02) -> None:
-        self.linger_s = linger_s  # wait this long for company before publishing: fewer, fuller tasks
+        self.linger_s = (
+            linger_s  # wait this long for company before publishing: fewer, fuller tasks
+        )
         self.pending: list[int] = []
         self.ready = threading.Condition()
         threading.Thread(target=self._run, name="dispatcher", daemon=True).start()
@@ -79,7 +83,9 @@ class Dispatcher:
             try:
                 enqueue_processing(ids)
             except Exception as exc:
-                log.warning("could not enqueue %d stored message(s), the sweeper will: %s", len(ids), exc)
+                log.warning(
+                    "could not enqueue %d stored message(s), the sweeper will: %s", len(ids), exc
+                )
 
 
 async def serve(specs: list[ListenerSpec], conninfo: str, stop: asyncio.Event) -> None:
@@ -88,7 +94,9 @@ async def serve(specs: list[ListenerSpec], conninfo: str, stop: asyncio.Event) -
     servers = [MLLPServer(spec, committer) for spec in specs]
     for server in servers:
         await server.start()
-    print(f"listening: {', '.join(f'{s.channel_name}@{s.host}:{s.port}' for s in specs)}", flush=True)
+    print(
+        f"listening: {', '.join(f'{s.channel_name}@{s.host}:{s.port}' for s in specs)}", flush=True
+    )
     await stop.wait()
     for server in servers:
         await server.close()

@@ -36,16 +36,24 @@ class Command(BaseCommand):
         wanted = (
             ("FHIR server", Destination.Transport.FHIR_REST, {"base_url": fhir_url})
             if fhir_url
-            else ("Outbox folder", Destination.Transport.FILE, {"directory": str(Path(settings.HUB["OUTBOX_DIR"]))})
+            else (
+                "Outbox folder",
+                Destination.Transport.FILE,
+                {"directory": str(Path(settings.HUB["OUTBOX_DIR"]))},
+            )
         )
         name, transport, config = wanted
         Destination.objects.update_or_create(
-            channel=channel, name=name, defaults={"transport": transport, "config": config, "enabled": True}
+            channel=channel,
+            name=name,
+            defaults={"transport": transport, "config": config, "enabled": True},
         )
         # Only the wanted destination is live; the other one (from an earlier run) is paused.
         channel.destinations.exclude(name=name).update(enabled=False)
         version = channel.publish(note="seed_demo")
-        self.stdout.write(f"channel {channel.name!r} v{version.number}: MLLP 127.0.0.1:{port} → {name} ({config})")
+        self.stdout.write(
+            f"channel {channel.name!r} v{version.number}: MLLP 127.0.0.1:{port} → {name} ({config})"
+        )
         self._admin()
 
     def _admin(self):
