@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import CORPUS, FhirSink, ListenerThread, free_port
+from tests.support import CORPUS, FhirSink, ListenerThread, free_port, threaded_worker
 
 
 @pytest.fixture
@@ -28,19 +28,7 @@ def redis_client():
 @pytest.fixture
 def celery_worker(transactional_db, redis_client):
     """A real Celery worker (threads pool) consuming every queue, against the test database."""
-    from celery.contrib.testing.worker import start_worker
-
-    from console.celery import app
-
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=4,
-        perform_ping_check=False,
-        queues=["default", "process", "deliver"],
-        shutdown_timeout=30,
-        loglevel="WARNING",
-    ) as worker:
+    with threaded_worker() as worker:
         yield worker
 
 
@@ -72,17 +60,3 @@ def listener(transactional_db, mllp_port):
     yield start
     for thread in started:
         thread.stop()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def close_worker_connections(django_db_setup, django_db_blocker):
-    """Worker threads keep their database connections (as production workers do); end them so
-    the test database can be dropped at the end of the session."""
-    yield
-    from django.db import connection
-
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -178,3 +179,33 @@ def database_url_for_processes() -> str:
     if host.startswith("/"):
         return f"postgresql://{auth}@/{s['NAME']}?host={host}"
     return f"postgresql://{auth}@{host}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@contextlib.contextmanager
+def threaded_worker(concurrency: int = 4):
+    """A real Celery worker in this process (threads pool), consuming every queue.
+
+    Its threads keep their database connections, as production workers do; they are ended
+    afterwards so the test database can be flushed and dropped.
+    """
+    from celery.contrib.testing.worker import start_worker
+    from django.db import connection
+
+    from console.celery import app
+
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=concurrency,
+        perform_ping_check=False,
+        queues=["default", "process", "deliver"],
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ) as worker:
+        yield worker
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND application_name NOT LIKE 'pg_%%'"
+        )

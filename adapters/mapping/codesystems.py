@@ -298,7 +298,7 @@ NAME_USE = {
 # 0190 Address type -> Address.use / Address.type
 ADDRESS_USE = {
     "B": ("work", None),
-    "BA": ("billing", None),
+    "BA": ("old", None),  # table 0190 BA = bad address: no longer to be used
     "BI": ("billing", None),
     "BR": ("old", None),
     "C": ("temp", None),

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def routed(channel, n: int) -> list[int]:
     ids = [
-        Message.objects.create(channel=channel, raw=factories.adt_a01(f"Q-{i}"), control_id=f"Q-{i}").id
+        Message.objects.create(
+            channel=channel, raw=factories.adt_a01(f"Q-{i}"), control_id=f"Q-{i}"
+        ).id
         for i in range(n)
     ]
     return process.process_messages(ids)

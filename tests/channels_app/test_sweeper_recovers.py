@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
 from adapters.transports.mllp import MLLPClient
 from channels_app import tasks
 from channels_app.models import Delivery, Message
-from console.celery import app
 from tests import factories
-from tests.support import wait_for
+from tests.support import threaded_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,14 +28,7 @@ def test_redis_flushed_after_ack_loses_no_message(
     wait_for(lambda: redis_client.llen("process") >= 1, what="the signal to the workers")  # sent...
     redis_client.flushall()  # ...and is gone
 
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=2,
-        perform_ping_check=False,
-        queues=["default", "process", "deliver"],
-        loglevel="WARNING",
-    ):
+    with threaded_worker(concurrency=2):
         time.sleep(1)
         assert Message.objects.filter(status=Message.Status.RECEIVED).count() == 5  # nothing to do
         settings.HUB = {**settings.HUB, "SWEEP_AFTER_S": 0}

@@ -8,14 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
 from adapters.transports.mllp import MLLPClient
 from channels_app import tasks
 from channels_app.models import Attempt, Delivery
-from console.celery import app
 from tests import factories
-from tests.support import REPO, database_url_for_processes, wait_for
+from tests.support import REPO, database_url_for_processes, threaded_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,14 +64,7 @@ def test_worker_killed_mid_delivery_is_delivered_once(mllp_port, listener, fhir_
     assert delivery.status == Delivery.Status.SENDING  # claimed by the dead worker
     fhir_sink.hold_s = 0
 
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=2,
-        perform_ping_check=False,
-        queues=["default", "process", "deliver"],
-        loglevel="WARNING",
-    ):
+    with threaded_worker(concurrency=2):
 
         def swept_and_delivered():
             tasks.sweep()
