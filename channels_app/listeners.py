@@ -7,12 +7,18 @@ idempotent per (sender, MSH-10), so a sender that reconnects elsewhere loses not
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 
+import psycopg
+from pydantic import ValidationError
+
+from adapters.codecs.hl7v2 import escape
 from adapters.codecs.hl7v2_ack import Header, build_ack
-from adapters.transports.mllp import FrameReader, FramingError, frame
+from adapters.transports.mllp import FrameReader, FramingError, ListenerLimits, frame
 from channels_app.pipeline.ingest import (
     GroupCommitter,
     Inbound,
@@ -33,13 +39,36 @@ class ListenerSpec:
     port: int
     dedupe_window_s: int
     max_message_bytes: int
-    idle_timeout_s: float = 600.0
+    # None: the channel's own, read from its source_config when the listener starts.
+    limits: ListenerLimits | None = None
 
 
 def ack_for(item: Inbound, message_id: int | None, *, failure: str | None = None) -> bytes:
     """The truthful answer: AA only for a committed (or already committed) message."""
+    try:
+        ack = _ack_text(item, message_id, failure, _safe_header(item.header or Header()))
+    except Exception as exc:  # a header no ACK can be built on still gets its answer
+        log.warning("ACK built on default MSH fields (%s)", type(exc).__name__)
+        ack = _ack_text(item, message_id, failure, Header())
+    data = ack.encode(_charset(item), errors="replace")
+    # Echoed fields must not end or open the ACK's own frame.
+    return frame(data.replace(b"\x1c", b"?").replace(b"\x0b", b"?"))
+
+
+def _safe_header(header: Header) -> Header:
+    """Values the ACK writes into MSH unescaped, escaped again: a sender's \\X0D\\ or \\F\\ in
+    MSH-9, MSH-11 or MSH-12 must not split the ACK's own segment or fields."""
+    enc = header.enc
+    return dataclasses.replace(
+        header,
+        trigger_event=escape(header.trigger_event, enc),
+        processing_id=escape(header.processing_id, enc),
+        version=escape(header.version, enc),
+    )
+
+
+def _ack_text(item: Inbound, message_id: int | None, failure: str | None, header: Header) -> str:
     control_id = f"HUB{message_id}" if message_id else f"HUB{secrets.token_hex(6)}"
-    header = item.header or Header()
     if failure:
         text = f"message not stored, send again: {failure}"
         ack = build_ack(header, "AE", control_id=control_id, text=text)
@@ -64,7 +93,7 @@ def ack_for(item: Inbound, message_id: int | None, *, failure: str | None = None
             error_code="internal" if reading_failed else "segment_sequence",
             error_location=location,
         )
-    return frame(ack.encode(_charset(item), errors="replace"))
+    return ack
 
 
 def _charset(item: Inbound) -> str:
@@ -75,50 +104,144 @@ def _charset(item: Inbound) -> str:
         return "latin-1"
 
 
+async def channel_limits(conninfo: str, spec: ListenerSpec) -> ListenerLimits:
+    """The channel's listener limits, from its source_config; refuse to start on a bad one."""
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT source_config FROM channels_app_channel WHERE id = %s", (spec.channel_id,)
+        )
+        row = await cur.fetchone()
+    try:
+        return ListenerLimits.model_validate((row[0] if row else None) or {})
+    except ValidationError as exc:
+        raise ValueError(f"channel {spec.channel_name!r}: bad MLLP listener limits: {exc}") from exc
+
+
 class MLLPServer:
     def __init__(self, spec: ListenerSpec, committer: GroupCommitter) -> None:
         self.spec = spec
         self.committer = committer
+        self.limits = spec.limits or ListenerLimits()
         self.server: asyncio.base_events.Server | None = None
         self.connections = 0
+        self.refused = 0
+        self._refusals = _RefusalLog(spec.channel_name)
+        self._handlers: set[asyncio.Task] = set()
+        self._waiting: set[asyncio.Task] = set()  # handlers between frames, safe to cancel
 
     async def start(self) -> None:
+        if self.spec.limits is None:
+            self.limits = await channel_limits(self.committer.conninfo, self.spec)
         self.server = await asyncio.start_server(self._handle, self.spec.host, self.spec.port)
         log.info(
-            "channel %r listening for MLLP on %s:%s",
+            "channel %r listening for MLLP on %s:%s (%s)",
             self.spec.channel_name,
             self.spec.host,
             self.spec.port,
+            self.limits,
         )
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, end connections waiting for a frame, let the others answer first."""
         if self.server:
             self.server.close()
+        for task in self._waiting:
+            task.cancel()
+        if self._handlers:
+            _, late = await asyncio.wait(self._handlers, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self.server:
             await self.server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         remote = f"{peer[0]}:{peer[1]}" if peer else ""
-        frames = FrameReader(self.spec.max_message_bytes)
+        why_not = self._refusal(peer[0] if peer else "")
+        if why_not:
+            self.refused += 1
+            self._refusals.note(remote, why_not)
+            writer.transport.abort()  # at once, holding nothing: no lingering close
+            return
         self.connections += 1
+        self._handlers.add(asyncio.current_task())
         try:
-            while True:
-                try:
-                    data = await asyncio.wait_for(reader.read(65536), self.spec.idle_timeout_s)
-                except TimeoutError:
-                    break
-                if not data:
-                    break
-                for item in frames.feed(data):
-                    await self._answer(item, remote, writer)
-                await writer.drain()
+            await self._serve(reader, writer, remote)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception as exc:  # one connection's failure must not reach the others
+            log.error(
+                "channel %r: MLLP connection from %s failed: %s",
+                self.spec.channel_name,
+                remote,
+                type(exc).__name__,
+            )
         finally:
             self.connections -= 1
+            self._handlers.discard(asyncio.current_task())
             writer.close()
 
-    async def _answer(self, received: bytes | FramingError, remote: str, writer) -> None:
+    def _refusal(self, address: str) -> str:
+        if not self.limits.allows(address):
+            return "not in the channel's allowed_ips"
+        if self.connections >= self.limits.max_connections:
+            return f"{self.connections} connections open (max_connections {self.limits.max_connections})"
+        return ""
+
+    async def _serve(self, reader, writer, remote: str) -> None:
+        """Read frames and answer each, within the limits: a connection that sends no complete
+        frame for ``idle_timeout_s``, or leaves a frame open for ``frame_timeout_s``, is closed."""
+        limits, loop = self.limits, asyncio.get_running_loop()
+        frames = FrameReader(self.spec.max_message_bytes)
+        last_frame_at = loop.time()  # whitespace between frames does not count as activity
+        frame_since: float | None = None
+        while True:
+            idle_deadline = last_frame_at + limits.idle_timeout_s
+            deadline = idle_deadline
+            if frame_since is not None:
+                deadline = min(deadline, frame_since + limits.frame_timeout_s)
+            self._waiting.add(asyncio.current_task())
+            try:
+                data = await asyncio.wait_for(reader.read(65536), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                if frame_since is not None and deadline < idle_deadline:
+                    reason = f"frame not completed within {limits.frame_timeout_s:g} s"
+                else:
+                    reason = f"no complete frame for {limits.idle_timeout_s:g} s"
+                log.info(
+                    "channel %r: closing MLLP connection from %s: %s",
+                    self.spec.channel_name,
+                    remote,
+                    reason,
+                )
+                await self._give_up(frames, reason, remote, writer)
+                return
+            finally:
+                self._waiting.discard(asyncio.current_task())
+            if not data:
+                await self._give_up(frames, "connection closed inside a frame", remote, writer)
+                return
+            items = frames.feed(data)
+            for item in items:
+                await self._answer(item, remote, writer)
+            if items:
+                last_frame_at = loop.time()
+            if not frames.holding:
+                frame_since = None
+            elif items or frame_since is None:
+                frame_since = loop.time()
+            await asyncio.wait_for(writer.drain(), limits.idle_timeout_s)
+
+    async def _give_up(self, frames: FrameReader, reason: str, remote: str, writer) -> None:
+        """The frame in progress is stored with its reason and refused; the peer may still read."""
+        partial = frames.flush(reason)
+        if partial is None:
+            return
+        await self._answer(partial, remote, writer)
+        await asyncio.wait_for(writer.drain(), min(5.0, self.limits.idle_timeout_s))
+
+    def _inbound(self, received: bytes | FramingError, remote: str) -> Inbound:
         common = {
             "channel_id": self.spec.channel_id,
             "channel_version_id": self.spec.channel_version_id,
@@ -126,12 +249,54 @@ class MLLPServer:
             "remote_addr": remote,
         }
         if isinstance(received, FramingError):
-            item = framing_error(received.data, str(received), **common)
-        else:
-            item = read_inbound(received, **common)
+            return framing_error(received.data, str(received), **common)
+        try:
+            return read_inbound(received, **common)
+        except Exception as exc:  # a codec bug: still stored and refused, never a dropped frame
+            log.error(
+                "channel %r: the HL7 reader failed on a message from %s: %s",
+                self.spec.channel_name,
+                remote,
+                type(exc).__name__,
+            )
+            item = Inbound(raw=received, **common)
+            item.error = HL7ReaderFailed(f"the message could not be read ({type(exc).__name__})")
+            item.error_stage = "parse"
+            return item
+
+    async def _answer(self, received: bytes | FramingError, remote: str, writer) -> None:
+        item = self._inbound(received, remote)
         try:
             stored = await self.committer.submit(item)
         except StoreFailed as exc:
             writer.write(ack_for(item, None, failure=str(exc)[:120]))
             return
         writer.write(ack_for(item, stored.message_id))
+
+
+class HL7ReaderFailed(Exception):
+    """The HL7 reader raised something other than HL7Error: answered and stored as unreadable."""
+
+
+class _RefusalLog:
+    """One log line per refused connection, at most one a second under a flood (with a count)."""
+
+    def __init__(self, channel_name: str) -> None:
+        self.channel_name = channel_name
+        self.last = 0.0
+        self.quiet = 0
+
+    def note(self, remote: str, why: str) -> None:
+        now = time.monotonic()
+        if now - self.last < 1.0:
+            self.quiet += 1
+            return
+        more = f" ({self.quiet} more refused since the last line)" if self.quiet else ""
+        log.warning(
+            "channel %r: refused MLLP connection from %s: %s%s",
+            self.channel_name,
+            remote,
+            why,
+            more,
+        )
+        self.last, self.quiet = now, 0

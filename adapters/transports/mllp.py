@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 START = b"\x0b"
 END = b"\x1c\x0d"
@@ -78,6 +81,53 @@ class FrameReader:
             else:
                 out.append(body)
         return out
+
+    @property
+    def holding(self) -> bool:
+        """True inside a frame: its start has arrived, its end has not."""
+        return bool(self.buffer) or self.skipping
+
+    def flush(self, reason: str) -> FramingError | None:
+        """Give up on the frame in progress (peer gone, or too slow): its bytes, for the record.
+
+        An oversize frame being skipped was reported already, so it yields nothing more.
+        """
+        if not self.holding:
+            return None
+        partial = bytes(self.buffer[1 : self.max_bytes + 1])
+        was_skipping = self.skipping
+        self.buffer.clear()
+        self.skipping = False
+        return None if was_skipping else FramingError(reason, partial)
+
+
+class ListenerLimits(BaseModel):
+    """What one MLLP listener grants its peers; read from the channel's ``source_config``.
+
+    Every limit bounds what a hostile or broken sender can hold: a connection slot
+    (``max_connections``), a slot for nothing (``idle_timeout_s``: no complete frame for that
+    long), or a slot and a buffer for a frame that never ends (``frame_timeout_s``: a frame, once
+    started, must end within that time, so a sender trickling bytes is cut off).
+    ``allowed_ips`` (addresses or networks; empty allows all) is checked at accept.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    max_connections: int = Field(100, ge=1)
+    idle_timeout_s: float = Field(600.0, gt=0)
+    frame_timeout_s: float = Field(60.0, gt=0)
+    allowed_ips: tuple[IPvAnyNetwork, ...] = ()
+
+    def allows(self, address: str) -> bool:
+        if not self.allowed_ips:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.allowed_ips)
 
 
 class MLLPClient:
