@@ -7,6 +7,7 @@ traceback, so every handler after it, and every formatter, sees only the scrubbe
   separator) are cut to their name: ``PID|[redacted]``; the rest of that line goes with them, and
   segments joined by ``\\r`` (or a repr's literal ``\\r``) count as one line;
 - HL7 composite values (``DOE^JANE^Q``), which name a patient even without their segment;
+- string literals and parameters of logged SQL (Django logs queries with DEBUG on);
 - bearer and token authorization values, ``password=``/``secret=``/``token=``/``api_key=`` pairs
   (query strings, JSON, key=value), and passwords inside URLs (``scheme://user:pw@host``).
 
@@ -33,6 +34,16 @@ _SECRET_PAIR = re.compile(
     r"authorization)[\"']?\s*[=:]\s*[\"']?)([^\s&\"',;}]+)"
 )
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@")
+
+
+# SQL string literals ('...', with '' escapes; E'...' too): with DEBUG on, Django logs every query
+# with its parameters interpolated, and those are message bodies and canonical resources.
+_SQL_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def scrub_sql(sql: str) -> str:
+    """``sql`` with every string literal replaced: the query's shape stays, its values go."""
+    return _SQL_LITERAL.sub(f"'{REDACTED}'", str(sql))
 
 
 def _composite(match: re.Match) -> str:
@@ -62,6 +73,8 @@ class ScrubFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_scrubbed", False):
             return True
+        if record.name.startswith("django.db.backends") and hasattr(record, "sql"):
+            self._scrub_query(record)
         try:
             message = record.getMessage()
         except Exception:  # a broken format string is logged as its template, not lost
@@ -75,3 +88,13 @@ class ScrubFilter(logging.Filter):
             record.stack_info = scrub(record.stack_info)
         record._scrubbed = True
         return True
+
+    @staticmethod
+    def _scrub_query(record: logging.LogRecord) -> None:
+        # Django's query log: "(%.3f) %s; args=%s; alias=%s" plus the same values as attributes.
+        record.sql = scrub_sql(record.sql)
+        record.params = REDACTED
+        duration = getattr(record, "duration", None)
+        timing = f"({duration:.3f}) " if isinstance(duration, float) else ""
+        record.msg = f"{timing}{record.sql}; args={REDACTED}; alias={getattr(record, 'alias', '')}"
+        record.args = None
