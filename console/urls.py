@@ -2,18 +2,30 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from console.access import public, requires, signed_in
+from console.roles import Role
 from console.security import LoginForm
 from console.views import channels, messages
 
+# Every view declares who may open it (console.access); the home redirect and Django's auth views
+# are declared here because they are not ours to decorate.
+
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="messages", permanent=False), name="home"),
+    path(
+        "",
+        requires(Role.VIEWER)(RedirectView.as_view(pattern_name="messages", permanent=False)),
+        name="home",
+    ),
     path(
         "login/",
-        auth_views.LoginView.as_view(template_name="login.html", authentication_form=LoginForm),
+        public(
+            auth_views.LoginView.as_view(template_name="login.html", authentication_form=LoginForm)
+        ),
         name="login",
     ),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", signed_in(auth_views.LogoutView.as_view()), name="logout"),
     path("messages/", messages.message_list, name="messages"),
     path("messages/<int:pk>/", messages.message_detail, name="message"),
+    path("messages/<int:pk>/reveal/", messages.message_reveal, name="message-reveal"),
     path("channels/", channels.channel_list, name="channels"),
 ]

@@ -14,6 +14,61 @@ def corpus():
     return CORPUS
 
 
+# --- Role fixtures: one user per role, plus one signed-in user the admins forgot to give a role.
+
+
+@pytest.fixture
+def no_role_user(db):
+    from tests import factories
+
+    return factories.user("norole")
+
+
+@pytest.fixture
+def viewer_user(db):
+    from console.roles import Role
+    from tests import factories
+
+    return factories.user("viewer", Role.VIEWER)
+
+
+@pytest.fixture
+def operator_user(db):
+    from console.roles import Role
+    from tests import factories
+
+    return factories.user("operator", Role.OPERATOR)
+
+
+@pytest.fixture
+def analyst_user(db):
+    from console.roles import Role
+    from tests import factories
+
+    return factories.user("analyst", Role.ANALYST)
+
+
+@pytest.fixture
+def hub_admin_user(db):
+    """An admin by role (group), not a Django superuser."""
+    from console.roles import Role
+    from tests import factories
+
+    return factories.user("hubadmin", Role.ADMIN)
+
+
+@pytest.fixture
+def users(no_role_user, viewer_user, operator_user, analyst_user, hub_admin_user):
+    """Everyone by role label; "none" is the signed-in user without a role."""
+    return {
+        "none": no_role_user,
+        "viewer": viewer_user,
+        "operator": operator_user,
+        "analyst": analyst_user,
+        "admin": hub_admin_user,
+    }
+
+
 @pytest.fixture
 def redis_client():
     import redis

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from channels_app.models import Channel, Destination
+from console.roles import Role, set_role
 
 _seq = itertools.count(1)
 
@@ -14,6 +15,16 @@ def channel(port: int, **kwargs) -> Channel:
     defaults = {"name": f"test channel {n}", "source_config": {"host": "127.0.0.1", "port": port}}
     c = Channel.objects.create(**{**defaults, **kwargs})
     return c
+
+
+def user(username: str | None = None, role: Role | None = None, password: str = "x" * 16):
+    """A console user with ``role`` (None: signed in, but in no role group)."""
+    from django.contrib.auth import get_user_model
+
+    u = get_user_model().objects.create_user(username or f"user{next(_seq)}", password=password)
+    if role is not None:
+        set_role(u, role)
+    return u
 
 
 def fhir_destination(channel: Channel, url: str, **kwargs) -> Destination:

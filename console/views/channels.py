@@ -7,8 +7,11 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import render
 
 from channels_app.models import Channel, DedupeEntry, Message
+from console.access import requires
+from console.roles import Role
 
 
+@requires(Role.VIEWER)
 def channel_list(request):
     channels = list(
         Channel.objects.prefetch_related("destinations", "versions").annotate(

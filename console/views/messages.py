@@ -1,4 +1,8 @@
-"""Messages: the latest traffic with status, and one message with everything that happened to it."""
+"""Messages: the latest traffic with status, and one message with everything that happened to it.
+
+PHI is masked on every page by default; an operator reveals one message's PHI with an explicit
+POST, which is written to the audit log. Viewers never see it.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,18 @@ import json
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_POST
 
 from channels_app.models import Attempt, Channel, Delivery, Message
+from console import audit
+from console.access import requires
+from console.phi import mask_fhir, mask_hl7, mask_text
+from console.roles import Role, has_role
 
 PAGE_SIZE = 50
 
 
+@requires(Role.VIEWER)
 def message_list(request):
     messages = (
         Message.objects.select_related("channel")
@@ -47,6 +57,8 @@ def message_list(request):
             Q(control_id=filters["q"]) | Q(message_type__iexact=filters["q"])
         )
     page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
+    for m in page:  # the list never reveals: an error detail may quote a patient's value
+        m.shown_error = mask_text(m.error_detail)
     context = {
         "page": page,
         "filters": filters,
@@ -57,20 +69,40 @@ def message_list(request):
     return render(request, template, context)
 
 
+@requires(Role.VIEWER)
 def message_detail(request, pk: int):
+    return render(request, "messages/detail.html", _detail(request, pk, reveal=False))
+
+
+@requires(Role.OPERATOR)
+@require_POST
+def message_reveal(request, pk: int):
+    context = _detail(request, pk, reveal=True)
+    audit.record(request, "phi.reveal", target=f"message:{pk}")
+    template = "messages/_phi.html" if request.htmx else "messages/detail.html"
+    return render(request, template, context)
+
+
+def _detail(request, pk: int, *, reveal: bool) -> dict:
     attempts = Prefetch("attempts", queryset=Attempt.objects.order_by("number"))
     message = get_object_or_404(Message.objects.select_related("channel", "channel_version"), pk=pk)
-    deliveries = message.deliveries.select_related("destination").prefetch_related(attempts)
+    deliveries = list(message.deliveries.select_related("destination").prefetch_related(attempts))
+    shown = (lambda text: text) if reveal else mask_text
+    raw = message.raw_text if reveal else mask_hl7(message.raw_text)
     canonical = (
-        json.dumps(message.canonical, indent=2, ensure_ascii=False) if message.canonical else ""
+        message.canonical if reveal or not message.canonical else mask_fhir(message.canonical)
     )
-    return render(
-        request,
-        "messages/detail.html",
-        {
-            "message": message,
-            "segments": message.raw_text.replace("\r\n", "\r").replace("\n", "\r").split("\r"),
-            "canonical": canonical,
-            "deliveries": deliveries,
-        },
-    )
+    for d in deliveries:
+        d.shown_error = shown(d.last_error)
+        for a in d.attempts.all():
+            a.shown_outcome = shown(a.error or a.response_summary)
+    return {
+        "message": message,
+        "revealed": reveal,
+        "may_reveal": has_role(request.user, Role.OPERATOR),
+        "segments": raw.replace("\r\n", "\r").replace("\n", "\r").split("\r"),
+        "canonical": json.dumps(canonical, indent=2, ensure_ascii=False) if canonical else "",
+        "error_detail": shown(message.error_detail),
+        "issues": [{**i, "reason": shown(i.get("reason", ""))} for i in message.issues or []],
+        "deliveries": deliveries,
+    }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from console.roles import Role, set_role
+
 pytestmark = pytest.mark.django_db
 
 PUBLIC = {"login"}  # the sign-in page itself
@@ -40,7 +42,9 @@ def test_every_route_requires_login(client):
 
 
 def test_login_page_is_reachable_and_signs_in(client, django_user_model):
-    django_user_model.objects.create_user("ana", password="a-long-enough-password")
+    set_role(
+        django_user_model.objects.create_user("ana", password="a-long-enough-password"), Role.VIEWER
+    )
     assert client.get("/login/").status_code == 200
     response = client.post("/login/", {"username": "ana", "password": "a-long-enough-password"})
     assert response.status_code == 302 and response.url == "/messages/"

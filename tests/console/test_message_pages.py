@@ -6,14 +6,15 @@ import pytest
 from django.utils import timezone
 
 from channels_app.models import Attempt, Delivery, Message
+from console.roles import Role
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def signed_in(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("op", password="x" * 16))
+def signed_in(client):
+    client.force_login(factories.user("op", Role.OPERATOR))
     return client
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -63,6 +64,9 @@ class Command(BaseCommand):
         user, created = User.objects.get_or_create(
             username=username, defaults={"is_staff": True, "is_superuser": True}
         )
+        # The "admin" role group (console.roles; named here so channels_app does not import the
+        # console). A superuser counts as admin anyway; the group makes the role visible.
+        user.groups.add(Group.objects.get_or_create(name="admin")[0])
         if created:
             user.set_password(password)
             user.save()

@@ -1,0 +1,116 @@
+"""Who may open which view: every view declares its minimum role, and one middleware enforces it.
+
+Deny by default: a resolved view without a declaration is refused for everyone, so a new page
+cannot be born open by forgetting a decorator. Declarations:
+
+    @requires(Role.VIEWER)      the user's role must be at least VIEWER
+    signed_in(view)             any signed-in user, even one without a role (sign-out)
+    public(view)                no sign-in needed (the sign-in page); also exempts the view from
+                                Django's LoginRequiredMiddleware
+
+Anonymous users never reach this check for non-public views: LoginRequiredMiddleware (earlier in
+MIDDLEWARE) sends them to the sign-in page first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from django.contrib.auth.decorators import login_not_required
+from django.shortcuts import render
+
+from console.roles import Role, user_role
+
+ATTRIBUTE: Final = "hub_min_role"
+# Markers stored in ATTRIBUTE besides a Role.
+PUBLIC: Final = "public"
+SIGNED_IN: Final = "signed-in"
+
+Access = Role | str
+
+
+def requires(role: Role) -> Callable:
+    """Declare that a view needs at least ``role``."""
+    if not isinstance(role, Role):
+        raise TypeError(f"requires() takes a Role, not {role!r}")
+
+    def declare(view):
+        setattr(view, ATTRIBUTE, role)
+        return view
+
+    return declare
+
+
+def signed_in(view):
+    setattr(view, ATTRIBUTE, SIGNED_IN)
+    return view
+
+
+def public(view):
+    view = login_not_required(view)
+    setattr(view, ATTRIBUTE, PUBLIC)
+    return view
+
+
+def declared(view) -> Access | None:
+    """The view's declaration; class-based views carry it on the function ``as_view()`` made."""
+    return getattr(view, ATTRIBUTE, None)
+
+
+def decide(access: Access | None, user) -> str | None:
+    """Why ``user`` may not open a view declared ``access``, or None when they may."""
+    if access is None:
+        return "undeclared"
+    if access == PUBLIC:
+        return None
+    if not getattr(user, "is_authenticated", False):
+        return "anonymous"
+    if access == SIGNED_IN:
+        return None
+    role = user_role(user)
+    if role is None:
+        return "no-role"
+    if role < access:
+        return "too-low"
+    return None
+
+
+REASONS: Final = {
+    "undeclared": "This page does not declare who may open it, so it is closed to everyone.",
+    "anonymous": "Sign in to open this page.",
+    "no-role": "Your account has no role; ask an admin to give you one.",
+    "too-low": "This page needs the {needed} role; your role is {role}.",
+}
+
+
+def denied(request, reason: str, needed: Access | None = None):
+    role = user_role(request.user)
+    text = REASONS[reason].format(
+        needed=needed.label if isinstance(needed, Role) else "",
+        role=role.label if role else "none",
+    )
+    return render(
+        request,
+        "access/denied.html",
+        {"reason": reason, "explanation": text, "role": role},
+        status=403,
+    )
+
+
+class RoleMiddleware:
+    """Refuse (403) any resolved view that is undeclared or above the user's role."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        request.hub_role = user_role(request.user)  # for templates: the navbar shows it
+        access = declared(view_func)
+        reason = decide(access, request.user)
+        if reason is None:
+            return None
+        return denied(request, reason, access)

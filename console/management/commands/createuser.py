@@ -1,0 +1,82 @@
+"""Create a console user with a role, or change an existing user's role (and password).
+
+    python manage.py createuser ana --role operator                   # prompts for the password
+    HUB_PW=... python manage.py createuser ana --role operator --password-env HUB_PW
+
+The password is checked against AUTH_PASSWORD_VALIDATORS and never printed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from console.roles import Role, set_role, user_role
+
+
+class Command(BaseCommand):
+    help = "Create a console user with a role, or update an existing user's role."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument(
+            "--role", required=True, choices=[r.label for r in Role], help="the user's role"
+        )
+        parser.add_argument(
+            "--password-env",
+            metavar="VAR",
+            help="read the password from this environment variable instead of prompting",
+        )
+
+    def handle(self, *args, username: str, role: str, password_env: str | None, **options):
+        wanted = Role.parse(role)
+        User = get_user_model()
+        existing = User.objects.filter(username=username).first()
+        password = self._password(password_env, prompt=existing is None)
+        candidate = existing or User(username=username)
+        if password is not None:
+            try:
+                validate_password(password, user=candidate)
+            except ValidationError as exc:
+                raise CommandError("password refused: " + " ".join(exc.messages)) from None
+        with transaction.atomic():
+            if existing is None:
+                user = User.objects.create_user(username, password=password)
+                set_role(user, wanted)
+                self.stdout.write(f"created user {username!r} with role {wanted.label}")
+                return
+            before = user_role(existing)
+            set_role(existing, wanted)
+            if password is not None:
+                existing.set_password(password)
+                existing.save(update_fields=["password"])
+        was = before.label if before else "none"
+        change = f"role {was} -> {wanted.label}" if before != wanted else f"role {wanted.label}"
+        extra = ", password changed" if password is not None else ""
+        self.stdout.write(f"updated user {username!r}: {change}{extra}")
+
+    def _password(self, variable: str | None, *, prompt: bool) -> str | None:
+        """From the environment variable, else a prompt (new users only: existing keep theirs)."""
+        if variable:
+            value = os.environ.get(variable)
+            if not value:
+                raise CommandError(f"environment variable {variable} is not set or empty")
+            return value
+        if not prompt:
+            return None
+        try:
+            first = getpass.getpass("Password: ")
+            second = getpass.getpass("Password (again): ")
+        except (EOFError, KeyboardInterrupt):
+            raise CommandError("no password given") from None
+        if first != second:
+            raise CommandError("the passwords do not match")
+        if not first:
+            raise CommandError("the password is empty")
+        return first

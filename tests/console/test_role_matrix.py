@@ -1,0 +1,162 @@
+"""Every route in the URLconf, every method, every role: allowed or denied as the table says.
+
+A route missing from MATRIX, or a view without a role declaration, fails this suite: a new page
+must be given its place here before it can ship.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.http import HttpResponse
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, path
+
+from channels_app.models import Message
+from console import urls as console_urls
+from console.access import PUBLIC, SIGNED_IN, declared
+from console.roles import Role
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Role.ADMIN
+
+# Route name -> minimum access per method (PUBLIC: anyone; SIGNED_IN: any signed-in user).
+MATRIX = {
+    "home": {"GET": VIEWER, "POST": VIEWER},
+    "login": {"GET": PUBLIC, "POST": PUBLIC},
+    "logout": {"GET": SIGNED_IN, "POST": SIGNED_IN},
+    "messages": {"GET": VIEWER, "POST": VIEWER},
+    "message": {"GET": VIEWER, "POST": VIEWER},
+    "message-reveal": {"GET": OPERATOR, "POST": OPERATOR},
+    "channels": {"GET": VIEWER, "POST": VIEWER},
+}
+IDENTITIES = ("anonymous", "none", "viewer", "operator", "analyst", "admin")
+ROLE_OF = {"viewer": VIEWER, "operator": OPERATOR, "analyst": ANALYST, "admin": ADMIN}
+
+
+def all_patterns(resolver=None, prefix=""):
+    resolver = resolver or get_resolver()
+    for p in resolver.url_patterns:
+        if isinstance(p, URLResolver):
+            yield from all_patterns(p, prefix + str(p.pattern))
+        elif isinstance(p, URLPattern):
+            yield p, prefix + str(p.pattern)
+
+
+def expected_allowed(access, identity: str) -> bool:
+    if access == PUBLIC:
+        return True
+    if identity == "anonymous":
+        return False
+    if access == SIGNED_IN:
+        return True
+    role = ROLE_OF.get(identity)
+    return role is not None and role >= access
+
+
+def answer(response) -> str:
+    """'denied-login' (sent to sign in), 'denied' (403 from the role check) or 'allowed'."""
+    if response.status_code == 302 and "/login/?next=" in response.url:
+        return "denied-login"
+    if response.status_code == 403:
+        return "denied"
+    return "allowed"
+
+
+@pytest.fixture
+def message():
+    channel = factories.channel(40101)
+    return Message.objects.create(
+        channel=channel, raw=factories.adt_a01("MATRIX-1"), message_type="ADT^A01"
+    )
+
+
+def test_every_view_declares_its_role():
+    undeclared = [route for p, route in all_patterns() if declared(p.callback) is None]
+    assert not undeclared, f"views without a role declaration: {undeclared}"
+
+
+def test_every_route_is_in_the_table():
+    names = {p.name for p, _ in all_patterns()}
+    assert None not in names, "every route needs a name to have a row in MATRIX"
+    assert names - MATRIX.keys() == set(), f"routes missing from MATRIX: {names - MATRIX.keys()}"
+    assert MATRIX.keys() - names == set(), f"MATRIX rows without a route: {MATRIX.keys() - names}"
+
+
+def test_table_matches_declarations():
+    for p, route in all_patterns():
+        for method, access in MATRIX[p.name].items():
+            assert declared(p.callback) == access, f"{method} {route}: table says {access}"
+
+
+def test_role_matrix(users, message):
+    checked = 0
+    failures = []
+    for p, route in all_patterns():
+        url = "/" + re.sub(r"<int:\w+>", str(message.pk), route)
+        for method, access in MATRIX[p.name].items():
+            for identity in IDENTITIES:
+                client = Client()
+                if identity != "anonymous":
+                    client.force_login(users[identity])
+                response = getattr(client, method.lower())(url)
+                got = answer(response)
+                want = expected_allowed(access, identity)
+                if want and got != "allowed":
+                    failures.append(f"{identity} {method} {url}: refused ({response.status_code})")
+                if not want and got == "allowed":
+                    failures.append(f"{identity} {method} {url}: allowed ({response.status_code})")
+                if not want and identity == "anonymous" and got != "denied-login":
+                    failures.append(f"anonymous {method} {url}: not sent to sign in")
+                checked += 1
+    assert not failures, "\n".join(failures)
+    assert checked == len(IDENTITIES) * sum(len(m) for m in MATRIX.values())
+
+
+def test_no_role_user_is_told_to_ask_an_admin(client, no_role_user):
+    client.force_login(no_role_user)
+    response = client.get("/messages/")
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "Your account has no role; ask an admin" in html and 'id="access-denied"' in html
+    assert "Sign out" in html  # they can still leave
+
+
+def test_a_role_too_low_is_told_which_role_is_needed(client, viewer_user, message):
+    client.force_login(viewer_user)
+    response = client.post(f"/messages/{message.pk}/reveal/")
+    assert response.status_code == 403
+    assert "needs the operator role; your role is viewer" in response.content.decode()
+
+
+def undeclared_view(request):
+    return HttpResponse("should never be served")
+
+
+# Used as the URLconf of the next test only: the console's routes plus one undeclared view.
+urlpatterns = [path("undeclared/", undeclared_view, name="undeclared"), *console_urls.urlpatterns]
+
+
+@pytest.mark.urls("tests.console.test_role_matrix")
+def test_an_undeclared_view_is_refused_even_to_admins(client, hub_admin_user):
+    client.force_login(hub_admin_user)
+    response = client.get("/undeclared/")
+    assert response.status_code == 403
+    assert "does not declare who may open it" in response.content.decode()
+
+
+def test_superuser_counts_as_admin(client, django_user_model, message):
+    client.force_login(django_user_model.objects.create_superuser("root", password="x" * 16))
+    assert client.post(f"/messages/{message.pk}/reveal/").status_code == 200
+
+
+def test_static_files_need_no_sign_in(client):
+    assert client.get("/static/console/console.css").status_code == 200
+
+
+def test_django_admin_is_not_routed(client, hub_admin_user):
+    client.force_login(hub_admin_user)
+    assert client.get("/admin/").status_code == 404
