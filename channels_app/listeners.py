@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import psycopg
 from pydantic import ValidationError
 
-from adapters.codecs.hl7v2 import escape
+from adapters.codecs.hl7v2 import DEFAULT_ENCODING, Encoding, escape
 from adapters.codecs.hl7v2_ack import Header, build_ack
 from adapters.transports.mllp import FrameReader, FramingError, ListenerLimits, frame
 from channels_app.pipeline.ingest import (
@@ -55,12 +55,38 @@ def ack_for(item: Inbound, message_id: int | None, *, failure: str | None = None
     return frame(data.replace(b"\x1c", b"?").replace(b"\x0b", b"?"))
 
 
+def _printable_encoding(enc: Encoding) -> bool:
+    return all(33 <= ord(c) < 127 and not c.isalnum() for c in enc.field + enc.msh2)
+
+
 def _safe_header(header: Header) -> Header:
-    """Values the ACK writes into MSH unescaped, escaped again: a sender's \\X0D\\ or \\F\\ in
-    MSH-9, MSH-11 or MSH-12 must not split the ACK's own segment or fields."""
+    """The header with what the ACK writes into MSH made safe: values it unescaped (MSH-9.2, 11,
+    12) escaped again, and raw ones (MSH-3 to 6, echoed as sent) with any field separator
+    escaped, so a sender's \\X0D\\ or a header read with fallback separators cannot split the
+    ACK's own segment or shift its fields."""
+    if not _printable_encoding(header.enc):
+        # Separators no reader accepts (a tab, a NUL, a letter) answered in the default ones, with
+        # what was read under them as plain data.
+        header = dataclasses.replace(
+            header,
+            enc=DEFAULT_ENCODING,
+            sending_application=escape(header.sending_application),
+            sending_facility=escape(header.sending_facility),
+            receiving_application=escape(header.receiving_application),
+            receiving_facility=escape(header.receiving_facility),
+        )
     enc = header.enc
+    field_sep = f"{enc.escape}F{enc.escape}"
+
+    def raw(value: str) -> str:
+        return value.replace(enc.field, field_sep)
+
     return dataclasses.replace(
         header,
+        sending_application=raw(header.sending_application),
+        sending_facility=raw(header.sending_facility),
+        receiving_application=raw(header.receiving_application),
+        receiving_facility=raw(header.receiving_facility),
         trigger_event=escape(header.trigger_event, enc),
         processing_id=escape(header.processing_id, enc),
         version=escape(header.version, enc),
@@ -248,10 +274,11 @@ class MLLPServer:
             "dedupe_window_s": self.spec.dedupe_window_s,
             "remote_addr": remote,
         }
-        if isinstance(received, FramingError):
-            return framing_error(received.data, str(received), **common)
         try:
-            return read_inbound(received, **common)
+            if isinstance(received, FramingError):
+                item = framing_error(received.data, str(received), **common)
+            else:
+                item = read_inbound(received, **common)
         except Exception as exc:  # a codec bug: still stored and refused, never a dropped frame
             log.error(
                 "channel %r: the HL7 reader failed on a message from %s: %s",
@@ -259,10 +286,11 @@ class MLLPServer:
                 remote,
                 type(exc).__name__,
             )
-            item = Inbound(raw=received, **common)
+            raw = received.data if isinstance(received, FramingError) else received
+            item = Inbound(raw=raw, **common)
             item.error = HL7ReaderFailed(f"the message could not be read ({type(exc).__name__})")
-            item.error_stage = "parse"
-            return item
+            item.error_stage = "framing" if isinstance(received, FramingError) else "parse"
+        return _storable(item)
 
     async def _answer(self, received: bytes | FramingError, remote: str, writer) -> None:
         item = self._inbound(received, remote)
@@ -272,6 +300,37 @@ class MLLPServer:
             writer.write(ack_for(item, None, failure=str(exc)[:120]))
             return
         writer.write(ack_for(item, stored.message_id))
+
+
+def _storable(item: Inbound) -> Inbound:
+    """Header text PostgreSQL can hold: a NUL (or a lone surrogate) in one sender's MSH-10 must
+    not fail the insert of the whole batch it is committed with."""
+    h = item.header
+    texts = (h.sending_application, h.sending_facility, h.control_id, h.message_type)
+    if all(_clean(t) == t for t in (*texts, h.trigger_event, item.message_type)):
+        return item
+    item.header = dataclasses.replace(
+        h,
+        sending_application=_clean(h.sending_application),
+        sending_facility=_clean(h.sending_facility),
+        receiving_application=_clean(h.receiving_application),
+        receiving_facility=_clean(h.receiving_facility),
+        message_type=_clean(h.message_type),
+        trigger_event=_clean(h.trigger_event),
+        control_id=_clean(h.control_id),
+    )
+    item.message_type = _clean(item.message_type)
+    return item
+
+
+def _clean(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 class HL7ReaderFailed(Exception):
