@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+
 import pytest
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
@@ -11,6 +14,8 @@ from console import audit
 from console.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
+
+INITIAL = importlib.import_module("console.migrations.0001_initial")
 
 
 @pytest.fixture
@@ -69,20 +74,50 @@ def test_orm_update_and_delete_are_refused(event):
         event.delete()
 
 
-def test_truncate_is_refused_outside_test_databases(event):
-    # The trigger lets the test runner empty test_* databases; prove the refusal by calling the
-    # same check under another database name is not possible, so check the trigger is installed
-    # for TRUNCATE and that the exemption is the only one.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'console_auditevent'::regclass"
-            " AND NOT tgisinternal ORDER BY tgname"
-        )
-        names = [row[0] for row in cursor.fetchall()]
-        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'console_audit_append_only'")
-        source = cursor.fetchone()[0]
-    assert names == ["console_audit_no_change", "console_audit_no_truncate"]
-    assert "TG_OP = 'TRUNCATE' AND current_database() LIKE 'test\\_%'" in source
+@pytest.fixture
+def production_like_database():
+    """A scratch database not named test_*, holding an audit table with the migration's trigger."""
+    import psycopg
+
+    params = connection.settings_dict
+    conninfo = {
+        "host": params["HOST"] or None,
+        "port": params["PORT"] or None,
+        "user": params["USER"] or None,
+        "password": params["PASSWORD"] or None,
+    }
+    name = f"hub_audit_probe_{os.getpid()}"
+    with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(dbname=name, autocommit=True, **conninfo) as probe:
+            probe.execute(
+                "CREATE TABLE console_auditevent (id bigserial PRIMARY KEY, actor_id bigint,"
+                " action text)"
+            )
+            probe.execute(INITIAL.APPEND_ONLY)
+            probe.execute("INSERT INTO console_auditevent (actor_id, action) VALUES (1, 'x')")
+            yield probe
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_truncate_is_refused_outside_test_databases(production_like_database):
+    import psycopg
+
+    probe = production_like_database
+    for sql in (
+        "TRUNCATE console_auditevent",
+        "DELETE FROM console_auditevent",
+        "UPDATE console_auditevent SET action = 'y'",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            probe.execute(sql)
+    assert probe.execute("SELECT count(*) FROM console_auditevent").fetchone() == (1,)
+    # The one change the database must make itself: a deleted user's id becomes NULL.
+    probe.execute("UPDATE console_auditevent SET actor_id = NULL")
 
 
 def test_deleting_the_user_keeps_the_name(event, django_user_model):
