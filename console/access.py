@@ -8,6 +8,10 @@ cannot be born open by forgetting a decorator. Declarations:
     public(view)                no sign-in needed (the sign-in page); also exempts the view from
                                 Django's LoginRequiredMiddleware
 
+Websocket consumers declare on the class (``@requires(Role.VIEWER)``) and refuse in connect()
+when ``decide(declared(type(self)), user)`` gives a reason; the role matrix test checks that
+every consumer in console.routing declares.
+
 Anonymous users never reach this check for non-public views: LoginRequiredMiddleware (earlier in
 MIDDLEWARE) sends them to the sign-in page first.
 """

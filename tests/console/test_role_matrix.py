@@ -79,6 +79,18 @@ def test_every_view_declares_its_role():
     assert not undeclared, f"views without a role declaration: {undeclared}"
 
 
+def test_every_websocket_consumer_declares_its_role():
+    """Consumers are refused the same way: connect() checks access.decide() on the declaration."""
+    from console.routing import websocket_urlpatterns
+
+    undeclared = [
+        str(route.pattern)
+        for route in websocket_urlpatterns
+        if declared(getattr(route.callback, "consumer_class", route.callback)) is None
+    ]
+    assert not undeclared, f"websocket consumers without a role declaration: {undeclared}"
+
+
 def test_every_route_is_in_the_table():
     names = {p.name for p, _ in all_patterns()}
     assert None not in names, "every route needs a name to have a row in MATRIX"
