@@ -195,6 +195,13 @@ class Figures:
             else:
                 self.acks.append((code, ack_id))
 
+    def note(self, counter: str, unanswered: Case | None = None) -> None:
+        with self.lock:
+            if counter:
+                setattr(self, counter, getattr(self, counter) + 1)
+            if unanswered is not None:
+                self.unanswered.append(unanswered)
+
     def summary(self) -> str:
         lat = sorted(self.latencies) or [0.0]
         return (
@@ -229,14 +236,12 @@ def _send_framed(cases: list[Case], host: str, port: int, timeout: float, figure
                         raise ConnectionError("closed")
                     acks = [a for a in reader.feed(chunk) if isinstance(a, bytes)]
             except TimeoutError:
-                figures.hangs += 1
-                figures.unanswered.append(case)
+                figures.note("hangs", case)
                 sock.close()
                 sock, reader = _connect(host, port, timeout), FrameReader(64 * 1024 * 1024)
                 continue
             except ConnectionError:
-                figures.dropped_connections += 1
-                figures.unanswered.append(case)
+                figures.note("dropped_connections", case)
                 sock.close()
                 sock, reader = _connect(host, port, timeout), FrameReader(64 * 1024 * 1024)
                 continue
@@ -262,7 +267,7 @@ def _send_broken(cases: list[Case], host: str, port: int, timeout: float, figure
             while chunk := sock.recv(65536):
                 answers += [a for a in reader.feed(chunk) if isinstance(a, bytes)]
         except TimeoutError:
-            figures.hangs += 1
+            figures.note("hangs")
         except ConnectionError:
             pass  # a reset after the answers: they were read already
         finally:
@@ -271,7 +276,7 @@ def _send_broken(cases: list[Case], host: str, port: int, timeout: float, figure
         for ack in answers:
             figures.record(ack)
         if not answers and case.data.strip(b" \t\r\n\x0c"):
-            figures.unanswered.append(case)
+            figures.note("", case)
 
 
 def run(

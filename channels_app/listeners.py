@@ -220,7 +220,7 @@ class MLLPServer:
         frame for ``idle_timeout_s``, or leaves a frame open for ``frame_timeout_s``, is closed."""
         limits, loop = self.limits, asyncio.get_running_loop()
         frames = FrameReader(self.spec.max_message_bytes)
-        last_frame_at = loop.time()  # whitespace between frames does not count as activity
+        last_frame_at = loop.time()
         frame_since: float | None = None
         while True:
             idle_deadline = last_frame_at + limits.idle_timeout_s
@@ -251,8 +251,8 @@ class MLLPServer:
             items = frames.feed(data)
             for item in items:
                 await self._answer(item, remote, writer)
-            if items:
-                last_frame_at = loop.time()
+            if any(not getattr(item, "outside", False) for item in items):
+                last_frame_at = loop.time()  # bytes outside frames, answered or not, are no frame
             if not frames.holding:
                 frame_since = None
             elif items or frame_since is None:

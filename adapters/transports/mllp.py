@@ -14,9 +14,10 @@ END = b"\x1c\x0d"
 class FramingError(Exception):
     """Bytes that are not a well-formed frame; ``data`` keeps them (or a prefix) for the record."""
 
-    def __init__(self, reason: str, data: bytes = b"") -> None:
+    def __init__(self, reason: str, data: bytes = b"", *, outside: bool = False) -> None:
         super().__init__(reason)
         self.data = data
+        self.outside = outside  # bytes between frames, not a frame gone wrong
 
 
 KEEP_OF_OVERSIZE = 64 * 1024
@@ -56,7 +57,9 @@ class FrameReader:
                 del self.buffer[: len(self.buffer) if start == -1 else start]
                 if junk.strip():
                     out.append(
-                        FramingError("data outside an MLLP frame (no 0x0B start byte)", junk)
+                        FramingError(
+                            "data outside an MLLP frame (no 0x0B start byte)", junk, outside=True
+                        )
                     )
                 continue
             end = self.buffer.find(END, 1)

@@ -109,7 +109,8 @@ def test_an_idle_connection_is_closed_and_logged(mllp_port, listener, listener_l
     assert listener_log.having("no complete frame for 0.5 s")
 
 
-def test_whitespace_trickle_does_not_count_as_activity(mllp_port, listener):
+@pytest.mark.parametrize("trickle", [b"\r", b"x"], ids=["whitespace", "junk"])
+def test_bytes_outside_frames_do_not_keep_a_connection_open(mllp_port, listener, trickle):
     listener(mllp_channel(mllp_port, idle_timeout_s=1))
     with socket.create_connection(("127.0.0.1", mllp_port)) as sock:
         began = time.monotonic()
@@ -117,14 +118,19 @@ def test_whitespace_trickle_does_not_count_as_activity(mllp_port, listener):
         closed = False
         while not closed and time.monotonic() - began < 5:
             try:
-                sock.sendall(b"\r")
-                closed = sock.recv(1) == b""
+                sock.sendall(trickle)
+                while sock.recv(65536):  # junk is answered (AR) until the listener closes
+                    pass
+                closed = True
             except TimeoutError:
                 pass
             except (BrokenPipeError, ConnectionResetError):
                 closed = True
         assert closed and time.monotonic() - began < 3
-    assert Message.objects.count() == 0  # whitespace is not a message
+    if trickle.strip():
+        assert Message.objects.filter(error_stage="framing").count() >= 1
+    else:
+        assert Message.objects.count() == 0  # whitespace is not a message
 
 
 def test_slow_loris_frame_is_cut_off_stored_and_refused(mllp_port, listener, listener_log):
