@@ -5,7 +5,7 @@ from django.views.generic import RedirectView
 from console.access import public, requires, signed_in
 from console.roles import Role
 from console.security import LoginForm
-from console.views import channels, messages
+from console.views import audit, channels, messages
 
 # Every view declares who may open it (console.access); the home redirect and Django's auth views
 # are declared here because they are not ours to decorate.
@@ -28,4 +28,6 @@ urlpatterns = [
     path("messages/<int:pk>/", messages.message_detail, name="message"),
     path("messages/<int:pk>/reveal/", messages.message_reveal, name="message-reveal"),
     path("channels/", channels.channel_list, name="channels"),
+    path("audit/", audit.audit_list, name="audit"),
+    path("audit/export.csv", audit.audit_export, name="audit-export"),
 ]

@@ -32,6 +32,8 @@ MATRIX = {
     "message": {"GET": VIEWER, "POST": VIEWER},
     "message-reveal": {"GET": OPERATOR, "POST": OPERATOR},
     "channels": {"GET": VIEWER, "POST": VIEWER},
+    "audit": {"GET": ADMIN, "POST": ADMIN},
+    "audit-export": {"GET": ADMIN, "POST": ADMIN},
 }
 IDENTITIES = ("anonymous", "none", "viewer", "operator", "analyst", "admin")
 ROLE_OF = {"viewer": VIEWER, "operator": OPERATOR, "analyst": ANALYST, "admin": ADMIN}
