@@ -143,7 +143,17 @@ def _mask_value(value: str, separators: str) -> str:
 # in the resource (Patient.contact.name included).
 _PERSON_RESOURCES: Final = frozenset({"Patient", "RelatedPerson", "Person"})
 _PERSON_ELEMENTS: Final = frozenset(
-    {"name", "birthDate", "_birthDate", "address", "telecom", "photo", "contact", "link"}
+    {
+        "name",
+        "birthDate",
+        "_birthDate",
+        "deceasedDateTime",
+        "address",
+        "telecom",
+        "photo",
+        "contact",
+        "link",
+    }
 )
 # Elements masked in every resource.
 _ANY_ELEMENTS: Final = frozenset(
