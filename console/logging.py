@@ -98,3 +98,27 @@ class ScrubFilter(logging.Filter):
         timing = f"({duration:.3f}) " if isinstance(duration, float) else ""
         record.msg = f"{timing}{record.sql}; args={REDACTED}; alias={getattr(record, 'alias', '')}"
         record.args = None
+
+
+def scrub_handlers(logger: logging.Logger) -> None:
+    """Put the scrubber on every handler of ``logger`` that lacks it."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, ScrubFilter) for f in handler.filters):
+            handler.addFilter(ScrubFilter())
+
+
+def _celery_logger_ready(sender=None, logger=None, **kwargs) -> None:
+    if logger is not None:
+        scrub_handlers(logger)
+
+
+# A Celery worker sets up its own handlers (the task logger's, and the root's unless
+# CELERY_WORKER_HIJACK_ROOT_LOGGER is off); these receivers put the scrubber on them as well.
+# Django imports this module while it configures LOGGING, before the worker sets up logging.
+try:
+    from celery.signals import after_setup_logger, after_setup_task_logger
+except ImportError:  # pragma: no cover - celery is a dependency; adapters-only use has no worker
+    pass
+else:
+    after_setup_logger.connect(_celery_logger_ready, weak=False, dispatch_uid="hub-scrub-root")
+    after_setup_task_logger.connect(_celery_logger_ready, weak=False, dispatch_uid="hub-scrub-task")

@@ -134,3 +134,31 @@ def test_scrub_redacts_exception_text():
         record.exc_info = sys.exc_info()
     ScrubFilter().filter(record)
     assert FAMILY not in logging.Formatter().format(record)
+
+
+PROBE = f"""
+import logging
+from celery.utils.log import get_task_logger
+from console.celery import app
+
+app.Worker(pool="solo", loglevel="DEBUG", hostname="probe@logs")  # sets up the worker's logging
+logging.getLogger("channels_app.probe").warning("root PID|1||M||{FAMILY}^ANA")
+get_task_logger("channels_app.tasks").warning("task PID|1||M||{FAMILY}^ANA")
+"""
+
+
+def test_a_celery_worker_process_scrubs_its_own_handlers_too():
+    # Celery replaces the root handlers and gives the task logger its own: a real worker setup,
+    # in its own process, must still redact.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    logged = out.stdout + out.stderr
+    assert "root PID|[redacted]" in logged and "task PID|[redacted]" in logged
+    assert FAMILY not in logged
