@@ -8,8 +8,8 @@ from django.db import migrations, models
 # - DELETE is refused;
 # - TRUNCATE is refused, except in Django's test databases (named test_*), which the test
 #   runner empties between transactional tests.
-# A superuser or the table's owner can still drop the trigger; production should also run the
-# app as a role that does not own the table (see README: Security).
+# A superuser or the table's owner can still drop the trigger; where that matters, run the app as
+# a role that does not own the table and has only SELECT and INSERT on it.
 APPEND_ONLY = r"""
 CREATE FUNCTION console_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
