@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import psycopg
@@ -150,6 +151,7 @@ class MLLPServer:
         self.limits = spec.limits or ListenerLimits()
         self.server: asyncio.base_events.Server | None = None
         self.connections = 0
+        self.per_ip: Counter[str] = Counter()
         self.refused = 0
         self._refusals = _RefusalLog(spec.channel_name)
         self._handlers: set[asyncio.Task] = set()
@@ -184,18 +186,26 @@ class MLLPServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         remote = f"{peer[0]}:{peer[1]}" if peer else ""
-        why_not = self._refusal(peer[0] if peer else "")
+        address = peer[0] if peer else ""
+        why_not = self._refusal(address)
         if why_not:
             self.refused += 1
             self._refusals.note(remote, why_not)
             writer.transport.abort()  # at once, holding nothing: no lingering close
             return
         self.connections += 1
+        self.per_ip[address] += 1
         self._handlers.add(asyncio.current_task())
         try:
             await self._serve(reader, writer, remote)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except TimeoutError:  # only writes wait outside the read deadlines
+            log.info(
+                "channel %r: closing MLLP connection from %s: it does not read its ACKs",
+                self.spec.channel_name,
+                remote,
+            )
         except Exception as exc:  # one connection's failure must not reach the others
             log.error(
                 "channel %r: MLLP connection from %s failed: %s",
@@ -205,14 +215,21 @@ class MLLPServer:
             )
         finally:
             self.connections -= 1
+            self.per_ip[address] -= 1
+            if not self.per_ip[address]:
+                del self.per_ip[address]
             self._handlers.discard(asyncio.current_task())
             writer.close()
 
     def _refusal(self, address: str) -> str:
-        if not self.limits.allows(address):
+        limits = self.limits
+        if not limits.allows(address):
             return "not in the channel's allowed_ips"
-        if self.connections >= self.limits.max_connections:
-            return f"{self.connections} connections open (max_connections {self.limits.max_connections})"
+        if self.connections >= limits.max_connections:
+            return f"{self.connections} connections open (max_connections {limits.max_connections})"
+        per_ip = limits.max_connections_per_ip
+        if per_ip is not None and self.per_ip[address] >= per_ip:
+            return f"{per_ip} connections open from it (max_connections_per_ip {per_ip})"
         return ""
 
     async def _serve(self, reader, writer, remote: str) -> None:

@@ -270,3 +270,24 @@ def test_an_allowed_address_is_served(mllp_port, listener):
     listener(mllp_channel(mllp_port, allowed_ips=["127.0.0.0/8"]))
     with MLLPClient("127.0.0.1", mllp_port) as client:
         assert msa1(client.send(factories.adt_a01("ALLOWED"))) == "AA"
+
+
+def test_a_flooding_host_cannot_take_the_slots_of_the_others(mllp_port, listener, listener_log):
+    """With max_connections_per_ip, a flood from one address (127.0.0.2: Linux routes all of
+    127/8 to lo) leaves room for a sender that connects from another one mid-flood."""
+    listener(mllp_channel(mllp_port, max_connections=50, max_connections_per_ip=10))
+    flood = []
+    for _ in range(200):
+        sock = socket.create_connection(("127.0.0.1", mllp_port), source_address=("127.0.0.2", 0))
+        sock.sendall(START + b"MSH|")
+        flood.append(sock)
+    try:
+        time.sleep(0.3)
+        refused = sum(was_closed(s) for s in flood)
+        assert refused == 190
+        assert listener_log.having("max_connections_per_ip 10")
+        with MLLPClient("127.0.0.1", mllp_port) as newcomer:
+            assert msa1(newcomer.send(factories.adt_a01("NEWCOMER"))) == "AA"
+    finally:
+        for sock in flood:
+            sock.close()
