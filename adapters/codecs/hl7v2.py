@@ -650,6 +650,13 @@ def parse(data: bytes | str) -> Message:
         )
     lines = split_segments(text, field_sep)
     msh_fields = lines[0].rstrip(" \t\x00").split(field_sep)
+    if len(msh_fields) < 2:
+        raise HL7Error(
+            "the MSH segment ends before MSH-2 (encoding characters)",
+            segment_index=1,
+            segment="MSH",
+            field=2,
+        )
     enc = Encoding.from_msh(field_sep, msh_fields[1])
     segments: list[Segment] = [Segment(["MSH", field_sep, *msh_fields[1:]], enc, 1)]
     match_name = _SEGMENT_NAME.match

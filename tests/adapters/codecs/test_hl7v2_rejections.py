@@ -111,3 +111,8 @@ def test_empty_message_type() -> None:
 def test_wrong_input_type_is_a_programming_error() -> None:
     with pytest.raises(TypeError):
         parse(None)  # type: ignore[arg-type]
+
+
+def test_msh_that_ends_before_msh2_is_refused_with_its_place():
+    error = _reject(b"MSH\x00\rPID|1\r")  # found by the listener fuzz: was an IndexError
+    assert error.segment == "MSH" and error.field == 2
