@@ -243,29 +243,40 @@ class GroupCommitter:
             while len(batch) < self.max_batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             items = [item for item, _ in batch]
-            try:
-                conn = await self._connection()
-                results = await store_batch(conn, items)
-            except Exception as exc:  # the database is the source of truth: no commit, no AA
-                log.error("could not store %d inbound message(s): %s", len(batch), exc)
-                if self.conn is not None and not self.conn.closed:
-                    await self.conn.close()
-                self.conn = None
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(StoreFailed(str(exc)))
-                continue
+            results = await self._store(items)
             for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(result, StoreFailed):
+                    future.set_exception(result)
+                else:
                     future.set_result(result)
             if self.on_stored:
                 ids = [
                     r.message_id
                     for item, r in zip(items, results, strict=True)
-                    if r.message_id and not item.error
+                    if isinstance(r, Stored) and r.message_id and not item.error
                 ]
                 if ids:
                     self.on_stored(ids)
+
+    async def _store(self, items: list[Inbound]) -> list[Stored | StoreFailed]:
+        """Store a batch; if the database refuses its data, store the halves apart, so one
+        unstorable message is refused alone instead of failing every sender in its batch."""
+        try:
+            return await store_batch(await self._connection(), items)
+        except psycopg.errors.DataError as exc:  # bad data in some row; the server is fine
+            if len(items) == 1:
+                log.error("could not store an inbound message: %s", exc)
+                return [StoreFailed(f"the message could not be stored: {exc}")]
+            half = len(items) // 2
+            return await self._store(items[:half]) + await self._store(items[half:])
+        except Exception as exc:  # the database is the source of truth: no commit, no AA
+            log.error("could not store %d inbound message(s): %s", len(items), exc)
+            if self.conn is not None and not self.conn.closed:
+                await self.conn.close()
+            self.conn = None
+            return [StoreFailed(str(exc)) for _ in items]
 
 
 class StoreFailed(Exception):

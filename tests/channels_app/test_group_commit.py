@@ -1,0 +1,46 @@
+"""Group commit: one transaction for many senders, and one bad row does not fail the others."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from channels_app.management.commands.run_listeners import database_conninfo
+from channels_app.models import Message
+from channels_app.pipeline.ingest import GroupCommitter, Stored, StoreFailed, read_inbound
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_an_unstorable_message_is_refused_alone(mllp_port):
+    channel = factories.channel(mllp_port)
+    common = {"channel_id": channel.id, "channel_version_id": None, "dedupe_window_s": 0}
+    good = [read_inbound(factories.adt_a01(f"OK-{i}"), **common) for i in range(5)]
+    bad = read_inbound(factories.adt_a01("BAD"), **common)
+    # A NUL in a text column is refused by PostgreSQL (read_inbound cleans headers; this one
+    # stands for any row the database refuses).
+    bad.header = dataclasses.replace(bad.header, control_id="BAD\x00")
+    stored_ids: list[int] = []
+
+    async def run():
+        committer = GroupCommitter(database_conninfo(), on_stored=stored_ids.extend)
+        # Queue everything before the committer starts, so all six share one batch.
+        submissions = [
+            asyncio.ensure_future(committer.submit(item)) for item in [*good[:3], bad, *good[3:]]
+        ]
+        await asyncio.sleep(0)
+        await committer.start()
+        results = await asyncio.gather(*submissions, return_exceptions=True)
+        await committer.stop()
+        return results
+
+    results = asyncio.run(run())
+    assert isinstance(results[3], StoreFailed) and "could not be stored" in str(results[3])
+    assert all(isinstance(r, Stored) and r.message_id for i, r in enumerate(results) if i != 3)
+    assert sorted(Message.objects.values_list("control_id", flat=True)) == [
+        f"OK-{i}" for i in range(5)
+    ]
+    assert sorted(stored_ids) == sorted(Message.objects.values_list("id", flat=True))
