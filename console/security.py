@@ -24,6 +24,7 @@ from django.contrib.auth import logout
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.dispatch import receiver
 from django.shortcuts import resolve_url
 from django.utils import timezone
@@ -38,15 +39,11 @@ LOGIN_OK = "login.success"
 LOGIN_FAILED = "login.failed"
 LOGIN_LOCKED = "login.locked"
 LOGOUT = "logout"
-# An admin lifting a lock writes this event (for the username as target, the IP in detail).
+# An admin lifting a lock writes this event: the username as target, the locked IP in detail.
 LOGIN_UNLOCKED = "login.unlocked"
 
 
 # --- lockout -------------------------------------------------------------------------------
-
-
-def _attempts(username: str, ip: str | None):
-    return AuditEvent.objects.filter(target=username[:255], ip=ip)
 
 
 def locked_until(username: str, ip: str | None):
@@ -54,10 +51,13 @@ def locked_until(username: str, ip: str | None):
     if not username:
         return None
     since = timezone.now() - LOCKOUT_WINDOW
-    events = _attempts(username, ip).filter(at__gte=since)
-    # A success or an unlock starts the count afresh.
+    recent = AuditEvent.objects.filter(target=username[:255], at__gte=since)
+    events = recent.filter(ip=ip)
+    # A success from that address, or an admin's unlock for it, starts the count afresh.
     reset = (
-        events.filter(action__in=[LOGIN_OK, LOGIN_UNLOCKED])
+        recent.filter(
+            Q(action=LOGIN_OK, ip=ip) | Q(action=LOGIN_UNLOCKED, detail__ip=ip and str(ip))
+        )
         .order_by("-at")
         .values_list("at", flat=True)
         .first()
@@ -72,6 +72,11 @@ def locked_until(username: str, ip: str | None):
     if len(failures) < LOCKOUT_ATTEMPTS:
         return None
     return failures[-1] + LOCKOUT_WINDOW
+
+
+def unlock(request, username: str, ip: str | None) -> None:
+    """Lift the lock on ``username`` from ``ip`` (an admin's act, audited as such)."""
+    audit.record(request, LOGIN_UNLOCKED, target=username, detail={"ip": ip})
 
 
 def lockout_message(until) -> str:

@@ -30,4 +30,5 @@ urlpatterns = [
     path("channels/", channels.channel_list, name="channels"),
     path("audit/", audit.audit_list, name="audit"),
     path("audit/export.csv", audit.audit_export, name="audit-export"),
+    path("audit/unlock/", audit.audit_unlock, name="audit-unlock"),
 ]

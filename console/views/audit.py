@@ -7,12 +7,17 @@ import json
 from datetime import datetime, time, timedelta
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
-from django.shortcuts import render
+from django.core.validators import validate_ipv46_address
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
 
-from console import audit
+from console import audit, security
 from console.access import requires
 from console.models import AuditEvent
 from console.roles import Role
@@ -97,6 +102,23 @@ def audit_export(request):
     response = StreamingHttpResponse(_csv_rows(events), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
     return response
+
+
+@requires(Role.ADMIN)
+@require_POST
+def audit_unlock(request):
+    """Lift a sign-in lock (username + IP) before its window ends; shown on login.locked rows."""
+    username = request.POST.get("username", "").strip()
+    ip = request.POST.get("ip", "").strip() or None
+    try:
+        if ip:
+            validate_ipv46_address(ip)
+    except ValidationError:
+        return HttpResponseBadRequest("not an IP address")
+    if not username:
+        return HttpResponseBadRequest("a username is needed")
+    security.unlock(request, username, ip)
+    return redirect(f"{reverse('audit')}?{urlencode({'target': username})}")
 
 
 class _Echo:

@@ -222,3 +222,44 @@ def test_hsts_follows_secure_cookies_setting(secure, expected):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == expected
+
+
+# --- an admin lifts a lock
+
+
+def lock_ana(client):
+    for _ in range(security.LOCKOUT_ATTEMPTS):
+        sign_in(client, password="nope-nope-nope")
+
+
+def test_an_admin_unlocks_from_the_audit_page(client, ana, django_user_model):
+    lock_ana(client)
+    sign_in(client)  # refused: written as login.locked
+    chief = django_user_model.objects.create_user("chief", password=PASSWORD)
+    set_role(chief, Role.ADMIN)
+    admin = type(client)()
+    admin.force_login(chief)
+    html = admin.get("/audit/", {"action": "login.locked"}).content.decode()
+    assert "Unlock" in html  # offered on the row that records the refusal
+    response = admin.post("/audit/unlock/", {"username": "ana", "ip": "10.1.1.1"})
+    assert response.status_code == 302 and response.url == "/audit/?target=ana"
+    unlock = AuditEvent.objects.get(action="login.unlocked")
+    assert (unlock.actor, unlock.target, unlock.detail) == (chief, "ana", {"ip": "10.1.1.1"})
+    assert security.locked_until("ana", "10.1.1.1") is None
+    assert sign_in(client).status_code == 302
+
+
+def test_an_unlock_is_for_one_address(client, ana):
+    lock_ana(client)
+    security.unlock(None, "ana", "10.7.7.7")
+    assert security.locked_until("ana", "10.1.1.1") is not None
+
+
+def test_only_admins_unlock(client, ana, django_user_model):
+    lock_ana(client)
+    operator = django_user_model.objects.create_user("op", password=PASSWORD)
+    set_role(operator, Role.OPERATOR)
+    other = type(client)()
+    other.force_login(operator)
+    assert other.post("/audit/unlock/", {"username": "ana", "ip": "10.1.1.1"}).status_code == 403
+    assert security.locked_until("ana", "10.1.1.1") is not None

@@ -34,6 +34,7 @@ MATRIX = {
     "channels": {"GET": VIEWER, "POST": VIEWER},
     "audit": {"GET": ADMIN, "POST": ADMIN},
     "audit-export": {"GET": ADMIN, "POST": ADMIN},
+    "audit-unlock": {"GET": ADMIN, "POST": ADMIN},
 }
 IDENTITIES = ("anonymous", "none", "viewer", "operator", "analyst", "admin")
 ROLE_OF = {"viewer": VIEWER, "operator": OPERATOR, "analyst": ANALYST, "admin": ADMIN}
