@@ -86,8 +86,20 @@ def main() -> None:
 
     procs: list[subprocess.Popen] = []
 
+    logs = ROOT / "var" / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+
     def spawn(*cmd: str) -> subprocess.Popen:
-        proc = subprocess.Popen(list(cmd), cwd=ROOT, env=env, start_new_session=True)
+        # Each process logs to var/bench/<n>.log, so the figures stay readable.
+        log = open(logs / f"{len(procs)}.log", "w")  # noqa: SIM115 (lives as long as the process)
+        proc = subprocess.Popen(
+            list(cmd),
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(proc)
         return proc
 
