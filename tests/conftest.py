@@ -115,3 +115,14 @@ def listener(transactional_db, mllp_port):
     yield start
     for thread in started:
         thread.stop()
+
+
+@pytest.fixture
+def hub(mllp_port, listener, celery_worker, fhir_sink):
+    """The whole path running: a channel on ``mllp_port`` delivering to ``fhir_sink``."""
+    from tests import factories
+
+    channel = factories.channel(mllp_port)
+    factories.fhir_destination(channel, fhir_sink.url)
+    listener(channel)
+    return channel

@@ -209,3 +209,11 @@ def threaded_worker(concurrency: int = 4):
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             " AND application_name NOT LIKE 'pg_%%'"
         )
+
+
+def send(port: int, raw: bytes) -> bytes:
+    """Send one message over a fresh MLLP connection and return the ACK."""
+    from adapters.transports.mllp import MLLPClient
+
+    with MLLPClient("127.0.0.1", port) as client:
+        return client.send(raw)

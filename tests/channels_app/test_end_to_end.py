@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.transports.mllp import MLLPClient
 from channels_app.models import Attempt, Delivery, Message
 from tests import factories
-from tests.support import wait_for
+from tests.support import send, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def resources(bundle: dict, kind: str) -> list[dict]:
     return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
-
-
-@pytest.fixture
-def hub(mllp_port, listener, celery_worker, fhir_sink):
-    channel = factories.channel(mllp_port)
-    factories.fhir_destination(channel, fhir_sink.url)
-    listener(channel)
-    return channel
-
-
-def send(port: int, raw: bytes) -> bytes:
-    with MLLPClient("127.0.0.1", port) as client:
-        return client.send(raw)
 
 
 def delivered(control_id: str):

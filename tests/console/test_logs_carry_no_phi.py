@@ -10,11 +10,10 @@ import logging
 import pytest
 from django.test import override_settings
 
-from adapters.transports.mllp import MLLPClient
 from channels_app.models import Delivery, Message
 from console.logging import ScrubFilter, scrub
 from tests import factories
-from tests.support import wait_for
+from tests.support import send, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,19 +63,6 @@ def logs():
     root.removeHandler(records)
     for handler, stream in streams:
         handler.setStream(stream)
-
-
-@pytest.fixture
-def hub(mllp_port, listener, celery_worker, fhir_sink):
-    channel = factories.channel(mllp_port)
-    factories.fhir_destination(channel, fhir_sink.url)
-    listener(channel)
-    return channel
-
-
-def send(port: int, raw: bytes) -> bytes:
-    with MLLPClient("127.0.0.1", port) as client:
-        return client.send(raw)
 
 
 @override_settings(DEBUG=True)  # Django logs every query, with its parameters, at DEBUG
