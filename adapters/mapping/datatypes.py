@@ -301,18 +301,7 @@ def xpn(field: Comps) -> dict | None:
     prefix = field.c(5)
     if not (family or given or prefix or suffix):
         return None
-    name: dict = {}
-    use = cs.NAME_USE.get(field.c(7))
-    if use:
-        name["use"] = use
-    if family:
-        name["family"] = family
-    if given:
-        name["given"] = given
-    if prefix:
-        name["prefix"] = [prefix]
-    if suffix:
-        name["suffix"] = suffix
+    name = _human_name(cs.NAME_USE.get(field.c(7)), family, given, prefix, suffix)
     period = _period(field.c(12), field.c(13)) or _period(field.s(10, 1), field.s(10, 2))
     if period:
         name["period"] = period
@@ -327,19 +316,19 @@ def xcn_name(field: Comps) -> dict | None:
     prefix = field.c(6)
     if not (family or given):
         return None
-    name: dict = {}
-    use = cs.NAME_USE.get(field.c(10))
-    if use:
-        name["use"] = use
-    if family:
-        name["family"] = family
-    if given:
-        name["given"] = given
-    if prefix:
-        name["prefix"] = [prefix]
-    if suffix:
-        name["suffix"] = suffix
-    return name
+    return _human_name(cs.NAME_USE.get(field.c(10)), family, given, prefix, suffix)
+
+
+def _human_name(use: str | None, family: str, given: list, prefix: str, suffix: list) -> dict:
+    """A HumanName with only the parts that have a value, in FHIR's element order."""
+    parts = {
+        "use": use,
+        "family": family,
+        "given": given,
+        "prefix": [prefix] if prefix else None,
+        "suffix": suffix,
+    }
+    return {key: value for key, value in parts.items() if value}
 
 
 def xcn_identifier(field: Comps) -> dict | None:
