@@ -41,11 +41,15 @@ class Payload:
     content_type: str
     idempotency_key: str
     name: str  # a file-system-safe name for the payload (file destinations)
+    source: bytes | None = None  # the message as received, for transports with needs_source
+    message_id: int = 0
 
 
 @runtime_checkable
 class Transport(Protocol):
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
+    # True when the transport forwards the message as received (Payload.source), e.g. MLLP.
+    needs_source: ClassVar[bool]
 
     def send(self, payload: Payload, *, timeout: float) -> SendResult: ...

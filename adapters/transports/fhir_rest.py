@@ -20,6 +20,8 @@ _pool = urllib3.PoolManager(num_pools=64, maxsize=16, retries=False)
 
 @register_transport("fhir_rest")
 class FhirRestTransport:
+    needs_source = False
+
     class Config(BaseModel):
         base_url: HttpUrl
         bearer_token: SecretStr | None = Field(default=None, json_schema_extra={"secret": True})

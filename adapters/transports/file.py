@@ -14,6 +14,8 @@ from adapters.transports.base import Payload, SendResult, TransportError
 
 @register_transport("file")
 class FileTransport:
+    needs_source = False
+
     class Config(BaseModel):
         directory: str
         # {name} is the payload's name (message id and idempotency key); {ext} follows the type.

@@ -10,6 +10,8 @@ from django.forms.models import model_to_dict
 class Channel(models.Model):
     class SourceType(models.TextChoices):
         MLLP = "mllp", "MLLP listener"
+        HTTP = "http", "HTTP inbound"
+        FILE = "file", "File pickup"
 
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -24,6 +26,13 @@ class Channel(models.Model):
         help_text="A repeated MSH-10 from the same sender within this window is ACKed and dropped.",
     )
     max_message_bytes = models.PositiveIntegerField(default=1024 * 1024)
+    # Paused: messages are still received and ACKed; their deliveries wait as QUEUED.
+    paused = models.BooleanField(default=False)
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Bodies older than this many days are pruned (metadata kept); blank keeps them.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -87,6 +96,13 @@ class Destination(models.Model):
     class Transport(models.TextChoices):
         FHIR_REST = "fhir_rest", "FHIR REST server"
         FILE = "file", "File writer"
+        WEBHOOK = "webhook", "HTTP webhook"
+        MLLP = "mllp", "MLLP sender"
+
+    class BreakerState(models.TextChoices):
+        CLOSED = "closed", "Closed"
+        OPEN = "open", "Open"
+        HALF_OPEN = "half_open", "Half-open"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="destinations")
     name = models.CharField(max_length=100)
@@ -95,9 +111,23 @@ class Destination(models.Model):
     # Transport settings, validated by the transport's config schema (adapters.registry).
     config = models.JSONField(default=dict, blank=True)
     timeout_s = models.FloatField(default=30.0)
-    max_attempts = models.PositiveIntegerField(default=8)
+    max_attempts = models.PositiveIntegerField(default=8, help_text="0 retries without limit.")
     backoff_base_s = models.FloatField(default=2.0)
     backoff_max_s = models.FloatField(default=600.0)
+    paused = models.BooleanField(default=False)
+    # Deliveries with the same key go out strictly in order; blank means no ordering.
+    ordering_key = models.CharField(max_length=200, blank=True)
+    rate_limit_per_s = models.FloatField(
+        null=True, blank=True, help_text="Shared by all workers; blank means unlimited."
+    )
+    breaker_error_rate = models.FloatField(default=0.5)
+    breaker_min_samples = models.PositiveIntegerField(default=20, help_text="0 disables it.")
+    breaker_window_s = models.FloatField(default=60.0)
+    breaker_cooldown_s = models.FloatField(default=30.0)
+    breaker_state = models.CharField(
+        max_length=10, choices=BreakerState.choices, default=BreakerState.CLOSED
+    )
+    breaker_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -37,6 +37,9 @@ class Message(models.Model):
     raw = models.BinaryField()
     size = models.PositiveIntegerField(default=0)
     canonical = models.JSONField(null=True, blank=True)
+    # With encryption at rest on, the canonical JSON lives here sealed and ``canonical`` is null.
+    canonical_sealed = models.BinaryField(null=True, blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True)
     issues = models.JSONField(default=list, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     # Where processing stopped and why; shown on the message page.
@@ -85,6 +88,7 @@ class Delivery(models.Model):
         PENDING = "PENDING", "Pending"
         SENDING = "SENDING", "Sending"
         RETRY = "RETRY", "Retry scheduled"
+        QUEUED = "QUEUED", "Queued (paused or circuit open)"
         DELIVERED = "DELIVERED", "Delivered"
         FAILED = "FAILED", "Failed"
 
@@ -99,6 +103,7 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    ordering_key = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -111,8 +116,14 @@ class Delivery(models.Model):
             models.Index(
                 fields=["next_attempt_at"],
                 name="delivery_open",
-                condition=models.Q(status__in=["PENDING", "SENDING", "RETRY"]),
-            )
+                condition=models.Q(status__in=["PENDING", "SENDING", "RETRY", "QUEUED"]),
+            ),
+            models.Index(
+                fields=["destination", "ordering_key", "id"],
+                name="delivery_lane",
+                condition=models.Q(status__in=["PENDING", "SENDING", "RETRY", "QUEUED"])
+                & ~models.Q(ordering_key=""),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -139,6 +150,8 @@ class Attempt(models.Model):
     request_summary = models.CharField(max_length=500, blank=True)
     response_summary = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    # What the destination said in detail, e.g. a FHIR OperationOutcome's issues.
+    issues = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["delivery", "number"]

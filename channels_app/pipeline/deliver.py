@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from adapters.base import AdapterError
-from adapters.registry import build_transport
+from adapters.registry import build_transport, transport_class
 from adapters.transports.base import Payload, SendResult
 from channels_app.models import Attempt, Delivery, Destination
 
@@ -64,7 +64,11 @@ RETURNING d.id, d.attempt_count, d.message_id, dest.id, dest.transport, dest.con
           dest.timeout_s, dest.max_attempts, dest.backoff_base_s, dest.backoff_max_s
 """
 
-LOAD_BODIES = "SELECT id, canonical::text FROM channels_app_message WHERE id = ANY(%s)"
+# The raw inbound bytes only when a destination in the batch forwards them (e.g. MLLP).
+LOAD_BODIES = """
+SELECT id, canonical::text, CASE WHEN %(with_source)s THEN raw END
+FROM channels_app_message WHERE id = ANY(%(ids)s)
+"""
 
 # Only rows still SENDING are settled: a row the sweeper already handed on is left alone.
 SETTLE = """
@@ -99,12 +103,29 @@ def deliver(delivery_ids: list[int]) -> list[Outcome]:
     claimed = _claim(delivery_ids)
     if not claimed:
         return []
-    with connection.cursor() as cursor:
-        # As text: the stored JSON is sent as is, never decoded and encoded again.
-        cursor.execute(LOAD_BODIES, [list({c.delivery.message_id for c in claimed})])
-        bodies = dict(cursor.fetchall())
+    bodies = _load_bodies(claimed)
     list(_senders.map(lambda c: _send(c, bodies.get(c.delivery.message_id)), claimed))
     return _settle(claimed)
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    canonical: str | None  # the FHIR JSON as stored, as text: sent as is, never re-encoded
+    source: bytes | None  # the message as received, when a destination asked for it
+
+
+def _load_bodies(claimed: list[_Claimed]) -> dict[int, Body]:
+    with_source = any(
+        getattr(transport_class(c.destination.transport), "needs_source", False) for c in claimed
+    )
+    params = {"ids": list({c.delivery.message_id for c in claimed}), "with_source": with_source}
+    with connection.cursor() as cursor:
+        cursor.execute(LOAD_BODIES, params)
+        rows = cursor.fetchall()
+    return {
+        message_id: Body(canonical, bytes(source) if source is not None else None)
+        for message_id, canonical, source in rows
+    }
 
 
 def _claim(delivery_ids: list[int]) -> list[_Claimed]:
@@ -136,7 +157,7 @@ def _claim(delivery_ids: list[int]) -> list[_Claimed]:
     return claimed
 
 
-def _send(claimed: _Claimed, canonical: str | None) -> None:
+def _send(claimed: _Claimed, body: Body | None) -> None:
     claimed.started = timezone.now()
     t0 = time.perf_counter()
     try:
@@ -145,7 +166,7 @@ def _send(claimed: _Claimed, canonical: str | None) -> None:
             destination.transport, json.dumps(destination.config, sort_keys=True)
         )
         claimed.result = transport.send(
-            encode(claimed.delivery, canonical), timeout=destination.timeout_s
+            encode(claimed.delivery, body), timeout=destination.timeout_s
         )
     except AdapterError as exc:
         claimed.error = exc
@@ -157,15 +178,17 @@ def _transport(name: str, config_json: str):
     return build_transport(name, json.loads(config_json))
 
 
-def encode(delivery: Delivery, canonical: str | None) -> Payload:
-    """The FHIR JSON as stored; destinations with other encodings plug in here."""
-    if canonical is None:
+def encode(delivery: Delivery, body: Body | None) -> Payload:
+    """The FHIR JSON as stored, plus the source bytes when loaded; transports pick what they send."""
+    if body is None or body.canonical is None:
         raise AdapterError("the message has no canonical content to deliver (was it pruned?)")
     return Payload(
-        body=canonical.encode(),
+        body=body.canonical.encode(),
         content_type="application/fhir+json",
         idempotency_key=delivery.idempotency_key,
         name=f"message-{delivery.message_id:010d}-{delivery.idempotency_key[:8]}",
+        source=body.source,
+        message_id=delivery.message_id,
     )
 
 

@@ -43,10 +43,10 @@ WITH due AS (
 ), abandoned AS (
     INSERT INTO channels_app_attempt (
         delivery_id, number, started_at, duration_ms, outcome, status_code,
-        request_summary, response_summary, error
+        request_summary, response_summary, error, issues
     )
     SELECT id, attempt_count, %(now)s, 0, 'TRANSIENT', NULL, '', '',
-           'the worker stopped during this attempt (its claim lapsed); sending again'
+           'the worker stopped during this attempt (its claim lapsed); sending again', '[]'
     FROM due WHERE status = 'SENDING'
 )
 SELECT id FROM requeued
