@@ -20,10 +20,12 @@ class TransportError(AdapterError):
         permanent: bool = False,
         status_code: int | None = None,
         response: str = "",
+        issues: tuple[dict, ...] = (),
     ) -> None:
         super().__init__(message, permanent=permanent)
         self.status_code = status_code
         self.response = response
+        self.issues = issues
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class SendResult:
     status_code: int | None
     summary: str  # what the destination answered, short enough to store on every attempt
     request: str = ""  # what was sent, e.g. "POST https://fhir/ (Bundle, 3 entries, 2.1 kB)"
+    issues: tuple[dict, ...] = ()  # detail the destination gave, e.g. OperationOutcome issues
 
 
 @dataclass(frozen=True, slots=True)

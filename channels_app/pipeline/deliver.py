@@ -233,9 +233,11 @@ def _judge(c: _Claimed) -> tuple[Attempt, Outcome]:
         attempt.status_code = c.result.status_code
         attempt.request_summary = c.result.request[:500]
         attempt.response_summary = c.result.summary
+        attempt.issues = list(c.result.issues)
         return attempt, Outcome(delivery.id, Delivery.Status.DELIVERED)
     attempt.status_code = getattr(error, "status_code", None)
     attempt.response_summary = getattr(error, "response", "")
+    attempt.issues = list(getattr(error, "issues", ()))
     exhausted = delivery.attempt_count >= destination.max_attempts
     if error.permanent:
         attempt.outcome = Attempt.Outcome.PERMANENT
