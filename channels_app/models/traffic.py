@@ -35,6 +35,8 @@ class Message(models.Model):
     sending_facility = models.CharField(max_length=200, blank=True)
     remote_addr = models.CharField(max_length=100, blank=True)
     raw = models.BinaryField()
+    # How ``raw`` is encoded: HL7 v2 (MLLP, files, HTTP) or FHIR JSON (HTTP).
+    content_type = models.CharField(max_length=60, db_default="x-application/hl7-v2+er7")
     size = models.PositiveIntegerField(default=0)
     canonical = models.JSONField(null=True, blank=True)
     # With encryption at rest on, the canonical JSON lives here sealed and ``canonical`` is null.
