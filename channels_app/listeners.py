@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,8 +19,18 @@ import psycopg
 from pydantic import ValidationError
 
 from adapters.codecs.hl7v2 import DEFAULT_ENCODING, Encoding, escape
-from adapters.codecs.hl7v2_ack import Header, build_ack
-from adapters.transports.mllp import FrameReader, FramingError, ListenerLimits, frame
+from adapters.codecs.hl7v2_ack import AckMode, Header, Verdict, ack_code, build_ack
+from adapters.transports.mllp import (
+    COMMIT_ACK,
+    COMMIT_ACK_BLOCK,
+    COMMIT_NAK,
+    COMMIT_NAK_BLOCK,
+    FrameReader,
+    FramingError,
+    ListenerLimits,
+    ListenerOptions,
+    frame,
+)
 from channels_app.pipeline.ingest import (
     GroupCommitter,
     Inbound,
@@ -42,15 +53,28 @@ class ListenerSpec:
     max_message_bytes: int
     # None: the channel's own, read from its source_config when the listener starts.
     limits: ListenerLimits | None = None
+    options: ListenerOptions | None = None
 
 
-def ack_for(item: Inbound, message_id: int | None, *, failure: str | None = None) -> bytes:
-    """The truthful answer: AA only for a committed (or already committed) message."""
+def ack_for(
+    item: Inbound,
+    message_id: int | None,
+    *,
+    failure: str | None = None,
+    mode: AckMode = "original",
+) -> bytes:
+    """The truthful answer: AA (CA) only for a committed (or already committed) message.
+
+    Empty when ``mode`` is ``enhanced`` and the message's MSH-15 asks for no answer to this
+    outcome (see `ack_code`).
+    """
     try:
-        ack = _ack_text(item, message_id, failure, _safe_header(item.header or Header()))
+        ack = _ack_text(item, message_id, failure, _safe_header(item.header or Header()), mode)
     except Exception as exc:  # a header no ACK can be built on still gets its answer
         log.warning("ACK built on default MSH fields (%s)", type(exc).__name__)
-        ack = _ack_text(item, message_id, failure, Header())
+        ack = _ack_text(item, message_id, failure, Header(), mode)
+    if not ack:
+        return b""
     data = ack.encode(_charset(item), errors="replace")
     # Echoed fields must not end or open the ACK's own frame.
     return frame(data.replace(b"\x1c", b"?").replace(b"\x0b", b"?"))
@@ -94,33 +118,46 @@ def _safe_header(header: Header) -> Header:
     )
 
 
-def _ack_text(item: Inbound, message_id: int | None, failure: str | None, header: Header) -> str:
+def _ack_text(
+    item: Inbound, message_id: int | None, failure: str | None, header: Header, mode: AckMode
+) -> str:
+    verdict = _verdict(item, failure)
+    code = ack_code(verdict, header, mode, committed=not failure)
+    if not code:
+        return ""
     control_id = f"HUB{message_id}" if message_id else f"HUB{secrets.token_hex(6)}"
     if failure:
         text = f"message not stored, send again: {failure}"
-        ack = build_ack(header, "AE", control_id=control_id, text=text)
-    elif item.error is None:
-        ack = build_ack(header, "AA", control_id=control_id)
+        ack = build_ack(header, code, control_id=control_id, text=text)
+    elif verdict == "accept":
+        ack = build_ack(header, code, control_id=control_id)
     else:
         error = item.error
         location = None
         if getattr(error, "segment", None):
             location = (error.segment, error.segment_index, error.field)
-        # AR: we cannot read the message at all (framing, MSH); AE: its content is wrong.
-        reading_failed = item.error_stage == "framing" or getattr(error, "segment_index", 1) in (
-            1,
-            None,
-        )
+        reading_failed = verdict == "reject"
         reason = getattr(error, "bare_reason", None) or str(error)
         ack = build_ack(
             header,
-            "AR" if reading_failed else "AE",
+            code,
             control_id=control_id,
             text=reason,
             error_code="internal" if reading_failed else "segment_sequence",
             error_location=location,
         )
     return ack
+
+
+def _verdict(item: Inbound, failure: str | None) -> Verdict:
+    if failure:
+        return "error"  # not stored: the sender should send it again
+    if item.error is None:
+        return "accept"
+    # Reject: we cannot read the message at all (framing, MSH); error: its content is wrong.
+    if item.error_stage == "framing" or getattr(item.error, "segment_index", 1) in (1, None):
+        return "reject"
+    return "error"
 
 
 def _charset(item: Inbound) -> str:
@@ -133,15 +170,31 @@ def _charset(item: Inbound) -> str:
 
 async def channel_limits(conninfo: str, spec: ListenerSpec) -> ListenerLimits:
     """The channel's listener limits, from its source_config; refuse to start on a bad one."""
+    return (await channel_source(conninfo, spec))[0]
+
+
+async def channel_source(
+    conninfo: str, spec: ListenerSpec
+) -> tuple[ListenerLimits, ListenerOptions]:
+    """The channel's listener limits and options, from its source_config; refuse to start on a
+    bad one, naming the channel."""
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT source_config FROM channels_app_channel WHERE id = %s", (spec.channel_id,)
         )
         row = await cur.fetchone()
+    config = (row[0] if row else None) or {}
     try:
-        return ListenerLimits.model_validate((row[0] if row else None) or {})
+        limits = ListenerLimits.model_validate(config)
     except ValidationError as exc:
         raise ValueError(f"channel {spec.channel_name!r}: bad MLLP listener limits: {exc}") from exc
+    try:
+        options = ListenerOptions.model_validate(config)
+    except ValidationError as exc:
+        raise ValueError(
+            f"channel {spec.channel_name!r}: bad MLLP listener options: {exc}"
+        ) from exc
+    return limits, options
 
 
 class MLLPServer:
@@ -149,6 +202,8 @@ class MLLPServer:
         self.spec = spec
         self.committer = committer
         self.limits = spec.limits or ListenerLimits()
+        self.options = spec.options or ListenerOptions()
+        self.tls: ssl.SSLContext | None = None
         self.server: asyncio.base_events.Server | None = None
         self.connections = 0
         self.per_ip: Counter[str] = Counter()
@@ -158,15 +213,25 @@ class MLLPServer:
         self._waiting: set[asyncio.Task] = set()  # handlers between frames, safe to cancel
 
     async def start(self) -> None:
-        if self.spec.limits is None:
-            self.limits = await channel_limits(self.committer.conninfo, self.spec)
+        if self.spec.limits is None or self.spec.options is None:
+            limits, options = await channel_source(self.committer.conninfo, self.spec)
+            self.limits = self.spec.limits or limits
+            self.options = self.spec.options or options
+        if self.options.tls is not None:
+            try:
+                self.tls = self.options.tls.server_context()
+            except (OSError, ValueError) as exc:  # a missing file, a key that does not match
+                raise ValueError(f"channel {self.spec.channel_name!r}: bad TLS: {exc}") from exc
         self.server = await asyncio.start_server(self._handle, self.spec.host, self.spec.port)
         log.info(
-            "channel %r listening for MLLP on %s:%s (%s)",
+            "channel %r listening for MLLP%s on %s:%s (%s, ack_mode %s, MLLP release %s)",
             self.spec.channel_name,
+            " over TLS" if self.tls else "",
             self.spec.host,
             self.spec.port,
             self.limits,
+            self.options.ack_mode,
+            self.options.mllp_release,
         )
 
     async def close(self, grace_s: float = 5.0) -> None:
@@ -197,6 +262,9 @@ class MLLPServer:
         self.per_ip[address] += 1
         self._handlers.add(asyncio.current_task())
         try:
+            # Nothing awaited before this: the handshake must see the peer's very first bytes.
+            if self.tls is not None and not await self._handshake(writer, remote):
+                return
             await self._serve(reader, writer, remote)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -220,6 +288,23 @@ class MLLPServer:
                 del self.per_ip[address]
             self._handlers.discard(asyncio.current_task())
             writer.close()
+
+    async def _handshake(self, writer: asyncio.StreamWriter, remote: str) -> bool:
+        """TLS after the allow-list and slot checks, so a refused peer costs no handshake.
+
+        A failed handshake (plain text on a TLS port, an untrusted or missing client
+        certificate, a peer that stalls) is logged as a refusal and the connection dropped.
+        """
+        timeout = min(self.limits.frame_timeout_s, self.limits.idle_timeout_s)
+        try:
+            await writer.start_tls(self.tls, ssl_handshake_timeout=timeout)
+        except (OSError, TimeoutError, ConnectionError) as exc:  # ssl.SSLError is an OSError
+            self.refused += 1
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            self._refusals.note(remote, f"TLS handshake failed ({reason})")
+            writer.transport.abort()
+            return False
+        return True
 
     def _refusal(self, address: str) -> str:
         limits = self.limits
@@ -310,13 +395,23 @@ class MLLPServer:
         return _storable(item)
 
     async def _answer(self, received: bytes | FramingError, remote: str, writer) -> None:
+        release2 = self.options.mllp_release == 2
+        if release2 and received in (COMMIT_ACK, COMMIT_NAK):
+            return  # the peer's commit acknowledgement of an ACK we sent: nothing to store
         item = self._inbound(received, remote)
+        mode = self.options.ack_mode
         try:
             stored = await self.committer.submit(item)
         except StoreFailed as exc:
-            writer.write(ack_for(item, None, failure=str(exc)[:120]))
+            if release2:
+                writer.write(COMMIT_NAK_BLOCK)
+            writer.write(ack_for(item, None, failure=str(exc)[:120], mode=mode))
             return
-        writer.write(ack_for(item, stored.message_id))
+        if release2:
+            # A frame cut short or oversize was stored only in part: not committed as sent.
+            whole = item.error_stage != "framing"
+            writer.write(COMMIT_ACK_BLOCK if whole else COMMIT_NAK_BLOCK)
+        writer.write(ack_for(item, stored.message_id, mode=mode))
 
 
 def _storable(item: Inbound) -> Inbound:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from adapters.codecs.hl7v2 import (
     DEFAULT_ENCODING,
@@ -41,6 +42,9 @@ class Header:
     processing_id: str = "P"
     version: str = "2.5.1"
     raw_fields: tuple[str, ...] = ()
+    # MSH-15 / MSH-16 (HL7 table 0155: AL, NE, ER, SU), read for the enhanced ACK mode.
+    accept_ack_type: str = ""
+    application_ack_type: str = ""
 
     @classmethod
     def of(cls, message: Message) -> Header:
@@ -56,6 +60,8 @@ class Header:
             control_id=msh.get(10),
             processing_id=msh.get(11) or "P",
             version=msh.get(12, 1) or "2.5.1",
+            accept_ack_type=msh.get(15),
+            application_ack_type=msh.get(16),
         )
 
     @classmethod
@@ -94,6 +100,8 @@ class Header:
             control_id=f(10),
             processing_id=f(11, 1) or "P",
             version=f(12, 1) or "2.5.1",
+            accept_ack_type=f(15, 1)[:2],
+            application_ack_type=f(16, 1)[:2],
         )
 
 
@@ -172,3 +180,45 @@ def _err_segment(
         {1: [seg_name, str(seg_index or ""), str(field or ""), [number, text[:200], "HL70357"]]},
         enc,
     )
+
+
+# --- Which acknowledgement a message gets, and whether it gets one at all.
+
+AckMode = Literal["original", "enhanced"]
+Verdict = Literal["accept", "error", "reject"]
+
+_ORIGINAL_CODES: dict[Verdict, str] = {"accept": "AA", "error": "AE", "reject": "AR"}
+_COMMIT_CODES: dict[Verdict, str] = {"accept": "CA", "error": "CE", "reject": "CR"}
+# MSH-15 (table 0155): the verdicts for which the sender wants an accept acknowledgement.
+_WANTED: dict[str, frozenset[Verdict]] = {
+    "AL": frozenset({"accept", "error", "reject"}),
+    "NE": frozenset(),
+    "ER": frozenset({"error", "reject"}),
+    "SU": frozenset({"accept"}),
+}
+
+
+def ack_code(verdict: Verdict, header: Header, mode: AckMode, *, committed: bool = True) -> str:
+    """The MSA-1 code owed for ``verdict``, or "" when no acknowledgement is to be sent.
+
+    Every ACK goes out after the commit; these rules only pick its code and whether it is owed:
+
+    - ``original`` mode: AA / AE / AR, always sent (MSH-15 and MSH-16 are ignored).
+    - ``enhanced`` mode, for a message whose MSH-15 and MSH-16 are both empty: the standard says
+      such a message follows the original rules, so AA / AE / AR, always sent.
+    - ``enhanced`` mode otherwise: a commit (accept) acknowledgement CA / CE / CR, sent when
+      MSH-15 asks for it: AL always, NE never, ER only for CE / CR, SU only for CA. An empty or
+      unknown MSH-15 counts as AL: an answer nobody asked for costs less than a sender waiting.
+    - A message the hub failed to commit (``committed=False``) is always answered (AE, or CE in
+      enhanced mode), whatever MSH-15 says: silence would let the sender believe it was kept.
+
+    MSH-16 (application acknowledgement) is not honoured: the hub never sends a deferred
+    application ACK, only the immediate one chosen here.
+    """
+    if mode == "original" or not (header.accept_ack_type or header.application_ack_type):
+        return _ORIGINAL_CODES[verdict]
+    code = _COMMIT_CODES[verdict]
+    if not committed:
+        return code
+    wanted = _WANTED.get(header.accept_ack_type.upper(), _WANTED["AL"])
+    return code if verdict in wanted else ""

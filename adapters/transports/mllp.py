@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
+from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr
+
+from adapters.codecs.hl7v2_ack import AckMode
 
 START = b"\x0b"
 END = b"\x1c\x0d"
+
+# MLLP release 2 (HL7 Version 3 Transport Specification: MLLP, release 2) makes MLLP reliable:
+# the receiver answers every block, once it has committed the block's content, with a commit
+# acknowledgement block holding the single byte ACK (0x06), or with a negative commit
+# acknowledgement block holding NAK (0x15) when it could not commit it. Both are framed like any
+# block, <VT> byte <FS><CR>; the sender sends nothing new until it has one of them. MLLP knows
+# nothing of HL7, so an HL7 ACK is content of its own: it follows in a block of its own, which
+# the peer in turn answers with a commit block.
+COMMIT_ACK = b"\x06"
+COMMIT_NAK = b"\x15"
+COMMIT_ACK_BLOCK = START + COMMIT_ACK + END
+COMMIT_NAK_BLOCK = START + COMMIT_NAK + END
 
 
 class FramingError(Exception):
@@ -135,12 +152,95 @@ class ListenerLimits(BaseModel):
         return any(ip in network for network in self.allowed_ips)
 
 
+class TLSConfig(BaseModel):
+    """TLS for one end of an MLLP connection (stdlib ``ssl``); files are PEM paths.
+
+    As a server: ``cert_file`` + ``key_file`` are required; ``ca_file`` is the CA that client
+    certificates must chain to, asked for when given and required with ``require_client_cert``.
+    As a client: ``ca_file`` is the CA the server must chain to (the system store when empty),
+    ``cert_file`` + ``key_file`` the client certificate when the server asks for one, and
+    ``verify_hostname`` checks the server's name against its certificate.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+    ca_file: Path | None = None
+    require_client_cert: bool = False
+    verify_hostname: bool = True
+    min_version: Literal["1.2", "1.3"] = "1.2"
+
+    def server_context(self) -> ssl.SSLContext:
+        if not (self.cert_file and self.key_file):
+            raise ValueError("a TLS listener needs tls.cert_file and tls.key_file")
+        if self.require_client_cert and not self.ca_file:
+            raise ValueError("tls.require_client_cert needs tls.ca_file to check them against")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._common(context)
+        if self.ca_file:
+            context.load_verify_locations(cafile=self.ca_file)
+            context.verify_mode = (
+                ssl.CERT_REQUIRED if self.require_client_cert else ssl.CERT_OPTIONAL
+            )
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self._common(context)
+        context.check_hostname = self.verify_hostname
+        if self.ca_file:
+            context.load_verify_locations(cafile=self.ca_file)
+        else:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        return context
+
+    def _common(self, context: ssl.SSLContext) -> None:
+        context.minimum_version = (
+            ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+        )
+        if self.cert_file:
+            password = self.key_password.get_secret_value() if self.key_password else None
+            context.load_cert_chain(self.cert_file, self.key_file, password=password)
+
+
+class ListenerOptions(BaseModel):
+    """How one MLLP listener speaks; read from the channel's ``source_config`` with its limits.
+
+    ``ack_mode``: ``original`` (AA/AE/AR) or ``enhanced`` (CA/CE/CR as MSH-15 asks; see
+    `adapters.codecs.hl7v2_ack.ack_code`). ``mllp_release``: 2 adds the release 2 commit
+    acknowledgement block before the HL7 ACK (see `COMMIT_ACK`). ``tls``: see `TLSConfig`.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    ack_mode: AckMode = "original"
+    mllp_release: Literal[1, 2] = 1
+    tls: TLSConfig | None = None
+
+
 class MLLPClient:
     """A blocking MLLP sender that waits for the ACK frame (used by tests, bench and demo)."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float = 10.0,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=server_hostname or host)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
         self.reader = FrameReader(16 * 1024 * 1024)
         self.pending: list[bytes] = []
 
