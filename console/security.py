@@ -7,7 +7,9 @@
   an attempt made while locked is audited as ``login.locked`` and does not extend the lock.
 - Idle timeout: a session unused for SESSION_IDLE_TIMEOUT seconds is signed out. Background
   htmx refreshes (GET) do not count as use, or an open dashboard would never time out.
-- Security headers on every response: CSP (self only), Referrer-Policy, X-Content-Type-Options
+- Behind a proxy: forwarded headers count only from HUB_TRUSTED_PROXIES (ProxyHeadersMiddleware);
+  the client address for lockout and audit comes from ``audit.client_ip`` alone.
+- Security headers on every response: CSP (self only, no inline styles), Referrer-Policy, X-Content-Type-Options
   (Django's SecurityMiddleware sets those two and HSTS; X-Frame-Options comes from Django's
   clickjacking middleware).
 """
@@ -194,14 +196,12 @@ class IdleTimeoutMiddleware:
 # --- headers ----------------------------------------------------------------------------------
 
 # Everything from this origin only. Bootstrap's CSS embeds small SVGs as data: URIs (img-src).
-# style-src-attr allows inline style="" attributes only (never <style> or scripts); remove it
-# when templates carry no style attributes.
+# No inline styles either: templates carry classes from static/console/console.css, never style="".
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
-        "style-src-attr 'unsafe-inline'",
         "img-src 'self' data:",
         "font-src 'self'",
         "connect-src 'self'",
@@ -211,6 +211,24 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+
+class ProxyHeadersMiddleware:
+    """First in MIDDLEWARE. With HUB_TRUSTED_PROXIES set, X-Forwarded-Proto and X-Forwarded-For
+    from any other peer are dropped, so a client talking to the hub directly cannot claim to be on
+    HTTPS (and get HSTS, secure-cookie behaviour) or to come from another address. The client
+    address itself is worked out in one place: ``console.audit.client_ip``."""
+
+    FORWARDED = ("HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_FOR")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if audit.trusted_proxies() and not audit.is_trusted(request.META.get("REMOTE_ADDR")):
+            for header in self.FORWARDED:
+                request.META.pop(header, None)
+        return self.get_response(request)
 
 
 class SecurityHeadersMiddleware:

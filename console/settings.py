@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import warnings
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from console.env import database_from_url, env_bool, env_int, env_list, env_str
 
@@ -48,6 +51,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: forwarded headers count only from a trusted proxy (HUB_TRUSTED_PROXIES).
+    "console.security.ProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "console.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -56,7 +61,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "console.security.IdleTimeoutMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Authorization: Bearer hub_… signs an API request in with the token's role.
+    "console.tokens.TokenMiddleware",
+    "console.access.LoginRequiredMiddleware",
     # Deny by default: every resolved view must declare its minimum role (console.access).
     "console.access.RoleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -105,7 +112,22 @@ SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", False)
 # Signed out after this many seconds without a click (0: off); background refreshes do not count.
 SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_TIMEOUT", 30 * 60)
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# --- Behind a reverse proxy: the client address comes from X-Forwarded-For only when the direct
+# peer is one of these addresses or networks (console.audit.client_ip); else REMOTE_ADDR.
+HUB_TRUSTED_PROXIES = env_list("HUB_TRUSTED_PROXIES", [])
+for _entry in HUB_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_entry, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"HUB_TRUSTED_PROXIES: {_entry!r} is not an IP address or network"
+        ) from None
+# TLS ends at the proxy, which says so in X-Forwarded-Proto (believed from trusted proxies only
+# when HUB_TRUSTED_PROXIES is set); request.is_secure() then follows it, and with it HSTS.
+HUB_BEHIND_TLS_PROXY = env_bool("HUB_BEHIND_TLS_PROXY", False)
+if HUB_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HUB_BEHIND_TLS_PROXY)
 # HSTS only where TLS is on (secure cookies say it is); Django sends it on HTTPS responses only.
 SECURE_HSTS_SECONDS = env_int(
     "SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SESSION_COOKIE_SECURE else 0
@@ -126,13 +148,23 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "console.api.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # The role check itself runs in console.access.RoleMiddleware; this repeats it inside DRF.
+    "DEFAULT_PERMISSION_CLASSES": ["console.api.auth.DeclaredRole"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Integration hub API", "VERSION": "1"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Integration hub API",
+    "VERSION": "1",
+    "DESCRIPTION": "Every route needs a role; send `Authorization: Bearer hub_…` (see README).",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 CHANNEL_LAYERS = {
     "default": {
@@ -175,6 +207,26 @@ HUB = {
     "MAX_MESSAGE_BYTES": env_int("MAX_MESSAGE_BYTES", 1024 * 1024),
     "OUTBOX_DIR": env_str("OUTBOX_DIR", str(BASE_DIR / "var" / "outbox")),
 }
+
+# --- Encryption at rest (channels_app/sealing.py): comma-separated Fernet keys, the first seals,
+# all open. Unset: bodies and destination secrets are stored in the clear.
+HUB_ENCRYPTION_KEYS = env_list("HUB_ENCRYPTION_KEYS", [])
+
+
+def _check_fernet_keys(found: list[str]) -> None:
+    from cryptography.fernet import Fernet
+
+    for position, key in enumerate(found, start=1):
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"HUB_ENCRYPTION_KEYS: key {position} is not a Fernet key; make one with "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            ) from None
+
+
+_check_fernet_keys(HUB_ENCRYPTION_KEYS)
 
 LOGGING = {
     "version": 1,

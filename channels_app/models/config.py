@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models, transaction
 from django.forms.models import model_to_dict
 
+from channels_app.sealing import merge_config, public_config, seal_config
+
 
 class Channel(models.Model):
     class SourceType(models.TextChoices):
@@ -51,8 +53,10 @@ class Channel(models.Model):
 
     def snapshot(self) -> dict:
         data = model_to_dict(self, exclude=["id"])
+        # Secrets never leave in a snapshot (versions, exports): they show as a marker.
         data["destinations"] = [
-            model_to_dict(d, exclude=["id", "channel"]) for d in self.destinations.order_by("id")
+            {**model_to_dict(d, exclude=["id", "channel"]), "config": public_config(d)}
+            for d in self.destinations.order_by("id")
         ]
         return data
 
@@ -137,3 +141,17 @@ class Destination(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} → {self.name}"
+
+    def save(self, *args, **kwargs):
+        # Secrets the transport declares are sealed at rest (when HUB_ENCRYPTION_KEYS is set).
+        self.config = seal_config(self.transport, self.config or {})
+        super().save(*args, **kwargs)
+
+    def set_config(self, config: dict) -> None:
+        """Take a config from a form or the API: secrets are write-only, so one left blank (or
+        sent back as the marker) keeps its stored value. Call save() to store it sealed."""
+        self.config = merge_config(self.transport, self.config or {}, config)
+
+    @property
+    def public_config(self) -> dict:
+        return public_config(self)

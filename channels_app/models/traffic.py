@@ -7,6 +7,8 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from channels_app.sealing import unseal, unseal_json
+
 DELIVERY_KEY_NAMESPACE = uuid.UUID("6f1c2a4e-8f0b-4c47-9a51-3d7d0e2b9c10")
 
 
@@ -69,11 +71,21 @@ class Message(models.Model):
 
     @property
     def raw_text(self) -> str:
-        data = bytes(self.raw)
+        """The message as received (opened when sealed at rest); empty once pruned."""
+        data = unseal(self.raw)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             return data.decode("latin-1")
+
+    @property
+    def canonical_json(self) -> dict | None:
+        """The canonical FHIR bundle, wherever it is stored (sealed at rest or not)."""
+        if self.canonical is not None:
+            return self.canonical
+        if self.canonical_sealed is not None:
+            return unseal_json(self.canonical_sealed)
+        return None
 
     def error_fields(self, stage: str, exc: Exception, path: str = "") -> dict:
         return {

@@ -23,6 +23,7 @@ from adapters.base import AdapterError
 from adapters.registry import build_transport, transport_class
 from adapters.transports.base import Payload, SendResult
 from channels_app.models import Attempt, Delivery, Destination
+from channels_app.sealing import SealError, open_config, unseal
 
 # Celery may run a countdown task a little early; a claim accepts it within this tolerance.
 EARLY_TOLERANCE = timedelta(seconds=1)
@@ -66,7 +67,7 @@ RETURNING d.id, d.attempt_count, d.message_id, dest.id, dest.transport, dest.con
 
 # The raw inbound bytes only when a destination in the batch forwards them (e.g. MLLP).
 LOAD_BODIES = """
-SELECT id, canonical::text, CASE WHEN %(with_source)s THEN raw END
+SELECT id, canonical::text, canonical_sealed, CASE WHEN %(with_source)s THEN raw END
 FROM channels_app_message WHERE id = ANY(%(ids)s)
 """
 
@@ -122,9 +123,13 @@ def _load_bodies(claimed: list[_Claimed]) -> dict[int, Body]:
     with connection.cursor() as cursor:
         cursor.execute(LOAD_BODIES, params)
         rows = cursor.fetchall()
+    # Sealed at rest: the canonical JSON is in canonical_sealed, the source bytes are sealed.
     return {
-        message_id: Body(canonical, bytes(source) if source is not None else None)
-        for message_id, canonical, source in rows
+        message_id: Body(
+            canonical if sealed is None else unseal(sealed).decode(),
+            unseal(source) if source is not None else None,
+        )
+        for message_id, canonical, sealed, source in rows
     }
 
 
@@ -175,7 +180,12 @@ def _send(claimed: _Claimed, body: Body | None) -> None:
 
 @lru_cache(maxsize=256)
 def _transport(name: str, config_json: str):
-    return build_transport(name, json.loads(config_json))
+    # Sealed secrets are opened here only, for the transport object; never log the opened config.
+    try:
+        config = open_config(name, json.loads(config_json))
+    except SealError as exc:
+        raise AdapterError(f"cannot open the destination's secrets: {exc}", permanent=False)
+    return build_transport(name, config)
 
 
 def encode(delivery: Delivery, body: Body | None) -> Payload:

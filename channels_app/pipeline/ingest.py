@@ -17,6 +17,7 @@ import psycopg
 
 from adapters.codecs import hl7v2
 from adapters.codecs.hl7v2_ack import Header
+from channels_app.sealing import seal
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,11 @@ WITH incoming AS (
         %(status)s::text[], %(message_type)s::text[], %(control_id)s::text[],
         %(sending_application)s::text[], %(sending_facility)s::text[], %(remote_addr)s::text[],
         %(raw)s::bytea[], %(error_stage)s::text[], %(error_class)s::text[], %(error_path)s::text[],
-        %(error_detail)s::text[], %(dedupe_key)s::text[]
+        %(error_detail)s::text[], %(dedupe_key)s::text[], %(size)s::int[]
     ) WITH ORDINALITY AS t(
         channel_id, version_id, received_at, status, message_type, control_id, sending_application,
         sending_facility, remote_addr, raw, error_stage, error_class, error_path, error_detail,
-        dedupe_key, ord
+        dedupe_key, size, ord
     )
 ), seen AS (
     INSERT INTO channels_app_dedupeentry AS d (channel_id, key, seen_at, duplicates)
@@ -127,7 +128,7 @@ WITH incoming AS (
         error_stage, error_class, error_path, error_detail, sweep_after
     )
     SELECT channel_id, version_id, received_at, status, message_type, control_id,
-           sending_application, sending_facility, remote_addr, raw, length(raw), '[]'::jsonb,
+           sending_application, sending_facility, remote_addr, raw, size, '[]'::jsonb,
            error_stage, error_class, error_path, error_detail, received_at
     FROM fresh ORDER BY ord
     RETURNING id
@@ -151,6 +152,7 @@ COLUMNS = (
     "error_path",
     "error_detail",
     "dedupe_key",
+    "size",
 )
 
 
@@ -166,12 +168,13 @@ def _row(item: Inbound, key: str | None) -> tuple:
         h.sending_application[:200],
         h.sending_facility[:200],
         item.remote_addr[:100],
-        item.raw,
+        seal(item.raw),  # as received, or sealed at rest when HUB_ENCRYPTION_KEYS is set
         item.error_stage if error else "",
         type(error).__name__ if error else "",
         (getattr(error, "location", "") or "")[:200] if error else "",
         str(error)[:4000] if error else "",
         key,
+        len(item.raw),
     )
 
 

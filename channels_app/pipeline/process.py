@@ -13,27 +13,35 @@ from adapters import mapping
 from adapters.base import AdapterError
 from adapters.codecs import hl7v2
 from channels_app.models import Delivery, Destination, Message
+from channels_app.pipeline import lanes
+from channels_app.sealing import SealError, seal_json, unseal
+from channels_app.sealing import enabled as sealing_enabled
 
 # A batch is topped up to this size with messages whose own task is this late (a backlog).
 BATCH_MAX = 50
 LATE_AFTER = timedelta(milliseconds=250)
+# Advisory-lock namespace: one lock per ordered destination while its deliveries are inserted.
+LANE_LOCKS = 6_2575
 
 # One UPDATE for the whole batch, its rows passed as one JSON document (Django's bulk_update
 # builds a CASE per field and row, and arrays of large JSON values are slow to escape).
 SAVE_OUTCOMES = """
 UPDATE channels_app_message AS m
-SET status = o.status, canonical = o.canonical, issues = o.issues, processed_at = o.processed_at,
-    error_stage = o.error_stage, error_class = o.error_class, error_path = o.error_path,
-    error_detail = o.error_detail
+SET status = o.status, canonical = o.canonical,
+    canonical_sealed = convert_to(o.canonical_sealed, 'UTF8'), issues = o.issues,
+    processed_at = o.processed_at, error_stage = o.error_stage, error_class = o.error_class,
+    error_path = o.error_path, error_detail = o.error_detail
 FROM jsonb_to_recordset(%s::jsonb) AS o(
-    id bigint, status text, canonical jsonb, issues jsonb, processed_at timestamptz,
-    error_stage text, error_class text, error_path text, error_detail text)
+    id bigint, status text, canonical jsonb, canonical_sealed text, issues jsonb,
+    processed_at timestamptz, error_stage text, error_class text, error_path text,
+    error_detail text)
 WHERE m.id = o.id
 """
 
 
 def process_messages(ids: list[int]) -> list[int]:
-    """Process the RECEIVED messages among ``ids``; returns the ids of the deliveries created.
+    """Process the RECEIVED messages among ``ids``; returns the ids of the deliveries to send
+    (those to a paused destination or channel are created QUEUED and wait for its resume).
 
     Idempotent: rows already processed, or being processed by another worker (locked), are
     skipped. Everything happens in one transaction, so a worker killed half-way leaves the
@@ -49,7 +57,7 @@ def process_messages(ids: list[int]) -> list[int]:
         now = timezone.now()
         deliveries: list[Delivery] = []
         for message in messages:
-            _convert(message)
+            parsed = _convert(message)
             message.processed_at = now
             if message.status == Message.Status.ERROR:
                 continue
@@ -58,15 +66,37 @@ def process_messages(ids: list[int]) -> list[int]:
                 message.status = Message.Status.FILTERED
                 continue
             message.status = Message.Status.PROCESSED
-            deliveries += [
-                Delivery(
-                    message_id=message.id, destination_id=d.id, created_at=now, next_attempt_at=now
-                )
-                for d in targets
-            ]
+            deliveries += [_delivery(message, d, parsed, now) for d in targets]
         _save_outcomes(messages)
+        # In message order, so that a lane (ordered by delivery id) follows the order of arrival.
+        deliveries.sort(key=lambda d: d.message_id)
+        _lock_lanes(deliveries)
         created = Delivery.objects.bulk_create(deliveries)
-    return [d.id for d in created]
+    return [d.id for d in created if d.status == Delivery.Status.PENDING]
+
+
+def _delivery(message: Message, destination: Destination, parsed, now) -> Delivery:
+    held = destination.paused or destination.channel.paused
+    return Delivery(
+        message_id=message.id,
+        destination_id=destination.id,
+        created_at=now,
+        next_attempt_at=now,
+        status=Delivery.Status.QUEUED if held else Delivery.Status.PENDING,
+        ordering_key=lanes.key_for(parsed, destination.ordering_key),
+    )
+
+
+def _lock_lanes(deliveries: list[Delivery]) -> None:
+    """Ordered destinations take their deliveries one transaction at a time, so a later id in a
+    lane never becomes visible (and claimable) before an earlier one."""
+    ordered = sorted({d.destination_id for d in deliveries if d.ordering_key})
+    if ordered:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, id) FROM unnest(%s::int[]) AS id",
+                [LANE_LOCKS, ordered],
+            )
 
 
 def _claim(ids: list[int]) -> list[Message]:
@@ -88,11 +118,19 @@ def _claim(ids: list[int]) -> list[Message]:
 
 
 def _save_outcomes(messages: list[Message]) -> None:
+    # Sealed at rest when a key is set: the bundle goes to canonical_sealed (sealed values are
+    # ASCII, so they travel in the JSON document as text) and canonical stays null.
+    sealing = sealing_enabled()
     rows = [
         {
             "id": m.id,
             "status": m.status,
-            "canonical": m.canonical,
+            "canonical": None if sealing else m.canonical,
+            "canonical_sealed": (
+                seal_json(m.canonical).decode("ascii")
+                if sealing and m.canonical is not None
+                else None
+            ),
             "issues": m.issues or [],
             "processed_at": m.processed_at.isoformat(),
             "error_stage": m.error_stage,
@@ -108,18 +146,27 @@ def _save_outcomes(messages: list[Message]) -> None:
 
 def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destination]]:
     found: dict[int, list[Destination]] = defaultdict(list)
-    for destination in Destination.objects.filter(channel_id__in=channel_ids, enabled=True).only(
-        "id", "channel_id"
-    ):
+    targets = (
+        Destination.objects.filter(channel_id__in=channel_ids, enabled=True)
+        .select_related("channel")
+        .only("id", "channel_id", "paused", "ordering_key", "channel__paused")
+    )
+    for destination in targets:
         found[destination.channel_id].append(destination)
     return found
 
 
-def _convert(message: Message) -> None:
-    """Fill in the canonical bundle, or the error that stopped the message (with its place)."""
+def _convert(message: Message) -> hl7v2.Message | None:
+    """Fill in the canonical bundle, or the error that stopped the message (with its place);
+    returns the parsed message (its lanes are read from it) when it got that far."""
     message.error_stage = message.error_class = message.error_path = message.error_detail = ""
     try:
-        parsed = hl7v2.parse(bytes(message.raw))
+        raw = unseal(message.raw)
+    except SealError as exc:  # a key was dropped too early: say so, keep the row for a replay
+        message.__dict__.update(message.error_fields("unseal", exc))
+        return
+    try:
+        parsed = hl7v2.parse(raw)
     except hl7v2.HL7Error as exc:
         message.__dict__.update(message.error_fields("parse", exc, exc.location))
         return
@@ -137,6 +184,7 @@ def _convert(message: Message) -> None:
         return
     message.canonical = result.bundle
     message.issues = [issue_dict(i) for i in result.issues]
+    return parsed
 
 
 def issue_dict(issue) -> dict:

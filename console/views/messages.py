@@ -26,7 +26,7 @@ PAGE_SIZE = 50
 def message_list(request):
     messages = (
         Message.objects.select_related("channel")
-        .defer("raw", "canonical", "issues")
+        .defer("raw", "canonical", "canonical_sealed", "issues")
         .annotate(
             delivered=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.DELIVERED)),
             failed=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.FAILED)),
@@ -89,9 +89,9 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
     deliveries = list(message.deliveries.select_related("destination").prefetch_related(attempts))
     shown = (lambda text: text) if reveal else mask_text
     raw = message.raw_text if reveal else mask_hl7(message.raw_text)
-    canonical = (
-        message.canonical if reveal or not message.canonical else mask_fhir(message.canonical)
-    )
+    canonical = message.canonical_json  # opened here when sealed at rest
+    if canonical and not reveal:
+        canonical = mask_fhir(canonical)
     for d in deliveries:
         d.shown_error = shown(d.last_error)
         for a in d.attempts.all():

@@ -1,0 +1,170 @@
+"""Encryption at rest: with HUB_ENCRYPTION_KEYS set, bodies are sealed in the database, read back
+wherever they are shown or sent, and a key is rotated without losing a row."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from channels_app import sealing
+from channels_app.models import Delivery, Message
+from console.roles import Role
+from tests import factories
+from tests.support import send, wait_for
+
+OLD_KEY = Fernet.generate_key().decode()
+NEW_KEY = Fernet.generate_key().decode()
+FAMILY = "QUINTAVALLESEALED"
+
+
+def stored(message_id: int) -> tuple[bytes, object, bytes | None]:
+    """The row as PostgreSQL holds it, read past the ORM."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT raw, canonical::text, canonical_sealed FROM channels_app_message WHERE id = %s",
+            [message_id],
+        )
+        raw, canonical, sealed = cursor.fetchone()
+    return bytes(raw), canonical, bytes(sealed) if sealed is not None else None
+
+
+# --- the primitives, no database --------------------------------------------------------------
+
+
+def test_without_a_key_nothing_is_sealed(settings):
+    settings.HUB_ENCRYPTION_KEYS = []
+    assert sealing.seal(b"MSH|x") == b"MSH|x"
+    assert sealing.unseal(b"MSH|x") == b"MSH|x"
+
+
+def test_sealed_values_are_prefixed_ascii_and_plaintext_still_reads(settings):
+    settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
+    sealed = sealing.seal(f"PID|1||M1||{FAMILY}".encode())
+    assert sealed.startswith(sealing.SEALED_PREFIX) and sealed.isascii()
+    assert FAMILY.encode() not in sealed
+    assert sealing.unseal(sealed) == f"PID|1||M1||{FAMILY}".encode()
+    assert sealing.unseal(b"MSH|written before the key") == b"MSH|written before the key"
+
+
+def test_a_value_no_key_opens_is_a_clear_error(settings):
+    settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
+    sealed = sealing.seal(b"secret")
+    settings.HUB_ENCRYPTION_KEYS = [NEW_KEY]
+    with pytest.raises(sealing.SealError, match="no key"):
+        sealing.unseal(sealed)
+    settings.HUB_ENCRYPTION_KEYS = []
+    with pytest.raises(sealing.SealError, match="not set"):
+        sealing.unseal(sealed)
+
+
+# --- the whole path ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bodies_are_sealed_in_the_database_and_shown_to_an_operator(
+    settings, hub, mllp_port, fhir_sink, client
+):
+    settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
+    raw = factories.adt_a01("SEAL-1", family=FAMILY, mrn="M-SEAL-1")
+    send(mllp_port, raw)
+    delivery = wait_for(
+        lambda: Delivery.objects.filter(
+            message__control_id="SEAL-1", status=Delivery.Status.DELIVERED
+        ).first(),
+        what="sealed message delivered",
+    )
+    # The FHIR server got the bundle in the clear ...
+    [bundle] = fhir_sink.bundles()
+    assert bundle["entry"][0]["resource"]["name"][0]["family"] == FAMILY
+    # ... while the database holds neither the name nor any plain canonical JSON.
+    stored_raw, canonical, sealed = stored(delivery.message_id)
+    assert stored_raw.startswith(sealing.SEALED_PREFIX) and FAMILY.encode() not in stored_raw
+    assert canonical is None
+    assert sealed.startswith(sealing.SEALED_PREFIX) and FAMILY.encode() not in sealed
+    message = Message.objects.get(pk=delivery.message_id)
+    assert message.size == len(raw)  # the size received, not the size sealed
+    assert message.raw_text == raw.decode() and message.canonical_json == bundle
+
+    client.force_login(factories.user("op-seal", Role.OPERATOR))
+    masked = client.get(f"/messages/{message.pk}/").content.decode()
+    assert FAMILY not in masked and "EVN|A01" in masked
+    revealed = client.post(f"/messages/{message.pk}/reveal/").content.decode()
+    assert revealed.count(FAMILY) >= 2  # the raw PID segment and the canonical Patient
+
+
+@pytest.mark.django_db
+def test_rows_written_before_the_key_was_set_still_read(settings, client):
+    settings.HUB_ENCRYPTION_KEYS = []
+    channel = factories.channel(40101)
+    message = Message.objects.create(
+        channel=channel,
+        raw=factories.adt_a01("PLAIN-1", family=FAMILY),
+        canonical={"resourceType": "Bundle", "entry": [{"name": FAMILY}]},
+    )
+    settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
+    message = Message.objects.get(pk=message.pk)
+    assert FAMILY in message.raw_text and message.canonical_json["entry"][0]["name"] == FAMILY
+    client.force_login(factories.user("op-plain", Role.OPERATOR))
+    assert FAMILY in client.post(f"/messages/{message.pk}/reveal/").content.decode()
+
+
+@pytest.mark.django_db
+def test_rotation_old_key_to_new_key_then_the_old_key_is_dropped(settings):
+    settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
+    channel = factories.channel(40102)
+    raw = factories.adt_a01("ROT-1", family=FAMILY)
+    bundle = {"resourceType": "Bundle", "entry": [{"family": FAMILY}]}
+    sealed_message = Message.objects.create(
+        channel=channel, raw=sealing.seal(raw), canonical_sealed=sealing.seal_json(bundle)
+    )
+    settings.HUB_ENCRYPTION_KEYS = []
+    plain_message = Message.objects.create(channel=channel, raw=raw, canonical=bundle)
+    pruned = Message.objects.create(channel=channel, raw=b"")
+
+    settings.HUB_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]  # the new key seals, the old one still opens
+    out = io.StringIO()
+    call_command("rotate_keys", "--batch-size", "2", stdout=out)
+    assert "messages: 2/3" in out.getvalue() and "messages: 3/3" in out.getvalue()
+
+    settings.HUB_ENCRYPTION_KEYS = [NEW_KEY]  # the old key is gone
+    for message in (sealed_message, plain_message):
+        raw_now, canonical_now, sealed_now = stored(message.pk)
+        assert FAMILY.encode() not in raw_now and canonical_now is None
+        assert FAMILY.encode() not in sealed_now
+        fresh = Message.objects.get(pk=message.pk)
+        assert fresh.raw_text == raw.decode() and fresh.canonical_json == bundle
+    assert stored(pruned.pk)[0] == b""  # an emptied body stays empty
+
+    settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]  # and the old key alone opens nothing any more
+    with pytest.raises(sealing.SealError):
+        _ = Message.objects.get(pk=sealed_message.pk).raw_text
+
+
+@pytest.mark.django_db
+def test_rotate_keys_needs_a_key(settings):
+    settings.HUB_ENCRYPTION_KEYS = []
+    with pytest.raises(CommandError, match="not set"):
+        call_command("rotate_keys")
+
+
+def test_sealing_costs_little_per_message(settings):
+    """The ingest path adds one seal per message; deliver and pages one unseal each."""
+    import time
+
+    settings.HUB_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    raw = factories.oru_r01("COST-1", n_obx=20)
+    sealing.seal(raw)  # build the cipher once, as a long-running process has
+    n = 2000
+    t0 = time.perf_counter()
+    sealed = [sealing.seal(raw) for _ in range(n)]
+    seal_us = (time.perf_counter() - t0) / n * 1e6
+    t0 = time.perf_counter()
+    for s in sealed:
+        sealing.unseal(s)
+    unseal_us = (time.perf_counter() - t0) / n * 1e6
+    print(f"\nseal {seal_us:.1f} µs, unseal {unseal_us:.1f} µs for {len(raw)} bytes")
+    assert seal_us < 500 and unseal_us < 500
