@@ -8,6 +8,12 @@ cannot be born open by forgetting a decorator. Declarations:
     public(view)                no sign-in needed (the sign-in page); also exempts the view from
                                 Django's LoginRequiredMiddleware
 
+API views (Django REST framework) declare on the class, per action or HTTP method:
+
+    required_roles = {"list": Role.VIEWER, "partial_update": Role.ANALYST}
+
+and are answered in JSON: 401 without credentials, 403 with too little role.
+
 Websocket consumers declare on the class (``@requires(Role.VIEWER)``) and refuse in connect()
 when ``decide(declared(type(self)), user)`` gives a reason; the role matrix test checks that
 every consumer in console.routing declares.
@@ -22,6 +28,8 @@ from collections.abc import Callable
 from typing import Final
 
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
+from django.http import JsonResponse
 from django.shortcuts import render
 
 from console.roles import Role, user_role
@@ -57,19 +65,45 @@ def public(view):
     return view
 
 
-def declared(view) -> Access | None:
-    """The view's declaration; class-based views carry it on the function ``as_view()`` made."""
-    return getattr(view, ATTRIBUTE, None)
+def declared(view, method: str | None = None) -> Access | dict | None:
+    """The view's declaration; class-based views carry it on the function ``as_view()`` made.
+
+    For an API view, the role ``method`` needs (HEAD and OPTIONS need the least any of the
+    route's methods needs), or without ``method`` the whole table of the route."""
+    access = getattr(view, ATTRIBUTE, None)
+    if access is not None or not is_api_view(view):
+        return access
+    return api_access(view.cls, getattr(view, "actions", None), method)
+
+
+def api_access(cls, actions: dict | None, method: str | None) -> Access | dict | None:
+    """An API view class's declaration for ``method`` (viewsets map methods to actions)."""
+    roles = getattr(cls, "required_roles", {})
+    table = {m: roles.get(a) for m, a in actions.items()} if actions else dict(roles)
+    if method is None:
+        return table or None
+    method = method.lower()
+    if method in ("head", "options") and method not in table:
+        known = [r for r in table.values() if r is not None]
+        return min(known) if known else None
+    return table.get(method)
+
+
+def is_api_view(view) -> bool:
+    from rest_framework.views import APIView
+
+    cls = getattr(view, "cls", None)
+    return isinstance(cls, type) and issubclass(cls, APIView)
 
 
 def decide(access: Access | None, user) -> str | None:
     """Why ``user`` may not open a view declared ``access``, or None when they may."""
-    if access is None:
-        return "undeclared"
     if access == PUBLIC:
         return None
     if not getattr(user, "is_authenticated", False):
         return "anonymous"
+    if access is None:
+        return "undeclared"
     if access == SIGNED_IN:
         return None
     role = user_role(user)
@@ -88,12 +122,20 @@ REASONS: Final = {
 }
 
 
-def denied(request, reason: str, needed: Access | None = None):
+def denied(request, reason: str, needed: Access | None = None, *, api: bool = False):
     role = user_role(request.user)
     text = REASONS[reason].format(
         needed=needed.label if isinstance(needed, Role) else "",
         role=role.label if role else "none",
     )
+    if api:
+        text = text.replace("this page", "this endpoint").replace("This page", "This endpoint")
+        response = JsonResponse(
+            {"detail": text, "reason": reason}, status=401 if reason == "anonymous" else 403
+        )
+        if reason == "anonymous":
+            response["WWW-Authenticate"] = 'Bearer realm="hub"'
+        return response
     return render(
         request,
         "access/denied.html",
@@ -113,8 +155,17 @@ class RoleMiddleware:
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         request.hub_role = user_role(request.user)  # for templates: the navbar shows it
-        access = declared(view_func)
+        access = declared(view_func, request.method)
         reason = decide(access, request.user)
         if reason is None:
             return None
-        return denied(request, reason, access)
+        return denied(request, reason, access, api=is_api_view(view_func))
+
+
+class LoginRequiredMiddleware(DjangoLoginRequired):
+    """Pages send anonymous visitors to sign in; API calls are left to RoleMiddleware's 401."""
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if is_api_view(view_func):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)

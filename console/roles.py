@@ -36,6 +36,9 @@ def user_role(user) -> Role | None:
     """The highest role of ``user``, or None (anonymous, inactive, or in no role group)."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return None
+    token_role = getattr(user, "_hub_token_role", None)
+    if token_role is not None:  # signed in by an API token: the token's role, nothing more
+        return token_role
     if user.is_superuser:
         return Role.ADMIN
     cached = getattr(user, "_hub_role", False)

@@ -1,5 +1,5 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 from console.access import public, requires, signed_in
@@ -31,4 +31,5 @@ urlpatterns = [
     path("audit/", audit.audit_list, name="audit"),
     path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("audit/unlock/", audit.audit_unlock, name="audit-unlock"),
+    path("api/v1/", include("console.api.urls")),
 ]

@@ -1,0 +1,190 @@
+"""HTTP inbound: a sender POSTs HL7 v2 or FHIR JSON to an HTTP channel with its service token.
+
+202 with the message id once the message is committed (the HTTP twin of an MLLP AA); a message
+that cannot be read is still stored, with its error, and answered 4xx with the reason, so nothing
+a sender sent is lost and the console shows what went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.db import connection, transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import parsers, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from adapters.mapping.validation import validate
+from channels_app.models import Channel
+from channels_app.pipeline import ingest
+from console.roles import Role
+
+log = logging.getLogger(__name__)
+
+HL7_TYPES = ("x-application/hl7-v2+er7", "application/hl7-v2", "text/plain")
+FHIR_TYPES = ("application/fhir+json", "application/json")
+FHIR_JSON = "application/fhir+json"
+
+
+class RawBody(parsers.BaseParser):
+    """Hands the body over untouched: the hub stores exactly what the sender sent."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read() if stream is not None else b""
+
+
+Accepted = inline_serializer(
+    "Accepted",
+    {
+        "message_id": serializers.IntegerField(allow_null=True),
+        "status": serializers.CharField(),
+        "duplicate": serializers.BooleanField(),
+    },
+)
+Refused = inline_serializer(
+    "Refused",
+    {
+        "detail": serializers.CharField(),
+        "message_id": serializers.IntegerField(allow_null=True, required=False),
+    },
+)
+
+
+class InboundView(APIView):
+    """``POST /api/v1/channels/{id}/messages/`` with an HL7 v2 or FHIR JSON body."""
+
+    parser_classes = [RawBody]
+    required_roles = {"post": Role.OPERATOR}
+
+    @extend_schema(
+        request={t: {"type": "string"} for t in (*HL7_TYPES, *FHIR_TYPES)},
+        responses={
+            202: Accepted,
+            200: OpenApiResponse(Accepted, description="A duplicate: already received."),
+            400: Refused,
+            404: Refused,
+            409: Refused,
+            413: Refused,
+            415: Refused,
+            422: Refused,
+        },
+        examples=[OpenApiExample("HL7 v2", value="MSH|^~\\&|LAB|…", media_type=HL7_TYPES[0])],
+    )
+    def post(self, request, pk: int):
+        channel = get_object_or_404(Channel, pk=pk)
+        if channel.source_type != Channel.SourceType.HTTP or not channel.enabled:
+            return _refuse(409, f"channel {channel.pk} does not accept HTTP messages")
+        raw = request.data if isinstance(request.data, bytes) else b""
+        if not raw.strip():
+            return _refuse(400, "the body is empty")
+        if len(raw) > channel.max_message_bytes:
+            return _refuse(413, f"the body is larger than {channel.max_message_bytes} bytes")
+        media = request.content_type.split(";")[0].strip().lower()
+        if media in HL7_TYPES:
+            item = _read_hl7(raw, channel, request)
+            content_type = HL7_TYPES[0]
+        elif media in FHIR_TYPES:
+            item = _read_fhir(raw, channel, request)
+            content_type = FHIR_JSON
+            if item is None:
+                return _refuse(
+                    415,
+                    "JSON without a resourceType is not FHIR; custom JSON "
+                    "needs a mapping, which this channel does not have",
+                )
+        else:
+            return _refuse(415, f"send HL7 v2 ({HL7_TYPES[0]}) or FHIR JSON ({FHIR_JSON})")
+        stored = _store(item, content_type)
+        if stored.duplicate:
+            return Response({"message_id": None, "status": "DUPLICATE", "duplicate": True})
+        if item.error:
+            return _refuse(
+                422 if item.error_stage == "validate" else 400,
+                f"{item.error_stage} error: {item.error}",
+                message_id=stored.message_id,
+            )
+        transaction.on_commit(lambda: _dispatch(stored.message_id))
+        response = Response(
+            {"message_id": stored.message_id, "status": "RECEIVED", "duplicate": False},
+            status=202,
+        )
+        response["Location"] = f"/api/v1/messages/{stored.message_id}/"
+        return response
+
+
+def _refuse(status: int, detail: str, **extra) -> Response:
+    return Response({"detail": detail, **extra}, status=status)
+
+
+def _common(channel: Channel, request) -> dict:
+    version = channel.current_version()
+    return {
+        "channel_id": channel.pk,
+        "channel_version_id": version.pk if version else None,
+        "dedupe_window_s": channel.dedupe_window_s,
+        "remote_addr": request.META.get("REMOTE_ADDR", ""),
+    }
+
+
+def _read_hl7(raw: bytes, channel: Channel, request) -> ingest.Inbound:
+    return ingest.read_inbound(raw, **_common(channel, request))
+
+
+def _read_fhir(raw: bytes, channel: Channel, request) -> ingest.Inbound | None:
+    """None for JSON that is not FHIR; otherwise an Inbound, with its error if invalid."""
+    item = ingest.Inbound(raw=raw, **{k: v for k, v in _common(channel, request).items()})
+    try:
+        resource = json.loads(raw)
+    except ValueError as exc:
+        item.error, item.error_stage = exc, "parse"
+        return item
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        return None
+    item.message_type = resource["resourceType"][:40]
+    item.header.control_id = str(request.headers.get("Idempotency-Key") or "")[:200]
+    item.header.sending_application = f"token:{getattr(request.auth, 'prefix', '')}"
+    try:
+        validate(as_bundle(resource))
+    except Exception as exc:  # a validation error names the field and the path
+        item.error, item.error_stage = exc, "validate"
+    return item
+
+
+def as_bundle(resource: dict) -> dict:
+    """A Bundle stays as it is; a single resource becomes a one-entry transaction Bundle."""
+    if resource.get("resourceType") == "Bundle":
+        return resource
+    entry = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+
+
+def _store(item: ingest.Inbound, content_type: str) -> ingest.Stored:
+    row = ingest._row(item, item.dedupe_key)
+    params = {column: [value] for column, value in zip(ingest.COLUMNS, row, strict=True)}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(ingest.STORE_BATCH, params)
+        fresh, ids = cursor.fetchone()
+        if not ids:
+            return ingest.Stored(None, duplicate=True)
+        if content_type != HL7_TYPES[0]:
+            cursor.execute(
+                "UPDATE channels_app_message SET content_type = %s WHERE id = %s",
+                [content_type, ids[0]],
+            )
+    return ingest.Stored(ids[0])
+
+
+def _dispatch(message_id: int) -> None:
+    from channels_app.tasks import process_messages
+
+    try:
+        process_messages.delay([message_id])
+    except Exception as exc:  # the broker is down: the sweeper picks the message up
+        log.warning(
+            "could not enqueue message %s for processing (%s); the sweeper will", message_id, exc
+        )

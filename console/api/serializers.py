@@ -1,0 +1,245 @@
+"""What the API shows and accepts. PHI and secrets never leave through here unmasked by accident:
+message bodies are masked unless the view was asked to reveal (and audited it), and destination
+secrets are write-only."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from adapters.registry import ConfigError, build_transport
+from channels_app import sealing
+from channels_app.models import Attempt, Channel, Delivery, Destination, Message
+from console.models import ApiToken, AuditEvent
+from console.roles import Role
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    current_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Channel
+        fields = [
+            "id",
+            "name",
+            "description",
+            "enabled",
+            "paused",
+            "source_type",
+            "source_config",
+            "dedupe_window_s",
+            "max_message_bytes",
+            "retention_days",
+            "current_version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["paused", "created_at", "updated_at"]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_current_version(self, channel) -> int | None:
+        version = channel.current_version()
+        return version.number if version else None
+
+    def validate_source_config(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return value
+
+
+class DestinationSerializer(serializers.ModelSerializer):
+    config = serializers.JSONField(
+        help_text="Transport settings. Secrets are write-only: they read back as a marker, and "
+        "sending the marker (or leaving a secret out) keeps the stored value."
+    )
+
+    class Meta:
+        model = Destination
+        fields = [
+            "id",
+            "channel",
+            "name",
+            "enabled",
+            "paused",
+            "transport",
+            "config",
+            "timeout_s",
+            "max_attempts",
+            "backoff_base_s",
+            "backoff_max_s",
+            "ordering_key",
+            "rate_limit_per_s",
+            "breaker_error_rate",
+            "breaker_min_samples",
+            "breaker_window_s",
+            "breaker_cooldown_s",
+            "breaker_state",
+            "breaker_changed_at",
+        ]
+        read_only_fields = ["paused", "breaker_state", "breaker_changed_at"]
+        extra_kwargs = {
+            "timeout_s": {"min_value": 0.1, "max_value": 3600},
+            "backoff_base_s": {"min_value": 0.05},
+            "backoff_max_s": {"min_value": 0.05},
+            "breaker_error_rate": {"min_value": 0.01, "max_value": 1.0},
+            "rate_limit_per_s": {"min_value": 0.01},
+        }
+
+    def to_representation(self, destination):
+        data = super().to_representation(destination)
+        data["config"] = sealing.public_config(destination)
+        return data
+
+    def validate(self, attrs):
+        transport = attrs.get("transport") or getattr(self.instance, "transport", None)
+        config = attrs.get("config", getattr(self.instance, "config", None) or {})
+        if not isinstance(config, dict):
+            raise serializers.ValidationError({"config": "must be a JSON object"})
+        if self.instance is not None and "config" in attrs:
+            config = sealing.merge_config(transport, self.instance.config or {}, config)
+        try:
+            build_transport(transport, sealing.open_config(transport, config))
+        except ConfigError as exc:
+            raise serializers.ValidationError({"config": str(exc)}) from None
+        if "config" in attrs or self.instance is None:
+            attrs["config"] = sealing.seal_config(transport, config)
+        return attrs
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    channel_name = serializers.CharField(source="channel.name", read_only=True)
+    error_detail = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "channel",
+            "channel_name",
+            "status",
+            "received_at",
+            "processed_at",
+            "message_type",
+            "control_id",
+            "sending_application",
+            "sending_facility",
+            "content_type",
+            "size",
+            "error_stage",
+            "error_class",
+            "error_path",
+            "error_detail",
+        ]
+
+    def get_error_detail(self, message) -> str:
+        from console.phi import mask_text
+
+        return (
+            message.error_detail if self.context.get("reveal") else mask_text(message.error_detail)
+        )
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Attempt
+        fields = [
+            "number",
+            "started_at",
+            "duration_ms",
+            "outcome",
+            "status_code",
+            "request_summary",
+            "issues",
+        ]
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    destination_name = serializers.CharField(source="destination.name", read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "message",
+            "destination",
+            "destination_name",
+            "status",
+            "attempt_count",
+            "created_at",
+            "next_attempt_at",
+            "delivered_at",
+            "ordering_key",
+            "idempotency_key",
+        ]
+
+
+class MessageBodySerializer(serializers.Serializer):
+    """One message's bodies: masked unless revealed (operator and above, audited)."""
+
+    revealed = serializers.BooleanField()
+    raw = serializers.CharField()
+    canonical = serializers.JSONField(allow_null=True)
+    issues = serializers.JSONField()
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor_name", "ip", "action", "target", "detail"]
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    account = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "account",
+            "name",
+            "role",
+            "prefix",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "replaced_by",
+            "state",
+        ]
+
+    def get_state(self, token) -> str:
+        from console.tokens import is_usable
+
+        if token.revoked_at:
+            return "revoked"
+        return "active" if is_usable(token) else "expired"
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    account = serializers.RegexField(
+        r"^[\w.@+-]{1,150}$", help_text="A service account name; created if new."
+    )
+    role = serializers.ChoiceField(choices=[r.label for r in Role])
+    expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, default=90)
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+    def validate_account(self, value):
+        user = get_user_model().objects.filter(username=value).first()
+        if user is not None and user.has_usable_password():
+            raise serializers.ValidationError(
+                "this is a person's account; tokens are for service accounts"
+            )
+        return value
+
+
+class TokenRotateSerializer(serializers.Serializer):
+    overlap_hours = serializers.IntegerField(min_value=0, max_value=24 * 30, default=24)
+
+
+class IssuedTokenSerializer(TokenSerializer):
+    token = serializers.CharField(help_text="The bearer token. Shown once; store it now.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]

@@ -1,0 +1,150 @@
+"""Every API route, every method, every role (by token and by session): allowed or refused as the
+table says. A route missing from API_MATRIX, or an action without a declared role, fails here."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from channels_app.models import Channel, Delivery, Message
+from console import tokens
+from console.access import declared
+from console.models import AuditEvent
+from console.roles import Role
+from tests import factories
+from tests.console.test_role_matrix import all_patterns
+
+pytestmark = pytest.mark.django_db
+
+VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Role.ADMIN
+API_MATRIX = {
+    "api-schema": {"GET": VIEWER},
+    "api-inbound": {"POST": OPERATOR},
+    "api-channel-list": {"GET": VIEWER, "POST": ANALYST},
+    "api-channel-detail": {"GET": VIEWER, "PUT": ANALYST, "PATCH": ANALYST},
+    "api-channel-publish": {"POST": ADMIN},
+    "api-channel-pause": {"POST": OPERATOR},
+    "api-channel-resume": {"POST": OPERATOR},
+    "api-destination-list": {"GET": VIEWER, "POST": ANALYST},
+    "api-destination-detail": {"GET": VIEWER, "PUT": ANALYST, "PATCH": ANALYST},
+    "api-destination-pause": {"POST": OPERATOR},
+    "api-destination-resume": {"POST": OPERATOR},
+    "api-message-list": {"GET": VIEWER},
+    "api-message-detail": {"GET": VIEWER},
+    "api-message-body": {"GET": VIEWER},
+    "api-message-reveal": {"POST": OPERATOR},
+    "api-delivery-list": {"GET": VIEWER},
+    "api-delivery-detail": {"GET": VIEWER},
+    "api-delivery-attempts": {"GET": VIEWER},
+    "api-audit-list": {"GET": ADMIN},
+    "api-audit-detail": {"GET": ADMIN},
+    "api-token-list": {"GET": ADMIN, "POST": ADMIN},
+    "api-token-detail": {"GET": ADMIN},
+    "api-token-rotate": {"POST": ADMIN},
+    "api-token-revoke": {"POST": ADMIN},
+}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+ROLES = {"viewer": VIEWER, "operator": OPERATOR, "analyst": ANALYST, "admin": ADMIN}
+
+
+def api_patterns():
+    return [(p, route) for p, route in all_patterns() if route.startswith("api/")]
+
+
+def test_every_api_route_is_in_the_table():
+    names = {p.name for p, _ in api_patterns()}
+    assert names == API_MATRIX.keys()
+
+
+def test_table_matches_declarations():
+    for p, route in api_patterns():
+        for method in METHODS:
+            want = API_MATRIX[p.name].get(method)
+            got = declared(p.callback, method)
+            assert got == want, f"{method} {route}: declared {got}, table says {want}"
+
+
+@pytest.fixture
+def objects():
+    channel = factories.channel(40201, source_type=Channel.SourceType.HTTP)
+    destination = factories.fhir_destination(channel, "http://127.0.0.1:9/fhir")
+    message = Message.objects.create(channel=channel, raw=factories.adt_a01("API-1"))
+    delivery = Delivery.objects.create(message=message, destination=destination)
+    event = AuditEvent.objects.create(action="test.event")
+    target = tokens.issue(tokens.service_account("target"), VIEWER, lifetime=timedelta(days=1))
+    ids = {
+        "channel": channel.pk,
+        "destination": destination.pk,
+        "message": message.pk,
+        "delivery": delivery.pk,
+        "audit": event.pk,
+        "token": target.token.pk,
+    }
+    return ids
+
+
+def url_for(pattern, route: str, ids: dict) -> str:
+    noun = pattern.name.split("-")[1] if pattern.name != "api-inbound" else "channel"
+    return "/" + re.sub(r"<int:pk>|\(\?P<pk>\[\^/\.\]\+\)", str(ids.get(noun, 0)), route).replace(
+        "^", ""
+    ).replace("$", "").replace("\\.", ".")
+
+
+def clients(users) -> dict[str, Client]:
+    """Each identity twice over: by session (people) and by token (service accounts)."""
+    found = {"anonymous": Client(), "bad token": Client(HTTP_AUTHORIZATION="Bearer hub_x")}
+    for label, user in users.items():
+        session = Client()
+        session.force_login(user)
+        found[f"session {label}"] = session
+        if label in ROLES:
+            issued = tokens.issue(
+                tokens.service_account(f"svc-{label}"), ROLES[label], lifetime=timedelta(days=1)
+            )
+            found[f"token {label}"] = Client(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    return found
+
+
+def allowed(access, identity: str) -> bool:
+    if access is None or identity in ("anonymous", "bad token"):
+        return False
+    role = ROLES.get(identity.split()[-1])
+    return role is not None and role >= access
+
+
+def test_api_role_matrix(users, objects):
+    failures, checked = [], 0
+    everyone = clients(users)
+    for pattern, route in api_patterns():
+        url = url_for(pattern, route, objects)
+        for method in METHODS:
+            access = API_MATRIX[pattern.name].get(method)
+            for identity, client in everyone.items():
+                response = client.generic(method, url, "{}", content_type="application/json")
+                want = allowed(access, identity)
+                refused = response.status_code in (401, 403, 405)
+                if want and refused:
+                    failures.append(f"{identity} {method} {url}: refused {response.status_code}")
+                if not want and not refused:
+                    failures.append(f"{identity} {method} {url}: allowed {response.status_code}")
+                if identity in ("anonymous", "bad token") and response.status_code != 401:
+                    failures.append(f"{identity} {method} {url}: {response.status_code}, not 401")
+                if response.status_code >= 500:
+                    failures.append(f"{identity} {method} {url}: {response.status_code}")
+                checked += 1
+    assert not failures, "\n".join(failures)
+    assert checked == len(API_MATRIX) * len(METHODS) * len(everyone)
+
+
+def test_refusals_are_json_and_say_why(viewer_user):
+    client = Client()
+    response = client.get("/api/v1/messages/")
+    assert response.status_code == 401 and response.json()["reason"] == "anonymous"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    client.force_login(viewer_user)
+    response = client.get("/api/v1/audit/")
+    assert response.status_code == 403
+    assert "needs the admin role; your role is viewer" in response.json()["detail"]
