@@ -42,4 +42,9 @@ def build_transport(name: str, config: dict[str, Any]):
 
 
 def _load_builtins() -> None:
-    from adapters.transports import fhir_rest, file  # noqa: F401  (registers on import)
+    from adapters.transports import (  # noqa: F401  (each registers itself on import)
+        fhir_rest,
+        file,
+        mllp_sender,
+        webhook,
+    )
