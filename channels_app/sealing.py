@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any
+from typing import Any, get_args
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 SEALED_PREFIX = b"hubsealed:1:"
 SECRET_MARKER = "••••"  # what forms, exports and snapshots show for a secret that is set
@@ -106,69 +106,109 @@ def unseal_json(data: bytes | memoryview) -> Any:
 
 @lru_cache(maxsize=64)
 def secret_fields(transport: str) -> frozenset[str]:
-    """The config keys ``transport`` declares secret; none for a transport this build lacks."""
+    """The config keys ``transport`` declares secret, at any depth of its schema (e.g. ``token``
+    inside ``auth``); none for a transport this build does not have."""
     from adapters.registry import ConfigError, transport_class
 
     try:
         schema = transport_class(transport).Config
     except ConfigError:
         return frozenset()
-    found = set()
-    for name, field in schema.model_fields.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if extra.get("secret") or _is_secret_type(field.annotation):
-            found.add(field.alias or name)
+    found: set[str] = set()
+    _collect_secrets(schema, found, set())
     return frozenset(found)
 
 
-def _is_secret_type(annotation) -> bool:
-    if annotation is SecretStr:
-        return True
-    return SecretStr in getattr(annotation, "__args__", ())
+def _collect_secrets(model: type[BaseModel], found: set[str], seen: set[type]) -> None:
+    if model in seen:
+        return
+    seen.add(model)
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("secret") or SecretStr in _types(field.annotation):
+            found.add(field.alias or name)
+        for kind in _types(field.annotation):
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                _collect_secrets(kind, found, seen)
+
+
+def _types(annotation) -> set:
+    """Every type named in an annotation: ``Annotated[A | B, ...]`` gives {A, B}."""
+    found = {annotation}
+    for arg in get_args(annotation):
+        found |= _types(arg)
+    return found
 
 
 def _is_sealed_entry(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"sealed"}
 
 
+def _is_set(value: Any) -> bool:
+    return value not in (None, "")
+
+
+def _walk(config: Any, secrets: frozenset[str], change) -> Any:
+    """A copy of ``config`` with ``change(value)`` applied to every secret, at any depth."""
+    if isinstance(config, list):
+        return [_walk(item, secrets, change) for item in config]
+    if not isinstance(config, dict) or _is_sealed_entry(config):
+        return config
+    return {
+        key: change(value)
+        if key in secrets or _is_sealed_entry(value)
+        else _walk(value, secrets, change)
+        for key, value in config.items()
+    }
+
+
 def seal_config(transport: str, config: dict) -> dict:
-    """``config`` with its secrets sealed (when a key is set); sealed entries are kept as they are."""
+    """``config`` with its secrets sealed (when a key is set); sealed entries stay as they are."""
     if not enabled():
         return dict(config)
-    sealed = dict(config)
-    for name in secret_fields(transport):
-        value = sealed.get(name)
-        if value in (None, "") or _is_sealed_entry(value):
-            continue
-        sealed[name] = {"sealed": seal(str(value).encode()).decode("ascii")}
-    return sealed
+
+    def seal_one(value):
+        if not _is_set(value) or _is_sealed_entry(value) or not isinstance(value, str):
+            return value
+        return {"sealed": seal(value.encode()).decode("ascii")}
+
+    return _walk(config, secret_fields(transport), seal_one)
 
 
 def open_config(transport: str, config: dict) -> dict:
     """``config`` as the transport needs it: every sealed secret opened. Never log the result."""
-    opened = dict(config)
-    for name, value in config.items():
+
+    def open_one(value):
         if _is_sealed_entry(value):
-            opened[name] = unseal(value["sealed"].encode("ascii")).decode()
-    return opened
+            return unseal(value["sealed"].encode("ascii")).decode()
+        return value
+
+    return _walk(config, secret_fields(transport), open_one)
 
 
 def public_config(destination) -> dict:
     """The destination's config for forms, the API, exports and logs: a set secret shows as
     ``SECRET_MARKER``, an unset one as None; secrets are write-only."""
-    config = dict(destination.config or {})
-    secrets = secret_fields(destination.transport)
-    for name, value in config.items():
-        if name in secrets or _is_sealed_entry(value):
-            config[name] = SECRET_MARKER if value not in (None, "") else None
-    return config
+    return _walk(
+        dict(destination.config or {}),
+        secret_fields(destination.transport),
+        lambda value: SECRET_MARKER if _is_set(value) else None,
+    )
 
 
 def merge_config(transport: str, old: dict, new: dict) -> dict:
     """``new`` over ``old`` for a write-only form: a secret left blank (or sent back as the
-    marker) keeps its stored value; any other secret value replaces it."""
-    merged = dict(new)
-    for name in secret_fields(transport):
-        if merged.get(name) in (None, "", SECRET_MARKER) and old.get(name) not in (None, ""):
-            merged[name] = old[name]
+    marker) keeps its stored value, at any depth; any other value replaces it."""
+    return _merge(old, new, secret_fields(transport))
+
+
+def _merge(old: Any, new: Any, secrets: frozenset[str]) -> Any:
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return new
+    merged = {}
+    for key, value in new.items():
+        if key in secrets and value in (None, "", SECRET_MARKER) and _is_set(old.get(key)):
+            merged[key] = old[key]
+        else:
+            merged[key] = _merge(old.get(key), value, secrets)
     return merged

@@ -42,7 +42,8 @@ def destination(db, settings):
 
 
 def test_the_schema_declares_which_fields_are_secret():
-    assert secret_fields("fhir_rest") == {"bearer_token"}
+    assert secret_fields("fhir_rest") == {"bearer_token", "client_secret"}  # oauth2.client_secret
+    assert secret_fields("webhook") == {"token", "password"}  # inside auth
     assert secret_fields("no-such-transport") == frozenset()
 
 
@@ -127,3 +128,18 @@ def test_a_secret_reaches_no_log_line(
     text = logs()
     assert text  # the capture saw the run
     assert TOKEN not in text
+
+
+def test_a_secret_nested_in_the_schema_is_sealed_too(db, settings):
+    settings.HUB_ENCRYPTION_KEYS = [KEY]
+    config = {"url": "http://hook.example/in", "auth": {"type": "bearer", "token": TOKEN}}
+    d = Destination.objects.create(
+        channel=factories.channel(40204), name="hook", transport="webhook", config=config
+    )
+    assert TOKEN not in stored_config(d)
+    assert public_config(d)["auth"] == {"type": "bearer", "token": SECRET_MARKER}
+    d.set_config({"url": "http://hook.example/v2", "auth": {"type": "bearer", "token": ""}})
+    d.save()
+    d.refresh_from_db()
+    transport = deliver._transport("webhook", json.dumps(d.config))
+    assert transport.config.auth.token.get_secret_value() == TOKEN
