@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 
 from celery import shared_task
 from celery.signals import task_prerun, worker_process_init
 from django.db import connections
 from django.utils import timezone
 
+from channels_app.models import Delivery
+from channels_app.pipeline import control
 from channels_app.pipeline import deliver as deliver_stage
 from channels_app.pipeline.process import process_messages as process_stage
 from channels_app.pipeline.sweep import sweep as sweep_stage
@@ -47,19 +49,41 @@ def process_messages(message_ids: list[int]) -> int:
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def deliver(self, delivery_ids: list[int]) -> dict[str, int]:
-    outcomes = deliver_stage.deliver(delivery_ids)
-    retrying = [o for o in outcomes if o.retry_at is not None]
+    batch = deliver_stage.deliver(delivery_ids)
+    # What the batch unblocked goes now: the next of each finished lane head, and the deliveries
+    # a closing breaker releases; an opening breaker is looked at again after its cooldown.
+    enqueue_deliveries(batch.ready)
+    if batch.closed:
+        release_held.delay(batch.closed)
+    for destination_id, cooldown_s in batch.opened.items():
+        release_held.apply_async(args=[[destination_id]], countdown=cooldown_s)
+    # Each row's next_attempt_at lets the sweeper redo a countdown lost with Redis.
+    deferred: dict = defaultdict(list)  # over the rate limit: back when the bucket has refilled
+    for o in batch.outcomes:
+        if o.status == Delivery.Status.PENDING:
+            deferred[o.retry_at].append(o.delivery_id)
+    for retry_at, ids in deferred.items():
+        deliver.apply_async(args=[ids], countdown=_seconds_until(retry_at))
+    retrying = [o for o in batch.outcomes if o.status == Delivery.Status.RETRY]
     if retrying:
-        # Celery schedules the next try; each row's next_attempt_at lets the sweeper redo it if
-        # this countdown is lost with Redis.
-        wait = max(0.0, (retrying[0].retry_at - timezone.now()).total_seconds())
+        wait = _seconds_until(retrying[0].retry_at)
         raise self.retry(args=[[o.delivery_id for o in retrying]], countdown=wait)
-    return dict(Counter(o.status for o in outcomes))
+    return dict(Counter(o.status for o in batch.outcomes))
+
+
+@shared_task(acks_late=True)
+def release_held(destination_ids: list[int] | None = None) -> int:
+    """Send again what was held QUEUED where the hold is over (breaker cooled down or closed)."""
+    return len(control.release(destination_ids))
+
+
+def _seconds_until(when) -> float:
+    return max(0.0, (when - timezone.now()).total_seconds())
 
 
 @shared_task
 def sweep() -> dict:
-    swept = sweep_stage()
+    swept = sweep_stage()  # includes QUEUED deliveries whose hold is over
     enqueue_processing(swept.message_ids)
     enqueue_deliveries(swept.delivery_ids)
     if swept.message_ids or swept.delivery_ids:
@@ -79,3 +103,12 @@ def enqueue_processing(message_ids: list[int]) -> None:
 def enqueue_deliveries(delivery_ids: list[int]) -> None:
     for start in range(0, len(delivery_ids), DELIVER_CHUNK):
         deliver.delay(delivery_ids[start : start + DELIVER_CHUNK])
+
+
+@shared_task(time_limit=3600)
+def prune_bodies() -> dict[str, int]:
+    """Retention (beat): bodies older than their channel's retention_days are pruned in committed
+    batches, so a run cut short loses nothing and the next one carries on."""
+    from channels_app.retention import prune
+
+    return {str(channel_id): count for channel_id, count in prune().items()}

@@ -185,6 +185,7 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.process_messages": {"queue": "process"},
     "channels_app.tasks.deliver": {"queue": "deliver"},
     "channels_app.tasks.sweep": {"queue": "default"},
+    "channels_app.tasks.prune_bodies": {"queue": "default"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -195,6 +196,11 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_DB_REUSE_MAX = 100_000
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "channels_app.tasks.sweep", "schedule": env_int("SWEEP_EVERY_S", 5)},
+    # Retention: bodies past their channel's retention_days are pruned (channels_app/retention.py).
+    "prune-bodies": {
+        "task": "channels_app.tasks.prune_bodies",
+        "schedule": env_int("RETENTION_EVERY_S", 3600),
+    },
 }
 
 # --- Pipeline knobs
