@@ -2,6 +2,13 @@
 
 Deliveries travel in batches: one claim, one load, concurrent sends, one insert of the attempts and
 one update of the outcomes, whatever the batch size (a query-count test guards this).
+
+The destination's policy is applied on the way (README, "Delivery policy"): the claim holds
+deliveries QUEUED while the destination or its channel is paused or its circuit breaker is open
+(and lets one probe through once the cooldown is over), and takes only the head of each ordered
+lane; the rate limit defers what is over the destination's budget (no attempt counted); the
+settle records the breaker's window (Redis, one round trip), moves its state on the destination
+row, and names the next delivery of each lane whose head is done.
 """
 
 from __future__ import annotations
@@ -10,8 +17,9 @@ import json
 import math
 import random
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -23,6 +31,7 @@ from adapters.base import AdapterError
 from adapters.registry import build_transport, transport_class
 from adapters.transports.base import Payload, SendResult
 from channels_app.models import Attempt, Delivery, Destination
+from channels_app.pipeline import breaker, ratelimit
 from channels_app.sealing import SealError, open_config, unseal
 
 # Celery may run a countdown task a little early; a claim accepts it within this tolerance.
@@ -42,27 +51,77 @@ DESTINATION_FIELDS = (
     "max_attempts",
     "backoff_base_s",
     "backoff_max_s",
+    "rate_limit_per_s",
+    "breaker_state",
+    "breaker_error_rate",
+    "breaker_min_samples",
+    "breaker_window_s",
 )
 
-# "1 row updated = mine": only PENDING/RETRY rows that are due are claimed, and the claim carries a
-# lease; if this worker dies mid-send, the sweeper hands the delivery on once the lease lapses.
-CLAIM = """
+OPEN_STATUSES = "('PENDING', 'SENDING', 'RETRY', 'QUEUED')"
+
+# An ordered delivery is claimable only when no older one of its lane is still open.
+LANE_HEAD = f"""(d.ordering_key = '' OR NOT EXISTS (
+    SELECT 1 FROM channels_app_delivery AS older
+    WHERE older.destination_id = d.destination_id AND older.ordering_key = d.ordering_key
+      AND older.status IN {OPEN_STATUSES} AND older.id < d.id))"""
+
+# "1 row updated = mine": only due PENDING/RETRY rows that head their lane are claimed (rows
+# another worker holds are skipped: it claims or re-enqueues them). A claimed row is sent, with a
+# lease (if this worker dies mid-send, the sweeper hands it on once the lease lapses), or held
+# QUEUED when its destination or channel is paused or its breaker is open. An open breaker past
+# its cooldown (or a half-open one whose probe's lease lapsed) turns half-open here and lets
+# exactly one delivery through: the probe.
+CLAIM = f"""
+WITH topup AS (
+    -- a backlog: top the batch up with late deliveries to the same destinations (not to
+    -- rate-limited ones, whose surplus would only be deferred again)
+    SELECT d.id FROM channels_app_delivery AS d
+    WHERE d.status = 'PENDING' AND d.next_attempt_at < %(late)s AND d.id <> ALL(%(ids)s)
+      AND d.destination_id IN (
+          SELECT b.destination_id FROM channels_app_delivery AS b
+          JOIN channels_app_destination AS bd ON bd.id = b.destination_id
+          WHERE b.id = ANY(%(ids)s) AND COALESCE(bd.rate_limit_per_s, 0) <= 0)
+      AND {LANE_HEAD}
+    ORDER BY d.next_attempt_at LIMIT %(room)s FOR UPDATE SKIP LOCKED
+), claimable AS (
+    SELECT d.id, d.destination_id, dest.paused OR ch.paused AS paused,
+           dest.breaker_min_samples = 0 OR dest.breaker_state = 'closed' AS closed
+    FROM channels_app_delivery AS d
+    JOIN channels_app_destination AS dest ON dest.id = d.destination_id
+    JOIN channels_app_channel AS ch ON ch.id = dest.channel_id
+    WHERE (d.id = ANY(%(ids)s) OR d.id IN (SELECT id FROM topup))
+      AND d.status IN ('PENDING', 'RETRY') AND d.next_attempt_at <= %(due)s
+      AND {LANE_HEAD}
+    FOR UPDATE OF d SKIP LOCKED
+), probe AS (
+    UPDATE channels_app_destination AS dest
+    SET breaker_state = 'half_open', breaker_changed_at = %(now)s
+    WHERE dest.id IN (SELECT destination_id FROM claimable WHERE NOT paused AND NOT closed)
+      AND ((dest.breaker_state = 'open' AND dest.breaker_changed_at
+                <= %(now)s - make_interval(secs => dest.breaker_cooldown_s))
+        OR (dest.breaker_state = 'half_open' AND dest.breaker_changed_at
+                <= %(now)s - make_interval(secs => dest.timeout_s * %(rounds)s + %(margin)s)))
+    RETURNING dest.id
+), verdict AS (
+    SELECT c.id, c.closed, NOT c.closed AND c.destination_id IN (SELECT id FROM probe)
+           AND row_number() OVER (PARTITION BY c.destination_id ORDER BY c.id) = 1 AS probe,
+           c.paused
+    FROM claimable AS c
+)
 UPDATE channels_app_delivery AS d
-SET status = 'SENDING',
-    attempt_count = d.attempt_count + 1,
-    next_attempt_at = %(now)s + make_interval(secs => dest.timeout_s * %(rounds)s + %(margin)s)
-FROM channels_app_destination AS dest
-WHERE (d.id = ANY(%(ids)s) OR d.id IN (
-        -- a backlog: top the batch up with late deliveries to the same destinations
-        SELECT id FROM channels_app_delivery
-        WHERE status = 'PENDING' AND next_attempt_at < %(late)s AND id <> ALL(%(ids)s)
-          AND destination_id IN (SELECT destination_id FROM channels_app_delivery WHERE id = ANY(%(ids)s))
-        ORDER BY next_attempt_at LIMIT %(room)s FOR UPDATE SKIP LOCKED
-    ))
-  AND dest.id = d.destination_id
-  AND d.status IN ('PENDING', 'RETRY') AND d.next_attempt_at <= %(due)s
-RETURNING d.id, d.attempt_count, d.message_id, dest.id, dest.transport, dest.config,
-          dest.timeout_s, dest.max_attempts, dest.backoff_base_s, dest.backoff_max_s
+SET status = CASE WHEN v.go THEN 'SENDING' ELSE 'QUEUED' END,
+    attempt_count = d.attempt_count + v.go::int,
+    next_attempt_at = CASE WHEN v.go
+        THEN %(now)s + make_interval(secs => dest.timeout_s * %(rounds)s + %(margin)s)
+        ELSE d.next_attempt_at END
+FROM (SELECT id, probe, NOT paused AND (closed OR probe) AS go FROM verdict) AS v,
+     channels_app_destination AS dest
+WHERE d.id = v.id AND dest.id = d.destination_id
+RETURNING d.id, v.go, v.probe, d.attempt_count, d.message_id,
+          dest.id, dest.transport, dest.config, dest.timeout_s, dest.max_attempts,
+          dest.backoff_base_s, dest.backoff_max_s, dest.rate_limit_per_s, dest.breaker_state,
+          dest.breaker_error_rate, dest.breaker_min_samples, dest.breaker_window_s
 """
 
 # The raw inbound bytes only when a destination in the batch forwards them (e.g. MLLP).
@@ -71,42 +130,85 @@ SELECT id, canonical::text, canonical_sealed, CASE WHEN %(with_source)s THEN raw
 FROM channels_app_message WHERE id = ANY(%(ids)s)
 """
 
-# Only rows still SENDING are settled: a row the sweeper already handed on is left alone.
-SETTLE = """
-UPDATE channels_app_delivery AS d
-SET status = o.status, next_attempt_at = COALESCE(o.next_attempt_at, d.next_attempt_at),
-    delivered_at = o.delivered_at, last_error = o.last_error
-FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[])
-     AS o(id, status, next_attempt_at, delivered_at, last_error)
-WHERE d.id = o.id AND d.status = 'SENDING'
+# Only rows still SENDING are settled: a row the sweeper already handed on is left alone. A
+# deferred row (over the rate limit) goes back to PENDING with its attempt given back. The
+# breaker transitions are conditional on the state they leave, so two workers cannot both move
+# it. Returned: the next delivery of each lane whose head is now done, and the transitions made.
+SETTLE = f"""
+WITH o AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(next)s::timestamptz[],
+                         %(delivered)s::timestamptz[], %(errors)s::text[], %(refunds)s::int[])
+        AS o(id, status, next_attempt_at, delivered_at, last_error, refund)
+), settled AS (
+    UPDATE channels_app_delivery AS d
+    SET status = o.status, next_attempt_at = COALESCE(o.next_attempt_at, d.next_attempt_at),
+        delivered_at = o.delivered_at, last_error = COALESCE(o.last_error, d.last_error),
+        attempt_count = d.attempt_count - o.refund
+    FROM o WHERE d.id = o.id AND d.status = 'SENDING'
+    RETURNING d.id, d.destination_id, d.ordering_key, d.status
+), moved AS (
+    UPDATE channels_app_destination AS dest
+    SET breaker_state = t.to_state, breaker_changed_at = %(now)s
+    FROM unnest(%(t_ids)s::bigint[], %(t_from)s::text[], %(t_to)s::text[])
+        AS t(id, from_state, to_state)
+    WHERE dest.id = t.id AND dest.breaker_state = t.from_state
+    RETURNING dest.id, dest.breaker_state, dest.breaker_cooldown_s
+)
+SELECT 'next', n.id, NULL::float8 FROM settled AS s
+CROSS JOIN LATERAL (
+    SELECT n.id, n.status FROM channels_app_delivery AS n
+    WHERE n.destination_id = s.destination_id AND n.ordering_key = s.ordering_key
+      AND n.status IN {OPEN_STATUSES} AND n.id > s.id
+    ORDER BY n.id LIMIT 1
+) AS n
+WHERE s.status IN ('DELIVERED', 'FAILED') AND s.ordering_key <> '' AND n.status = 'PENDING'
+UNION ALL
+SELECT m.breaker_state, m.id, m.breaker_cooldown_s FROM moved AS m
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     delivery_id: int
-    status: str
+    status: str  # DELIVERED, FAILED, RETRY; QUEUED (held); PENDING (deferred by the rate limit)
     retry_at: datetime | None = None  # when the next try is due, if one is
+
+
+@dataclass(slots=True)
+class Batch:
+    """What a batch did, and what the task must enqueue because of it."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    # Deliveries to enqueue now: the next of each lane whose head was delivered or failed.
+    ready: list[int] = field(default_factory=list)
+    # Breakers this batch opened (destination id -> cooldown in s) and closed.
+    opened: dict[int, float] = field(default_factory=dict)
+    closed: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class _Claimed:
     delivery: Delivery
     destination: Destination
+    probe: bool = False
     started: datetime | None = None
     duration_ms: float = 0.0
     result: SendResult | None = None
     error: AdapterError | None = None
 
 
-def deliver(delivery_ids: list[int]) -> list[Outcome]:
+def deliver(delivery_ids: list[int]) -> Batch:
     """Try each due delivery among ``delivery_ids`` once; those not ours to send are skipped."""
-    claimed = _claim(delivery_ids)
+    claimed, held = _claim(delivery_ids)
     if not claimed:
-        return []
-    bodies = _load_bodies(claimed)
-    list(_senders.map(lambda c: _send(c, bodies.get(c.delivery.message_id)), claimed))
-    return _settle(claimed)
+        return Batch(held)
+    sending, deferred = _take_tokens(claimed)
+    if sending:
+        bodies = _load_bodies(sending)
+        list(_senders.map(lambda c: _send(c, bodies.get(c.delivery.message_id)), sending))
+    batch = _settle(sending, deferred)
+    batch.outcomes += held
+    return batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +235,8 @@ def _load_bodies(claimed: list[_Claimed]) -> dict[int, Body]:
     }
 
 
-def _claim(delivery_ids: list[int]) -> list[_Claimed]:
+def _claim(delivery_ids: list[int]) -> tuple[list[_Claimed], list[Outcome]]:
+    """The deliveries to send, and those held QUEUED (paused, or the breaker open)."""
     now = timezone.now()
     params = {
         "now": now,
@@ -147,8 +250,11 @@ def _claim(delivery_ids: list[int]) -> list[_Claimed]:
     with connection.cursor() as cursor:
         cursor.execute(CLAIM, params)
         rows = cursor.fetchall()
-    claimed = []
-    for delivery_id, attempt_count, message_id, *dest in rows:
+    claimed, held = [], []
+    for delivery_id, go, probe, attempt_count, message_id, *dest in rows:
+        if not go:
+            held.append(Outcome(delivery_id, Delivery.Status.QUEUED))
+            continue
         destination = Destination(**dict(zip(DESTINATION_FIELDS, dest, strict=True)))
         if isinstance(destination.config, str):  # raw SQL hands jsonb over as text under Django
             destination.config = json.loads(destination.config)
@@ -158,8 +264,33 @@ def _claim(delivery_ids: list[int]) -> list[_Claimed]:
             destination_id=destination.id,
             attempt_count=attempt_count,
         )
-        claimed.append(_Claimed(delivery, destination))
-    return claimed
+        claimed.append(_Claimed(delivery, destination, probe=probe))
+    claimed.sort(key=lambda c: c.delivery.id)
+    return claimed, held
+
+
+def _take_tokens(claimed: list[_Claimed]) -> tuple[list[_Claimed], list[Outcome]]:
+    """Split the batch by the destinations' rate limits: what goes now and what is deferred (the
+    oldest go first; a probe always goes, it is one delivery after a long silence)."""
+    limited: dict[int, list[_Claimed]] = defaultdict(list)
+    for c in claimed:
+        if (c.destination.rate_limit_per_s or 0) > 0 and not c.probe:
+            limited[c.destination.id].append(c)
+    if not limited:
+        return claimed, []
+    grants = ratelimit.take(
+        {i: (cs[0].destination.rate_limit_per_s, len(cs)) for i, cs in limited.items()}
+    )
+    now = timezone.now()
+    over: set[int] = set()
+    deferred = []
+    for destination_id, cs in limited.items():
+        grant = grants[destination_id]
+        retry_at = now + timedelta(seconds=grant.wait_s)
+        for c in cs[grant.granted :]:
+            over.add(c.delivery.id)
+            deferred.append(Outcome(c.delivery.id, Delivery.Status.PENDING, retry_at))
+    return [c for c in claimed if c.delivery.id not in over], deferred
 
 
 def _send(claimed: _Claimed, body: Body | None) -> None:
@@ -202,31 +333,66 @@ def encode(delivery: Delivery, body: Body | None) -> Payload:
     )
 
 
-def _settle(claimed: list[_Claimed]) -> list[Outcome]:
+def _settle(sent: list[_Claimed], deferred: list[Outcome]) -> Batch:
     now = timezone.now()
     attempts, outcomes = [], []
-    for c in claimed:
+    for c in sent:
         attempt, outcome = _judge(c)
         attempts.append(attempt)
         outcomes.append(outcome)
-    outcomes = _schedule_retries(claimed, outcomes, now)
+    outcomes = _schedule_retries(sent, outcomes, now)
+    transitions = breaker.record(_tallies(sent))
+    rows = [
+        (o, a.error if o.status != Delivery.Status.DELIVERED else "", 0)
+        for o, a in zip(outcomes, attempts, strict=True)
+    ] + [(o, None, 1) for o in deferred]
+    params = {
+        "now": now,
+        "ids": [o.delivery_id for o, _, _ in rows],
+        "statuses": [o.status for o, _, _ in rows],
+        "next": [o.retry_at for o, _, _ in rows],
+        "delivered": [now if o.status == Delivery.Status.DELIVERED else None for o, _, _ in rows],
+        "errors": [error for _, error, _ in rows],
+        "refunds": [refund for _, _, refund in rows],
+        "t_ids": [t.destination_id for t in transitions],
+        "t_from": [t.from_state for t in transitions],
+        "t_to": [t.to_state for t in transitions],
+    }
     with transaction.atomic():
-        Attempt.objects.bulk_create(attempts)
+        if attempts:
+            Attempt.objects.bulk_create(attempts)
         with connection.cursor() as cursor:
-            cursor.execute(
-                SETTLE,
-                [
-                    [o.delivery_id for o in outcomes],
-                    [o.status for o in outcomes],
-                    [o.retry_at for o in outcomes],
-                    [now if o.status == Delivery.Status.DELIVERED else None for o in outcomes],
-                    [
-                        a.error if o.status != Delivery.Status.DELIVERED else ""
-                        for a, o in zip(attempts, outcomes, strict=False)
-                    ],
-                ],
-            )
-    return outcomes
+            cursor.execute(SETTLE, params)
+            returned = cursor.fetchall()
+    batch = Batch(outcomes + deferred)
+    for kind, ident, cooldown_s in returned:
+        if kind == "next":
+            batch.ready.append(ident)
+        elif kind == breaker.OPEN:
+            batch.opened[ident] = cooldown_s
+        elif kind == breaker.CLOSED:
+            batch.closed.append(ident)
+    return batch
+
+
+def _tallies(sent: list[_Claimed]) -> list[tuple[breaker.Policy, breaker.Tally]]:
+    """Each destination's outcomes for its breaker window (a permanent refusal is not counted,
+    but answers a probe: the destination is up)."""
+    tallies: dict[int, tuple[breaker.Policy, breaker.Tally]] = {}
+    for c in sent:
+        d = c.destination
+        policy = breaker.Policy(
+            d.id, d.breaker_state, d.breaker_error_rate, d.breaker_min_samples, d.breaker_window_s
+        )
+        _, tally = tallies.setdefault(d.id, (policy, breaker.Tally()))
+        transient = c.error is not None and not c.error.permanent
+        if c.probe:
+            tally.probe = "failure" if transient else "success"
+        elif transient:
+            tally.failures += 1
+        elif c.error is None:
+            tally.successes += 1
+    return list(tallies.values())
 
 
 def _judge(c: _Claimed) -> tuple[Attempt, Outcome]:
@@ -248,7 +414,7 @@ def _judge(c: _Claimed) -> tuple[Attempt, Outcome]:
     attempt.status_code = getattr(error, "status_code", None)
     attempt.response_summary = getattr(error, "response", "")
     attempt.issues = list(getattr(error, "issues", ()))
-    exhausted = delivery.attempt_count >= destination.max_attempts
+    exhausted = 0 < destination.max_attempts <= delivery.attempt_count  # 0: no limit
     if error.permanent:
         attempt.outcome = Attempt.Outcome.PERMANENT
         attempt.error = str(error)[:4000]

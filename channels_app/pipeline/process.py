@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from adapters import mapping
 from adapters.base import AdapterError
-from adapters.codecs import hl7v2
+from adapters.codecs import fhir_json, hl7v2
 from channels_app.models import Delivery, Destination, Message
 from channels_app.pipeline import lanes
 from channels_app.sealing import SealError, seal_json, unseal
@@ -21,7 +21,7 @@ from channels_app.sealing import enabled as sealing_enabled
 BATCH_MAX = 50
 LATE_AFTER = timedelta(milliseconds=250)
 # Advisory-lock namespace: one lock per ordered destination while its deliveries are inserted.
-LANE_LOCKS = 6_2575
+LANE_LOCKS = 62575
 
 # One UPDATE for the whole batch, its rows passed as one JSON document (Django's bulk_update
 # builds a CASE per field and row, and arrays of large JSON values are slow to escape).
@@ -103,7 +103,7 @@ def _claim(ids: list[int]) -> list[Message]:
     open_messages = (
         Message.objects.select_for_update(skip_locked=True)
         .filter(status=Message.Status.RECEIVED)
-        .only("id", "channel_id", "raw", "status", "canonical", "issues")
+        .only("id", "channel_id", "raw", "content_type", "status", "canonical", "issues")
     )
     messages = list(open_messages.filter(id__in=ids).order_by("id"))
     room = BATCH_MAX - len(messages)
@@ -165,6 +165,8 @@ def _convert(message: Message) -> hl7v2.Message | None:
     except SealError as exc:  # a key was dropped too early: say so, keep the row for a replay
         message.__dict__.update(message.error_fields("unseal", exc))
         return
+    if message.content_type == fhir_json.MEDIA_TYPE:
+        return _read_fhir(message, raw)
     try:
         parsed = hl7v2.parse(raw)
     except hl7v2.HL7Error as exc:
@@ -185,6 +187,15 @@ def _convert(message: Message) -> hl7v2.Message | None:
     message.canonical = result.bundle
     message.issues = [issue_dict(i) for i in result.issues]
     return parsed
+
+
+def _read_fhir(message: Message, raw: bytes) -> None:
+    """FHIR JSON from an HTTP sender is canonical already, once valid (checked again here: the
+    validator may have changed since the message was received)."""
+    try:
+        message.canonical = fhir_json.read(raw)
+    except (ValueError, AdapterError) as exc:
+        message.__dict__.update(message.error_fields("validate", exc, getattr(exc, "target", "")))
 
 
 def issue_dict(issue) -> dict:

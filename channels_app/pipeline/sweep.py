@@ -1,7 +1,9 @@
 """The sweeper: the database is the source of truth, Redis only carries signals.
 
 Anything RECEIVED or due for delivery that has seen no progress for a while is enqueued again, and
-a delivery whose claim lapsed (its worker died mid-send) is handed back. Re-enqueueing is always
+a delivery whose claim lapsed (its worker died mid-send) is handed back. Deliveries held QUEUED
+whose hold is over (destination resumed, breaker cooled down) are released, so nothing stays
+queued forever when the worker that should have released them died. Re-enqueueing is always
 safe: processing and delivery claim their rows, so a duplicate task is a no-op.
 """
 
@@ -13,6 +15,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+
+from channels_app.pipeline import control
+from channels_app.pipeline.deliver import LANE_HEAD
 
 BATCH = 5000
 
@@ -27,11 +32,12 @@ RETURNING id
 """
 
 # PENDING/RETRY past due (their task was lost) and SENDING past its lease (its worker died). An
-# abandoned send still gets its Attempt row, so the history shows every try.
-REQUEUE_DELIVERIES = """
+# abandoned send still gets its Attempt row, so the history shows every try. A delivery waiting
+# behind the head of its lane is left alone: the head's settle enqueues it when its turn comes.
+REQUEUE_DELIVERIES = f"""
 WITH due AS (
-    SELECT id, status, attempt_count FROM channels_app_delivery
-    WHERE (status IN ('PENDING', 'RETRY') AND next_attempt_at < %(stale)s)
+    SELECT id, status, attempt_count FROM channels_app_delivery AS d
+    WHERE (status IN ('PENDING', 'RETRY') AND next_attempt_at < %(stale)s AND {LANE_HEAD})
        OR (status = 'SENDING' AND next_attempt_at < %(now)s)
     ORDER BY next_attempt_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
 ), requeued AS (
@@ -71,4 +77,5 @@ def sweep(now=None) -> Swept:
         message_ids = [r[0] for r in cursor.fetchall()]
         cursor.execute(REQUEUE_DELIVERIES, params)
         delivery_ids = [r[0] for r in cursor.fetchall()]
+        delivery_ids += control.release_ids(now=now, limit=BATCH)
     return Swept(sorted(message_ids), sorted(delivery_ids))
