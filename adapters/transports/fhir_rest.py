@@ -247,7 +247,7 @@ class TokenSource:
             why = " ".join(str(answer.get(k, "")) for k in ("error", "error_description")).strip()
             raise TransportError(
                 f"no OAuth2 token from {self.url}: {response.status} {why or text[:200]}",
-                permanent=response.status != 200 and is_permanent(response.status),
+                permanent=is_permanent(response.status),  # a 200 without a token too
                 status_code=response.status,
             )
         try:
