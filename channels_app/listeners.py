@@ -392,7 +392,7 @@ class MLLPServer:
             item = Inbound(raw=raw, **common)
             item.error = HL7ReaderFailed(f"the message could not be read ({type(exc).__name__})")
             item.error_stage = "framing" if isinstance(received, FramingError) else "parse"
-        return _storable(item)
+        return storable(item)
 
     async def _answer(self, received: bytes | FramingError, remote: str, writer) -> None:
         release2 = self.options.mllp_release == 2
@@ -414,7 +414,7 @@ class MLLPServer:
         writer.write(ack_for(item, stored.message_id, mode=mode))
 
 
-def _storable(item: Inbound) -> Inbound:
+def storable(item: Inbound) -> Inbound:
     """Header text PostgreSQL can hold: a NUL (or a lone surrogate) in one sender's MSH-10 must
     not fail the insert of the whole batch it is committed with."""
     h = item.header

@@ -1,4 +1,5 @@
-"""Start an MLLP listener for every enabled MLLP channel (stateless: run one per host)."""
+"""Start an MLLP listener for every enabled MLLP channel and a poller for every enabled file
+pickup channel, all storing through one group committer (stateless: run one per host)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -15,6 +17,7 @@ from psycopg.conninfo import make_conninfo
 
 from channels_app.listeners import ListenerSpec, MLLPServer
 from channels_app.models import Channel
+from channels_app.pickup import FilePoller, PickupSpec, pickup_config
 from channels_app.pipeline.ingest import GroupCommitter
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,26 @@ def listener_specs(channel_names: list[str] | None = None) -> list[ListenerSpec]
                 port=int(channel.source_config["port"]),
                 dedupe_window_s=channel.dedupe_window_s,
                 max_message_bytes=channel.max_message_bytes,
+            )
+        )
+    return specs
+
+
+def pickup_specs(channel_names: list[str] | None = None) -> list[PickupSpec]:
+    channels = Channel.objects.filter(enabled=True, source_type=Channel.SourceType.FILE)
+    if channel_names:
+        channels = channels.filter(name__in=channel_names)
+    specs = []
+    for channel in channels:
+        version = channel.current_version()
+        specs.append(
+            PickupSpec(
+                channel_id=channel.id,
+                channel_name=channel.name,
+                channel_version_id=version.id if version else None,
+                dedupe_window_s=channel.dedupe_window_s,
+                max_message_bytes=channel.max_message_bytes,
+                config=pickup_config(channel.name, channel.source_config),
             )
         )
     return specs
@@ -88,18 +111,29 @@ class Dispatcher:
                 )
 
 
-async def serve(specs: list[ListenerSpec], conninfo: str, stop: asyncio.Event) -> None:
+async def serve(
+    specs: list[ListenerSpec],
+    conninfo: str,
+    stop: asyncio.Event,
+    pickups: Sequence[PickupSpec] = (),
+) -> None:
     committer = GroupCommitter(conninfo, on_stored=Dispatcher())
     await committer.start()
     servers = [MLLPServer(spec, committer) for spec in specs]
     for server in servers:
         await server.start()
-    print(
-        f"listening: {', '.join(f'{s.channel_name}@{s.host}:{s.port}' for s in specs)}", flush=True
-    )
+    pollers = [
+        asyncio.create_task(FilePoller(spec, committer).run(stop), name=f"pickup {spec.channel_id}")
+        for spec in pickups
+    ]
+    sources = [f"{s.channel_name}@{s.host}:{s.port}" for s in specs]
+    sources += [f"{p.channel_name}@{p.config.directory / p.config.glob}" for p in pickups]
+    print(f"listening: {', '.join(sources)}", flush=True)
     await stop.wait()
     for server in servers:
         await server.close()
+    # A poller ends after the file in hand: committed and moved, or left to be read again.
+    await asyncio.gather(*pollers, return_exceptions=True)
     # Let in-flight messages commit (and be answered) before the connection closes.
     while not committer.queue.empty():
         await asyncio.sleep(0.05)
@@ -107,15 +141,16 @@ async def serve(specs: list[ListenerSpec], conninfo: str, stop: asyncio.Event) -
 
 
 class Command(BaseCommand):
-    help = "Run the MLLP listeners of all enabled MLLP channels."
+    help = "Run the MLLP listeners and file pickups of all enabled MLLP and file channels."
 
     def add_arguments(self, parser):
         parser.add_argument("--channel", action="append", help="only this channel (repeatable)")
 
     def handle(self, *args, **options):
         specs = listener_specs(options.get("channel"))
-        if not specs:
-            self.stderr.write("no enabled MLLP channel to listen for (run seed_demo?)")
+        pickups = pickup_specs(options.get("channel"))
+        if not specs and not pickups:
+            self.stderr.write("no enabled MLLP or file channel to listen for (run seed_demo?)")
             return
         conninfo = database_conninfo()
         connection.close()  # the listener writes through its own async connection
@@ -125,6 +160,6 @@ class Command(BaseCommand):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await serve(specs, conninfo, stop)
+            await serve(specs, conninfo, stop, pickups)
 
         asyncio.run(main())
