@@ -60,11 +60,19 @@ DESTINATION_FIELDS = (
 
 OPEN_STATUSES = "('PENDING', 'SENDING', 'RETRY', 'QUEUED')"
 
-# An ordered delivery is claimable only when no older one of its lane is still open.
-LANE_HEAD = f"""(d.ordering_key = '' OR NOT EXISTS (
+# An ordered delivery is claimable only when no earlier message of its lane is still open (in
+# the order messages were received, whatever order they were routed in), and no earlier message
+# of its channel is still unrouted (it may belong to the lane; once routed it is in the lane).
+LANE_HEAD = f"""(d.ordering_key = '' OR (NOT EXISTS (
     SELECT 1 FROM channels_app_delivery AS older
     WHERE older.destination_id = d.destination_id AND older.ordering_key = d.ordering_key
-      AND older.status IN {OPEN_STATUSES} AND older.id < d.id))"""
+      AND older.status IN {OPEN_STATUSES} AND older.message_id < d.message_id)
+  AND NOT EXISTS (
+    SELECT 1 FROM channels_app_message AS unrouted
+    WHERE unrouted.status = 'RECEIVED' AND unrouted.id < d.message_id
+      AND unrouted.channel_id = (
+          SELECT lane_dest.channel_id FROM channels_app_destination AS lane_dest
+          WHERE lane_dest.id = d.destination_id))))"""
 
 # "1 row updated = mine": only due PENDING/RETRY rows that head their lane are claimed (rows
 # another worker holds are skipped: it claims or re-enqueues them). A claimed row is sent, with a
@@ -145,7 +153,7 @@ WITH o AS (
         delivered_at = o.delivered_at, last_error = COALESCE(o.last_error, d.last_error),
         attempt_count = d.attempt_count - o.refund
     FROM o WHERE d.id = o.id AND d.status = 'SENDING'
-    RETURNING d.id, d.destination_id, d.ordering_key, d.status
+    RETURNING d.id, d.message_id, d.destination_id, d.ordering_key, d.status
 ), moved AS (
     UPDATE channels_app_destination AS dest
     SET breaker_state = t.to_state, breaker_changed_at = %(now)s
@@ -158,8 +166,8 @@ SELECT 'next', n.id, NULL::float8 FROM settled AS s
 CROSS JOIN LATERAL (
     SELECT n.id, n.status FROM channels_app_delivery AS n
     WHERE n.destination_id = s.destination_id AND n.ordering_key = s.ordering_key
-      AND n.status IN {OPEN_STATUSES} AND n.id > s.id
-    ORDER BY n.id LIMIT 1
+      AND n.status IN {OPEN_STATUSES} AND n.message_id > s.message_id
+    ORDER BY n.message_id LIMIT 1
 ) AS n
 WHERE s.status IN ('DELIVERED', 'FAILED') AND s.ordering_key <> '' AND n.status = 'PENDING'
 UNION ALL

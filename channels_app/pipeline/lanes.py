@@ -3,8 +3,11 @@
 ``Destination.ordering_key`` is an HL7 v2 path on the source message, in the syntax of the
 analyst's field rules: ``PID-3.1`` (first identifier's ID), ``PID-3(2).1`` (second repetition),
 ``PV1-19``, ``OBR(2)-3.1``. Deliveries to that destination with the same value go out strictly
-one after another, in the order the hub routed them; different values run in parallel. A message
-without a value at the path is not ordered. Blank means the destination is not ordered at all.
+one after another, in the order the hub received their messages (even when several workers route
+them concurrently: a lane also waits for any earlier message of its channel not routed yet);
+different values run in parallel. A failing head holds its own lane only, until it is delivered
+or fails for good. A message without a value at the path is not ordered; a blank ordering key
+means the destination is not ordered at all.
 
 The key is read from the message the process stage already parsed: a dictionary lookup, no
 re-parsing and no FHIRPath.

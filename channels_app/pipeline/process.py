@@ -20,8 +20,13 @@ from channels_app.sealing import enabled as sealing_enabled
 # A batch is topped up to this size with messages whose own task is this late (a backlog).
 BATCH_MAX = 50
 LATE_AFTER = timedelta(milliseconds=250)
-# Advisory-lock namespace: one lock per ordered destination while its deliveries are inserted.
-LANE_LOCKS = 62575
+
+LATER_IN_LANES = """
+SELECT id FROM channels_app_delivery
+WHERE destination_id = ANY(%(destinations)s) AND status = 'PENDING' AND ordering_key <> ''
+  AND message_id > %(first)s AND id <> ALL(%(created)s)
+ORDER BY message_id LIMIT %(limit)s
+"""
 
 # One UPDATE for the whole batch, its rows passed as one JSON document (Django's bulk_update
 # builds a CASE per field and row, and arrays of large JSON values are slow to escape).
@@ -68,11 +73,10 @@ def process_messages(ids: list[int]) -> list[int]:
             message.status = Message.Status.PROCESSED
             deliveries += [_delivery(message, d, parsed, now) for d in targets]
         _save_outcomes(messages)
-        # In message order, so that a lane (ordered by delivery id) follows the order of arrival.
-        deliveries.sort(key=lambda d: d.message_id)
-        _lock_lanes(deliveries)
         created = Delivery.objects.bulk_create(deliveries)
-    return [d.id for d in created if d.status == Delivery.Status.PENDING]
+    return [d.id for d in created if d.status == Delivery.Status.PENDING] + _lanes_unblocked(
+        created
+    )
 
 
 def _delivery(message: Message, destination: Destination, parsed, now) -> Delivery:
@@ -87,16 +91,24 @@ def _delivery(message: Message, destination: Destination, parsed, now) -> Delive
     )
 
 
-def _lock_lanes(deliveries: list[Delivery]) -> None:
-    """Ordered destinations take their deliveries one transaction at a time, so a later id in a
-    lane never becomes visible (and claimable) before an earlier one."""
-    ordered = sorted({d.destination_id for d in deliveries if d.ordering_key})
-    if ordered:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, id) FROM unnest(%s::int[]) AS id",
-                [LANE_LOCKS, ordered],
-            )
+def _lanes_unblocked(deliveries: list[Delivery]) -> list[int]:
+    """Ordered deliveries of later messages that may have waited for these messages to be routed
+    (a lane waits for every earlier unrouted message of its channel): enqueue them again. Asked
+    after the commit, so that whichever transaction commits last sees the other's rows."""
+    ordered = [d for d in deliveries if d.ordering_key]
+    if not ordered:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            LATER_IN_LANES,
+            {
+                "destinations": sorted({d.destination_id for d in ordered}),
+                "first": min(d.message_id for d in ordered),
+                "created": [d.id for d in ordered],
+                "limit": BATCH_MAX * 4,
+            },
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _claim(ids: list[int]) -> list[Message]:
