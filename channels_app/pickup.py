@@ -110,6 +110,7 @@ class FilePoller:
         self.spec = spec
         self.config = spec.config
         self.committer = committer
+        self._last_failure = ""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every ``interval_s`` until ``stop`` is set; a failed poll is logged and retried."""
@@ -123,8 +124,11 @@ class FilePoller:
         while not stop.is_set():
             try:
                 await self.poll(stop)
+                self._last_failure = ""
             except Exception as exc:  # the next poll tries again; the files are still there
-                log.error("channel %r: file pickup failed: %s", self.spec.channel_name, exc)
+                if str(exc) != self._last_failure:  # once per cause, not once per poll
+                    log.error("channel %r: file pickup failed: %s", self.spec.channel_name, exc)
+                self._last_failure = str(exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.interval_s)
 
@@ -139,6 +143,8 @@ class FilePoller:
 
     def ready_files(self) -> list[Path]:
         """Regular files matching the glob, left alone for ``settle_s``, oldest first."""
+        if not self.config.directory.is_dir():
+            raise NotADirectoryError(f"{self.config.directory} is not a directory")
         now = datetime.now(UTC).timestamp()
         ready = []
         for path in self.config.directory.glob(self.config.glob):

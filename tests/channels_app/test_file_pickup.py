@@ -201,3 +201,13 @@ def test_a_file_dropped_again_under_a_taken_name_keeps_both(pickup, inbox):
     drop(inbox, "same.hl7", factories.adt_a01("SAME-2"))
     wait_for(lambda: len(list((inbox / "processed").iterdir())) == 2, what="the second file")
     assert Message.objects.count() == 2
+
+
+def test_bad_pickup_settings_are_refused_naming_the_channel(db):
+    from channels_app.management.commands.run_listeners import pickup_specs
+
+    channel = factories.channel(
+        0, source_type=Channel.SourceType.FILE, source_config={"interval_s": 0}
+    )
+    with pytest.raises(ValueError, match=f"channel '{channel.name}': bad file pickup settings"):
+        pickup_specs([channel.name])

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,20 @@ def pki(tmp_path_factory) -> PKI:
 
 
 @pytest.fixture
+def listener_log():
+    lines: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger, handler = logging.getLogger("channels_app.listeners"), Lines(logging.WARNING)
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
 def tls_listener(listener, mllp_port, pki):
     def start(frame_timeout_s: float = 5, **tls) -> int:
         cert_file, key_file = pki.server
@@ -217,7 +232,9 @@ def test_a_client_trusting_another_ca_refuses_the_listener(tls_listener, pki):
         MLLPClient("127.0.0.1", port, tls=client_context(pki, ca=pki.other_ca))
 
 
-def test_the_listener_keeps_serving_while_peers_fail_their_handshakes(tls_listener, pki):
+def test_the_listener_keeps_serving_while_peers_fail_their_handshakes(
+    tls_listener, pki, listener_log
+):
     port = tls_listener(ca_file=str(pki.ca.cert_file), require_client_cert=True)
     good_context = client_context(pki, pki.client)
     with MLLPClient("127.0.0.1", port, tls=good_context) as held:
@@ -229,6 +246,8 @@ def test_the_listener_keeps_serving_while_peers_fail_their_handshakes(tls_listen
             with MLLPClient("127.0.0.1", port, tls=good_context) as fresh:
                 assert msa(fresh.send(factories.adt_a01(f"FRESH-{i}")))[0] == "AA"
     assert Message.objects.count() == 10
+    # Refusals are logged (at most one line a second under a flood, so at least the first).
+    assert any("TLS handshake failed" in line for line in listener_log)
 
 
 def test_a_stalled_handshake_holds_no_one_up_and_is_cut_off(tls_listener, pki):
