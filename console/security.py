@@ -123,7 +123,9 @@ class LoginForm(AuthenticationForm):
 def _audit_login(sender, request, user, **kwargs):
     if request is not None:
         request.session[LAST_SEEN] = int(time.time())
-    audit.record(request, LOGIN_OK, target=user.get_username())
+    # How they signed in, when not with a password (single sign-on says so, and the role it gave).
+    method = getattr(request, "hub_login_method", None) if request is not None else None
+    audit.record(request, LOGIN_OK, target=user.get_username(), detail=method)
 
 
 @receiver(user_login_failed, dispatch_uid="console.audit.login_failed")

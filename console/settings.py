@@ -85,6 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "console.oidc.context",
             ],
         },
     }
@@ -104,6 +105,50 @@ AUTHENTICATION_BACKENDS = [
     "console.security.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# --- Single sign-on (console/oidc.py), on when OIDC_RP_CLIENT_ID is set.
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT")
+OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT")
+OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT")
+OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT") or None
+OIDC_OP_ISSUER = env_str("OIDC_OP_ISSUER")  # checked against the ID token's iss when set
+OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+OIDC_USE_PKCE = True
+OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_ROLE_CLAIM = env_str("OIDC_ROLE_CLAIM", "groups")
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
+
+
+def _oidc_role_map(text: str):
+    from console.oidc_roles import parse_role_map
+
+    try:
+        return parse_role_map(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"OIDC_ROLE_MAP: {exc}") from None
+
+
+OIDC_ROLE_MAP = _oidc_role_map(env_str("OIDC_ROLE_MAP"))
+if OIDC_ENABLED:
+    _missing = [
+        name
+        for name in (
+            "OIDC_RP_CLIENT_SECRET",
+            "OIDC_OP_AUTHORIZATION_ENDPOINT",
+            "OIDC_OP_TOKEN_ENDPOINT",
+            "OIDC_OP_USER_ENDPOINT",
+        )
+        if not globals()[name]
+    ]
+    if OIDC_RP_SIGN_ALGO.startswith(("RS", "ES")) and not OIDC_OP_JWKS_ENDPOINT:
+        _missing.append("OIDC_OP_JWKS_ENDPOINT")
+    if _missing:
+        raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set; also set {', '.join(_missing)}")
+    AUTHENTICATION_BACKENDS.append("console.oidc.RoleMappingBackend")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "messages"
 LOGOUT_REDIRECT_URL = "login"

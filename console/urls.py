@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from console import oidc
 from console.access import public, requires, signed_in
 from console.roles import Role
 from console.security import LoginForm
@@ -24,10 +25,17 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", signed_in(auth_views.LogoutView.as_view()), name="logout"),
+    # Single sign-on (console/oidc.py): 404 unless OIDC_RP_CLIENT_ID is set.
+    path("oidc/authenticate/", public(oidc.authenticate_view), name="oidc_authentication_init"),
+    path("oidc/callback/", public(oidc.callback_view), name="oidc_authentication_callback"),
     path("messages/", messages.message_list, name="messages"),
     path("messages/<int:pk>/", messages.message_detail, name="message"),
     path("messages/<int:pk>/reveal/", messages.message_reveal, name="message-reveal"),
     path("channels/", channels.channel_list, name="channels"),
+    path("channels/<int:pk>/pause/", channels.channel_pause, name="channel-pause"),
+    path("channels/<int:pk>/resume/", channels.channel_resume, name="channel-resume"),
+    path("destinations/<int:pk>/pause/", channels.destination_pause, name="destination-pause"),
+    path("destinations/<int:pk>/resume/", channels.destination_resume, name="destination-resume"),
     path("audit/", audit.audit_list, name="audit"),
     path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("audit/unlock/", audit.audit_unlock, name="audit-unlock"),
