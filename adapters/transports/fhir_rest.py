@@ -15,7 +15,7 @@ order where a resource comes after the resources it refers to:
   (``Location``, else the returned resource's id);
 - the first failure stops the send and is classified like a transaction's. The entries already
   applied stay applied; the retry sends them all again, which the conditional requests make
-  harmless.
+  harmless. The delivery timeout covers the whole send, not each request.
 
 Auth: a static ``bearer_token``, or OAuth2 client credentials (``oauth2``): the token is fetched
 once and shared by all threads, reused until shortly before ``expires_in`` runs out (five minutes
@@ -114,12 +114,15 @@ class FhirRestTransport:
         try:
             bundle = json.loads(payload.body)
             entries = list(enumerate(bundle["entry"]))
+            if not all(isinstance(e, dict) for _, e in entries):
+                raise TypeError("an entry is not an object")
         except (ValueError, KeyError, TypeError) as exc:
             raise TransportError(f"not a Bundle with entries: {exc}", permanent=True)
         deadline = time.monotonic() + timeout
         ids: dict[str, str] = {}  # fullUrl -> "Type/id" on the server
         issues: list[dict] = []
         answers: list[str] = []
+        code = 200
         ordered = dependency_order(entries)
         in_bundle = {e.get("fullUrl") for _, e in entries} - {None}
         for step, (index, entry) in enumerate(ordered, 1):
@@ -162,7 +165,7 @@ class FhirRestTransport:
                 if found:
                     ids[entry["fullUrl"]] = found
         sent = f"{len(ordered)} requests to {self.url} ({len(payload.body)} bytes of Bundle)"
-        return SendResult(200, f"per_resource: {', '.join(answers)}", sent, tuple(issues))
+        return SendResult(code, f"per_resource: {', '.join(answers)}", sent, tuple(issues))
 
     def _exchange(self, method, url, body, headers, timeout, *, want_location=False):
         """One request with the auth header; with OAuth2, a 401 refetches the token once."""
@@ -201,11 +204,17 @@ class TokenSource:
         self.fetches = 0
 
     def get(self, timeout: float) -> str:
-        with self.lock:
+        started = time.monotonic()
+        if not self.lock.acquire(timeout=timeout):
+            raise TransportError(f"no OAuth2 token: {self.url} did not answer within the timeout")
+        try:
             if self.token is None or time.monotonic() >= self.refresh_at:
-                self.token, lifetime = self._fetch(timeout)
+                left = max(0.001, timeout - (time.monotonic() - started))
+                self.token, lifetime = self._fetch(left)
                 self.refresh_at = time.monotonic() + lifetime - min(EARLY_REFRESH_S, lifetime / 10)
             return self.token
+        finally:
+            self.lock.release()
 
     def forget(self, token: str) -> None:
         """The server refused ``token``: the next get() fetches a new one (unless another
