@@ -25,8 +25,8 @@ old, whichever comes first. Readers must ignore ``*.part`` files.
 
 **What "delivered" means for a batched message**: its line has been appended to the open part file
 and fsynced, so it is on disk and will appear under the batch's final name: when the batch closes,
-or, if the process dies first, when the next file destination for that directory starts and
-completes every ``.part`` no live process holds (an advisory ``flock`` marks the open one; a torn
+or, if the process dies first, when a file destination for that directory next starts (at its
+first send) and completes every ``.part`` no live process holds (an advisory ``flock`` marks the open one; a torn
 last line from a crash mid-write is cut off first). A retry of a message still in the open batch
 is not appended again; a retry after its batch closed (the worker died after the fsync and before
 recording the delivery) appends it again, so batch consumers see each message at least once.
@@ -117,8 +117,9 @@ class FileTransport:
         self.directory = Path(config.directory)
         self.lock = threading.Lock()
         self.batch: _Batch | None = None
-        if config.batch:
-            complete_leftovers(self.directory)
+        # Leftovers are completed by the first send, not here: configs are also built to be
+        # validated (API, forms), and that must not touch the directory.
+        self.recovered = False
 
     def send(self, payload: Payload, *, timeout: float) -> SendResult:
         if self.config.batch:
@@ -148,6 +149,9 @@ class FileTransport:
             else payload.body.rstrip(b"\n")
         ) + b"\n"
         with self.lock:
+            if not self.recovered:
+                complete_leftovers(self.directory)
+                self.recovered = True
             batch = self.batch
             if batch is not None and batch.age() >= self.config.batch_max_age_s:
                 self._close_batch()

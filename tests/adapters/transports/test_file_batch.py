@@ -108,8 +108,10 @@ def test_leftover_part_files_are_completed_at_start_without_their_torn_line(tmp_
     (tmp_path / "sub").mkdir()
     left = tmp_path / "sub" / "batch-x.ndjson.part"
     left.write_bytes(b'{"id":"b1"}\n{"id":"b2"}\n{"id":"b3')  # died mid-write of b3
-    batch(tmp_path, filename="sub/batch-{batch}.{ext}")
-    assert files(tmp_path) == ["sub/batch-x.ndjson"]
+    t = batch(tmp_path, filename="sub/batch-{batch}.{ext}")
+    assert files(tmp_path) == ["sub/batch-x.ndjson.part"]  # building a config touches nothing
+    t.send(payload(4), timeout=1)
+    assert "sub/batch-x.ndjson" in files(tmp_path)
     assert (tmp_path / "sub" / "batch-x.ndjson").read_bytes() == b'{"id":"b1"}\n{"id":"b2"}\n'
 
 
@@ -119,8 +121,11 @@ def test_a_part_file_another_process_holds_is_left_alone(tmp_path):
     fd = os.open(held, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a separate open file description: another writer
-        batch(tmp_path)
-        assert files(tmp_path) == ["batch-y.ndjson.part"]
+        t = batch(tmp_path)
+        t.send(payload(1), timeout=1)
+        assert "batch-y.ndjson.part" in files(tmp_path)
+        t.close()
+        assert len(files(tmp_path)) == 2 and "batch-y.ndjson.part" in files(tmp_path)
     finally:
         os.close(fd)
 
