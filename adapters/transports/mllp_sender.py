@@ -91,6 +91,7 @@ class _Connection:
         self.reader = FrameReader(max_bytes)
         self.last_used = time.monotonic()
         self.uses = 0
+        self.surplus = False
 
     def stale(self, idle_timeout: float) -> bool:
         """Unused too long, closed by the peer, or holding bytes nobody asked for."""
@@ -128,19 +129,22 @@ class _Connection:
                     raise _PeerClosed()
                 raise ConnectionError("the receiver closed the connection before the ACK ended")
             answered = True
-            for item in self.reader.feed(chunk):
+            items = self.reader.feed(chunk)
+            for position, item in enumerate(items, 1):
                 if isinstance(item, FramingError):
                     raise ConnectionError(f"the answer is not MLLP: {item}")
                 if item == COMMIT_ACK:  # release 2: committed; the HL7 ACK follows
                     continue
                 if item == COMMIT_NAK:
                     raise ConnectionError("the receiver sent an MLLP NAK (it could not commit)")
+                # More frames than the one answer: the connection's state is no longer known.
+                self.surplus = position < len(items)
                 return item
 
     @property
     def clean(self) -> bool:
         """Nothing left over after the answer: the next message can use this connection."""
-        return not self.reader.holding
+        return not self.reader.holding and not self.surplus
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

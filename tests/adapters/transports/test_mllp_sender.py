@@ -129,6 +129,23 @@ def test_an_ack_for_another_control_id_is_transient_and_drops_the_connection(pee
     assert p.connections == 2
 
 
+def test_frames_beyond_the_ack_retire_the_connection(peer):
+    def twice(m):
+        return [(0, frame(ack("AA", control_id(m))) + frame(ack("AA", "EXTRA")))]
+
+    p = peer(twice)
+    t = sender(p.port)
+    assert t.send(payload("M1"), timeout=5).summary == "AA"
+    p.answer = answering("AA")
+    t.send(payload("M2"), timeout=5)
+    assert p.connections == 2
+
+
+def test_release_2_commit_acknowledgement_before_the_ack_is_understood(peer):
+    p = peer(lambda m: [(0, frame(b"\x06")), (0.01, frame(ack("AA", control_id(m))))])
+    assert sender(p.port).send(payload(), timeout=5).summary == "AA"
+
+
 def test_an_answer_without_msa_is_transient(peer):
     p = peer(lambda m: [(0, frame(b"MSH|^~\\&|X\rZZZ|1\r"))])
     with pytest.raises(TransportError, match="no MSA") as caught:
