@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -58,6 +59,13 @@ class FhirSink:
         with self.lock:
             self.failures += [status] * n
 
+    def next_status(self) -> int:
+        """The status of the request being answered (called under ``lock``)."""
+        return self.failures.pop(0) if self.failures else 200
+
+    def accepted(self, key: str, body: bytes) -> None:
+        """A request was answered 200 (called under ``lock``); subclasses keep more."""
+
     def start(self) -> FhirSink:
         sink = self
 
@@ -68,10 +76,14 @@ class FhirSink:
                 pass
 
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the client died mid-request: nothing to apply
+                    self.close_connection = True
+                    return
                 key = self.headers.get("Idempotency-Key", "")
                 with sink.lock:
-                    status = sink.failures.pop(0) if sink.failures else 200
+                    status = sink.next_status()
                     sink.requests.append(
                         {"key": key, "body": body, "status": status, "path": self.path}
                     )
@@ -80,6 +92,7 @@ class FhirSink:
                 if status == 200:
                     with sink.lock:
                         sink.effects[key] += 0 if sink.effects[key] else 1
+                        sink.accepted(key, body)
                     reply = {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
                 else:
                     reply = {
@@ -112,6 +125,68 @@ class FhirSink:
 
     def bundles(self) -> list[dict]:
         return [json.loads(r["body"]) for r in self.requests if r["status"] == 200]
+
+
+class IdempotentSink(FhirSink):
+    """A FHIR server that applies each Idempotency-Key once and tells which message it carried.
+
+    The fault suite asks it: which messages (MSH-10, from the Bundle identifier) had an effect,
+    how many distinct keys each had (more than one is a duplicate the key could not absorb), and
+    how many repeats a key absorbed. ``error_rate`` answers that share of requests 503 (seeded).
+    """
+
+    def __init__(self, port: int | None = None, *, error_rate: float = 0.0, seed: int = 6) -> None:
+        super().__init__(port)
+        self.error_rate = error_rate
+        self.rng = random.Random(seed)
+        self.control_id_of: dict[str, str] = {}  # key -> MSH-10 of its first accepted body
+        self.repeats: Counter[str] = Counter()  # key -> accepted again after its effect
+
+    def start(self) -> IdempotentSink:
+        super().start()
+        server, self.connections = self.server, set()
+        # A client killed mid-request (the point of some scenarios) is not an error here.
+        server.handle_error = lambda request, client_address: None
+        accept = server.process_request
+
+        def process_request(request, client_address):
+            self.connections.add(request)
+            accept(request, client_address)
+
+        server.process_request = process_request
+        return self
+
+    def stop(self) -> None:
+        """Down for everyone: kept-alive connections are cut too, not only new ones refused."""
+        super().stop()
+        for sock in getattr(self, "connections", ()):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.connections = set()
+
+    def next_status(self) -> int:
+        status = super().next_status()
+        if status == 200 and self.error_rate and self.rng.random() < self.error_rate:
+            return 503
+        return status
+
+    def accepted(self, key: str, body: bytes) -> None:
+        if key in self.control_id_of:
+            self.repeats[key] += 1
+            return
+        try:
+            self.control_id_of[key] = json.loads(body)["identifier"]["value"]
+        except (ValueError, KeyError, TypeError):
+            self.control_id_of[key] = f"?{key}"
+
+    def effects_by_control_id(self) -> Counter[str]:
+        """How many distinct effects each message had: 1 is right, 2 or more a duplicate."""
+        with self.lock:
+            return Counter(self.control_id_of.values())
+
+    def status_counts(self) -> Counter[int]:
+        with self.lock:
+            return Counter(r["status"] for r in self.requests)
 
 
 class ListenerThread:

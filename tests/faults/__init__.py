@@ -1,0 +1,1 @@
+"""The fault suite: real processes and sockets, broken on purpose (``make faults``)."""
