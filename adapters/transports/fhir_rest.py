@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, HttpUrl, SecretStr, model_validator
 
 from adapters.registry import register_transport
 from adapters.transports.base import Payload, SendResult, TransportError
-from adapters.transports.webhook import is_permanent, request, secret, short
+from adapters.transports.webhook import is_permanent, origin, request, secret, short
 
 # A cached token is replaced this long before it expires (at most), so no request carries a token
 # that expires in flight.
@@ -80,6 +80,7 @@ class FhirRestTransport:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.url = str(config.base_url).rstrip("/") + "/"
+        self.where = origin(self.url, path=True)  # for messages: no user info, no query
         self.tokens = TokenSource(config.oauth2) if config.oauth2 else None
         self.headers = {"Accept": "application/fhir+json", **config.headers}
         if config.bearer_token:
@@ -95,7 +96,7 @@ class FhirRestTransport:
             "Idempotency-Key": payload.idempotency_key,
             "X-Request-Id": payload.idempotency_key,
         }
-        sent = f"POST {self.url} ({payload.content_type}, {len(payload.body)} bytes)"
+        sent = f"POST {self.where} ({payload.content_type}, {len(payload.body)} bytes)"
         code, reason, data = self._exchange("POST", self.url, payload.body, headers, timeout)
         answer = _json(data)
         summary = summarize(answer, data)
@@ -103,7 +104,7 @@ class FhirRestTransport:
         if 200 <= code < 300:
             return SendResult(code, summary, sent, issues)
         raise TransportError(
-            f"{self.url} answered {code} {reason}: {summary}",
+            f"{self.where} answered {code} {reason}: {summary}",
             permanent=is_permanent(code),
             status_code=code,
             response=summary,
@@ -153,7 +154,7 @@ class FhirRestTransport:
             if not 200 <= code < 300:
                 summary = summarize(answer, data)
                 raise TransportError(
-                    f"{where}: {self.url} answered {code} {reason}: {summary}",
+                    f"{where}: {self.where} answered {code} {reason}: {summary}",
                     permanent=is_permanent(code),
                     status_code=code,
                     response=summary,
@@ -164,7 +165,7 @@ class FhirRestTransport:
                 found = _server_id(location, answer, resource.get("resourceType", ""))
                 if found:
                     ids[entry["fullUrl"]] = found
-        sent = f"{len(ordered)} requests to {self.url} ({len(payload.body)} bytes of Bundle)"
+        sent = f"{len(ordered)} requests to {self.where} ({len(payload.body)} bytes of Bundle)"
         return SendResult(code, f"per_resource: {', '.join(answers)}", sent, tuple(issues))
 
     def _exchange(self, method, url, body, headers, timeout, *, want_location=False):

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import json
+from decimal import Decimal
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import fhirpathpy
 import urllib3
@@ -49,10 +51,18 @@ def is_permanent(status: int) -> bool:
 
 
 def request(
-    method: str, url: str, *, body: bytes | None, headers: dict[str, str], timeout: float
+    method: str,
+    url: str,
+    *,
+    body: bytes | None,
+    headers: dict[str, str],
+    timeout: float,
+    where: str | None = None,
 ) -> urllib3.BaseHTTPResponse:
     """One HTTP exchange on the shared pool; network failures become transient TransportErrors
-    that name the URL and the cause (never the headers, which may carry credentials)."""
+    that name ``where`` (the URL without credentials by default) and the cause, never the
+    headers, which may carry credentials."""
+    url_shown = where or origin(url, path=True)
     try:
         return pool.request(
             method,
@@ -64,11 +74,27 @@ def request(
             preload_content=True,
         )
     except urllib3.exceptions.NewConnectionError as exc:  # (a TimeoutError subclass in urllib3)
-        raise TransportError(f"cannot reach {url}: {reason(exc)}")
+        raise TransportError(f"cannot reach {url_shown}: {reason(exc)}")
     except urllib3.exceptions.TimeoutError as exc:
-        raise TransportError(f"no answer from {url} within {timeout:.3g} s ({type(exc).__name__})")
+        raise TransportError(
+            f"no answer from {url_shown} within {timeout:.3g} s ({type(exc).__name__})"
+        )
     except urllib3.exceptions.HTTPError as exc:
-        raise TransportError(f"cannot reach {url}: {reason(exc)}")
+        raise TransportError(f"cannot reach {url_shown}: {reason(exc)}")
+
+
+def origin(url: str, *, path: bool = False) -> str:
+    """``scheme://host:port`` (and the path, if asked) without user info or query."""
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return shown + parts.path if path else shown
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what FHIRPath returns beyond JSON's types (decimals)."""
+    if isinstance(value, Decimal):
+        return float(value) if value.as_tuple().exponent < 0 else int(value)
+    return str(value)
 
 
 def reason(exc: Exception) -> str:
@@ -182,6 +208,8 @@ class WebhookTransport:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.url = str(config.url)
+        # Webhook URLs often carry a secret in their path or query: messages name the origin.
+        self.where = origin(self.url)
         self.template = Template(config.template) if config.body == "template" else None
         self.headers = {
             "Content-Type": "application/json",
@@ -198,10 +226,11 @@ class WebhookTransport:
         else:
             try:
                 bundle = json.loads(payload.body)
-                body = json.dumps(self.template.fill(bundle), separators=(",", ":")).encode()
+                filled = self.template.fill(bundle)
+                body = json.dumps(filled, separators=(",", ":"), default=_plain).encode()
             except Exception as exc:  # the data cannot fill the template: retrying cannot help
                 raise TransportError(
-                    f"cannot fill the webhook template: {type(exc).__name__}: {exc}",
+                    f"cannot fill the webhook template: {type(exc).__name__}: {str(exc)[:200]}",
                     permanent=True,
                 )
             content_type = "application/json"
@@ -211,14 +240,16 @@ class WebhookTransport:
             "Idempotency-Key": payload.idempotency_key,
         }
         method = self.config.method
-        summary = f"{method} {self.url} ({len(body)} bytes)"
-        response = request(method, self.url, body=body, headers=headers, timeout=timeout)
+        summary = f"{method} {self.where} ({len(body)} bytes)"
+        response = request(
+            method, self.url, body=body, headers=headers, timeout=timeout, where=self.where
+        )
         code = response.status
         text = short(response.data)
         if 200 <= code < 300:
             return SendResult(code, text or f"{code} {response.reason or ''}".strip(), summary)
         raise TransportError(
-            f"{self.url} answered {code} {response.reason or ''}: {text[:300]}",
+            f"{self.where} answered {code} {response.reason or ''}: {text[:300]}",
             permanent=is_permanent(code),
             status_code=code,
             response=text,

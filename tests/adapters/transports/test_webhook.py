@@ -204,3 +204,38 @@ def test_sends_reuse_one_connection_and_threads_share_the_pool(server):
         thread.join()
     assert errors == [] and len(peer.requests) == 85
     assert peer.connections <= 9  # at most one per thread (plus the first), never one per send
+
+
+def test_numbers_from_fhirpath_stay_numbers(server):
+    peer = server()
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "valueQuantity": {"value": 1.5, "unit": "mg"},
+                    "component": [{"valueInteger": 3}],
+                }
+            }
+        ],
+    }
+    template = {
+        "value": "=Bundle.entry.resource.ofType(Observation).value.value",
+        "count": "=Bundle.entry.resource.ofType(Observation).component.value",
+    }
+    body = Payload(json.dumps(bundle).encode(), "application/fhir+json", "k", "m")
+    webhook(peer.url(), body="template", template=template).send(body, timeout=5)
+    assert peer.requests[0].json() == {"value": 1.5, "count": 3}
+
+
+def test_messages_name_the_origin_not_a_secret_in_the_url(server):
+    peer = server(503, b"busy")
+    t = webhook(peer.url("/services/T0/B0/hook-SECRET-path?sig=SECRET-q"))
+    with pytest.raises(TransportError) as caught:
+        t.send(PAYLOAD, timeout=5)
+    assert "SECRET" not in str(caught.value)
+    assert str(caught.value).startswith(f"http://127.0.0.1:{peer.port} answered 503")
+    with pytest.raises(TransportError) as caught:
+        webhook(f"http://127.0.0.1:{free_port()}/hook-SECRET").send(PAYLOAD, timeout=2)
+    assert "SECRET" not in str(caught.value)
