@@ -1,0 +1,131 @@
+"""The circuit breaker: a failing destination opens it, deliveries wait QUEUED without attempts,
+one probe goes out after the cooldown, and its success closes it and sends the rest once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from channels_app.models import Attempt, Delivery, Destination
+from channels_app.pipeline import breaker
+from tests import factories
+from tests.support import send, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+COOLDOWN_S = 3.0
+
+
+@pytest.fixture
+def flaky(mllp_port, listener, celery_worker, fhir_sink):
+    """A channel whose destination opens its breaker after 3 attempts, half of them failed."""
+    channel = factories.channel(mllp_port)
+    destination = factories.fhir_destination(
+        channel,
+        fhir_sink.url,
+        max_attempts=0,  # retried without limit: only the breaker holds them
+        backoff_base_s=0.2,
+        backoff_max_s=0.4,
+        breaker_min_samples=3,
+        breaker_error_rate=0.5,
+        breaker_window_s=30,
+        breaker_cooldown_s=COOLDOWN_S,
+    )
+    listener(channel)
+    return destination
+
+
+def state(destination: Destination) -> str:
+    destination.refresh_from_db()
+    return destination.breaker_state
+
+
+def test_opens_holds_without_attempts_probes_after_cooldown_and_closes(flaky, mllp_port, fhir_sink):
+    fhir_sink.fail_next(3, 503)
+    for i in range(3):
+        assert b"MSA|AA" in send(mllp_port, factories.adt_a01(f"DOWN-{i}"))
+    wait_for(lambda: state(flaky) == "open", what="the breaker to open")
+    opened_at = time.monotonic()
+    tried = len(fhir_sink.requests)
+
+    for i in range(5):  # the destination is "down": these are acknowledged and held
+        assert b"MSA|AA" in send(mllp_port, factories.adt_a01(f"HELD-{i}"))
+    held = Delivery.objects.filter(message__control_id__startswith="HELD-")
+    wait_for(
+        lambda: list(held.values_list("status", flat=True)) == ["QUEUED"] * 5,
+        what="the new deliveries held QUEUED",
+    )
+    assert set(held.values_list("attempt_count", flat=True)) == {0}
+    assert not Attempt.objects.filter(delivery__in=held).exists()
+    time.sleep(max(0.0, COOLDOWN_S - 1.0 - (time.monotonic() - opened_at)))
+    assert len(fhir_sink.requests) == tried, "nothing may go out while the breaker is open"
+
+    wait_for(
+        lambda: Delivery.objects.filter(status="DELIVERED").count() == 8,
+        timeout=30,
+        what="all delivered after the probe",
+    )
+    assert time.monotonic() - opened_at >= COOLDOWN_S - 0.5  # no probe before the cooldown
+    assert state(flaky) == "closed"
+    time.sleep(0.5)  # a duplicate send, if any, would land now
+    assert len(fhir_sink.effects) == 8 and set(fhir_sink.effects.values()) == {1}
+    # every message once, plus the failures that opened the breaker: no send while it was open
+    successes = [r for r in fhir_sink.requests if r["status"] == 200]
+    assert len(successes) == 8 and len(fhir_sink.requests) == 8 + 3
+    assert not Delivery.objects.exclude(status="DELIVERED").exists()
+
+
+def test_a_failed_probe_opens_it_again_for_another_cooldown(flaky, mllp_port, fhir_sink):
+    fhir_sink.fail_next(4, 503)  # three to open it, one for the probe
+    for i in range(3):
+        send(mllp_port, factories.adt_a01(f"DOWN-{i}"))
+    wait_for(lambda: state(flaky) == "open", what="the breaker to open")
+    first_open = flaky.breaker_changed_at
+    wait_for(
+        lambda: state(flaky) == "open" and flaky.breaker_changed_at > first_open,
+        timeout=COOLDOWN_S + 10,
+        what="the probe to fail and open the breaker again",
+    )
+    probes = len(fhir_sink.requests) - 3
+    assert probes == 1
+    wait_for(
+        lambda: Delivery.objects.filter(status="DELIVERED").count() == 3,
+        timeout=COOLDOWN_S * 2 + 15,
+        what="delivered after the second cooldown",
+    )
+    assert state(flaky) == "closed" and set(fhir_sink.effects.values()) == {1}
+
+
+def test_permanent_refusals_do_not_open_it(flaky, mllp_port, fhir_sink):
+    fhir_sink.fail_next(4, 400)  # the messages' fault, not the destination's
+    for i in range(4):
+        send(mllp_port, factories.adt_a01(f"BAD-{i}"))
+    wait_for(lambda: Delivery.objects.filter(status="FAILED").count() == 4, what="four refused")
+    send(mllp_port, factories.adt_a01("GOOD-1"))
+    wait_for(lambda: Delivery.objects.filter(status="DELIVERED").count() == 1, what="delivered")
+    assert state(flaky) == "closed"
+
+
+# --- The decision itself, without Redis or a database.
+
+POLICY = breaker.Policy(1, breaker.CLOSED, error_rate=0.5, min_samples=4, window_s=60)
+
+
+@pytest.mark.parametrize(
+    ("samples", "failures", "opens"),
+    [(3, 3, False), (4, 1, False), (4, 2, True), (10, 9, True)],
+)
+def test_opens_at_the_threshold_with_enough_samples(samples, failures, opens):
+    transition = breaker.decide(POLICY, breaker.Tally(failures=1), samples, failures)
+    assert (transition is not None) == opens
+
+
+def test_the_probe_decides_and_zero_samples_disables():
+    half_open = breaker.Policy(1, breaker.HALF_OPEN, 0.5, 4, 60)
+    closes = breaker.decide(half_open, breaker.Tally(probe="success"), 1, 0)
+    assert (closes.from_state, closes.to_state) == (breaker.HALF_OPEN, breaker.CLOSED)
+    reopens = breaker.decide(half_open, breaker.Tally(probe="failure"), 5, 5)
+    assert (reopens.from_state, reopens.to_state) == (breaker.HALF_OPEN, breaker.OPEN)
+    off = breaker.Policy(1, breaker.CLOSED, 0.5, 0, 60)
+    assert breaker.decide(off, breaker.Tally(failures=9), 9, 9) is None
