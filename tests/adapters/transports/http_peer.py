@@ -58,6 +58,7 @@ class HttpPeer:
 
         class Handle(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes
 
             def log_message(self, *args):
                 pass
