@@ -18,9 +18,7 @@ from django.utils import timezone
 
 from channels_app.models import Channel, Destination
 from channels_app.pipeline import breaker, ratelimit
-
-# The lease a probe runs under (as in deliver.CLAIM: a batch's send rounds plus the margin).
-PROBE_ROUNDS = 4
+from channels_app.pipeline.deliver import LEASE_ROUNDS
 
 # QUEUED deliveries whose hold is over go back to PENDING: all of them where the destination is
 # free (running, breaker closed), only the oldest (the next probe) where the breaker's cooldown is
@@ -91,7 +89,7 @@ def release_ids(
         "all": destination_ids is None,
         "ids": list(destination_ids or []),
         "now": now or timezone.now(),
-        "rounds": PROBE_ROUNDS,
+        "rounds": LEASE_ROUNDS,  # a probe's lease, as the claim gives it
         "margin": settings.HUB["CLAIM_MARGIN_S"],
         "limit": limit,
     }

@@ -42,6 +42,7 @@ LATE_AFTER = timedelta(milliseconds=250)
 # Sends of one batch run concurrently; the claim's lease covers the rounds this takes.
 SEND_CONCURRENCY = 16
 _senders = ThreadPoolExecutor(SEND_CONCURRENCY, thread_name_prefix="send")
+LEASE_ROUNDS = math.ceil(BATCH_MAX / SEND_CONCURRENCY)
 
 DESTINATION_FIELDS = (
     "id",
@@ -252,7 +253,7 @@ def _claim(delivery_ids: list[int]) -> tuple[list[_Claimed], list[Outcome]]:
         "due": now + EARLY_TOLERANCE,
         "late": now - LATE_AFTER,
         "room": max(0, BATCH_MAX - len(delivery_ids)),
-        "rounds": math.ceil(BATCH_MAX / SEND_CONCURRENCY),
+        "rounds": LEASE_ROUNDS,
         "margin": settings.HUB["CLAIM_MARGIN_S"],
     }
     with connection.cursor() as cursor:
