@@ -7,7 +7,6 @@ a sender sent is lost and the console shows what went wrong.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.db import connection, transaction
@@ -17,7 +16,8 @@ from rest_framework import parsers, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from adapters.mapping.validation import validate
+from adapters.base import AdapterError
+from adapters.codecs import fhir_json
 from channels_app.models import Channel
 from channels_app.pipeline import ingest
 from console.roles import Role
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 HL7_TYPES = ("x-application/hl7-v2+er7", "application/hl7-v2", "text/plain")
 FHIR_TYPES = ("application/fhir+json", "application/json")
-FHIR_JSON = "application/fhir+json"
+FHIR_JSON = fhir_json.MEDIA_TYPE
 
 
 class RawBody(parsers.BaseParser):
@@ -103,9 +103,10 @@ class InboundView(APIView):
         if stored.duplicate:
             return Response({"message_id": None, "status": "DUPLICATE", "duplicate": True})
         if item.error:
+            where = getattr(item.error, "target", "") or getattr(item.error, "location", "")
             return _refuse(
                 422 if item.error_stage == "validate" else 400,
-                f"{item.error_stage} error: {item.error}",
+                f"{item.error_stage} error{f' at {where}' if where else ''}: {item.error}",
                 message_id=stored.message_id,
             )
         transaction.on_commit(lambda: _dispatch(stored.message_id))
@@ -137,30 +138,23 @@ def _read_hl7(raw: bytes, channel: Channel, request) -> ingest.Inbound:
 
 def _read_fhir(raw: bytes, channel: Channel, request) -> ingest.Inbound | None:
     """None for JSON that is not FHIR; otherwise an Inbound, with its error if invalid."""
-    item = ingest.Inbound(raw=raw, **{k: v for k, v in _common(channel, request).items()})
+    item = ingest.Inbound(raw=raw, **_common(channel, request))
     try:
-        resource = json.loads(raw)
-    except ValueError as exc:
+        bundle = fhir_json.read(raw)
+    except fhir_json.NotFhir:
+        return None
+    except ValueError as exc:  # not JSON at all
         item.error, item.error_stage = exc, "parse"
         return item
-    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-        return None
-    item.message_type = resource["resourceType"][:40]
+    except AdapterError as exc:  # the validator names the field and its path
+        item.error, item.error_stage = exc, "validate"
+        bundle = {}
+    entries = bundle.get("entry") or [{}]
+    first = (entries[0] or {}).get("resource") or {}
+    item.message_type = f"{bundle.get('resourceType', 'JSON')}:{first.get('resourceType', '')}"[:40]
     item.header.control_id = str(request.headers.get("Idempotency-Key") or "")[:200]
     item.header.sending_application = f"token:{getattr(request.auth, 'prefix', '')}"
-    try:
-        validate(as_bundle(resource))
-    except Exception as exc:  # a validation error names the field and the path
-        item.error, item.error_stage = exc, "validate"
     return item
-
-
-def as_bundle(resource: dict) -> dict:
-    """A Bundle stays as it is; a single resource becomes a one-entry transaction Bundle."""
-    if resource.get("resourceType") == "Bundle":
-        return resource
-    entry = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
 
 
 def _store(item: ingest.Inbound, content_type: str) -> ingest.Stored:

@@ -24,13 +24,31 @@ VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Rol
 READ = {"list": VIEWER, "retrieve": VIEWER}
 
 
+# Bookkeeping that changes with every save; not something a person changed.
+NOT_CHANGES = {"updated_at"}
+
+
 def changes(before: dict, after: dict) -> dict:
     """``{field: [before, after]}`` for every field that changed."""
     return {
         key: [before.get(key), after.get(key)]
-        for key in sorted(before.keys() | after.keys())
+        for key in sorted((before.keys() | after.keys()) - NOT_CHANGES)
         if before.get(key) != after.get(key)
     }
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+def id_param(request, name: str) -> int | None:
+    """A query parameter that names a row: a positive bigint, or None (filter not applied)."""
+    value = request.query_params.get(name, "")
+    return int(value) if value.isdigit() and int(value) <= BIGINT_MAX else None
+
+
+def text_param(request, name: str) -> str:
+    """A query parameter compared with text columns; PostgreSQL text cannot hold NUL."""
+    return request.query_params.get(name, "").replace("\x00", "")
 
 
 class AuditedConfigViewSet(
@@ -137,8 +155,8 @@ class DestinationViewSet(AuditedConfigViewSet):
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        channel = self.request.query_params.get("channel", "")
-        return queryset.filter(channel_id=int(channel)) if channel.isdigit() else queryset
+        channel = id_param(self.request, "channel")
+        return queryset if channel is None else queryset.filter(channel_id=channel)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
@@ -170,13 +188,13 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = Message.objects.select_related("channel").defer(
             "raw", "canonical", "canonical_sealed", "issues"
         )
-        params = self.request.query_params
-        if params.get("channel", "").isdigit():
-            queryset = queryset.filter(channel_id=int(params["channel"]))
-        if params.get("status") in Message.Status.values:
-            queryset = queryset.filter(status=params["status"])
-        if params.get("control_id"):
-            queryset = queryset.filter(control_id=params["control_id"])
+        channel = id_param(self.request, "channel")
+        if channel is not None:
+            queryset = queryset.filter(channel_id=channel)
+        if self.request.query_params.get("status") in Message.Status.values:
+            queryset = queryset.filter(status=self.request.query_params["status"])
+        if control_id := text_param(self.request, "control_id"):
+            queryset = queryset.filter(control_id=control_id)
         return queryset.order_by("-id")
 
     @extend_schema(responses=s.MessageBodySerializer)
@@ -233,12 +251,11 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         queryset = Delivery.objects.select_related("destination")
-        params = self.request.query_params
         for field in ("message", "destination"):
-            if params.get(field, "").isdigit():
-                queryset = queryset.filter(**{f"{field}_id": int(params[field])})
-        if params.get("status") in Delivery.Status.values:
-            queryset = queryset.filter(status=params["status"])
+            if (value := id_param(self.request, field)) is not None:
+                queryset = queryset.filter(**{f"{field}_id": value})
+        if self.request.query_params.get("status") in Delivery.Status.values:
+            queryset = queryset.filter(status=self.request.query_params["status"])
         return queryset.order_by("-id")
 
     @extend_schema(responses=s.AttemptSerializer(many=True))
@@ -261,11 +278,10 @@ class AuditViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         queryset = AuditEvent.objects.all()
-        params = self.request.query_params
-        if params.get("action"):
-            queryset = queryset.filter(action=params["action"])
-        if params.get("actor"):
-            queryset = queryset.filter(actor_name=params["actor"])
+        if action := text_param(self.request, "action"):
+            queryset = queryset.filter(action=action)
+        if actor := text_param(self.request, "actor"):
+            queryset = queryset.filter(actor_name=actor)
         return queryset
 
 
