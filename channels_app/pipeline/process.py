@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import defaultdict
 from datetime import timedelta
@@ -33,7 +34,7 @@ ORDER BY message_id LIMIT %(limit)s
 SAVE_OUTCOMES = """
 UPDATE channels_app_message AS m
 SET status = o.status, canonical = o.canonical,
-    canonical_sealed = convert_to(o.canonical_sealed, 'UTF8'), issues = o.issues,
+    canonical_sealed = decode(o.canonical_sealed, 'base64'), issues = o.issues,
     processed_at = o.processed_at, error_stage = o.error_stage, error_class = o.error_class,
     error_path = o.error_path, error_detail = o.error_detail
 FROM jsonb_to_recordset(%s::jsonb) AS o(
@@ -130,8 +131,8 @@ def _claim(ids: list[int]) -> list[Message]:
 
 
 def _save_outcomes(messages: list[Message]) -> None:
-    # Sealed at rest when a key is set: the bundle goes to canonical_sealed (sealed values are
-    # ASCII, so they travel in the JSON document as text) and canonical stays null.
+    # Sealed at rest when a key is set: the bundle goes to canonical_sealed (in base64 inside the
+    # JSON document) and canonical stays null.
     sealing = sealing_enabled()
     rows = [
         {
@@ -139,7 +140,7 @@ def _save_outcomes(messages: list[Message]) -> None:
             "status": m.status,
             "canonical": None if sealing else m.canonical,
             "canonical_sealed": (
-                seal_json(m.canonical).decode("ascii")
+                base64.b64encode(seal_json(m.canonical)).decode("ascii")
                 if sealing and m.canonical is not None
                 else None
             ),

@@ -12,6 +12,7 @@ from django.db import connection
 
 from channels_app import sealing
 from channels_app.models import Delivery, Message
+from channels_app.sealing import open_config
 from console.roles import Role
 from tests import factories
 from tests.support import send, wait_for
@@ -41,13 +42,23 @@ def test_without_a_key_nothing_is_sealed(settings):
     assert sealing.unseal(b"MSH|x") == b"MSH|x"
 
 
-def test_sealed_values_are_prefixed_ascii_and_plaintext_still_reads(settings):
+def test_sealed_values_are_prefixed_compact_and_plaintext_still_reads(settings):
     settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
     sealed = sealing.seal(f"PID|1||M1||{FAMILY}".encode())
-    assert sealed.startswith(sealing.SEALED_PREFIX) and sealed.isascii()
+    assert sealed.startswith(sealing.SEALED_PREFIX)
+    big = b"OBX|" * 1000
+    assert len(sealing.seal(big)) <= len(big) + 64  # binary: no base64, 45 bytes of framing
     assert FAMILY.encode() not in sealed
     assert sealing.unseal(sealed) == f"PID|1||M1||{FAMILY}".encode()
     assert sealing.unseal(b"MSH|written before the key") == b"MSH|written before the key"
+
+
+def test_an_altered_sealed_value_does_not_open(settings):
+    settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
+    sealed = bytearray(sealing.seal(b"PID|1||M1||DOE"))
+    sealed[-1] ^= 1
+    with pytest.raises(sealing.SealError, match="altered"):
+        sealing.unseal(bytes(sealed))
 
 
 def test_a_value_no_key_opens_is_a_clear_error(settings):
@@ -124,6 +135,12 @@ def test_rotation_old_key_to_new_key_then_the_old_key_is_dropped(settings):
     settings.HUB_ENCRYPTION_KEYS = []
     plain_message = Message.objects.create(channel=channel, raw=raw, canonical=bundle)
     pruned = Message.objects.create(channel=channel, raw=b"")
+    settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
+    destination = factories.fhir_destination(
+        channel,
+        "http://fhir.example/fhir",
+        config={"base_url": "http://fhir.example/fhir", "bearer_token": "tok-ROTATE"},
+    )
 
     settings.HUB_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]  # the new key seals, the old one still opens
     out = io.StringIO()
@@ -138,10 +155,15 @@ def test_rotation_old_key_to_new_key_then_the_old_key_is_dropped(settings):
         fresh = Message.objects.get(pk=message.pk)
         assert fresh.raw_text == raw.decode() and fresh.canonical_json == bundle
     assert stored(pruned.pk)[0] == b""  # an emptied body stays empty
+    destination.refresh_from_db()
+    opened = open_config("fhir_rest", destination.config)
+    assert opened["bearer_token"] == "tok-ROTATE"
 
     settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]  # and the old key alone opens nothing any more
     with pytest.raises(sealing.SealError):
         _ = Message.objects.get(pk=sealed_message.pk).raw_text
+    with pytest.raises(sealing.SealError):
+        open_config("fhir_rest", destination.config)
 
 
 @pytest.mark.django_db
