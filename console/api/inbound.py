@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from adapters.base import AdapterError
 from adapters.codecs import fhir_json
+from adapters.codecs.hl7v2_ack import Header
 from channels_app.models import Channel
 from channels_app.pipeline import ingest
 from console.roles import Role
@@ -152,8 +153,11 @@ def _read_fhir(raw: bytes, channel: Channel, request) -> ingest.Inbound | None:
     entries = bundle.get("entry") or [{}]
     first = (entries[0] or {}).get("resource") or {}
     item.message_type = f"{bundle.get('resourceType', 'JSON')}:{first.get('resourceType', '')}"[:40]
-    item.header.control_id = str(request.headers.get("Idempotency-Key") or "")[:200]
-    item.header.sending_application = f"token:{getattr(request.auth, 'prefix', '')}"
+    # The sender's Idempotency-Key plays MSH-10's part: a repeat within the window is a duplicate.
+    item.header = Header(
+        control_id=str(request.headers.get("Idempotency-Key") or "")[:200],
+        sending_application=request.user.get_username()[:200],  # stable across token rotation
+    )
     return item
 
 
