@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 
 from console import oidc
 from console.access import public, requires, signed_in
+from console.api.metrics import MetricsView
 from console.roles import Role
 from console.security import LoginForm
 from console.views import audit, channels, messages
@@ -40,4 +41,5 @@ urlpatterns = [
     path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("audit/unlock/", audit.audit_unlock, name="audit-unlock"),
     path("api/v1/", include("console.api.urls")),
+    path("metrics", MetricsView.as_view(), name="metrics"),
 ]

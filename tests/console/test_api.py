@@ -147,3 +147,23 @@ def test_the_schema_is_served_to_viewers(viewer_user):
     assert response.status_code == 200
     paths = json.loads(response.content)["paths"]
     assert "/api/v1/messages/{id}/reveal/" in paths and "/api/v1/tokens/" in paths
+
+
+def test_metrics_are_read_with_a_viewer_token():
+    from datetime import timedelta
+
+    from console import tokens
+    from console.roles import Role
+
+    channel = factories.channel(40406)
+    destination = factories.fhir_destination(channel, "http://127.0.0.1:9/fhir", name="EHR")
+    message = Message.objects.create(channel=channel, raw=factories.adt_a01("MET-1"))
+    message.deliveries.create(destination=destination)
+    issued = tokens.issue(tokens.service_account("prom"), Role.VIEWER, lifetime=timedelta(days=1))
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {issued.secret}").get("/metrics")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
+    text = response.content.decode()
+    label = f'channel="{channel.name}",destination="EHR"'
+    assert f'hub_deliveries_open{{{label},status="PENDING"}} 1.0' in text
+    assert f"hub_destination_breaker_open{{{label}}} 0.0" in text
+    assert Client().get("/metrics").status_code == 401

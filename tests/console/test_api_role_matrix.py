@@ -11,7 +11,7 @@ from django.test import Client
 
 from channels_app.models import Channel, Delivery, Message
 from console import tokens
-from console.access import declared
+from console.access import declared, is_api_view
 from console.models import AuditEvent
 from console.roles import Role
 from tests import factories
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Role.ADMIN
 API_MATRIX = {
     "api-schema": {"GET": VIEWER},
+    "metrics": {"GET": VIEWER},
     "api-inbound": {"POST": OPERATOR},
     "api-channel-list": {"GET": VIEWER, "POST": ANALYST},
     "api-channel-detail": {"GET": VIEWER, "PUT": ANALYST, "PATCH": ANALYST},
@@ -51,7 +52,7 @@ ROLES = {"viewer": VIEWER, "operator": OPERATOR, "analyst": ANALYST, "admin": AD
 
 
 def api_patterns():
-    return [(p, route) for p, route in all_patterns() if route.startswith("api/")]
+    return [(p, route) for p, route in all_patterns() if is_api_view(p.callback)]
 
 
 def test_every_api_route_is_in_the_table():
@@ -87,7 +88,8 @@ def objects():
 
 
 def url_for(pattern, route: str, ids: dict) -> str:
-    noun = pattern.name.split("-")[1] if pattern.name != "api-inbound" else "channel"
+    parts = pattern.name.split("-")
+    noun = "channel" if pattern.name == "api-inbound" else parts[1] if len(parts) > 1 else ""
     return "/" + re.sub(r"<int:pk>|\(\?P<pk>\[\^/\.\]\+\)", str(ids.get(noun, 0)), route).replace(
         "^", ""
     ).replace("$", "").replace("\\.", ".")
