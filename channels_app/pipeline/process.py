@@ -15,6 +15,7 @@ from adapters.base import AdapterError
 from adapters.codecs import fhir_json, hl7v2
 from channels_app.models import Delivery, Destination, Message
 from channels_app.pipeline import lanes
+from channels_app.pipeline.deliver import LANE_HEAD
 from channels_app.sealing import SealError, seal_json, unseal
 from channels_app.sealing import enabled as sealing_enabled
 
@@ -22,11 +23,12 @@ from channels_app.sealing import enabled as sealing_enabled
 BATCH_MAX = 50
 LATE_AFTER = timedelta(milliseconds=250)
 
-LATER_IN_LANES = """
-SELECT id FROM channels_app_delivery
-WHERE destination_id = ANY(%(destinations)s) AND status = 'PENDING' AND ordering_key <> ''
-  AND message_id > %(first)s AND id <> ALL(%(created)s)
-ORDER BY message_id LIMIT %(limit)s
+LATER_IN_LANES = f"""
+SELECT d.id FROM channels_app_delivery AS d
+WHERE d.destination_id = ANY(%(destinations)s) AND d.status = 'PENDING'
+  AND d.ordering_key <> '' AND d.message_id > %(first)s AND d.id <> ALL(%(created)s)
+  AND {LANE_HEAD}
+ORDER BY d.message_id LIMIT %(limit)s
 """
 
 # One UPDATE for the whole batch, its rows passed as one JSON document (Django's bulk_update
