@@ -4,11 +4,13 @@ one probe goes out after the cooldown, and its success closes it and sends the r
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from channels_app.models import Attempt, Delivery, Destination
-from channels_app.pipeline import breaker
+from channels_app.models import Attempt, Delivery, Destination, Message
+from channels_app.pipeline import breaker, control, deliver, process, sweep
 from tests import factories
 from tests.support import send, wait_for
 
@@ -129,3 +131,39 @@ def test_the_probe_decides_and_zero_samples_disables():
     assert (reopens.from_state, reopens.to_state) == (breaker.HALF_OPEN, breaker.OPEN)
     off = breaker.Policy(1, breaker.CLOSED, 0.5, 0, 60)
     assert breaker.decide(off, breaker.Tally(failures=9), 9, 9) is None
+
+
+def test_the_sweeper_releases_one_probe_once_the_cooldown_is_over(fhir_sink):
+    """The task that should have probed after the cooldown was lost: the sweeper releases the
+    oldest held delivery as the probe; the claim sends one probe only; its success releases
+    the rest."""
+    channel = factories.channel(40150)
+    destination = factories.fhir_destination(channel, fhir_sink.url, breaker_cooldown_s=60)
+    ids = process.process_messages(
+        [
+            Message.objects.create(channel=channel, raw=factories.adt_a01(f"S-{i}")).id
+            for i in range(3)
+        ]
+    )
+    opened = timezone.now()
+    Destination.objects.filter(pk=destination.pk).update(
+        breaker_state="open", breaker_changed_at=opened
+    )
+    assert [o.status for o in deliver.deliver(ids).outcomes] == ["QUEUED"] * 3
+    assert sweep.sweep().delivery_ids == []  # cooling down: held
+
+    Destination.objects.filter(pk=destination.pk).update(  # the cooldown is over
+        breaker_changed_at=opened - timedelta(seconds=61)
+    )
+    first, second, third = sorted(ids)
+    assert sweep.sweep().delivery_ids == [first]  # the oldest, as the probe
+    assert sweep.sweep().delivery_ids == [second]  # its task lost too? another candidate...
+
+    batch = deliver.deliver([first, second])  # ...but the claim lets exactly one through
+    assert sorted((o.delivery_id, o.status) for o in batch.outcomes) == [
+        (first, "DELIVERED"),
+        (second, "QUEUED"),
+    ]
+    assert len(fhir_sink.requests) == 1
+    assert batch.closed == [destination.pk] and state(destination) == "closed"
+    assert control.release(batch.closed) == [second, third]

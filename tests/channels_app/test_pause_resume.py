@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from channels_app.models import Attempt, Delivery, Destination, Message
-from channels_app.pipeline import control, deliver, process
+from channels_app.pipeline import control, deliver, process, sweep
 from console.models import AuditEvent
 from tests import factories
 from tests.support import FhirSink, send, wait_for
@@ -156,3 +156,22 @@ def test_the_channels_page_shows_breaker_pause_and_queue(viewer_user, operator_u
     assert 'data-action="resume-destination"' not in html  # a viewer gets no buttons
     client.force_login(operator_user)
     assert 'data-action="resume-destination"' in client.get("/channels/").content.decode()
+
+
+def test_the_sweeper_releases_what_a_lost_resume_left_queued(fhir_sink):
+    """The resume's enqueue was lost (worker died, Redis flushed): the sweeper sends them."""
+    channel = factories.channel(40142)
+    destination = factories.fhir_destination(channel, fhir_sink.url)
+    control.pause(destination)
+    messages = [
+        Message.objects.create(channel=channel, raw=factories.adt_a01(f"LOST-{i}")).id
+        for i in range(3)
+    ]
+    assert process.process_messages(messages) == []  # created QUEUED, nothing to enqueue
+    assert sweep.sweep().delivery_ids == []  # still paused: still held
+    Destination.objects.filter(pk=destination.pk).update(paused=False)  # resumed, nothing sent
+
+    swept = sweep.sweep()
+
+    assert len(swept.delivery_ids) == 3 and statuses() == ["PENDING"] * 3
+    assert [o.status for o in deliver.deliver(swept.delivery_ids).outcomes] == ["DELIVERED"] * 3
