@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from datetime import datetime
 
 from celery import shared_task
 from celery.signals import task_prerun, worker_process_init
@@ -58,7 +59,8 @@ def deliver(self, delivery_ids: list[int]) -> dict[str, int]:
     for destination_id, cooldown_s in batch.opened.items():
         release_held.apply_async(args=[[destination_id]], countdown=cooldown_s)
     # Each row's next_attempt_at lets the sweeper redo a countdown lost with Redis.
-    deferred: dict = defaultdict(list)  # over the rate limit: back when the bucket has refilled
+    # Over the rate limit: back when the bucket has refilled (one task per moment).
+    deferred: dict[datetime, list[int]] = defaultdict(list)
     for o in batch.outcomes:
         if o.status == Delivery.Status.PENDING:
             deferred[o.retry_at].append(o.delivery_id)
@@ -77,7 +79,7 @@ def release_held(destination_ids: list[int] | None = None) -> int:
     return len(control.release(destination_ids))
 
 
-def _seconds_until(when) -> float:
+def _seconds_until(when: datetime) -> float:
     return max(0.0, (when - timezone.now()).total_seconds())
 
 
