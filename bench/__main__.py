@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# Spine first (it needs the database and Redis); pure-code benchmarks after.
-ORDER = ["spine", "bench_mapping", "bench_codec"]
+# Those that need the database and Redis first; pure-code benchmarks after.
+ORDER = ["spine", "bench_delivery", "bench_mapping", "bench_codec"]
 
 
 def main() -> int:
