@@ -19,9 +19,11 @@ import logging
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import Http404
+from django.urls import path
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
+from console.access import public
 from console.oidc_roles import role_from_claims
 from console.roles import Role, set_role
 
@@ -102,6 +104,12 @@ def _when_enabled(view_class):
 
 authenticate_view = _when_enabled(OIDCAuthenticationRequestView)
 callback_view = _when_enabled(OIDCAuthenticationCallbackView)
+
+# Added to console.urls when single sign-on is configured; both steps are public (no role yet).
+urlpatterns = [
+    path("oidc/authenticate/", public(authenticate_view), name="oidc_authentication_init"),
+    path("oidc/callback/", public(callback_view), name="oidc_authentication_callback"),
+]
 
 
 def context(request) -> dict:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -26,9 +27,6 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", signed_in(auth_views.LogoutView.as_view()), name="logout"),
-    # Single sign-on (console/oidc.py): 404 unless OIDC_RP_CLIENT_ID is set.
-    path("oidc/authenticate/", public(oidc.authenticate_view), name="oidc_authentication_init"),
-    path("oidc/callback/", public(oidc.callback_view), name="oidc_authentication_callback"),
     path("messages/", messages.message_list, name="messages"),
     path("messages/<int:pk>/", messages.message_detail, name="message"),
     path("messages/<int:pk>/reveal/", messages.message_reveal, name="message-reveal"),
@@ -43,3 +41,7 @@ urlpatterns = [
     path("api/v1/", include("console.api.urls")),
     path("metrics", MetricsView.as_view(), name="metrics"),
 ]
+
+# Single sign-on's two public steps exist only where it is configured (OIDC_RP_CLIENT_ID).
+if settings.OIDC_ENABLED:
+    urlpatterns += oidc.urlpatterns

@@ -129,6 +129,7 @@ class Provider:
 def provider(settings):
     p = Provider().start()
     settings.OIDC_ENABLED = True
+    settings.ROOT_URLCONF = "tests.console.oidc_urls"  # routes exist only where SSO is configured
     settings.OIDC_RP_CLIENT_ID = CLIENT_ID
     settings.OIDC_RP_CLIENT_SECRET = CLIENT_SECRET
     settings.OIDC_OP_AUTHORIZATION_ENDPOINT = f"{p.issuer}/authorize"
