@@ -3,7 +3,6 @@ table says. A route missing from API_MATRIX, or an action without a declared rol
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from console.access import declared, is_api_view
 from console.models import AuditEvent
 from console.roles import Role
 from tests import factories
-from tests.console.test_role_matrix import all_patterns
+from tests.routes import all_patterns, url_of
 
 pytestmark = pytest.mark.django_db
 
@@ -90,9 +89,7 @@ def objects():
 def url_for(pattern, route: str, ids: dict) -> str:
     parts = pattern.name.split("-")
     noun = "channel" if pattern.name == "api-inbound" else parts[1] if len(parts) > 1 else ""
-    return "/" + re.sub(r"<int:pk>|\(\?P<pk>\[\^/\.\]\+\)", str(ids.get(noun, 0)), route).replace(
-        "^", ""
-    ).replace("$", "").replace("\\.", ".")
+    return url_of(route, ids.get(noun, 0))
 
 
 def clients(users) -> dict[str, Client]:

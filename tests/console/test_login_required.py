@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from console.roles import Role, set_role
+from tests.routes import all_patterns, url_of
 
 pytestmark = pytest.mark.django_db
 
 PUBLIC = {"login"}  # the sign-in page itself
-
-
-def all_patterns(resolver=None, prefix=""):
-    resolver = resolver or get_resolver()
-    for p in resolver.url_patterns:
-        if isinstance(p, URLResolver):
-            yield from all_patterns(p, prefix + str(p.pattern))
-        elif isinstance(p, URLPattern):
-            yield p, prefix + str(p.pattern)
-
-
-def concrete(route: str) -> str:
-    return "/" + route.replace("<int:pk>", "1").lstrip("^").rstrip("$")
 
 
 def test_every_route_requires_login(client):
@@ -31,7 +18,7 @@ def test_every_route_requires_login(client):
         if pattern.name in PUBLIC:
             continue
         for method in ("get", "post"):
-            response = getattr(client, method)(concrete(route))
+            response = getattr(client, method)(url_of(route))
             assert response.status_code in (302, 401, 403), (
                 f"{method.upper()} {route} answered {response.status_code}"
             )

@@ -6,18 +6,17 @@ must be given its place here before it can ship.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.http import HttpResponse
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, path
+from django.urls import path
 
 from channels_app.models import Message
 from console import urls as console_urls
 from console.access import PUBLIC, SIGNED_IN, declared, is_api_view
 from console.roles import Role
 from tests import factories
+from tests.routes import all_patterns, url_of
 
 pytestmark = pytest.mark.django_db
 
@@ -42,15 +41,6 @@ MATRIX = {
 }
 IDENTITIES = ("anonymous", "none", "viewer", "operator", "analyst", "admin")
 ROLE_OF = {"viewer": VIEWER, "operator": OPERATOR, "analyst": ANALYST, "admin": ADMIN}
-
-
-def all_patterns(resolver=None, prefix=""):
-    resolver = resolver or get_resolver()
-    for p in resolver.url_patterns:
-        if isinstance(p, URLResolver):
-            yield from all_patterns(p, prefix + str(p.pattern))
-        elif isinstance(p, URLPattern):
-            yield p, prefix + str(p.pattern)
 
 
 def page_patterns():
@@ -120,7 +110,7 @@ def test_role_matrix(users, message):
     checked = 0
     failures = []
     for p, route in page_patterns():
-        url = "/" + re.sub(r"<int:\w+>", str(message.pk), route)
+        url = url_of(route, message.pk)
         for method, access in MATRIX[p.name].items():
             for identity in IDENTITIES:
                 client = Client()
