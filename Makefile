@@ -32,6 +32,10 @@ run: install
 test: install
 	$(PY) -m pytest
 
+# Real processes broken on purpose; ends with the table of figures (also part of `make test`).
+faults: install
+	$(PY) -m pytest tests/faults
+
 bench: install
 	$(PY) -m bench
 

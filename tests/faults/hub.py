@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import psycopg
 
 from tests.faults.services import terminate
-from tests.support import REPO, IdempotentSink, free_port, wait_for
+from tests.support import REPO, free_port, wait_for
 
 VAR = REPO / "var" / "faults"
 # Fast sweeps and short leases: recovery in seconds, not the production minutes.
@@ -57,19 +58,16 @@ WHERE m.control_id = ANY(%s) ORDER BY m.id
 """
 
 
-def configure(name: str, port: int, sink_url: str, destination: dict | None = None) -> str:
-    """The scenario's channel (MLLP on ``port``) and its one destination, the sink."""
+def configure(name: str, port: int, destination: dict) -> str:
+    """The scenario's channel (MLLP on ``port``) and its one destination (transport, config and
+    policy in ``destination``, over the suite's defaults)."""
     from channels_app.models import Channel, Destination
 
     channel = Channel.objects.create(
         name=name, source_config={"host": "127.0.0.1", "port": port}, dedupe_window_s=3600
     )
     Destination.objects.create(
-        channel=channel,
-        name="idempotent sink",
-        transport=Destination.Transport.FHIR_REST,
-        config={"base_url": sink_url},
-        **{**DESTINATION, **(destination or {})},
+        channel=channel, name="idempotent sink", **{**DESTINATION, **destination}
     )
     return channel.name
 
@@ -307,7 +305,7 @@ class FaultHub:
         self.database_url = database_url
         self.redis_url = redis_url
         self.port = free_port()
-        self.sink: IdempotentSink | None = None
+        self.sink = None  # an IdempotentSink, or any peer with the same questions answered
         slug = "".join(c if c.isalnum() else "-" for c in scenario.lower()).strip("-")
         self.slug = slug
         env = {**os.environ, **HUB_ENV, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
@@ -318,18 +316,20 @@ class FaultHub:
         self.channel = ""
         self.traffic: Traffic | None = None
 
-    def configure(self, sink: IdempotentSink, *, in_process: bool = True, **destination):
+    def configure(self, sink, *, in_process: bool = True, **destination):
         """Create the channel and destination: through this process's ORM (the test database),
         or, for a database of the scenario's own, through a process pointed at it."""
         self.sink = sink
+        if "transport" not in destination:
+            destination.update(transport="fhir_rest", config={"base_url": sink.url})
         if in_process:
-            self.channel = configure(self.slug, self.port, sink.url, destination)
+            self.channel = configure(self.slug, self.port, destination)
             return self
         script = (
             "import django, json, sys; django.setup(); from tests.faults.hub import configure;"
             " print(configure(*json.loads(sys.argv[1])))"
         )
-        args = json.dumps([self.slug, self.port, sink.url, destination])
+        args = json.dumps([self.slug, self.port, destination])
         run = subprocess.run(
             [sys.executable, "-c", script, args],
             cwd=REPO,
@@ -349,12 +349,13 @@ class FaultHub:
         self.processes.supervise()
         return self
 
-    def send(self, n: int, **options) -> Traffic:
+    def send(self, n: int, patients: int = 97, **options) -> Traffic:
+        """``n`` ADT messages (MSH-10 ``<SCENARIO>-<i>``, PID-3 ``M<i % patients>``)."""
         from tests import factories
 
         prefix = self.slug[:12].upper()
         messages = {
-            f"{prefix}-{i:05d}": factories.adt_a01(f"{prefix}-{i:05d}", mrn=f"M{i % 97}")
+            f"{prefix}-{i:05d}": factories.adt_a01(f"{prefix}-{i:05d}", mrn=f"M{i % patients}")
             for i in range(n)
         }
         self.traffic = Traffic(self.port, messages, **options).start()
@@ -368,8 +369,11 @@ class FaultHub:
         except psycopg.OperationalError:
             return (-1, -1, -1)
 
-    def drain(self, since: float | None = None, timeout: float = 90, notes: str = "") -> Figures:
-        """Wait until every acknowledged message had its effect and no work is open, then judge."""
+    def drain(
+        self, since: float | None = None, timeout: float = 90, notes: str | Callable[[], str] = ""
+    ) -> Figures:
+        """Wait until every acknowledged message had its effect and no work is open, then judge.
+        ``notes`` may be a function, called once the hub has drained."""
         sent = self.traffic.wait()
         since = since or sent.finished_at
         sink = self.sink
@@ -400,7 +404,7 @@ class FaultHub:
             absorbed=sum(sink.repeats.values()),
             unknown=len(set(effects) - set(sent.control_ids)),
             retries=self.failed_attempts(),
-            notes=notes,
+            notes=notes() if callable(notes) else notes,
         )
         if self.processes.restarts:
             restarts = ", ".join(f"{r} x{n}" for r, n in sorted(self.processes.restarts.items()))
@@ -410,6 +414,11 @@ class FaultHub:
             figures.notes = f"{figures.notes}; lost: {where}".lstrip("; ")
         record(figures)
         return figures
+
+    def received_order(self) -> dict[str, int]:
+        """MSH-10 -> the message id the hub gave it (ids follow the order of receipt)."""
+        with psycopg.connect(self.database_url) as conn:
+            return dict(conn.execute("SELECT control_id, id FROM channels_app_message"))
 
     def failed_attempts(self) -> int:
         try:

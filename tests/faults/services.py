@@ -6,6 +6,7 @@ Never the shared ones: a scenario that flushes, stops or kills a server owns tha
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -79,9 +80,7 @@ class PostgresCluster:
     """
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        self.bin = Path(POSTGRES_BIN_PATH)
+        self.bin = _postgres_bin()
         self.workdir = workdir
         self.data = workdir / "data"
         self.port = port or free_port()
@@ -154,6 +153,15 @@ class PostgresCluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _postgres_bin() -> Path:
+    """pgserver's PostgreSQL binaries (a dependency, so always there), found without importing
+    pgserver (its import warns about XDG_RUNTIME_DIR)."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("pgserver is not installed")
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
 def _unprivileged_user() -> str | None:
     """PostgreSQL refuses to run as root: run it as ``postgres`` (or pgserver's user)."""
     if os.geteuid() != 0:
@@ -162,7 +170,11 @@ def _unprivileged_user() -> str | None:
         with contextlib.suppress(KeyError):
             pwd.getpwnam(name)
             return name
-    raise RuntimeError("running as root with no 'postgres' user to run a PostgreSQL cluster as")
+    raise NoServerUser("running as root with no 'postgres' user to run a PostgreSQL cluster as")
+
+
+class NoServerUser(RuntimeError):
+    pass
 
 
 def terminate(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
