@@ -270,6 +270,8 @@ def _merge(old: Any, new: Any, secrets: frozenset[str]) -> Any:
     for key, value in new.items():
         if key in secrets and value in (None, "", SECRET_MARKER) and _is_set(old.get(key)):
             merged[key] = old[key]
+        elif key in secrets and value == SECRET_MARKER:
+            continue  # a marker with nothing stored behind it is not a secret to keep
         else:
             merged[key] = _merge(old.get(key), value, secrets)
     return merged

@@ -75,6 +75,34 @@ class Channel(models.Model):
             note=note,
         )
 
+    @transaction.atomic
+    def rollback(self, number: int, user=None) -> ChannelVersion:
+        """Put the channel and its destinations back as version ``number`` recorded them, and
+        publish that as a new version (history only grows). Runtime state (paused, breaker) is
+        left as it is; secrets come back as stored, since snapshots hold only their marker; a
+        destination added after that version is disabled, not deleted (messages point at it)."""
+        target = self.versions.get(number=number).snapshot
+        for field in CHANNEL_SETTINGS:
+            if field in target:
+                setattr(self, field, target[field])
+        self.save()
+        kept = {d["name"]: d for d in target.get("destinations", [])}
+        for destination in self.destinations.all():
+            if destination.name not in kept:
+                destination.enabled = False
+                destination.save(update_fields=["enabled"])
+        for name, recorded in kept.items():
+            destination = self.destinations.filter(name=name).first() or Destination(
+                channel=self, name=name, transport=recorded["transport"]
+            )
+            destination.transport = recorded["transport"]
+            for field in DESTINATION_SETTINGS:
+                if field in recorded:
+                    setattr(destination, field, recorded[field])
+            destination.set_config(recorded.get("config") or {})
+            destination.save()
+        return self.publish(user=user, note=f"rollback to v{number}")
+
 
 class ChannelVersion(models.Model):
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="versions")
@@ -155,3 +183,28 @@ class Destination(models.Model):
     @property
     def public_config(self) -> dict:
         return public_config(self)
+
+
+# What a version restores: configuration, not runtime state (pause, breaker) or identity.
+CHANNEL_SETTINGS = (
+    "description",
+    "enabled",
+    "source_type",
+    "source_config",
+    "dedupe_window_s",
+    "max_message_bytes",
+    "retention_days",
+)
+DESTINATION_SETTINGS = (
+    "enabled",
+    "timeout_s",
+    "max_attempts",
+    "backoff_base_s",
+    "backoff_max_s",
+    "ordering_key",
+    "rate_limit_per_s",
+    "breaker_error_rate",
+    "breaker_min_samples",
+    "breaker_window_s",
+    "breaker_cooldown_s",
+)

@@ -48,6 +48,18 @@ class ChannelSerializer(serializers.ModelSerializer):
         return value
 
 
+class ChannelVersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    note = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    snapshot = serializers.JSONField(help_text="The channel and its destinations; no secrets.")
+
+
+class RollbackSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+
+
 class DestinationSerializer(serializers.ModelSerializer):
     config = serializers.JSONField(
         help_text="Transport settings. Secrets are write-only: they read back as a marker, and "

@@ -110,6 +110,8 @@ class ChannelViewSet(AuditedConfigViewSet):
         "update": ANALYST,
         "partial_update": ANALYST,
         "publish": ADMIN,
+        "rollback": ADMIN,
+        "versions": VIEWER,
         "pause": OPERATOR,
         "resume": OPERATOR,
     }
@@ -126,6 +128,40 @@ class ChannelViewSet(AuditedConfigViewSet):
             target=f"channel:{channel.pk}",
             detail={"version": version.number},
         )
+        return Response(self.get_serializer(channel).data)
+
+    @extend_schema(responses=s.ChannelVersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request, pk=None):
+        """Every published version of the channel, newest first (snapshots hold no secrets)."""
+        channel = self.get_object()
+        versions = channel.versions.select_related("created_by").order_by("-number")
+        return Response(s.ChannelVersionSerializer(versions, many=True).data)
+
+    @extend_schema(request=s.RollbackSerializer)
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        """Restore the settings of an earlier version, published as a new version."""
+        form = s.RollbackSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        channel = self.get_object()
+        number = form.validated_data["version"]
+        if not channel.versions.filter(number=number).exists():
+            raise serializers.ValidationError({"version": [f"channel has no version {number}"]})
+        before = channel.snapshot()
+        with transaction.atomic():
+            version = channel.rollback(number, user=request.user)
+            audit.record(
+                request,
+                "channel.rolled_back",
+                target=f"channel:{channel.pk}",
+                detail={
+                    "to_version": number,
+                    "version": version.number,
+                    "changes": changes(before, channel.snapshot()),
+                },
+            )
+        channel.refresh_from_db()
         return Response(self.get_serializer(channel).data)
 
     @extend_schema(request=None)

@@ -26,6 +26,8 @@ API_MATRIX = {
     "api-channel-list": {"GET": VIEWER, "POST": ANALYST},
     "api-channel-detail": {"GET": VIEWER, "PUT": ANALYST, "PATCH": ANALYST},
     "api-channel-publish": {"POST": ADMIN},
+    "api-channel-rollback": {"POST": ADMIN},
+    "api-channel-versions": {"GET": VIEWER},
     "api-channel-pause": {"POST": OPERATOR},
     "api-channel-resume": {"POST": OPERATOR},
     "api-destination-list": {"GET": VIEWER, "POST": ANALYST},
