@@ -23,45 +23,41 @@ from channels_app.pipeline.ingest import GroupCommitter
 log = logging.getLogger(__name__)
 
 
-def listener_specs(channel_names: list[str] | None = None) -> list[ListenerSpec]:
-    channels = Channel.objects.filter(enabled=True, source_type=Channel.SourceType.MLLP)
+def _enabled(source_type: str, channel_names: list[str] | None):
+    """(channel, what every source spec shares) for each enabled channel of ``source_type``."""
+    channels = Channel.objects.filter(enabled=True, source_type=source_type)
     if channel_names:
         channels = channels.filter(name__in=channel_names)
-    specs = []
     for channel in channels:
         version = channel.current_version()
-        specs.append(
-            ListenerSpec(
-                channel_id=channel.id,
-                channel_name=channel.name,
-                channel_version_id=version.id if version else None,
-                host=channel.source_config.get("host") or settings.HUB["LISTEN_HOST"],
-                port=int(channel.source_config["port"]),
-                dedupe_window_s=channel.dedupe_window_s,
-                max_message_bytes=channel.max_message_bytes,
-            )
+        yield (
+            channel,
+            {
+                "channel_id": channel.id,
+                "channel_name": channel.name,
+                "channel_version_id": version.id if version else None,
+                "dedupe_window_s": channel.dedupe_window_s,
+                "max_message_bytes": channel.max_message_bytes,
+            },
         )
-    return specs
+
+
+def listener_specs(channel_names: list[str] | None = None) -> list[ListenerSpec]:
+    return [
+        ListenerSpec(
+            **common,
+            host=channel.source_config.get("host") or settings.HUB["LISTEN_HOST"],
+            port=int(channel.source_config["port"]),
+        )
+        for channel, common in _enabled(Channel.SourceType.MLLP, channel_names)
+    ]
 
 
 def pickup_specs(channel_names: list[str] | None = None) -> list[PickupSpec]:
-    channels = Channel.objects.filter(enabled=True, source_type=Channel.SourceType.FILE)
-    if channel_names:
-        channels = channels.filter(name__in=channel_names)
-    specs = []
-    for channel in channels:
-        version = channel.current_version()
-        specs.append(
-            PickupSpec(
-                channel_id=channel.id,
-                channel_name=channel.name,
-                channel_version_id=version.id if version else None,
-                dedupe_window_s=channel.dedupe_window_s,
-                max_message_bytes=channel.max_message_bytes,
-                config=pickup_config(channel.name, channel.source_config),
-            )
-        )
-    return specs
+    return [
+        PickupSpec(**common, config=pickup_config(channel.name, channel.source_config))
+        for channel, common in _enabled(Channel.SourceType.FILE, channel_names)
+    ]
 
 
 def database_conninfo() -> str:
