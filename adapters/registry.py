@@ -21,7 +21,13 @@ def register_transport(name: str):
 
 
 class ConfigError(AdapterError):
-    pass
+    """A config the transport's schema refuses. ``errors`` says where each problem is: pydantic's
+    ``loc`` (e.g. ``("auth", "bearer", "token")``) and ``msg``, never the value (it may be a
+    secret); forms show each one next to the field it names."""
+
+    def __init__(self, message: str, *, errors: tuple[dict, ...] = ()) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 def transport_class(name: str) -> type:
@@ -32,13 +38,20 @@ def transport_class(name: str) -> type:
         raise ConfigError(f"unknown transport {name!r}; known: {', '.join(sorted(_transports))}")
 
 
+def transport_names() -> list[str]:
+    """Every registered transport, by name."""
+    _load_builtins()
+    return sorted(_transports)
+
+
 def build_transport(name: str, config: dict[str, Any]):
     cls = transport_class(name)
     try:
         return cls(cls.Config.model_validate(config))
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{name} destination config is invalid: {problems}")
+        errors = tuple({"loc": tuple(e["loc"]), "msg": e["msg"]} for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        raise ConfigError(f"{name} destination config is invalid: {problems}", errors=errors)
 
 
 def _load_builtins() -> None:

@@ -91,3 +91,27 @@ def record(
         target=str(target)[:255],
         detail=detail or {},
     )
+
+
+# Bookkeeping that changes with every save; not something a person changed.
+NOT_CHANGES = {"updated_at"}
+
+
+def changes(before: dict, after: dict) -> dict:
+    """``{field: [before, after]}`` for every field that changed."""
+    return {
+        key: [before.get(key), after.get(key)]
+        for key in sorted((before.keys() | after.keys()) - NOT_CHANGES)
+        if before.get(key) != after.get(key)
+    }
+
+
+def record_change(request, noun: str, pk, before: dict | None, after: dict) -> dict:
+    """Audit a config object's creation (``before`` None) or update with its diff, the one way
+    the API and the console pages do it. ``before``/``after`` are its public form (secrets only as
+    the marker). An update that changed nothing writes nothing; the diff is returned."""
+    diff = changes(before or {}, after)
+    if before is None or diff:
+        action = "created" if before is None else "updated"
+        record(request, f"{noun}.{action}", target=f"{noun}:{pk}", detail={"changes": diff})
+    return diff

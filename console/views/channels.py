@@ -83,4 +83,8 @@ def _context(request, channels) -> dict:
         channel.version = max((v.number for v in channel.versions.all()), default=None)
         for destination in channel.destinations.all():
             destination.health = health[destination.pk]
-    return {"channels": channels, "may_operate": has_role(request.user, Role.OPERATOR)}
+    return {
+        "channels": channels,
+        "may_operate": has_role(request.user, Role.OPERATOR),
+        "may_edit": has_role(request.user, Role.ANALYST),
+    }

@@ -1,0 +1,31 @@
+"""What a destination accepts: a config its transport's schema validates, a delivery policy within
+bounds. The console's destination form and the REST API both go through here, so a config one of
+them refuses the other refuses too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.registry import ConfigError, build_transport
+from channels_app.sealing import merge_config, open_config, seal_config
+
+# The delivery policy's bounds (Destination fields), for the API serializer and the form alike.
+POLICY_LIMITS: dict[str, dict[str, float]] = {
+    "timeout_s": {"min_value": 0.1, "max_value": 3600},
+    "backoff_base_s": {"min_value": 0.05},
+    "backoff_max_s": {"min_value": 0.05},
+    "breaker_error_rate": {"min_value": 0.01, "max_value": 1.0},
+    "rate_limit_per_s": {"min_value": 0.01},
+}
+
+
+def checked_config(transport: str, submitted: Any, stored: dict | None = None) -> dict:
+    """``submitted`` made ready to store: merged over ``stored`` (secrets are write-only, so one
+    left blank or sent back as the marker keeps its stored value), validated by building the
+    transport, and sealed. Raises ConfigError, whose ``errors`` name each field that is wrong."""
+    if not isinstance(submitted, dict):
+        raise ConfigError("must be a JSON object", errors=({"loc": (), "msg": "not an object"},))
+    config = merge_config(transport, stored or {}, submitted) if stored is not None else submitted
+    build_transport(transport, open_config(transport, config))
+    return seal_config(transport, config)
