@@ -22,6 +22,11 @@ repeating target such as ``Patient.name[0].given`` takes as a list); a rule with
 its value from a ``default`` transform (a constant) or is a ``drop``. HL7's explicit null ``""``
 counts as absent.
 
+Variables. A caller may give the rules FHIRPath environment variables: `compile_rules` is told
+their names (``variables=("input",)``) and `RuleSet.apply` their values. A source that starts
+with one (``%input.patient.mrn``, as the custom JSON codec uses it) reads that value only, so it
+is evaluated once per rule, not per target resource. A variable not declared is a compile error.
+
 Targets: ``ResourceType[selector].element[index].element...``
 
 - selector: none = the first resource of that type, ``[2]`` = the third (0-based), ``[*]`` = every
@@ -55,6 +60,7 @@ import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from functools import cache, lru_cache
 from typing import Any
 
@@ -78,6 +84,7 @@ __all__ = [
     "RuleSet",
     "compile_rules",
     "fhirpath_syntax_error",
+    "resource_elements",
 ]
 
 RULE_KEYS = ("name", "description", "source", "target", "transforms", "required", "enabled")
@@ -233,6 +240,20 @@ def _describe(annotation: Any) -> _Element:
     return _Element(is_list, "string")
 
 
+def resource_elements(resource_type: str) -> dict[str, bool]:
+    """The elements of a FHIR R4 resource type, each with whether it repeats; ValueError naming
+    the closest types when ``resource_type`` is not one (Bundle is not: it holds the others)."""
+    if resource_type in ("Bundle", "Resource", "DomainResource"):
+        raise ValueError(f"name a resource type such as Patient, not {resource_type!r}")
+    model = _resource_class(resource_type)
+    if model is None:
+        raise ValueError(
+            f"{resource_type!r} is not a FHIR resource type"
+            f"{_suggest(resource_type, _resource_names())}"
+        )
+    return {name: element.is_list for name, element in _elements(model).items()}
+
+
 def _suggest(word: str, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
     close += [c for c in choices if c.startswith(word) and c not in close][:3]
@@ -270,14 +291,18 @@ def fhirpath_syntax_error(expression: str) -> str | None:
 
 
 _ROOT_TYPE = re.compile(r"^\s*([A-Z][A-Za-z]+)(?![\w(])")
+_ROOT_VARIABLE = re.compile(r"^\s*%([A-Za-z_][A-Za-z0-9_]*)")
+# FHIRPath's own environment variables, always there.
+_STANDARD_VARIABLES = frozenset({"context", "resource", "rootResource", "ucum", "sct", "loinc"})
 
 
 class _FhirPath:
-    """A compiled FHIRPath and what it starts from: a resource type, "Bundle", or None (relative)."""
+    """A compiled FHIRPath and what it starts from: a resource type, "Bundle", a caller's
+    variable (``root_var``), or None (relative)."""
 
-    __slots__ = ("text", "root_type", "fn")
+    __slots__ = ("text", "root_type", "root_var", "fn")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, variables: Sequence[str] = ()) -> None:
         import fhirpathpy
         from fhirpathpy.models import models
 
@@ -288,16 +313,26 @@ class _FhirPath:
             raise ValueError(f"FHIRPath syntax error {problem}")
         m = _ROOT_TYPE.match(text)
         self.root_type = m[1] if m and _resource_class(m[1]) else None
+        m = _ROOT_VARIABLE.match(text)
+        self.root_var = m[1] if m and m[1] not in _STANDARD_VARIABLES else None
+        if self.root_var is not None and self.root_var not in variables:
+            known = ", ".join(f"%{v}" for v in variables) or "none here"
+            raise ValueError(f"unknown variable %{self.root_var} (known: {known})")
         self.text = text
         self.fn = fhirpathpy.compile(text, models["r4"])
         # Unknown functions only surface when evaluated: try it once on an empty resource.
         try:
-            self.fn({"resourceType": self.root_type} if self.root_type else {})
+            self.fn(
+                {"resourceType": self.root_type} if self.root_type else {},
+                {name: {} for name in variables},
+            )
         except Exception as e:  # fhirpathpy raises bare Exceptions
             raise ValueError(f"FHIRPath cannot be evaluated: {e}")
 
-    def __call__(self, context: Mapping[str, Any]) -> list[Any]:
-        return self.fn(context)
+    def __call__(
+        self, context: Mapping[str, Any], variables: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        return self.fn(context, variables)
 
 
 # -------------------------------------------------------------------------------------- sources
@@ -327,14 +362,14 @@ class _V2Source:
         return compact([seg.get(p.field, p.component, p.subcomponent, rep=r) for r in reps])
 
 
-def _compile_source(text: Any) -> _V2Source | _FhirPath:
+def _compile_source(text: Any, variables: Sequence[str] = ()) -> _V2Source | _FhirPath:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("a source must be a non-empty string (a v2 path or a FHIRPath)")
     if _V2_SHAPE.match(text):
         text = text.strip()
         text = text[:3].upper() + text[3:]
         return _V2Source(text, Path.parse(text))
-    return _FhirPath(text)
+    return _FhirPath(text, variables)
 
 
 # -------------------------------------------------------------------------------------- targets
@@ -387,7 +422,7 @@ def _bracket(text: str, start: int) -> tuple[str, int]:
     raise ValueError(f"unclosed '[' at character {start + 1}")
 
 
-def _compile_target(text: Any) -> _Target:
+def _compile_target(text: Any, variables: Sequence[str] = ()) -> _Target:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the target must be a path such as Patient.name[0].family")
     text = text.strip()
@@ -406,7 +441,7 @@ def _compile_target(text: Any) -> _Target:
         if inner == "*" or inner.isdigit():
             selector = "*" if inner == "*" else int(inner)
         elif inner.startswith("?"):
-            selector = _FhirPath(inner[1:])
+            selector = _FhirPath(inner[1:], variables)
         else:
             raise ValueError(
                 f"resource selector [{inner}] must be a 0-based number, * or ?<FHIRPath condition>"
@@ -479,13 +514,25 @@ class _CannotSet(Exception):
     """The value does not fit the target (type) or the path cannot be followed (index)."""
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with FHIRPath's Decimals (how it reads JSON numbers) as JSON numbers again."""
+    if isinstance(value, Decimal):
+        whole = value.is_finite() and value == value.to_integral_value()
+        return int(value) if whole else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _coerce(value: Any, element: _Element, path: str) -> Any:
     kind = element.kind
     if kind == "any":
-        return value
+        return _plain(value)
     if kind == "complex":
         if isinstance(value, dict):
-            return value
+            return _plain(value)
         raise _CannotSet(f"{path} is a {element.model.__name__}; name one of its elements")
     if isinstance(value, dict | list):
         raise _CannotSet(f"{path} holds a {kind}, not an object")
@@ -498,10 +545,12 @@ def _coerce(value: Any, element: _Element, path: str) -> Any:
         raise _CannotSet(f"{path} is a boolean; {value!r} is not true/false/Y/N")
     if kind == "integer":
         try:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            if isinstance(value, bool) or (
+                isinstance(value, float | Decimal) and value != int(value)
+            ):
                 raise ValueError
             return int(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise _CannotSet(f"{path} is an integer; {value!r} is not")
     if kind == "decimal":
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -673,7 +722,9 @@ class Rule:
         self.drops = bool(transforms) and isinstance(transforms[-1], Drop)
         # Unless a FHIRPath reads the target resource itself, one value serves every target.
         self.per_resource = any(
-            isinstance(s, _FhirPath) and s.root_type in (None, target.resource_type)
+            isinstance(s, _FhirPath)
+            and s.root_var is None
+            and s.root_type in (None, target.resource_type)
             for s in sources
         )
 
@@ -698,7 +749,9 @@ class Rule:
         return out
 
 
-def _compile_rule(index: int, spec: Any, tables: Mapping[str, Any] | None) -> Rule:
+def _compile_rule(
+    index: int, spec: Any, tables: Mapping[str, Any] | None, variables: Sequence[str] = ()
+) -> Rule:
     if not isinstance(spec, Mapping):
         raise RuleError("a rule must be an object with at least a 'target'", index=index)
     name = spec.get("name")
@@ -721,7 +774,7 @@ def _compile_rule(index: int, spec: Any, tables: Mapping[str, Any] | None) -> Ru
     if "target" not in spec:
         raise fail("'target' is required, e.g. Patient.name[0].family", "target")
     try:
-        target = _compile_target(spec["target"])
+        target = _compile_target(spec["target"], variables)
     except ValueError as e:
         raise fail(str(e), "target", str(spec["target"]))
 
@@ -733,7 +786,7 @@ def _compile_rule(index: int, spec: Any, tables: Mapping[str, Any] | None) -> Ru
     for i, text in enumerate(source_list):
         part = "source" if not isinstance(raw_sources, list) else f"source[{i}]"
         try:
-            sources.append(_compile_source(text))
+            sources.append(_compile_source(text, variables))
         except ValueError as e:
             raise fail(str(e), part, text if isinstance(text, str) else None)
 
@@ -819,14 +872,18 @@ class RuleSet:
         return [r.to_json() for r in self.rules]
 
     def apply(
-        self, message: Message | None, bundle: Mapping[str, Any]
+        self,
+        message: Message | None,
+        bundle: Mapping[str, Any],
+        variables: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], list[RuleIssue]]:
         """Apply every enabled rule in order; returns a new Bundle and the issues found.
 
         ``message`` is the parsed inbound v2 message (None for a FHIR-sourced channel: v2
-        sources then read nothing).
+        sources then read nothing); ``variables`` the values of the variables the rules were
+        compiled with (``{"input": document}``).
         """
-        draft = _Draft(bundle)
+        draft = _Draft(bundle, variables)
         issues: list[RuleIssue] = []
         for rule in self.rules:
             if rule.enabled:
@@ -837,10 +894,11 @@ class RuleSet:
 class _Draft:
     """The Bundle being rewritten: a new root and entry list; entries replaced when written."""
 
-    __slots__ = ("root", "entries", "by_type")
+    __slots__ = ("root", "entries", "by_type", "variables")
 
-    def __init__(self, bundle: Mapping[str, Any]) -> None:
+    def __init__(self, bundle: Mapping[str, Any], variables: Mapping[str, Any] | None) -> None:
         self.root = dict(bundle)
+        self.variables = variables
         entries = bundle.get("entry")
         self.entries: list[Any] = list(entries) if isinstance(entries, list) else []
         self.by_type: dict[str, list[int]] = {}
@@ -870,15 +928,17 @@ class _Draft:
             return list(found)
         if isinstance(sel, int):
             return found[sel : sel + 1]
-        return [i for i in found if _fhirpath(sel, self.resource(i)) == [True]]
+        return [i for i in found if _fhirpath(sel, self.resource(i), self.variables) == [True]]
 
     def result(self) -> dict[str, Any]:
         return self.root
 
 
-def _fhirpath(expr: _FhirPath, context: Mapping[str, Any]) -> list[Any]:
+def _fhirpath(
+    expr: _FhirPath, context: Mapping[str, Any], variables: Mapping[str, Any] | None = None
+) -> list[Any]:
     try:
-        return expr(context)
+        return expr(context, variables)
     except Exception as e:  # fhirpathpy raises bare Exceptions on data it cannot handle
         raise TransformFailed(f"FHIRPath {expr.text!r} failed: {e}")
 
@@ -891,14 +951,16 @@ def _read(
         if isinstance(source, _V2Source):
             values += source.read(message)
             continue
-        if source.root_type == "Bundle":
-            context: Mapping[str, Any] | None = draft.root
+        if source.root_var is not None:  # reads its variable only, whatever the target
+            context: Mapping[str, Any] | None = {}
+        elif source.root_type == "Bundle":
+            context = draft.root
         elif source.root_type in (None, rule.target.resource_type):
             context = resource
         else:
             context = draft.first(source.root_type)
         if context is not None:
-            values += compact(_fhirpath(source, context))
+            values += compact(_fhirpath(source, context, draft.variables))
     return values
 
 
@@ -971,13 +1033,17 @@ def compile_rules(
     rules: Sequence[Mapping[str, Any]] | None,
     *,
     tables: Mapping[str, Mapping[str, Any]] | None = None,
+    variables: Sequence[str] = (),
 ) -> RuleSet:
     """Validate and compile rules (JSON data) into a `RuleSet`; raises `RuleError`.
 
-    ``tables`` are named lookup tables that ``{"op": "lookup", "table": "<name>"}`` refers to.
+    ``tables`` are named lookup tables that ``{"op": "lookup", "table": "<name>"}`` refers to;
+    ``variables`` the names of the FHIRPath variables (``%input``) that `RuleSet.apply` will be
+    given values for.
     """
     if rules is None:
         return RuleSet(())
     if isinstance(rules, str | bytes | Mapping) or not isinstance(rules, Sequence):
         raise RuleError("rules must be a list of rule objects")
-    return RuleSet([_compile_rule(i, spec, tables) for i, spec in enumerate(rules)])
+    variables = tuple(variables)
+    return RuleSet([_compile_rule(i, spec, tables, variables) for i, spec in enumerate(rules)])

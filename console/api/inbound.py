@@ -1,4 +1,5 @@
-"""HTTP inbound: a sender POSTs HL7 v2 or FHIR JSON to an HTTP channel with its service token.
+"""HTTP inbound: a sender POSTs HL7 v2, FHIR JSON or (to a channel with a JSON map) custom JSON to
+an HTTP channel with its service token.
 
 202 with the message id once the message is committed (the HTTP twin of an MLLP AA); a message
 that cannot be read is still stored, with its error, and answered 4xx with the reason, so nothing
@@ -17,10 +18,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adapters.base import AdapterError
-from adapters.codecs import fhir_json
+from adapters.codecs import custom_json, fhir_json
 from adapters.codecs.hl7v2_ack import Header
 from channels_app.models import Channel
-from channels_app.pipeline import ingest
+from channels_app.pipeline import ingest, json_source
 from console.roles import Role
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 HL7_TYPES = ("x-application/hl7-v2+er7", "application/hl7-v2", "text/plain")
 FHIR_TYPES = ("application/fhir+json", "application/json")
 FHIR_JSON = fhir_json.MEDIA_TYPE
+JSON = "application/json"
 
 
 class RawBody(parsers.BaseParser):
@@ -57,7 +59,8 @@ Refused = inline_serializer(
 
 
 class InboundView(APIView):
-    """``POST /api/v1/channels/{id}/messages/`` with an HL7 v2 or FHIR JSON body."""
+    """``POST /api/v1/channels/{id}/messages/`` with an HL7 v2 or FHIR JSON body, or custom JSON
+    (``application/json``) to a channel whose ``source_config`` has ``"inbound": "json"``."""
 
     parser_classes = [RawBody]
     required_roles = {"post": Role.OPERATOR}
@@ -86,7 +89,13 @@ class InboundView(APIView):
         if len(raw) > channel.max_message_bytes:
             return _refuse(413, f"the body is larger than {channel.max_message_bytes} bytes")
         media = request.content_type.split(";")[0].strip().lower()
-        if media in HL7_TYPES:
+        if json_source.takes_json(channel.source_config):  # the channel decides, not the body
+            refused = _json_refusal(channel, media)
+            if refused is not None:
+                return refused
+            item = _read_custom_json(raw, channel, request)
+            content_type = custom_json.MEDIA_TYPE
+        elif media in HL7_TYPES:
             item = _read_hl7(raw, channel, request)
             content_type = HL7_TYPES[0]
         elif media in FHIR_TYPES:
@@ -95,8 +104,8 @@ class InboundView(APIView):
             if item is None:
                 return _refuse(
                     415,
-                    "JSON without a resourceType is not FHIR; custom JSON "
-                    "needs a mapping, which this channel does not have",
+                    "JSON without a resourceType is not FHIR; custom JSON needs a channel"
+                    ' configured for it ("inbound": "json" with a json_map), which this is not',
                 )
         else:
             return _refuse(415, f"send HL7 v2 ({HL7_TYPES[0]}) or FHIR JSON ({FHIR_JSON})")
@@ -153,12 +162,39 @@ def _read_fhir(raw: bytes, channel: Channel, request) -> ingest.Inbound | None:
     entries = bundle.get("entry") or [{}]
     first = (entries[0] or {}).get("resource") or {}
     item.message_type = f"{bundle.get('resourceType', 'JSON')}:{first.get('resourceType', '')}"[:40]
+    _idempotency(item, request)
+    return item
+
+
+def _json_refusal(channel: Channel, media: str) -> Response | None:
+    if media != JSON:
+        return _refuse(415, f"channel {channel.pk} takes custom JSON: send it as {JSON}")
+    try:
+        json_source.channel_map(channel.source_config)
+    except custom_json.JsonMapError as exc:  # the channel's fault, not the sender's: not stored
+        log.warning("channel %s refuses custom JSON: %s", channel.pk, exc)
+        return _refuse(409, f"channel {channel.pk} cannot map custom JSON: {exc}")
+    return None
+
+
+def _read_custom_json(raw: bytes, channel: Channel, request) -> ingest.Inbound:
+    """Checked to be JSON only: the channel's map runs in the process stage, like a v2 map."""
+    item = ingest.Inbound(raw=raw, **_common(channel, request))
+    try:
+        custom_json.read(raw)
+    except custom_json.NotJson as exc:
+        item.error, item.error_stage = exc, "parse"
+    item.message_type = "JSON"
+    _idempotency(item, request)
+    return item
+
+
+def _idempotency(item: ingest.Inbound, request) -> None:
     # The sender's Idempotency-Key plays MSH-10's part: a repeat within the window is a duplicate.
     item.header = Header(
         control_id=str(request.headers.get("Idempotency-Key") or "")[:200],
         sending_application=request.user.get_username()[:200],  # stable across token rotation
     )
-    return item
 
 
 def _store(item: ingest.Inbound, content_type: str) -> ingest.Stored:
