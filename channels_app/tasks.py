@@ -14,6 +14,7 @@ from django.utils import timezone
 from channels_app.models import Delivery
 from channels_app.pipeline import control
 from channels_app.pipeline import deliver as deliver_stage
+from channels_app.pipeline import replay as replay_stage
 from channels_app.pipeline.process import process_messages as process_stage
 from channels_app.pipeline.sweep import sweep as sweep_stage
 
@@ -73,6 +74,13 @@ def deliver(self, delivery_ids: list[int]) -> dict[str, int]:
     return dict(Counter(o.status for o in batch.outcomes))
 
 
+@shared_task(acks_late=True, time_limit=3600)
+def replay_job(job_id: int) -> dict | None:
+    """A bulk replay, batch after batch; a restarted task carries on where the last one stopped."""
+    job = replay_stage.run_job(job_id)
+    return None if job is None else {"done": job.done, "total": job.total, "state": job.state}
+
+
 @shared_task(acks_late=True)
 def release_held(destination_ids: list[int] | None = None) -> int:
     """Send again what was held QUEUED where the hold is over (breaker cooled down or closed)."""
@@ -88,6 +96,8 @@ def sweep() -> dict:
     swept = sweep_stage()  # includes QUEUED deliveries whose hold is over
     enqueue_processing(swept.message_ids)
     enqueue_deliveries(swept.delivery_ids)
+    for job_id in replay_stage.stalled_jobs():  # a bulk replay whose task was lost
+        replay_job.delay(job_id)
     if swept.message_ids or swept.delivery_ids:
         log.warning(
             "sweeper re-enqueued %d message(s) and %d deliverie(s)",

@@ -4,13 +4,15 @@ Deny by default: a resolved view without a declaration is refused for everyone, 
 cannot be born open by forgetting a decorator. Declarations:
 
     @requires(Role.VIEWER)      the user's role must be at least VIEWER
+    @requires(RESEND_EDITED)    a permission no role implies (console.roles.Permission): the
+                                user must hold it (granted, or an admin) and have its role
     signed_in(view)             any signed-in user, even one without a role (sign-out)
     public(view)                no sign-in needed (the sign-in page); also exempts the view from
                                 Django's LoginRequiredMiddleware
 
 API views (Django REST framework) declare on the class, per action or HTTP method:
 
-    required_roles = {"list": Role.VIEWER, "partial_update": Role.ANALYST}
+    required_roles = {"list": Role.VIEWER, "partial_update": Role.ANALYST, "resend": RESEND_EDITED}
 
 and are answered in JSON: 401 without credentials, 403 with too little role.
 
@@ -32,20 +34,20 @@ from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLogi
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from console.roles import Role, user_role
+from console.roles import Permission, Role, has_permission, user_role
 
 ATTRIBUTE: Final = "hub_min_role"
 # Markers stored in ATTRIBUTE besides a Role.
 PUBLIC: Final = "public"
 SIGNED_IN: Final = "signed-in"
 
-Access = Role | str
+Access = Role | Permission | str
 
 
-def requires(role: Role) -> Callable:
-    """Declare that a view needs at least ``role``."""
-    if not isinstance(role, Role):
-        raise TypeError(f"requires() takes a Role, not {role!r}")
+def requires(role: Role | Permission) -> Callable:
+    """Declare that a view needs at least ``role``, or holds ``permission``."""
+    if not isinstance(role, Role | Permission):
+        raise TypeError(f"requires() takes a Role or a Permission, not {role!r}")
 
     def declare(view):
         setattr(view, ATTRIBUTE, role)
@@ -84,7 +86,7 @@ def api_access(cls, actions: dict | None, method: str | None) -> Access | dict |
         return table or None
     method = method.lower()
     if method in ("head", "options") and method not in table:
-        known = [r for r in table.values() if r is not None]
+        known = [least_role(r) for r in table.values() if r is not None]
         return min(known) if known else None
     return table.get(method)
 
@@ -94,6 +96,10 @@ def is_api_view(view) -> bool:
 
     cls = getattr(view, "cls", None)
     return isinstance(cls, type) and issubclass(cls, APIView)
+
+
+def least_role(access: Role | Permission) -> Role:
+    return access.role if isinstance(access, Permission) else access
 
 
 def decide(access: Access | None, user) -> str | None:
@@ -109,8 +115,10 @@ def decide(access: Access | None, user) -> str | None:
     role = user_role(user)
     if role is None:
         return "no-role"
-    if role < access:
+    if role < least_role(access):
         return "too-low"
+    if isinstance(access, Permission) and not has_permission(user, access):
+        return "no-permission"
     return None
 
 
@@ -119,13 +127,16 @@ REASONS: Final = {
     "anonymous": "Sign in to open this page.",
     "no-role": "Your account has no role; ask an admin to give you one.",
     "too-low": "This page needs the {needed} role; your role is {role}.",
+    "no-permission": "This page needs the {permission} permission, which an admin grants to "
+    "chosen users; your account does not have it.",
 }
 
 
 def denied(request, reason: str, needed: Access | None = None, *, api: bool = False):
     role = user_role(request.user)
     text = REASONS[reason].format(
-        needed=needed.label if isinstance(needed, Role) else "",
+        needed=least_role(needed).label if isinstance(needed, Role | Permission) else "",
+        permission=needed.label if isinstance(needed, Permission) else "",
         role=role.label if role else "none",
     )
     if api:

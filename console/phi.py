@@ -11,6 +11,7 @@ is masked whole, because nobody has checked which of its fields are safe.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, Final
 
@@ -183,6 +184,12 @@ def mask_fhir(data: Any) -> Any:
     return _walk(data, person=False, people=_person_references(data))
 
 
+def mask_json(data: Any) -> Any:
+    """A sender's own JSON with every value masked: no schema says which of its keys are safe,
+    so only the keys and the shape stay readable."""
+    return _blank(data)
+
+
 def _person_references(data: Any) -> frozenset[str]:
     """fullUrls of the Bundle's person resources: a reference to one may display their name."""
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
@@ -270,3 +277,35 @@ def mask_text(text: str) -> str:
         return text
     text = _QUOTED.sub(lambda m: m.group(1) + MASK + m.group(1), text)
     return _HL7_FRAGMENT.sub(lambda m: m.group(0)[:4] + MASK, text)
+
+
+# --- structured details
+
+# Keys of a conversion issue or a destination's OperationOutcome issue that may quote a value.
+_ISSUE_VALUE_KEYS: Final = frozenset({"value"})
+_ISSUE_PROSE_KEYS: Final = frozenset({"reason", "diagnostics", "details", "text"})
+
+
+def mask_issue(issue: dict) -> dict:
+    """A conversion or destination issue as a viewer sees it: the value it quotes masked, its
+    prose masked where it quotes one; where it happened (segment, field, target, expression)
+    stays readable."""
+    masked = {}
+    for key, value in issue.items():
+        if key in _ISSUE_VALUE_KEYS and value not in (None, ""):
+            masked[key] = MASK
+        elif key in _ISSUE_PROSE_KEYS and isinstance(value, str):
+            masked[key] = mask_text(value)
+        elif isinstance(value, dict):
+            masked[key] = mask_issue(value)
+        else:
+            masked[key] = value
+    return masked
+
+
+def lane_label(ordering_key: str) -> str:
+    """An ordered lane named without the value that keys it (a patient identifier, often): the
+    same key always gives the same label, so a viewer can still see which deliveries share one."""
+    if not ordering_key:
+        return ""
+    return "lane-" + hashlib.sha256(ordering_key.encode()).hexdigest()[:10]

@@ -200,7 +200,7 @@ REST_FRAMEWORK = {
     # The role check itself runs in console.access.RoleMiddleware; this repeats it inside DRF.
     "DEFAULT_PERMISSION_CLASSES": ["console.api.auth.DeclaredRole"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "console.api.pagination.Pages",
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
@@ -231,6 +231,8 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.deliver": {"queue": "deliver"},
     "channels_app.tasks.sweep": {"queue": "default"},
     "channels_app.tasks.prune_bodies": {"queue": "default"},
+    # Bulk replays: a few statements per 500 messages; the deliveries they reset go to "deliver".
+    "channels_app.tasks.replay_job": {"queue": "default"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -8,7 +8,7 @@ from console.access import public, requires, signed_in
 from console.api.metrics import MetricsView
 from console.roles import Role
 from console.security import LoginForm
-from console.views import audit, channels, messages
+from console.views import audit, channels, destinations, messages, replay
 
 # Every view declares who may open it (console.access); the home redirect and Django's auth views
 # are declared here because they are not ours to decorate.
@@ -30,9 +30,19 @@ urlpatterns = [
     path("messages/", messages.message_list, name="messages"),
     path("messages/<int:pk>/", messages.message_detail, name="message"),
     path("messages/<int:pk>/reveal/", messages.message_reveal, name="message-reveal"),
+    path("messages/<int:pk>/replay/", replay.message_replay, name="message-replay"),
+    path("messages/<int:pk>/resend/", replay.message_resend, name="message-resend"),
+    path("messages/replay/", replay.message_replay_bulk, name="message-replay-bulk"),
+    path("messages/replay/<int:pk>/", replay.replay_job, name="replay-job"),
     path("channels/", channels.channel_list, name="channels"),
     path("channels/<int:pk>/pause/", channels.channel_pause, name="channel-pause"),
     path("channels/<int:pk>/resume/", channels.channel_resume, name="channel-resume"),
+    path(
+        "channels/<int:pk>/destinations/new/",
+        destinations.destination_new,
+        name="destination-new",
+    ),
+    path("destinations/<int:pk>/edit/", destinations.destination_edit, name="destination-edit"),
     path("destinations/<int:pk>/pause/", channels.destination_pause, name="destination-pause"),
     path("destinations/<int:pk>/resume/", channels.destination_resume, name="destination-resume"),
     path("audit/", audit.audit_list, name="audit"),

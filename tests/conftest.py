@@ -58,14 +58,27 @@ def hub_admin_user(db):
 
 
 @pytest.fixture
-def users(no_role_user, viewer_user, operator_user, analyst_user, hub_admin_user):
-    """Everyone by role label; "none" is the signed-in user without a role."""
+def resender_user(db):
+    """An operator an admin granted edit-and-resend (a permission no role implies)."""
+    from console.roles import RESEND_EDITED, Role, grant
+    from tests import factories
+
+    user = factories.user("resender", Role.OPERATOR)
+    grant(user, RESEND_EDITED)
+    return user
+
+
+@pytest.fixture
+def users(no_role_user, viewer_user, operator_user, analyst_user, hub_admin_user, resender_user):
+    """Everyone by role label; "none" is the signed-in user without a role, "resender" an
+    operator granted edit-and-resend."""
     return {
         "none": no_role_user,
         "viewer": viewer_user,
         "operator": operator_user,
         "analyst": analyst_user,
         "admin": hub_admin_user,
+        "resender": resender_user,
     }
 
 

@@ -1,4 +1,5 @@
 from channels_app.models.config import Channel, ChannelVersion, Destination
+from channels_app.models.replay import ReplayJob
 from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
 
 __all__ = [
@@ -9,4 +10,5 @@ __all__ = [
     "Delivery",
     "Destination",
     "Message",
+    "ReplayJob",
 ]

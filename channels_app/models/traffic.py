@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -53,9 +54,22 @@ class Message(models.Model):
     error_detail = models.TextField(blank=True)
     # The sweeper re-enqueues RECEIVED work whose sweep_after has passed, then pushes it back.
     sweep_after = models.DateTimeField(default=timezone.now)
+    # An operator's edited copy points at the message it was made from; the original is untouched.
+    resent_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resent_as"
+    )
+    resent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-id"]
+        # Not implied by any role: an admin grants it to chosen operators (console.roles).
+        permissions = [("resend_edited", "Can edit a message and send it again")]
         indexes = [
             models.Index(fields=["channel", "-received_at"], name="message_channel_recent"),
             models.Index(fields=["control_id"], name="message_control_id"),
@@ -118,6 +132,9 @@ class Delivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     ordering_key = models.CharField(max_length=200, blank=True)
+    # attempt_count when the delivery was last replayed: the destination's max_attempts counts
+    # from here (a fresh budget), while attempt numbers carry on (history is never rewritten).
+    attempts_at_replay = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["id"]
@@ -142,6 +159,11 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"delivery #{self.pk} of message #{self.message_id} to {self.destination_id}"
+
+    @property
+    def attempts_since_replay(self) -> int:
+        """Attempts counted against the destination's max_attempts."""
+        return self.attempt_count - self.attempts_at_replay
 
     @property
     def idempotency_key(self) -> str:

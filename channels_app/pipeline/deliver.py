@@ -127,7 +127,7 @@ SET status = CASE WHEN v.go THEN 'SENDING' ELSE 'QUEUED' END,
 FROM (SELECT id, probe, NOT paused AND (closed OR probe) AS go FROM verdict) AS v,
      channels_app_destination AS dest
 WHERE d.id = v.id AND dest.id = d.destination_id
-RETURNING d.id, v.go, v.probe, d.attempt_count, d.message_id,
+RETURNING d.id, v.go, v.probe, d.attempt_count, d.attempts_at_replay, d.message_id,
           dest.id, dest.transport, dest.config, dest.timeout_s, dest.max_attempts,
           dest.backoff_base_s, dest.backoff_max_s, dest.rate_limit_per_s, dest.breaker_state,
           dest.breaker_error_rate, dest.breaker_min_samples, dest.breaker_window_s
@@ -260,7 +260,7 @@ def _claim(delivery_ids: list[int]) -> tuple[list[_Claimed], list[Outcome]]:
         cursor.execute(CLAIM, params)
         rows = cursor.fetchall()
     claimed, held = [], []
-    for delivery_id, go, probe, attempt_count, message_id, *dest in rows:
+    for delivery_id, go, probe, attempt_count, at_replay, message_id, *dest in rows:
         if not go:
             held.append(Outcome(delivery_id, Delivery.Status.QUEUED))
             continue
@@ -272,6 +272,7 @@ def _claim(delivery_ids: list[int]) -> tuple[list[_Claimed], list[Outcome]]:
             message_id=message_id,
             destination_id=destination.id,
             attempt_count=attempt_count,
+            attempts_at_replay=at_replay,
         )
         claimed.append(_Claimed(delivery, destination, probe=probe))
     claimed.sort(key=lambda c: c.delivery.id)
@@ -423,14 +424,15 @@ def _judge(c: _Claimed) -> tuple[Attempt, Outcome]:
     attempt.status_code = getattr(error, "status_code", None)
     attempt.response_summary = getattr(error, "response", "")
     attempt.issues = list(getattr(error, "issues", ()))
-    exhausted = 0 < destination.max_attempts <= delivery.attempt_count  # 0: no limit
+    tries = delivery.attempts_since_replay  # a replay starts a fresh budget
+    exhausted = 0 < destination.max_attempts <= tries  # 0: no limit
     if error.permanent:
         attempt.outcome = Attempt.Outcome.PERMANENT
         attempt.error = str(error)[:4000]
         return attempt, Outcome(delivery.id, Delivery.Status.FAILED)
     attempt.outcome = Attempt.Outcome.TRANSIENT
     if exhausted:
-        attempt.error = f"gave up after {delivery.attempt_count} attempts: {error}"[:4000]
+        attempt.error = f"gave up after {tries} attempts: {error}"[:4000]
         return attempt, Outcome(delivery.id, Delivery.Status.FAILED)
     attempt.error = str(error)[:4000]
     return attempt, Outcome(delivery.id, Delivery.Status.RETRY)
@@ -445,8 +447,9 @@ def _schedule_retries(
     ]
     if not retrying:
         return outcomes
-    worst = max(retrying, key=lambda c: c.delivery.attempt_count)
-    retry_at = now + timedelta(seconds=retry_delay(worst.destination, worst.delivery.attempt_count))
+    worst = max(retrying, key=lambda c: c.delivery.attempts_since_replay)
+    delay = retry_delay(worst.destination, worst.delivery.attempts_since_replay)
+    retry_at = now + timedelta(seconds=delay)
     return [
         Outcome(o.delivery_id, o.status, retry_at) if o.status == Delivery.Status.RETRY else o
         for o in outcomes

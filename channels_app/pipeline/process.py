@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from adapters import mapping
 from adapters.base import AdapterError
-from adapters.codecs import fhir_json, hl7v2
+from adapters.codecs import custom_json, fhir_json, hl7v2
 from channels_app.models import Delivery, Destination, Message
-from channels_app.pipeline import lanes
+from channels_app.pipeline import json_source, lanes
 from channels_app.pipeline.deliver import LANE_HEAD
 from channels_app.sealing import SealError, seal_json, unseal
 from channels_app.sealing import enabled as sealing_enabled
@@ -64,8 +64,9 @@ def process_messages(ids: list[int]) -> list[int]:
         destinations = _destinations_by_channel({m.channel_id for m in messages})
         now = timezone.now()
         deliveries: list[Delivery] = []
+        json_maps = json_source.JsonMaps()  # each channel's map read once per batch
         for message in messages:
-            parsed = _convert(message)
+            parsed = _convert(message, json_maps)
             message.processed_at = now
             if message.status == Message.Status.ERROR:
                 continue
@@ -76,10 +77,50 @@ def process_messages(ids: list[int]) -> list[int]:
             message.status = Message.Status.PROCESSED
             deliveries += [_delivery(message, d, parsed, now) for d in targets]
         _save_outcomes(messages)
-        created = Delivery.objects.bulk_create(deliveries)
+        created = _create_deliveries(deliveries)
     return [d.id for d in created if d.status == Delivery.Status.PENDING] + _lanes_unblocked(
         created
     )
+
+
+# A replayed message (reprocess) may have deliveries already: a FAILED one is sent again with
+# the new canonical content and a fresh attempt budget (its attempts stay); one delivered or
+# still open is left alone. Only rows inserted or reset come back, so only they are enqueued.
+CREATE_DELIVERIES = """
+INSERT INTO channels_app_delivery AS d (
+    message_id, destination_id, status, attempt_count, attempts_at_replay, created_at,
+    next_attempt_at, last_error, ordering_key)
+SELECT message_id, destination_id, status, 0, 0, created_at, next_attempt_at, '', ordering_key
+FROM unnest(%(message)s::bigint[], %(destination)s::bigint[], %(status)s::text[],
+            %(created)s::timestamptz[], %(next)s::timestamptz[], %(key)s::text[])
+    AS n(message_id, destination_id, status, created_at, next_attempt_at, ordering_key)
+ON CONFLICT (message_id, destination_id) DO UPDATE
+SET status = EXCLUDED.status, next_attempt_at = EXCLUDED.next_attempt_at,
+    ordering_key = EXCLUDED.ordering_key, attempts_at_replay = d.attempt_count,
+    delivered_at = NULL
+WHERE d.status = 'FAILED'
+RETURNING d.id, d.message_id, d.destination_id, d.status, d.ordering_key
+"""
+
+
+def _create_deliveries(deliveries: list[Delivery]) -> list[Delivery]:
+    if not deliveries:
+        return []
+    params = {
+        "message": [d.message_id for d in deliveries],
+        "destination": [d.destination_id for d in deliveries],
+        "status": [d.status for d in deliveries],
+        "created": [d.created_at for d in deliveries],
+        "next": [d.next_attempt_at for d in deliveries],
+        "key": [d.ordering_key for d in deliveries],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE_DELIVERIES, params)
+        rows = cursor.fetchall()
+    return [
+        Delivery(id=i, message_id=m, destination_id=dest, status=status, ordering_key=key)
+        for i, m, dest, status, key in sorted(rows)
+    ]
 
 
 def _delivery(message: Message, destination: Destination, parsed, now) -> Delivery:
@@ -171,7 +212,9 @@ def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destinatio
     return found
 
 
-def _convert(message: Message) -> hl7v2.Message | None:
+def _convert(
+    message: Message, json_maps: json_source.JsonMaps | None = None
+) -> hl7v2.Message | None:
     """Fill in the canonical bundle, or the error that stopped the message (with its place);
     returns the parsed message (its lanes are read from it) when it got that far."""
     message.error_stage = message.error_class = message.error_path = message.error_detail = ""
@@ -182,6 +225,8 @@ def _convert(message: Message) -> hl7v2.Message | None:
         return
     if message.content_type == fhir_json.MEDIA_TYPE:
         return _read_fhir(message, raw)
+    if message.content_type == custom_json.MEDIA_TYPE:
+        return json_source.convert(message, raw, json_maps or json_source.JsonMaps())
     try:
         parsed = hl7v2.parse(raw)
     except hl7v2.HL7Error as exc:

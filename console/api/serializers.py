@@ -8,9 +8,12 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from adapters.registry import ConfigError, build_transport
+from adapters.registry import ConfigError
 from channels_app import sealing
-from channels_app.models import Attempt, Channel, Delivery, Destination, Message
+from channels_app.destinations import POLICY_LIMITS, checked_config
+from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
+from channels_app.pipeline import json_source
+from channels_app.pipeline.replay import MAX_SELECTION
 from console.models import ApiToken, AuditEvent
 from console.roles import Role
 
@@ -45,6 +48,10 @@ class ChannelSerializer(serializers.ModelSerializer):
     def validate_source_config(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
+        try:  # a custom JSON map is checked whole now, not at the first message
+            json_source.check_source_config(value)
+        except json_source.BadSourceConfig as exc:
+            raise serializers.ValidationError(str(exc)) from None
         return value
 
 
@@ -90,13 +97,7 @@ class DestinationSerializer(serializers.ModelSerializer):
             "breaker_changed_at",
         ]
         read_only_fields = ["paused", "breaker_state", "breaker_changed_at"]
-        extra_kwargs = {
-            "timeout_s": {"min_value": 0.1, "max_value": 3600},
-            "backoff_base_s": {"min_value": 0.05},
-            "backoff_max_s": {"min_value": 0.05},
-            "breaker_error_rate": {"min_value": 0.01, "max_value": 1.0},
-            "rate_limit_per_s": {"min_value": 0.01},
-        }
+        extra_kwargs = POLICY_LIMITS  # the console's form applies the same bounds
 
     def to_representation(self, destination):
         data = super().to_representation(destination)
@@ -106,16 +107,14 @@ class DestinationSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         transport = attrs.get("transport") or getattr(self.instance, "transport", None)
         config = attrs.get("config", getattr(self.instance, "config", None) or {})
-        if not isinstance(config, dict):
-            raise serializers.ValidationError({"config": "must be a JSON object"})
-        if self.instance is not None and "config" in attrs:
-            config = sealing.merge_config(transport, self.instance.config or {}, config)
+        # A changed config is merged over the stored one: secrets are write-only.
+        stored = self.instance.config or {} if self.instance is not None else None
         try:
-            build_transport(transport, sealing.open_config(transport, config))
+            config = checked_config(transport, config, stored if "config" in attrs else None)
         except ConfigError as exc:
             raise serializers.ValidationError({"config": str(exc)}) from None
         if "config" in attrs or self.instance is None:
-            attrs["config"] = sealing.seal_config(transport, config)
+            attrs["config"] = config
         return attrs
 
 
@@ -168,6 +167,9 @@ class AttemptSerializer(serializers.ModelSerializer):
 
 class DeliverySerializer(serializers.ModelSerializer):
     destination_name = serializers.CharField(source="destination.name", read_only=True)
+    ordering_key = serializers.SerializerMethodField(
+        help_text="The ordered lane, named without its value (often a patient identifier)."
+    )
 
     class Meta:
         model = Delivery
@@ -184,6 +186,11 @@ class DeliverySerializer(serializers.ModelSerializer):
             "ordering_key",
             "idempotency_key",
         ]
+
+    def get_ordering_key(self, delivery) -> str:
+        from console.phi import lane_label
+
+        return lane_label(delivery.ordering_key)
 
 
 class MessageBodySerializer(serializers.Serializer):
@@ -255,3 +262,70 @@ class IssuedTokenSerializer(TokenSerializer):
 
     class Meta(TokenSerializer.Meta):
         fields = [*TokenSerializer.Meta.fields, "token"]
+
+
+# --- replay and edit-and-resend
+
+
+class ReplaySerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(
+        choices=ReplayJob.Mode.choices,
+        help_text="redeliver: the same payload to the destinations that failed; reprocess: parse "
+        "and map again with the channel's current mapping.",
+    )
+
+
+class BulkReplaySerializer(ReplaySerializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_SELECTION,
+        help_text="These messages. Without ids: every failed message the list's filters (query "
+        "string: channel, status, control_id) match.",
+    )
+
+
+class ReplayResultSerializer(serializers.Serializer):
+    mode = serializers.CharField()
+    replayed = serializers.IntegerField(help_text="Messages replayed.")
+    skipped = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Messages not replayed, counted by reason."
+    )
+
+
+class ReplayJobSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    percent = serializers.IntegerField()
+    skipped = serializers.DictField(child=serializers.IntegerField())
+
+    class Meta:
+        model = ReplayJob
+        fields = [
+            "id",
+            "mode",
+            "state",
+            "selection",
+            "total",
+            "done",
+            "percent",
+            "replayed",
+            "skipped",
+            "created_at",
+            "created_by",
+            "finished_at",
+            "error",
+        ]
+
+
+class ResendSerializer(serializers.Serializer):
+    raw = serializers.CharField(
+        trim_whitespace=False,
+        help_text="The edited message (HL7 v2 with one segment per line, or the original's JSON).",
+    )
+
+
+class ResentSerializer(serializers.Serializer):
+    original = serializers.IntegerField()
+    message = serializers.IntegerField(help_text="The new message, linked to the original.")
+    status = serializers.CharField()

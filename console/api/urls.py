@@ -18,6 +18,7 @@ router.register("channels", views.ChannelViewSet, basename="api-channel")
 router.register("destinations", views.DestinationViewSet, basename="api-destination")
 router.register("messages", views.MessageViewSet, basename="api-message")
 router.register("deliveries", views.DeliveryViewSet, basename="api-delivery")
+router.register("replay-jobs", views.ReplayJobViewSet, basename="api-replay-job")
 router.register("audit", views.AuditViewSet, basename="api-audit")
 router.register("tokens", views.TokenViewSet, basename="api-token")
 

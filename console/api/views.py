@@ -8,33 +8,23 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from channels_app.models import Attempt, Channel, Delivery, Destination, Message
+from adapters.codecs import custom_json
+from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
+from channels_app.pipeline import replay as replay_stage
 from console import audit, tokens
 from console.api import serializers as s
+from console.audit import changes
 from console.models import ApiToken, AuditEvent
-from console.phi import mask_fhir, mask_hl7, mask_text
-from console.roles import Role
+from console.phi import mask_fhir, mask_hl7, mask_issue, mask_json, mask_text
+from console.roles import RESEND_EDITED, Role
 
 VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Role.ADMIN
 READ = {"list": VIEWER, "retrieve": VIEWER}
-
-
-# Bookkeeping that changes with every save; not something a person changed.
-NOT_CHANGES = {"updated_at"}
-
-
-def changes(before: dict, after: dict) -> dict:
-    """``{field: [before, after]}`` for every field that changed."""
-    return {
-        key: [before.get(key), after.get(key)]
-        for key in sorted((before.keys() | after.keys()) - NOT_CHANGES)
-        if before.get(key) != after.get(key)
-    }
 
 
 BIGINT_MAX = 2**63 - 1
@@ -66,25 +56,17 @@ class AuditedConfigViewSet(
     def perform_create(self, serializer):
         with transaction.atomic():
             obj = serializer.save()
-            audit.record(
-                self.request,
-                f"{self.noun}.created",
-                target=f"{self.noun}:{obj.pk}",
-                detail={"changes": changes({}, self.get_serializer(obj).data)},
+            audit.record_change(
+                self.request, self.noun, obj.pk, None, self.get_serializer(obj).data
             )
 
     def perform_update(self, serializer):
         before = self.get_serializer(serializer.instance).data
         with transaction.atomic():
             obj = serializer.save()
-            diff = changes(before, self.get_serializer(obj).data)
-            if diff:
-                audit.record(
-                    self.request,
-                    f"{self.noun}.updated",
-                    target=f"{self.noun}:{obj.pk}",
-                    detail={"changes": diff},
-                )
+            audit.record_change(
+                self.request, self.noun, obj.pk, before, self.get_serializer(obj).data
+            )
 
     def _set_paused(self, request, paused: bool):
         from channels_app.pipeline import control
@@ -213,25 +195,53 @@ MESSAGE_FILTERS = [
 ]
 
 
+# A bulk replay's audit entry lists the ids given up to this many.
+AUDITED_IDS = 100
+# The list's filters mean nothing to one message's actions.
+NO_FILTERS = [OpenApiParameter(p.name, exclude=True) for p in MESSAGE_FILTERS]
+
+
+def message_filters(request) -> dict:
+    """The message list's filters set in the query string; the bulk replay takes the same."""
+    found = {
+        "channel": id_param(request, "channel"),
+        "status": request.query_params.get("status", ""),
+        "control_id": text_param(request, "control_id"),
+    }
+    if found["status"] not in Message.Status.values:
+        found["status"] = ""
+    return {name: value for name, value in found.items() if value not in (None, "")}
+
+
+def filter_messages(queryset, filters: dict):
+    if "channel" in filters:
+        queryset = queryset.filter(channel_id=filters["channel"])
+    if "status" in filters:
+        queryset = queryset.filter(status=filters["status"])
+    if "control_id" in filters:
+        queryset = queryset.filter(control_id=filters["control_id"])
+    return queryset
+
+
 @extend_schema(parameters=MESSAGE_FILTERS)
 class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     """Message metadata for everyone; bodies masked, revealed only by an audited POST."""
 
     serializer_class = s.MessageSerializer
-    required_roles = {**READ, "body": VIEWER, "reveal": OPERATOR}
+    required_roles = {
+        **READ,
+        "body": VIEWER,
+        "reveal": OPERATOR,
+        "replay": OPERATOR,
+        "replay_bulk": OPERATOR,
+        "resend": RESEND_EDITED,
+    }
 
     def get_queryset(self):
         queryset = Message.objects.select_related("channel").defer(
             "raw", "canonical", "canonical_sealed", "issues"
         )
-        channel = id_param(self.request, "channel")
-        if channel is not None:
-            queryset = queryset.filter(channel_id=channel)
-        if self.request.query_params.get("status") in Message.Status.values:
-            queryset = queryset.filter(status=self.request.query_params["status"])
-        if control_id := text_param(self.request, "control_id"):
-            queryset = queryset.filter(control_id=control_id)
-        return queryset.order_by("-id")
+        return filter_messages(queryset, message_filters(self.request)).order_by("-id")
 
     @extend_schema(responses=s.MessageBodySerializer)
     @action(detail=True, methods=["get"])
@@ -247,6 +257,109 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         audit.record(request, "phi.reveal", target=f"message:{message.pk}", detail={"via": "api"})
         return Response(_body(message, reveal=True))
 
+    @extend_schema(
+        parameters=NO_FILTERS, request=s.ReplaySerializer, responses=s.ReplayResultSerializer
+    )
+    @action(detail=True, methods=["post"])
+    def replay(self, request, pk=None):
+        """Replay this message if something failed: what was replayed, or why it was skipped."""
+        form = s.ReplaySerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = get_object_or_404(Message.objects.only("id"), pk=pk)
+        counts = replay_stage.replay([message.pk], form.validated_data["mode"]).counts()
+        detail = {**counts, "via": "api"}
+        audit.record(request, "message.replayed", target=f"message:{message.pk}", detail=detail)
+        return Response(counts)
+
+    @extend_schema(
+        operation_id="api_v1_messages_replay_bulk",
+        request=s.BulkReplaySerializer,
+        responses={
+            200: OpenApiResponse(s.ReplayJobSerializer, description="Done already (small)."),
+            202: OpenApiResponse(
+                s.ReplayJobSerializer, description="Running: poll /api/v1/replay-jobs/{id}/."
+            ),
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="replay", url_name="replay-bulk")
+    def replay_bulk(self, request):
+        """Replay many messages: the ``ids`` given, or every failed message the list's filters
+        (query string) match. Small selections are replayed at once (200); larger ones run as a
+        job whose progress you poll (202)."""
+        form = s.BulkReplaySerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        mode = data["mode"]
+        filters = message_filters(request)
+        if "ids" in data and filters:
+            raise serializers.ValidationError(
+                {"ids": f"give ids or filters, not both (filters: {', '.join(sorted(filters))})"}
+            )
+        if "ids" in data:
+            ids, selection = data["ids"], {"ids": len(data["ids"])}
+            if len(ids) <= AUDITED_IDS:  # more are kept on the job the audit entry names
+                selection["message_ids"] = sorted(set(ids))
+        else:
+            matching = filter_messages(Message.objects.all(), filters)
+            selected = replay_stage.candidates(matching, mode).order_by("id")
+            ids = list(selected.values_list("id", flat=True)[: replay_stage.MAX_SELECTION + 1])
+            selection = {"filter": filters}
+        try:
+            job = replay_stage.start_job(ids, mode, selection=selection, user=request.user)
+        except replay_stage.SelectionTooLarge as exc:
+            raise serializers.ValidationError({"detail": str(exc)}) from None
+        audit.record(
+            request,
+            "messages.replayed",
+            target=f"replay-job:{job.pk}",
+            detail={"mode": mode, **selection, "selected": job.total, "via": "api"},
+        )
+        running = job.state == ReplayJob.State.RUNNING
+        return Response(
+            s.ReplayJobSerializer(job).data,
+            status=status.HTTP_202_ACCEPTED if running else status.HTTP_200_OK,
+            headers={"Location": f"/api/v1/replay-jobs/{job.pk}/"},
+        )
+
+    @extend_schema(
+        parameters=NO_FILTERS, request=s.ResendSerializer, responses={201: s.ResentSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def resend(self, request, pk=None):
+        """Store an edited copy as a new message on the same channel (linked to this one, which
+        stays as it is) and send it through the pipeline. Needs the edit-and-resend permission."""
+        form = s.ResendSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = get_object_or_404(Message.objects.only("id"), pk=pk)
+        try:
+            copy = replay_stage.edit_and_resend(
+                message.pk,
+                form.validated_data["raw"],
+                request.user,
+                remote_addr=audit.client_ip(request) or "",
+            )
+        except replay_stage.ResendRefused as exc:
+            raise serializers.ValidationError({"raw": [str(exc)]}) from None
+        audit.record(
+            request,
+            "message.resent",
+            target=f"message:{message.pk}",
+            detail={"original": message.pk, "new": copy.pk, "via": "api"},
+        )
+        return Response(
+            {"original": message.pk, "message": copy.pk, "status": copy.status},
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/messages/{copy.pk}/"},
+        )
+
+
+class ReplayJobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Bulk replays and their progress (done of total, replayed, skipped by reason)."""
+
+    queryset = ReplayJob.objects.select_related("created_by").defer("message_ids")
+    serializer_class = s.ReplayJobSerializer
+    required_roles = {"list": OPERATOR, "retrieve": OPERATOR}
+
 
 def _body(message: Message, *, reveal: bool) -> dict:
     canonical = message.canonical_json
@@ -258,17 +371,15 @@ def _body(message: Message, *, reveal: bool) -> dict:
         "revealed": reveal,
         "raw": raw,
         "canonical": canonical,
-        "issues": [
-            {**i, "reason": i.get("reason", "") if reveal else mask_text(i.get("reason", ""))}
-            for i in message.issues or []
-        ],
+        "issues": [i if reveal else mask_issue(i) for i in message.issues or []],
     }
 
 
 def _mask_raw(message: Message, raw: str) -> str:
     if "json" in message.content_type:
+        mask = mask_json if message.content_type == custom_json.MEDIA_TYPE else mask_fhir
         try:
-            return json.dumps(mask_fhir(json.loads(raw)), ensure_ascii=False)
+            return json.dumps(mask(json.loads(raw)), ensure_ascii=False)
         except ValueError:
             return mask_text(raw)
     return mask_hl7(raw)
@@ -303,6 +414,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         for attempt in Attempt.objects.filter(delivery=delivery).order_by("number"):
             row = s.AttemptSerializer(attempt).data
             row["error"] = mask_text(attempt.error or attempt.response_summary)
+            row["issues"] = [mask_issue(i) for i in attempt.issues or []]
             rows.append(row)
         return Response(rows)
 

@@ -13,11 +13,11 @@ from django.db.models import Count, Prefetch, Q
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_POST
 
-from channels_app.models import Attempt, Channel, Delivery, Message
+from channels_app.models import Attempt, Channel, Delivery, Message, ReplayJob
 from console import audit
 from console.access import requires
-from console.phi import mask_fhir, mask_hl7, mask_text
-from console.roles import Role, has_role
+from console.phi import mask_fhir, mask_hl7, mask_issue, mask_text
+from console.roles import RESEND_EDITED, Role, has_permission, has_role
 
 PAGE_SIZE = 50
 
@@ -43,19 +43,8 @@ def message_list(request):
         )
         .order_by("-id")
     )
-    filters = {
-        "status": request.GET.get("status", ""),
-        "channel": request.GET.get("channel", ""),
-        "q": request.GET.get("q", "").strip(),
-    }
-    if filters["status"] in Message.Status.values:
-        messages = messages.filter(status=filters["status"])
-    if filters["channel"].isdigit():
-        messages = messages.filter(channel_id=int(filters["channel"]))
-    if filters["q"]:
-        messages = messages.filter(
-            Q(control_id=filters["q"]) | Q(message_type__iexact=filters["q"])
-        )
+    filters = page_filters(request.GET)
+    messages = filtered(messages, filters)
     page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
     for m in page:  # the list never reveals: an error detail may quote a patient's value
         m.shown_error = mask_text(m.error_detail)
@@ -64,9 +53,32 @@ def message_list(request):
         "filters": filters,
         "statuses": Message.Status.choices,
         "channels": Channel.objects.only("id", "name"),
+        "may_replay": has_role(request.user, Role.OPERATOR),
+        "replay_modes": ReplayJob.Mode.choices,
     }
     template = "messages/_rows.html" if request.htmx else "messages/list.html"
     return render(request, template, context)
+
+
+def page_filters(data) -> dict:
+    """The list's filters as given (GET for the list, POST for its bulk replay)."""
+    return {
+        "status": data.get("status", ""),
+        "channel": data.get("channel", ""),
+        "q": data.get("q", "").strip().replace("\x00", ""),
+    }
+
+
+def filtered(messages, filters: dict):
+    if filters["status"] in Message.Status.values:
+        messages = messages.filter(status=filters["status"])
+    if filters["channel"].isdigit() and int(filters["channel"]) < 2**63:
+        messages = messages.filter(channel_id=int(filters["channel"]))
+    if filters["q"]:
+        messages = messages.filter(
+            Q(control_id=filters["q"]) | Q(message_type__iexact=filters["q"])
+        )
+    return messages
 
 
 @requires(Role.VIEWER)
@@ -103,6 +115,28 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
         "segments": raw.replace("\r\n", "\r").replace("\n", "\r").split("\r"),
         "canonical": json.dumps(canonical, indent=2, ensure_ascii=False) if canonical else "",
         "error_detail": shown(message.error_detail),
-        "issues": [{**i, "reason": shown(i.get("reason", ""))} for i in message.issues or []],
+        "issues": [i if reveal else mask_issue(i) for i in message.issues or []],
         "deliveries": deliveries,
+        **_replay_context(request, message, deliveries),
+    }
+
+
+OPEN = {Delivery.Status.PENDING, Delivery.Status.SENDING, Delivery.Status.RETRY}
+
+
+def _replay_context(request, message: Message, deliveries: list[Delivery]) -> dict:
+    """What the operator may replay here, and whether the page follows a replay until it settles
+    (``?watch=1``, where a replay sends the operator)."""
+    failed = any(d.status == Delivery.Status.FAILED for d in deliveries)
+    modes = []
+    if has_role(request.user, Role.OPERATOR) and not message.pruned_at:
+        if failed:
+            modes.append(ReplayJob.Mode.REDELIVER)
+        if failed or message.status == Message.Status.ERROR:
+            modes.append(ReplayJob.Mode.REPROCESS)
+    busy = message.status == Message.Status.RECEIVED or any(d.status in OPEN for d in deliveries)
+    return {
+        "replay_modes": [(m, ReplayJob.Mode(m).label) for m in modes],
+        "may_resend": has_permission(request.user, RESEND_EDITED),
+        "watch": busy and request.GET.get("watch") == "1",
     }

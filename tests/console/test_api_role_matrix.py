@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from channels_app.models import Channel, Delivery, Message
+from channels_app.models import Channel, Delivery, Message, ReplayJob
 from console import tokens
 from console.access import declared, is_api_view
 from console.models import AuditEvent
-from console.roles import Role
+from console.roles import RESEND_EDITED, Permission, Role
 from tests import factories
 from tests.routes import all_patterns, url_of
 
@@ -38,6 +38,11 @@ API_MATRIX = {
     "api-message-detail": {"GET": VIEWER},
     "api-message-body": {"GET": VIEWER},
     "api-message-reveal": {"POST": OPERATOR},
+    "api-message-replay": {"POST": OPERATOR},
+    "api-message-replay-bulk": {"POST": OPERATOR},
+    "api-message-resend": {"POST": RESEND_EDITED},
+    "api-replay-job-list": {"GET": OPERATOR},
+    "api-replay-job-detail": {"GET": OPERATOR},
     "api-delivery-list": {"GET": VIEWER},
     "api-delivery-detail": {"GET": VIEWER},
     "api-delivery-attempts": {"GET": VIEWER},
@@ -50,6 +55,10 @@ API_MATRIX = {
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ROLES = {"viewer": VIEWER, "operator": OPERATOR, "analyst": ANALYST, "admin": ADMIN}
+# Signed-in people who are not a role's namesake: an operator granted edit-and-resend. Tokens are
+# issued for ROLES only; a service account holds no permission beyond its token's role.
+PEOPLE = {**ROLES, "resender": OPERATOR}
+GRANTED = {RESEND_EDITED: {"session resender"}}
 
 
 def api_patterns():
@@ -76,6 +85,7 @@ def objects():
     message = Message.objects.create(channel=channel, raw=factories.adt_a01("API-1"))
     delivery = Delivery.objects.create(message=message, destination=destination)
     event = AuditEvent.objects.create(action="test.event")
+    job = ReplayJob.objects.create(mode=ReplayJob.Mode.REDELIVER, state=ReplayJob.State.DONE)
     target = tokens.issue(tokens.service_account("target"), VIEWER, lifetime=timedelta(days=1))
     ids = {
         "channel": channel.pk,
@@ -84,6 +94,7 @@ def objects():
         "delivery": delivery.pk,
         "audit": event.pk,
         "token": target.token.pk,
+        "replay": job.pk,
     }
     return ids
 
@@ -112,7 +123,10 @@ def clients(users) -> dict[str, Client]:
 def allowed(access, identity: str) -> bool:
     if access is None or identity in ("anonymous", "bad token"):
         return False
-    role = ROLES.get(identity.split()[-1])
+    role = PEOPLE.get(identity.split()[-1])
+    if isinstance(access, Permission):
+        held = role == ADMIN or identity in GRANTED[access]
+        return role is not None and role >= access.role and held
     return role is not None and role >= access
 
 

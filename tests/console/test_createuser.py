@@ -99,3 +99,22 @@ def test_seed_demo_gives_the_demo_admin_the_admin_role(tmp_path, monkeypatch, se
     admin = fresh("admin")
     assert user_role(admin) == Role.ADMIN
     assert admin.groups.filter(name="admin").exists()
+
+
+def test_can_edit_resend_grants_and_takes_back_the_permission(monkeypatch):
+    from console.roles import RESEND_EDITED, has_permission
+
+    monkeypatch.setenv("NEW_PW", GOOD)
+    out = run("gil", "--role", "operator", "--password-env", "NEW_PW", "--can-edit-resend")
+    assert has_permission(fresh("gil"), RESEND_EDITED) and "may edit and resend" in out
+    out = run("gil", "--role", "operator", "--no-can-edit-resend")
+    assert not has_permission(fresh("gil"), RESEND_EDITED) and "may not edit and resend" in out
+    run("ivy", "--role", "operator", "--password-env", "NEW_PW")
+    assert not has_permission(fresh("ivy"), RESEND_EDITED)  # no role implies it
+
+
+def test_can_edit_resend_is_refused_below_operator(monkeypatch):
+    monkeypatch.setenv("NEW_PW", GOOD)
+    with pytest.raises(CommandError, match="needs the operator role"):
+        run("hal", "--role", "viewer", "--password-env", "NEW_PW", "--can-edit-resend")
+    assert not get_user_model().objects.filter(username="hal").exists()

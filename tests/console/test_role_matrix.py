@@ -14,7 +14,7 @@ from django.urls import path
 from channels_app.models import Message
 from console import urls as console_urls
 from console.access import PUBLIC, SIGNED_IN, declared, is_api_view
-from console.roles import Role
+from console.roles import RESEND_EDITED, Permission, Role
 from tests import factories
 from tests.routes import all_patterns, url_of
 
@@ -30,17 +30,31 @@ MATRIX = {
     "messages": {"GET": VIEWER, "POST": VIEWER},
     "message": {"GET": VIEWER, "POST": VIEWER},
     "message-reveal": {"GET": OPERATOR, "POST": OPERATOR},
+    "message-replay": {"GET": OPERATOR, "POST": OPERATOR},
+    "message-replay-bulk": {"GET": OPERATOR, "POST": OPERATOR},
+    "replay-job": {"GET": OPERATOR, "POST": OPERATOR},
+    "message-resend": {"GET": RESEND_EDITED, "POST": RESEND_EDITED},
     "channels": {"GET": VIEWER, "POST": VIEWER},
     "channel-pause": {"GET": OPERATOR, "POST": OPERATOR},
     "channel-resume": {"GET": OPERATOR, "POST": OPERATOR},
+    "destination-new": {"GET": ANALYST, "POST": ANALYST},
+    "destination-edit": {"GET": ANALYST, "POST": ANALYST},
     "destination-pause": {"GET": OPERATOR, "POST": OPERATOR},
     "destination-resume": {"GET": OPERATOR, "POST": OPERATOR},
     "audit": {"GET": ADMIN, "POST": ADMIN},
     "audit-export": {"GET": ADMIN, "POST": ADMIN},
     "audit-unlock": {"GET": ADMIN, "POST": ADMIN},
 }
-IDENTITIES = ("anonymous", "none", "viewer", "operator", "analyst", "admin")
-ROLE_OF = {"viewer": VIEWER, "operator": OPERATOR, "analyst": ANALYST, "admin": ADMIN}
+IDENTITIES = ("anonymous", "none", "viewer", "operator", "analyst", "admin", "resender")
+ROLE_OF = {
+    "viewer": VIEWER,
+    "operator": OPERATOR,
+    "analyst": ANALYST,
+    "admin": ADMIN,
+    "resender": OPERATOR,
+}
+# Who holds a permission no role implies, besides admins: the operator it was granted to.
+GRANTED = {RESEND_EDITED: {"resender"}}
 
 
 def page_patterns():
@@ -56,6 +70,9 @@ def expected_allowed(access, identity: str) -> bool:
     if access == SIGNED_IN:
         return True
     role = ROLE_OF.get(identity)
+    if isinstance(access, Permission):
+        held = role == ADMIN or identity in GRANTED[access]
+        return role is not None and role >= access.role and held
     return role is not None and role >= access
 
 

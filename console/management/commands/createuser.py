@@ -2,12 +2,14 @@
 
     python manage.py createuser ana --role operator                   # prompts for the password
     HUB_PW=... python manage.py createuser ana --role operator --password-env HUB_PW
+    python manage.py createuser ana --role operator --can-edit-resend  # grant edit-and-resend
 
 The password is checked against AUTH_PASSWORD_VALIDATORS and never printed.
 """
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import os
 
@@ -17,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from console.roles import Role, set_role, user_role
+from console.roles import RESEND_EDITED, Role, grant, set_role, user_role
 
 
 class Command(BaseCommand):
@@ -33,9 +35,28 @@ class Command(BaseCommand):
             metavar="VAR",
             help="read the password from this environment variable instead of prompting",
         )
+        parser.add_argument(
+            "--can-edit-resend",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="grant (or with --no-can-edit-resend take back) the edit-and-resend permission, "
+            "which no role implies (operators and above; admins hold it anyway)",
+        )
 
-    def handle(self, *args, username: str, role: str, password_env: str | None, **options):
+    def handle(
+        self,
+        *args,
+        username: str,
+        role: str,
+        password_env: str | None,
+        can_edit_resend: bool | None = None,
+        **options,
+    ):
         wanted = Role.parse(role)
+        if can_edit_resend and wanted < RESEND_EDITED.role:
+            raise CommandError(
+                f"{RESEND_EDITED.label} needs the {RESEND_EDITED.role.label} role or above"
+            )
         User = get_user_model()
         existing = User.objects.filter(username=username).first()
         password = self._password(password_env, prompt=existing is None)
@@ -49,17 +70,26 @@ class Command(BaseCommand):
             if existing is None:
                 user = User.objects.create_user(username, password=password)
                 set_role(user, wanted)
-                self.stdout.write(f"created user {username!r} with role {wanted.label}")
+                granted = self._grant(user, can_edit_resend)
+                self.stdout.write(f"created user {username!r} with role {wanted.label}{granted}")
                 return
             before = user_role(existing)
             set_role(existing, wanted)
             if password is not None:
                 existing.set_password(password)
                 existing.save(update_fields=["password"])
+            granted = self._grant(existing, can_edit_resend)
         was = before.label if before else "none"
         change = f"role {was} -> {wanted.label}" if before != wanted else f"role {wanted.label}"
         extra = ", password changed" if password is not None else ""
-        self.stdout.write(f"updated user {username!r}: {change}{extra}")
+        self.stdout.write(f"updated user {username!r}: {change}{extra}{granted}")
+
+    def _grant(self, user, wanted: bool | None) -> str:
+        """Grant or take back edit-and-resend as asked; what to add to the report line."""
+        if wanted is None:
+            return ""
+        grant(user, RESEND_EDITED, granted=wanted)
+        return f", {'may' if wanted else 'may not'} {RESEND_EDITED.label}"
 
     def _password(self, variable: str | None, *, prompt: bool) -> str | None:
         """From the environment variable, else a prompt (new users only: existing keep theirs)."""
