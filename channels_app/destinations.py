@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.codecs import hl7v2
 from adapters.registry import ConfigError, build_transport
 from channels_app.sealing import merge_config, open_config, seal_config
 
@@ -29,3 +30,12 @@ def checked_config(transport: str, submitted: Any, stored: dict | None = None) -
     config = merge_config(transport, stored or {}, submitted) if stored is not None else submitted
     build_transport(transport, open_config(transport, config))
     return seal_config(transport, config)
+
+
+def checked_ordering_key(text: str) -> str:
+    """An ordering key is blank (not ordered) or an HL7 v2 path such as ``PID-3.1``; ValueError
+    says what is wrong, so a typo is refused on save instead of silently leaving lanes off."""
+    text = (text or "").strip()
+    if text:
+        hl7v2.Path.parse(text)  # its ValueError names the text and shows good examples
+    return text

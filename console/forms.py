@@ -7,7 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from channels_app.destinations import POLICY_LIMITS
+from channels_app.destinations import POLICY_LIMITS, checked_ordering_key
 from channels_app.models import Destination
 
 
@@ -121,6 +121,12 @@ class DestinationForm(BootstrapForm, forms.ModelForm):
                 field.validators.append(MaxValueValidator(limits["max_value"]))
                 field.widget.attrs["max"] = limits["max_value"]
         self.style()
+
+    def clean_ordering_key(self) -> str:
+        try:
+            return checked_ordering_key(self.cleaned_data["ordering_key"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]

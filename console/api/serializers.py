@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from adapters.registry import ConfigError
 from channels_app import sealing
-from channels_app.destinations import POLICY_LIMITS, checked_config
+from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline import json_source
 from channels_app.pipeline.replay import MAX_SELECTION
@@ -103,6 +103,12 @@ class DestinationSerializer(serializers.ModelSerializer):
         data = super().to_representation(destination)
         data["config"] = sealing.public_config(destination)
         return data
+
+    def validate_ordering_key(self, value: str) -> str:
+        try:
+            return checked_ordering_key(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate(self, attrs):
         transport = attrs.get("transport") or getattr(self.instance, "transport", None)

@@ -340,6 +340,21 @@ def test_the_page_and_the_api_refuse_the_same_config(analyst, webhook):
     assert api.status_code == 400 and "FHIRPath syntax error" in api.json()["config"][0]
 
 
+def test_an_ordering_key_that_is_no_v2_path_is_refused_by_page_and_api(analyst, webhook):
+    html = analyst.post(
+        f"/destinations/{webhook.pk}/edit/", webhook_post(webhook, ordering_key="PID3")
+    ).content.decode()
+    assert "is not an HL7 v2 path" in field_block(html, "ordering_key")
+    api = analyst.patch(
+        f"/api/v1/destinations/{webhook.pk}/", {"ordering_key": "PID3"}, "application/json"
+    )
+    assert api.status_code == 400 and "is not an HL7 v2 path" in api.json()["ordering_key"][0]
+    ok = analyst.patch(
+        f"/api/v1/destinations/{webhook.pk}/", {"ordering_key": " PID-3.1 "}, "application/json"
+    )
+    assert ok.status_code == 200 and ok.json()["ordering_key"] == "PID-3.1"
+
+
 def test_a_name_is_unique_within_its_channel(analyst, webhook):
     Destination.objects.create(
         channel=webhook.channel, name="Other", transport="file", config={"directory": "/tmp/x"}
