@@ -292,3 +292,12 @@ def send(port: int, raw: bytes) -> bytes:
 
     with MLLPClient("127.0.0.1", port) as client:
         return client.send(raw)
+
+
+def signed_in(user):
+    """A test client with ``user`` signed in."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client

@@ -11,14 +11,9 @@ from django.test import Client
 from channels_app.models import Destination, Message
 from console.models import AuditEvent
 from tests import factories
+from tests.support import signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -7,21 +7,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from channels_app.models import Attempt, Delivery, Message
 from tests import factories
+from tests.support import signed_in
 
 pytestmark = pytest.mark.django_db
 
 NAME, MRN = "KOWALCZYK", "MRN-777123"
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import Client
 
 from adapters.codecs import custom_json
 from channels_app.models import Channel, Message
 from tests import factories
+from tests.support import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -21,12 +21,6 @@ JSON_MAP = {
         {"name": "family", "source": "%input.last", "target": "Patient.name[0].family"},
     ],
 }
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def save(client, channel, source_config, method="patch"):

@@ -6,20 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import Client
 
 from channels_app.models import Destination
 from channels_app.sealing import open_config
 from console.models import AuditEvent
 from tests import factories
+from tests.support import signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

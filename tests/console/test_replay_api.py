@@ -13,14 +13,9 @@ from channels_app.pipeline import replay
 from console.models import AuditEvent
 from console.roles import RESEND_EDITED, grant
 from tests import factories
+from tests.support import signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def post(client: Client, url: str, body: dict):

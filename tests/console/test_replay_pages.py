@@ -5,22 +5,16 @@ editor (a PHI view, audited) for those granted it."""
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from channels_app.models import Delivery, Message, ReplayJob
 from channels_app.pipeline import replay
 from console.models import AuditEvent
 from tests import factories
+from tests.support import signed_in
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
