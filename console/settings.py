@@ -242,7 +242,12 @@ CELERY_TASK_TIME_LIMIT = 300
 # or older than CONN_MAX_AGE.
 CELERY_DB_REUSE_MAX = 100_000
 CELERY_BEAT_SCHEDULE = {
-    "sweep": {"task": "channels_app.tasks.sweep", "schedule": env_int("SWEEP_EVERY_S", 5)},
+    # A sweep still waiting when the next is due expires: sweeps never pile up behind a busy worker.
+    "sweep": {
+        "task": "channels_app.tasks.sweep",
+        "schedule": env_int("SWEEP_EVERY_S", 5),
+        "options": {"expires": env_int("SWEEP_EVERY_S", 5)},
+    },
     # Retention: bodies past their channel's retention_days are pruned (channels_app/retention.py).
     "prune-bodies": {
         "task": "channels_app.tasks.prune_bodies",

@@ -34,11 +34,15 @@ WITH free AS (
                 <= %(now)s - make_interval(secs => dest.breaker_cooldown_s))
         OR (dest.breaker_state = 'half_open' AND dest.breaker_changed_at
                 <= %(now)s - make_interval(secs => dest.timeout_s * %(rounds)s + %(margin)s)))
+), probe AS (
+    -- a breaker past its cooldown lets one delivery through: its oldest held one (found once
+    -- per destination; a correlated lookup per held row took seconds with a large backlog)
+    SELECT (SELECT q.id FROM channels_app_delivery AS q
+            WHERE q.destination_id = f.id AND q.status = 'QUEUED' ORDER BY q.id LIMIT 1) AS id
+    FROM free AS f WHERE NOT f.closed
 ), picked AS (
     SELECT d.id FROM channels_app_delivery AS d JOIN free AS f ON f.id = d.destination_id
-    WHERE d.status = 'QUEUED' AND (f.closed OR d.id = (
-        SELECT min(q.id) FROM channels_app_delivery AS q
-        WHERE q.destination_id = f.id AND q.status = 'QUEUED'))
+    WHERE d.status = 'QUEUED' AND (f.closed OR d.id IN (SELECT id FROM probe))
     ORDER BY d.id LIMIT %(limit)s FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE channels_app_delivery AS d SET status = 'PENDING', next_attempt_at = %(now)s
