@@ -118,3 +118,18 @@ def test_can_edit_resend_is_refused_below_operator(monkeypatch):
     with pytest.raises(CommandError, match="needs the operator role"):
         run("hal", "--role", "viewer", "--password-env", "NEW_PW", "--can-edit-resend")
     assert not get_user_model().objects.filter(username="hal").exists()
+
+
+def test_creating_and_changing_a_user_is_audited_without_the_password(monkeypatch):
+    from console.models import AuditEvent
+
+    monkeypatch.setenv("NEW_PW", GOOD)
+    run("joy", "--role", "viewer", "--password-env", "NEW_PW")
+    run("joy", "--role", "operator", "--can-edit-resend")
+    created, updated = AuditEvent.objects.filter(target="user:joy").order_by("id")
+    assert created.action == "user.created" and created.detail["role"] == [None, "viewer"]
+    assert created.actor_name == "shell:createuser"
+    assert updated.action == "user.updated" and updated.detail["role"] == ["viewer", "operator"]
+    assert updated.detail["channels_app.resend_edited"] == "granted"
+    assert updated.detail["password_changed"] is False
+    assert GOOD not in str(created.detail) + str(updated.detail)

@@ -4,7 +4,8 @@
     HUB_PW=... python manage.py createuser ana --role operator --password-env HUB_PW
     python manage.py createuser ana --role operator --can-edit-resend  # grant edit-and-resend
 
-The password is checked against AUTH_PASSWORD_VALIDATORS and never printed.
+The password is checked against AUTH_PASSWORD_VALIDATORS and never printed. Every run is
+audited (user.created / user.updated: the role before and after, a password change, a grant).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from console import audit
 from console.roles import RESEND_EDITED, Role, grant, set_role, user_role
 
 
@@ -71,6 +73,7 @@ class Command(BaseCommand):
                 user = User.objects.create_user(username, password=password)
                 set_role(user, wanted)
                 granted = self._grant(user, can_edit_resend)
+                _audit("user.created", user, role=[None, wanted.label], grant=can_edit_resend)
                 self.stdout.write(f"created user {username!r} with role {wanted.label}{granted}")
                 return
             before = user_role(existing)
@@ -79,6 +82,13 @@ class Command(BaseCommand):
                 existing.set_password(password)
                 existing.save(update_fields=["password"])
             granted = self._grant(existing, can_edit_resend)
+            _audit(
+                "user.updated",
+                existing,
+                role=[before.label if before else None, wanted.label],
+                password_changed=password is not None,
+                grant=can_edit_resend,
+            )
         was = before.label if before else "none"
         change = f"role {was} -> {wanted.label}" if before != wanted else f"role {wanted.label}"
         extra = ", password changed" if password is not None else ""
@@ -110,3 +120,15 @@ class Command(BaseCommand):
         if not first:
             raise CommandError("the password is empty")
         return first
+
+
+def _audit(action: str, user, *, grant: bool | None, **detail) -> None:
+    if grant is not None:
+        detail[RESEND_EDITED.codename] = "granted" if grant else "taken back"
+    audit.record(
+        None,
+        action,
+        target=f"user:{user.get_username()}",
+        detail={"via": "shell", **detail},
+        actor_name="shell:createuser",
+    )
