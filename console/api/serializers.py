@@ -54,6 +54,15 @@ class ChannelSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(exc)) from None
         return value
 
+    def validate(self, attrs):
+        source_type = attrs.get("source_type") or getattr(self.instance, "source_type", None)
+        source_config = attrs.get("source_config", getattr(self.instance, "source_config", {}))
+        if json_source.takes_json(source_config) and source_type != Channel.SourceType.HTTP:
+            raise serializers.ValidationError(
+                {"source_config": ["custom JSON ('inbound': 'json') comes over HTTP inbound only"]}
+            )
+        return attrs
+
 
 class ChannelVersionSerializer(serializers.Serializer):
     number = serializers.IntegerField()

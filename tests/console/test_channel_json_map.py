@@ -40,6 +40,17 @@ def test_a_map_that_compiles_is_saved(analyst_user):
     assert channel.source_config == config
 
 
+def test_custom_json_is_refused_on_an_mllp_channel(analyst_user):
+    channel = factories.channel(40701)
+    response = signed_in(analyst_user).patch(
+        f"/api/v1/channels/{channel.pk}/",
+        {"source_config": {"port": 40701, "inbound": "json", "json_map": JSON_MAP}},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "HTTP inbound only" in response.json()["source_config"][0]
+
+
 @pytest.mark.parametrize("method", ["put", "patch"])
 def test_a_map_that_does_not_compile_is_refused_naming_the_rule_and_part(analyst_user, method):
     channel = factories.channel(0, source_type=Channel.SourceType.HTTP, source_config={})
