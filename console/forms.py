@@ -51,20 +51,7 @@ class DestinationForm(BootstrapForm, forms.ModelForm):
 
     class Meta:
         model = Destination
-        fields = [
-            "name",
-            "enabled",
-            "timeout_s",
-            "max_attempts",
-            "backoff_base_s",
-            "backoff_max_s",
-            "ordering_key",
-            "rate_limit_per_s",
-            "breaker_error_rate",
-            "breaker_min_samples",
-            "breaker_window_s",
-            "breaker_cooldown_s",
-        ]
+        fields = ["name", "enabled", *Destination.POLICY]
         field_classes = {
             name: FloatField
             for name in (

@@ -131,6 +131,20 @@ class Destination(models.Model):
         WEBHOOK = "webhook", "HTTP webhook"
         MLLP = "mllp", "MLLP sender"
 
+    # The delivery policy an analyst sets: what the console form, the API and a rollback share.
+    POLICY = (
+        "timeout_s",
+        "max_attempts",
+        "backoff_base_s",
+        "backoff_max_s",
+        "ordering_key",
+        "rate_limit_per_s",
+        "breaker_error_rate",
+        "breaker_min_samples",
+        "breaker_window_s",
+        "breaker_cooldown_s",
+    )
+
     class BreakerState(models.TextChoices):
         CLOSED = "closed", "Closed"
         OPEN = "open", "Open"
@@ -195,16 +209,4 @@ CHANNEL_SETTINGS = (
     "max_message_bytes",
     "retention_days",
 )
-DESTINATION_SETTINGS = (
-    "enabled",
-    "timeout_s",
-    "max_attempts",
-    "backoff_base_s",
-    "backoff_max_s",
-    "ordering_key",
-    "rate_limit_per_s",
-    "breaker_error_rate",
-    "breaker_min_samples",
-    "breaker_window_s",
-    "breaker_cooldown_s",
-)
+DESTINATION_SETTINGS = ("enabled", *Destination.POLICY)
