@@ -23,11 +23,16 @@ class BreakerWatch(threading.Thread):
         self.states: list[str] = []
         self.running = True
 
+    in_flight = -1  # deliveries claimed and being sent (SENDING)
+
     def run(self) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             while self.running:
                 (state,) = conn.execute(
                     "SELECT breaker_state FROM channels_app_destination"
+                ).fetchone()
+                (self.in_flight,) = conn.execute(
+                    "SELECT count(*) FROM channels_app_delivery WHERE status = 'SENDING'"
                 ).fetchone()
                 if not self.states or self.states[-1] != state:
                     self.states.append(state)
@@ -46,13 +51,14 @@ def test_breaker_opens_probes_and_closes(fault_hub):
         breaker_min_samples=10,
         breaker_error_rate=0.5,
         breaker_window_s=30.0,
-        breaker_cooldown_s=2.0,
+        breaker_cooldown_s=4.0,
     ).start(workers=1)
     watch = BreakerWatch(hub.database_url)
     watch.start()
     hub.send(200, rate=100)
     wait_for(lambda: watch.state == "open", timeout=30, what="the breaker to open")
-    time.sleep(0.5)  # batches sent before the breaker opened have settled
+    # Sends claimed before the breaker opened may still be on their way: let them settle.
+    wait_for(lambda: watch.in_flight == 0, timeout=3, what="sends claimed before to settle")
     held_from = len(sink.requests)
     time.sleep(1.0)  # within the cooldown: nothing may reach the destination
     sent_while_open = len(sink.requests) - held_from
