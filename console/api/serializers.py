@@ -9,10 +9,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from adapters.registry import ConfigError
-from channels_app import sealing
+from channels_app import sealing, sources
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
-from channels_app.pipeline import json_source
 from channels_app.pipeline.replay import MAX_SELECTION
 from console.models import ApiToken, AuditEvent
 from console.roles import Role
@@ -48,19 +47,15 @@ class ChannelSerializer(serializers.ModelSerializer):
     def validate_source_config(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
-        try:  # a custom JSON map is checked whole now, not at the first message
-            json_source.check_source_config(value)
-        except json_source.BadSourceConfig as exc:
-            raise serializers.ValidationError(str(exc)) from None
         return value
 
     def validate(self, attrs):
-        source_type = attrs.get("source_type") or getattr(self.instance, "source_type", None)
+        source_type = attrs.get("source_type") or getattr(self.instance, "source_type", "mllp")
         source_config = attrs.get("source_config", getattr(self.instance, "source_config", {}))
-        if json_source.takes_json(source_config) and source_type != Channel.SourceType.HTTP:
-            raise serializers.ValidationError(
-                {"source_config": ["custom JSON ('inbound': 'json') comes over HTTP inbound only"]}
-            )
+        try:  # checked whole now, not when a listener starts or the first message comes
+            sources.check_source_config(source_type, source_config)
+        except ValueError as exc:
+            raise serializers.ValidationError({"source_config": [str(exc)]}) from None
         return attrs
 
 
