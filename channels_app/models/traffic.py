@@ -149,6 +149,12 @@ class Delivery(models.Model):
                 name="delivery_open",
                 condition=models.Q(status__in=["PENDING", "SENDING", "RETRY", "QUEUED"]),
             ),
+            # What failed, for the console's filters and a bulk replay (a small set, read often).
+            models.Index(
+                fields=["message"],
+                name="delivery_failed",
+                condition=models.Q(status="FAILED"),
+            ),
             models.Index(
                 fields=["destination", "ordering_key", "id"],
                 name="delivery_lane",
