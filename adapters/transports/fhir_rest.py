@@ -34,7 +34,7 @@ import time
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, HttpUrl, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
 from adapters.registry import register_transport
 from adapters.transports.base import Payload, SendResult, TransportError
@@ -65,11 +65,17 @@ class FhirRestTransport:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        base_url: HttpUrl
-        mode: Literal["transaction", "per_resource"] = "transaction"
-        bearer_token: SecretStr | None = secret(None)
+        base_url: HttpUrl = Field(description="The FHIR server's base, e.g. https://ehr/fhir/R4.")
+        mode: Literal["transaction", "per_resource"] = Field(
+            "transaction",
+            description="One transaction Bundle per message, or each resource on its own "
+            "(conditional create/update).",
+        )
+        bearer_token: SecretStr | None = secret(
+            None, "A static token; or use OAuth2 client credentials instead."
+        )
         oauth2: OAuth2 | None = None
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = Field({}, description="Extra HTTP headers, as a JSON object.")
 
         @model_validator(mode="after")
         def _one_auth(self):

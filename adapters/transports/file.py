@@ -96,12 +96,18 @@ class FileTransport:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        directory: str = Field(min_length=1)
+        directory: str = Field(min_length=1, description="Where files are written.")
         # Default: "{name}.{ext}", or "batch-{date:%Y%m%dT%H%M%S}-{batch}.{ext}" in batch mode.
-        filename: str | None = None
-        batch: bool = False
-        batch_max: int = Field(100, ge=1)
-        batch_max_age_s: float = Field(60.0, gt=0)
+        filename: str | None = Field(
+            None,
+            description="A pattern with {name}, {message_id}, {key}, {date:%Y%m%d}, {ext} "
+            "({batch} in batch mode). Blank: {name}.{ext}.",
+        )
+        batch: bool = Field(False, description="Append messages to one file per batch (NDJSON).")
+        batch_max: int = Field(100, ge=1, description="Messages per batch file.")
+        batch_max_age_s: float = Field(
+            60.0, gt=0, description="A batch file is closed after this long."
+        )
 
         @model_validator(mode="after")
         def _pattern(self):

@@ -207,12 +207,18 @@ class MllpSender:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        host: str = Field(min_length=1)
+        host: str = Field(min_length=1, description="The receiving system's address.")
         port: int = Field(ge=1, le=65535)
-        connections: int = Field(2, ge=1, le=32)
+        connections: int = Field(
+            2, ge=1, le=32, description="Persistent connections kept open to the receiver."
+        )
         connect_timeout_s: float = Field(10.0, gt=0)
-        idle_timeout_s: float = Field(120.0, gt=0)
-        max_ack_bytes: int = Field(1024 * 1024, ge=1024)
+        idle_timeout_s: float = Field(
+            120.0, gt=0, description="An unused connection is closed after this long."
+        )
+        max_ack_bytes: int = Field(
+            1024 * 1024, ge=1024, description="A longer answer is refused as not an ACK."
+        )
         tls: ClientTLS | None = None
 
     def __init__(self, config: Config) -> None:

@@ -108,9 +108,9 @@ def short(data: bytes, limit: int = 1000) -> str:
     return data[:limit].decode("utf-8", errors="replace")
 
 
-def secret(default: Any = ...) -> Any:
+def secret(default: Any = ..., description: str | None = None) -> Any:
     """A config field holding a secret (a SecretStr: hidden in repr/str), marked for the UI form."""
-    return Field(default, json_schema_extra={"secret": True})
+    return Field(default, description=description, json_schema_extra={"secret": True})
 
 
 class NoAuth(BaseModel):
@@ -190,11 +190,18 @@ class WebhookTransport:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        url: HttpUrl
+        url: HttpUrl = Field(description="Where each message is sent.")
         method: Literal["POST", "PUT"] = "POST"
-        body: Literal["canonical", "template"] = "canonical"
-        template: dict[str, Any] | None = None
-        headers: dict[str, str] = {}
+        body: Literal["canonical", "template"] = Field(
+            "canonical",
+            description="The canonical FHIR Bundle as stored, or the JSON template filled in.",
+        )
+        template: dict[str, Any] | None = Field(
+            None,
+            description='JSON whose "=expr" strings are FHIRPath on the Bundle, e.g. '
+            '{"mrn": "=Bundle.entry.resource.ofType(Patient).identifier.value"}.',
+        )
+        headers: dict[str, str] = Field({}, description="Extra HTTP headers, as a JSON object.")
         auth: Auth = NoAuth()
 
         @model_validator(mode="after")

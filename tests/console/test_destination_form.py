@@ -190,6 +190,7 @@ def test_inputs_follow_the_field_types_and_defaults(analyst):
     assert json.loads(controls["config-headers"]["text"]) == {}
     assert controls["config-auth__type"]["tag"] == "select"
     assert 'for="id_config-url">URL<' in page.content.decode()
+    assert "Where each message is sent." in page.content.decode()  # the field's description
 
 
 def test_changing_the_transport_swaps_in_its_fields(analyst):
