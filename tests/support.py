@@ -301,3 +301,37 @@ def signed_in(user):
     client = Client()
     client.force_login(user)
     return client
+
+
+@contextlib.contextmanager
+def inbound_client(base_url: str, account: str):
+    """An HTTP client for HTTP inbound, signed in as service account ``account`` (an operator
+    token valid for a day)."""
+    from datetime import timedelta
+
+    import httpx
+
+    from console import tokens
+    from console.roles import Role
+
+    sender = tokens.issue(
+        tokens.service_account(account), Role.OPERATOR, lifetime=timedelta(days=1)
+    )
+    auth = {"Authorization": f"Bearer {sender.secret}"}
+    with httpx.Client(base_url=base_url, headers=auth, timeout=10) as client:
+        yield client
+
+
+def post_inbound(client, channel, body: bytes, content_type: str, **headers):
+    """POST ``body`` to the channel's HTTP inbound endpoint."""
+    return client.post(
+        f"/api/v1/channels/{channel.pk}/messages/",
+        content=body,
+        headers={"Content-Type": content_type, **headers},
+    )
+
+
+def is_delivered(message_id: int) -> bool:
+    from channels_app.models import Delivery
+
+    return Delivery.objects.filter(message_id=message_id, status="DELIVERED").exists()

@@ -57,17 +57,23 @@ def _compiled(spec_text: str) -> custom_json.JsonMap:
 
 
 class JsonMaps:
-    """The maps of the channels in one batch, each read from the database once."""
+    """The maps of the channels in one batch, each read from the database and looked up once (a
+    map that does not compile is remembered as its error)."""
 
     def __init__(self) -> None:
-        self._configs: dict[int, dict] = {}
+        self._maps: dict[int, custom_json.JsonMap | custom_json.JsonMapError] = {}
 
     def get(self, channel_id: int) -> custom_json.JsonMap:
-        config = self._configs.get(channel_id)
-        if config is None:
+        if channel_id not in self._maps:
             found = Channel.objects.filter(pk=channel_id).values_list("source_config", flat=True)
-            config = self._configs[channel_id] = found.first() or {}
-        return channel_map(config)
+            try:
+                self._maps[channel_id] = channel_map(found.first() or {})
+            except custom_json.JsonMapError as exc:
+                self._maps[channel_id] = exc
+        found_map = self._maps[channel_id]
+        if isinstance(found_map, custom_json.JsonMapError):
+            raise found_map
+        return found_map
 
 
 def convert(message: Message, raw: bytes, maps: JsonMaps) -> None:

@@ -367,10 +367,9 @@ def _read_hl7(raw: bytes) -> dict:
         parsed = hl7v2.parse(raw)
     except hl7v2.HL7Error as exc:
         raise ResendRefused(f"the edited message cannot be read: {exc}") from None
-    h = Header.of(parsed)
-    kind = f"{h.message_type}^{h.trigger_event}" if h.trigger_event else h.message_type
+    h = Header.of(parsed)  # as ingest reads it, so the copy's sender and dedupe key match
     return {
-        "message_type": _text(kind, 40),
+        "message_type": _text(parsed.message_type, 40),
         "control_id": _text(h.control_id, 200),
         "sending_application": _text(h.sending_application, 200),
         "sending_facility": _text(h.sending_facility, 200),

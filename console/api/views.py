@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from adapters.codecs import custom_json
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline import replay as replay_stage
-from console import audit, tokens
+from console import audit, replays, tokens
 from console.api import serializers as s
 from console.audit import changes
 from console.models import ApiToken, AuditEvent
@@ -266,10 +266,8 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         form = s.ReplaySerializer(data=request.data)
         form.is_valid(raise_exception=True)
         message = get_object_or_404(Message.objects.only("id"), pk=pk)
-        counts = replay_stage.replay([message.pk], form.validated_data["mode"]).counts()
-        detail = {**counts, "via": "api"}
-        audit.record(request, "message.replayed", target=f"message:{message.pk}", detail=detail)
-        return Response(counts)
+        mode = form.validated_data["mode"]
+        return Response(replays.replay_message(request, message.pk, mode, via="api"))
 
     @extend_schema(
         operation_id="api_v1_messages_replay_bulk",
@@ -305,15 +303,9 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
             ids = list(selected.values_list("id", flat=True)[: replay_stage.MAX_SELECTION + 1])
             selection = {"filter": filters}
         try:
-            job = replay_stage.start_job(ids, mode, selection=selection, user=request.user)
+            job = replays.replay_selection(request, ids, mode, selection, via="api")
         except replay_stage.SelectionTooLarge as exc:
             raise serializers.ValidationError({"detail": str(exc)}) from None
-        audit.record(
-            request,
-            "messages.replayed",
-            target=f"replay-job:{job.pk}",
-            detail={"mode": mode, **selection, "selected": job.total, "via": "api"},
-        )
         running = job.state == ReplayJob.State.RUNNING
         return Response(
             s.ReplayJobSerializer(job).data,
@@ -332,20 +324,9 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         form.is_valid(raise_exception=True)
         message = get_object_or_404(Message.objects.only("id"), pk=pk)
         try:
-            copy = replay_stage.edit_and_resend(
-                message.pk,
-                form.validated_data["raw"],
-                request.user,
-                remote_addr=audit.client_ip(request) or "",
-            )
+            copy = replays.resend(request, message.pk, form.validated_data["raw"], via="api")
         except replay_stage.ResendRefused as exc:
             raise serializers.ValidationError({"raw": [str(exc)]}) from None
-        audit.record(
-            request,
-            "message.resent",
-            target=f"message:{message.pk}",
-            detail={"original": message.pk, "new": copy.pk, "via": "api"},
-        )
         return Response(
             {"original": message.pk, "message": copy.pk, "status": copy.status},
             status=status.HTTP_201_CREATED,

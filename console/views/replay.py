@@ -1,8 +1,7 @@
 """Replay from the console: one message from its page, every failed message matching the list's
 filters (a job whose progress the page polls), and edit-and-resend for those granted it.
 
-The work is done by channels_app.pipeline.replay, which the REST API and the tasks call too;
-every replay and resend is audited here, with ids and counts, never a message body.
+The work and its audit entry come from console.replays, which the REST API calls too.
 """
 
 from __future__ import annotations
@@ -15,9 +14,8 @@ from django.views.decorators.http import require_POST
 
 from channels_app.models import Message, ReplayJob
 from channels_app.pipeline import replay
-from console import audit
+from console import audit, replays
 from console.access import requires
-from console.audit import client_ip
 from console.roles import RESEND_EDITED, Role
 from console.views.messages import filtered, page_filters
 
@@ -29,10 +27,8 @@ def message_replay(request, pk: int):
     mode = request.POST.get("mode", "")
     if mode not in replay.MODES:
         return HttpResponse(f"Choose a replay mode: {', '.join(replay.MODES)}.", status=400)
-    result = replay.replay([message.pk], mode)
-    counts = result.counts()
-    audit.record(request, "message.replayed", target=f"message:{message.pk}", detail=counts)
-    if result.replayed:
+    counts = replays.replay_message(request, message.pk, mode)
+    if counts["replayed"]:
         flash.success(request, f"Replayed ({ReplayJob.Mode(mode).label.lower()}).")
     else:
         flash.warning(request, f"Nothing replayed: {', '.join(counts['skipped'])}.")
@@ -51,15 +47,9 @@ def message_replay_bulk(request):
     ids = list(selected.order_by("id").values_list("id", flat=True)[: replay.MAX_SELECTION + 1])
     selection = {"filter": {k: v for k, v in filters.items() if v}}
     try:
-        job = replay.start_job(ids, mode, selection=selection, user=request.user)
+        job = replays.replay_selection(request, ids, mode, selection)
     except replay.SelectionTooLarge as exc:
         return _refused(request, str(exc))
-    audit.record(
-        request,
-        "messages.replayed",
-        target=f"replay-job:{job.pk}",
-        detail={"mode": mode, **selection, "selected": job.total},
-    )
     if not request.htmx:
         return redirect("replay-job", pk=job.pk)
     return render(request, "messages/_replay_job.html", {"job": job})
@@ -97,17 +87,9 @@ def message_resend(request, pk: int):
         return _editor(request, message, text)
     edited = request.POST.get("raw", "").replace("\x00", "")
     try:
-        copy = replay.edit_and_resend(
-            message.pk, edited, request.user, remote_addr=client_ip(request) or ""
-        )
+        copy = replays.resend(request, message.pk, edited)
     except replay.ResendRefused as exc:
         return _editor(request, message, edited, error=str(exc), status=400)
-    audit.record(
-        request,
-        "message.resent",
-        target=f"message:{message.pk}",
-        detail={"original": message.pk, "new": copy.pk},
-    )
     flash.success(request, f"Edited copy of message #{message.pk} sent as #{copy.pk}.")
     return redirect(reverse("message", args=[copy.pk]) + "?watch=1")
 

@@ -5,17 +5,13 @@ Bad bodies are refused with the reason and kept; a broken map is the channel's f
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
-import httpx
 import pytest
 
 from adapters.codecs import custom_json
-from channels_app.models import Channel, Delivery, Message
-from console import tokens
-from console.roles import Role
+from channels_app.models import Channel, Message
 from tests import factories
-from tests.support import wait_for
+from tests.support import inbound_client, is_delivered, post_inbound, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,24 +67,8 @@ def json_hub(live_server, celery_worker, fhir_sink):
         source_config={"inbound": "json", "json_map": JSON_MAP},
     )
     factories.fhir_destination(channel, fhir_sink.url)
-    sender = tokens.issue(tokens.service_account("lis"), Role.OPERATOR, lifetime=timedelta(days=1))
-    client = httpx.Client(
-        base_url=live_server.url, headers={"Authorization": f"Bearer {sender.secret}"}, timeout=10
-    )
-    yield channel, client
-    client.close()
-
-
-def post(client, channel, body: bytes, content_type: str = JSON, **headers):
-    return client.post(
-        f"/api/v1/channels/{channel.pk}/messages/",
-        content=body,
-        headers={"Content-Type": content_type, **headers},
-    )
-
-
-def delivered(message_id: int) -> bool:
-    return Delivery.objects.filter(message_id=message_id, status="DELIVERED").exists()
+    with inbound_client(live_server.url, "lis") as client:
+        yield channel, client
 
 
 def settled(message_id: int) -> Message | None:
@@ -100,7 +80,7 @@ def test_custom_json_is_mapped_and_delivered_as_a_fhir_transaction(json_hub, fhi
     channel, client = json_hub
     # As a sender writes it: its own spacing and key order, which the hub keeps byte for byte.
     body = json.dumps(order("ORD-1", dob="19840312"), indent=3).encode()
-    response = post(client, channel, body, **{"Idempotency-Key": "ord-1"})
+    response = post_inbound(client, channel, body, JSON, **{"Idempotency-Key": "ord-1"})
     assert response.status_code == 202, response.text
     message_id = response.json()["message_id"]
     assert response.headers["Location"] == f"/api/v1/messages/{message_id}/"
@@ -108,7 +88,7 @@ def test_custom_json_is_mapped_and_delivered_as_a_fhir_transaction(json_hub, fhi
     assert bytes(message.raw) == body
     assert message.content_type == custom_json.MEDIA_TYPE and message.control_id == "ord-1"
 
-    wait_for(lambda: delivered(message_id), what="custom JSON delivered")
+    wait_for(lambda: is_delivered(message_id), what="custom JSON delivered")
     [bundle] = fhir_sink.bundles()
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
     by_type = {e["resource"]["resourceType"]: e for e in bundle["entry"]}
@@ -129,8 +109,8 @@ def test_custom_json_is_mapped_and_delivered_as_a_fhir_transaction(json_hub, fhi
 def test_a_repeat_with_the_same_idempotency_key_is_a_duplicate(json_hub):
     channel, client = json_hub
     body = json.dumps(order("ORD-2")).encode()
-    first = post(client, channel, body, **{"Idempotency-Key": "ord-2"})
-    again = post(client, channel, body, **{"Idempotency-Key": "ord-2"})
+    first = post_inbound(client, channel, body, JSON, **{"Idempotency-Key": "ord-2"})
+    again = post_inbound(client, channel, body, JSON, **{"Idempotency-Key": "ord-2"})
     assert first.status_code == 202, first.text
     assert again.status_code == 200
     assert again.json() == {"message_id": None, "status": "DUPLICATE", "duplicate": True}
@@ -139,8 +119,8 @@ def test_a_repeat_with_the_same_idempotency_key_is_a_duplicate(json_hub):
 
 def test_a_body_that_is_not_json_is_refused_with_its_reason_and_kept(json_hub):
     channel, client = json_hub
-    response = post(
-        client, channel, b'{"orderId": "ORD-3", "patient": ', **{"Idempotency-Key": "x"}
+    response = post_inbound(
+        client, channel, b'{"orderId": "ORD-3", "patient": ', JSON, **{"Idempotency-Key": "x"}
     )
     assert response.status_code == 400
     detail = response.json()["detail"]
@@ -155,9 +135,9 @@ def test_a_body_that_is_not_json_is_refused_with_its_reason_and_kept(json_hub):
 def test_the_channel_decides_the_format_not_the_body(json_hub):
     channel, client = json_hub
     fhir = {"resourceType": "Patient", "name": [{"family": "X"}]}
-    refused = post(client, channel, json.dumps(fhir).encode(), "application/fhir+json")
+    refused = post_inbound(client, channel, json.dumps(fhir).encode(), "application/fhir+json")
     assert refused.status_code == 415 and JSON in refused.json()["detail"]
-    hl7 = post(client, channel, factories.adt_a01("J-1"), "x-application/hl7-v2+er7")
+    hl7 = post_inbound(client, channel, factories.adt_a01("J-1"), "x-application/hl7-v2+er7")
     assert hl7.status_code == 415
     assert not Message.objects.filter(channel=channel).exists()
 
@@ -166,7 +146,7 @@ def test_a_document_without_a_required_value_stops_in_the_map_stage(json_hub, fh
     channel, client = json_hub
     document = order("ORD-4", dob="1984-03-12")  # not the %Y%m%d the map reads: an issue only
     del document["patient"]["mrn"]
-    response = post(client, channel, json.dumps(document).encode())
+    response = post_inbound(client, channel, json.dumps(document).encode(), JSON)
     assert response.status_code == 202, response.text
     message = wait_for(lambda: settled(response.json()["message_id"]), what="message processed")
     assert message.status == Message.Status.ERROR and message.error_stage == "map"
@@ -185,7 +165,7 @@ def test_an_invalid_bundle_stops_in_the_validate_stage_naming_the_path(json_hub)
     channel, client = json_hub
     document = order("ORD-5")
     del document["visit"]["class"]  # Encounter.class is required in R4
-    response = post(client, channel, json.dumps(document).encode())
+    response = post_inbound(client, channel, json.dumps(document).encode(), JSON)
     assert response.status_code == 202, response.text
     message = wait_for(lambda: settled(response.json()["message_id"]), what="message processed")
     assert message.status == Message.Status.ERROR and message.error_stage == "validate"
@@ -201,7 +181,7 @@ def test_a_channel_whose_map_does_not_compile_refuses_and_stores_nothing(json_hu
     Channel.objects.filter(pk=channel.pk).update(
         source_config={"inbound": "json", "json_map": broken}
     )
-    response = post(client, channel, json.dumps(order("ORD-6")).encode())
+    response = post_inbound(client, channel, json.dumps(order("ORD-6")).encode(), JSON)
     assert response.status_code == 409
     detail = response.json()["detail"]
     assert "json_map.rules[4].transforms[0]" in detail and "rule #5 ('dob')" in detail
