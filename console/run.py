@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from console import embedded
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,7 +26,7 @@ def main() -> int:
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
     subprocess.run([*manage, "seed_demo"], check=True, env=env, cwd=ROOT)
     host, port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8000")
-    (ROOT / "var").mkdir(exist_ok=True)
+    embedded.VAR_DIR.mkdir(parents=True, exist_ok=True)
     commands = {
         "web": [py, "-m", "daphne", "-b", host, "-p", port, "console.asgi:application"],
         # Processing is CPU-bound (processes); delivery waits on the network (threads).
@@ -72,7 +74,7 @@ def main() -> int:
             "-l",
             "warning",
             "-s",
-            str(ROOT / "var" / "celerybeat-schedule"),
+            str(embedded.VAR_DIR / "celerybeat-schedule"),
         ],
         "listeners": [*manage, "run_listeners"],
     }
@@ -101,8 +103,6 @@ def main() -> int:
         time.sleep(0.3)
     _stop_all(procs)
     if started_embedded:
-        from console import embedded
-
         embedded.stop_redis()
         embedded.stop_postgres()
     print("stopped.", flush=True)
@@ -110,17 +110,27 @@ def main() -> int:
 
 
 def _ensure_services() -> bool:
+    """Start the embedded servers this machine needs. The processes started next are not told
+    their URLs: each finds the same servers under var/, as a `manage.py` run beside them does."""
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
         return False
-    from console import embedded
-
     if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = embedded.postgres_url()
-        print(f"embedded PostgreSQL: {embedded.VAR_DIR / 'pg'}", flush=True)
+        embedded.postgres_urls()
+        print(
+            f"embedded PostgreSQL: {embedded.VAR_DIR / 'pg'} (the app connects as "
+            f"{embedded.APP_ROLE}; migrations run as {embedded.OWNER_ROLE})",
+            flush=True,
+        )
+        if not os.environ.get("HUB_ENCRYPTION_KEYS") and not _store_in_clear():
+            embedded.encryption_key()
+            print(f"encryption at rest: key kept in {embedded.KEY_FILE}", flush=True)
     if not os.environ.get("REDIS_URL"):
-        os.environ["REDIS_URL"] = embedded.redis_url()
-        print(f"embedded Redis: {os.environ['REDIS_URL']}", flush=True)
+        print(f"embedded Redis: {embedded.redis_url()}", flush=True)
     return True
+
+
+def _store_in_clear() -> bool:
+    return os.environ.get("HUB_STORE_IN_CLEAR", "").lower() in ("1", "true", "yes", "on")
 
 
 def _stop_all(procs: dict[str, subprocess.Popen]) -> None:

@@ -19,11 +19,19 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # Embedded servers start only when the URLs are unset (a newcomer's machine); see console/embedded.
+# The app connects as DATABASE_URL's role; `manage.py migrate` as DATABASE_OWNER_URL's when set
+# (console/db_roles.py: the app's role must not own the audit table).
 DATABASE_URL = os.environ.get("DATABASE_URL")
-if not DATABASE_URL:
+HUB_EMBEDDED_DATABASE = not DATABASE_URL
+if HUB_EMBEDDED_DATABASE:
     from console import embedded
 
-    DATABASE_URL = os.environ["DATABASE_URL"] = embedded.postgres_url()
+    DATABASE_URL, DATABASE_OWNER_URL = embedded.postgres_urls()
+    os.environ["DATABASE_URL"] = DATABASE_URL
+else:
+    DATABASE_OWNER_URL = env_str("DATABASE_OWNER_URL")
+if DATABASE_OWNER_URL:
+    database_from_url(DATABASE_OWNER_URL)  # a bad URL fails here, not in the middle of migrate
 REDIS_URL = os.environ.get("REDIS_URL")
 if not REDIS_URL:
     from console import embedded
@@ -267,8 +275,22 @@ HUB = {
 }
 
 # --- Encryption at rest (channels_app/sealing.py): comma-separated Fernet keys, the first seals,
-# all open. Unset: bodies and destination secrets are stored in the clear.
+# all open. Unset: the embedded setup makes and keeps one under var/; an external database refuses
+# to start without one unless HUB_STORE_IN_CLEAR=true says to store bodies and secrets in clear.
 HUB_ENCRYPTION_KEYS = env_list("HUB_ENCRYPTION_KEYS", [])
+HUB_STORE_IN_CLEAR = env_bool("HUB_STORE_IN_CLEAR", False)
+if not HUB_ENCRYPTION_KEYS and not HUB_STORE_IN_CLEAR:
+    if not HUB_EMBEDDED_DATABASE:
+        raise ImproperlyConfigured(
+            "HUB_ENCRYPTION_KEYS is not set: message bodies and destination secrets would be "
+            "stored in clear. Set it (see README: Security settings), or set "
+            "HUB_STORE_IN_CLEAR=true to store them in clear on purpose."
+        )
+    from console import embedded
+
+    HUB_ENCRYPTION_KEYS = [embedded.encryption_key()]
+    # Processes started from this one (workers, tests' helpers) seal with the same key.
+    os.environ["HUB_ENCRYPTION_KEYS"] = HUB_ENCRYPTION_KEYS[0]
 
 
 def _check_fernet_keys(found: list[str]) -> None:
