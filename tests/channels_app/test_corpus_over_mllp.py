@@ -65,6 +65,6 @@ def test_every_corpus_file_gets_the_right_ack_and_state(
                 message.message_type,
                 message.error_detail,
             )
-            assert message.canonical["type"] == "transaction"
+            assert message.canonical_json["type"] == "transaction"
     refused = Message.objects.filter(error_stage="parse").count()
     assert refused == len(REFUSED)

@@ -33,7 +33,7 @@ def test_adt_a01_becomes_a_transaction_bundle_at_the_fhir_server(hub, mllp_port,
     assert any(i["value"] == "M-77" for i in patient["identifier"])
     assert resources(bundle, "Encounter")
     message = delivery.message
-    assert message.status == Message.Status.PROCESSED and message.canonical == bundle
+    assert message.status == Message.Status.PROCESSED and message.canonical_json == bundle
     [attempt] = Attempt.objects.filter(delivery=delivery)
     assert attempt.outcome == Attempt.Outcome.SUCCESS and attempt.status_code == 200
     assert fhir_sink.requests[0]["key"] == delivery.idempotency_key

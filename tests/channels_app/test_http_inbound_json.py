@@ -10,6 +10,7 @@ import pytest
 
 from adapters.codecs import custom_json
 from channels_app.models import Channel, Message
+from channels_app.sealing import unseal
 from tests import factories
 from tests.support import inbound_client, is_delivered, post_inbound, wait_for
 
@@ -85,7 +86,7 @@ def test_custom_json_is_mapped_and_delivered_as_a_fhir_transaction(json_hub, fhi
     message_id = response.json()["message_id"]
     assert response.headers["Location"] == f"/api/v1/messages/{message_id}/"
     message = Message.objects.get(pk=message_id)  # committed before the 202
-    assert bytes(message.raw) == body
+    assert unseal(message.raw) == body
     assert message.content_type == custom_json.MEDIA_TYPE and message.control_id == "ord-1"
 
     wait_for(lambda: is_delivered(message_id), what="custom JSON delivered")
@@ -128,7 +129,7 @@ def test_a_body_that_is_not_json_is_refused_with_its_reason_and_kept(json_hub):
     kept = Message.objects.get(pk=response.json()["message_id"])
     assert kept.status == Message.Status.ERROR and kept.error_stage == "parse"
     assert kept.error_class == "NotJson" and kept.error_path.startswith("line 1 column")
-    assert bytes(kept.raw) == b'{"orderId": "ORD-3", "patient": '
+    assert unseal(kept.raw) == b'{"orderId": "ORD-3", "patient": '
     assert not kept.deliveries.exists()
 
 

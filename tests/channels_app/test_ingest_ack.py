@@ -7,6 +7,7 @@ import pytest
 from adapters.codecs import hl7v2
 from adapters.transports.mllp import MLLPClient
 from channels_app.models import DedupeEntry, Message
+from channels_app.sealing import unseal
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,7 +47,7 @@ def test_aa_after_commit_with_msh_swapped_and_control_id_echoed(client, channel)
         "ADT^A01",
         "EPIC",
     )
-    assert bytes(stored.raw) == factories.adt_a01("C-1")
+    assert unseal(stored.raw) == factories.adt_a01("C-1")
     assert stored.channel_version is None or stored.channel_version.channel_id == channel.id
 
 
@@ -66,7 +67,7 @@ def test_unreadable_message_is_rejected_with_its_reason_and_stored(client):
     assert "must start with an MSH segment" in ack.get("ERR-8")
     stored = Message.objects.get()
     assert stored.status == Message.Status.ERROR and stored.error_stage == "parse"
-    assert bytes(stored.raw) == raw and "MSH" in stored.error_detail
+    assert unseal(stored.raw) == raw and "MSH" in stored.error_detail
 
 
 def test_bad_segment_gets_ae_naming_the_segment(client):
@@ -83,7 +84,7 @@ def test_bytes_outside_a_frame_are_refused_and_kept(client):
     ack = ack_of(client.receive())
     assert ack.get("MSA-1") == "AR" and "outside an MLLP frame" in ack.get("MSA-3")
     stored = Message.objects.get()
-    assert stored.error_stage == "framing" and bytes(stored.raw) == b"hello, not MLLP\r"
+    assert stored.error_stage == "framing" and unseal(stored.raw) == b"hello, not MLLP\r"
     # The connection still works for the next, well-framed message.
     assert ack_of(client.send(factories.adt_a01("AFTER"))).get("MSA-1") == "AA"
 
@@ -93,7 +94,7 @@ def test_oversize_message_is_refused_with_the_limit_and_the_connection_survives(
     ack = ack_of(client.send(big))
     assert ack.get("MSA-1") == "AR" and "20000-byte limit" in ack.get("MSA-3")
     stored = Message.objects.get()
-    assert stored.status == Message.Status.ERROR and bytes(stored.raw).startswith(b"MSH|")
+    assert stored.status == Message.Status.ERROR and unseal(stored.raw).startswith(b"MSH|")
     assert ack_of(client.send(factories.adt_a01("SMALL"))).get("MSA-1") == "AA"
 
 
