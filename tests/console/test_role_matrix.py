@@ -44,6 +44,7 @@ MATRIX = {
     "audit": {"GET": ADMIN, "POST": ADMIN},
     "audit-export": {"GET": ADMIN, "POST": ADMIN},
     "audit-unlock": {"GET": ADMIN, "POST": ADMIN},
+    "system": {"GET": ADMIN, "POST": ADMIN},
 }
 IDENTITIES = ("anonymous", "none", "viewer", "operator", "analyst", "admin", "resender")
 ROLE_OF = {
