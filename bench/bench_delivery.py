@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 THROUGHPUT_N = int(os.environ.get("BENCH_DELIVERY_N", 5000))
@@ -53,6 +54,9 @@ def bench_urls() -> tuple[str, str]:
 
         os.environ.setdefault("DATABASE_URL", embedded.postgres_url())
         os.environ.setdefault("REDIS_URL", embedded.redis_url())
+    # Throwaway data, sealed at rest as production's is (settings refuse to start otherwise).
+    if not os.environ.get("HUB_STORE_IN_CLEAR"):
+        os.environ.setdefault("HUB_ENCRYPTION_KEYS", Fernet.generate_key().decode())
     db = urlparse(os.environ["DATABASE_URL"])
     name = (db.path.lstrip("/") or "postgres") + "_bench_delivery"
     with psycopg.connect(urlunparse(db._replace(path="/postgres")), autocommit=True) as conn:
