@@ -37,8 +37,12 @@ def encryption_at_rest() -> EncryptionAtRest:
 def _server(url: str) -> str:
     """Where a URL points, without its credentials."""
     parsed = urlparse(url)
-    where = parsed.hostname or "local socket"
-    return f"{where}{f':{parsed.port}' if parsed.port else ''}{parsed.path}"
+    where = f"{parsed.hostname}:{parsed.port}" if parsed.port else parsed.hostname or "local socket"
+    return f"{where}, database {parsed.path.lstrip('/') or 0}"
+
+
+def _user_of(url: str) -> str:
+    return urlparse(url).username or "" if url else ""
 
 
 @requires(Role.ADMIN)
@@ -51,7 +55,7 @@ def system(request):
             "role": connected_role(connection),
             "database": _server(settings.DATABASE_URL),
             "database_embedded": settings.HUB_EMBEDDED_DATABASE,
-            "owner_for_migrations": bool(settings.DATABASE_OWNER_URL),
+            "migrations_role": _user_of(settings.DATABASE_OWNER_URL),
             "redis": _server(settings.REDIS_URL),
         },
     )
