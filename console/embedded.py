@@ -101,9 +101,8 @@ def _ensure_roles(superuser_url: str) -> None:
 
     with psycopg.connect(superuser_url, autocommit=True) as conn:
         existing = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles")}
-        # CREATEDB for the owner only: `make test` makes its test databases as the owner.
         if OWNER_ROLE not in existing:
-            conn.execute(f"CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER CREATEDB")
+            conn.execute(f"CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER")
         if APP_ROLE not in existing:
             conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE])

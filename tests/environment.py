@@ -2,7 +2,7 @@
 
 Every run seals at rest, as production must: without HUB_ENCRYPTION_KEYS a key is made for this
 run (processes the tests start inherit it). Without DATABASE_URL the suite uses the embedded
-server as its owner role, which may create and drop the test databases.
+server as its superuser, as CI uses its PostgreSQL's: the suite creates databases and roles.
 """
 
 from __future__ import annotations
@@ -16,4 +16,4 @@ if not os.environ.get("HUB_ENCRYPTION_KEYS"):
 if not os.environ.get("DATABASE_URL"):
     from console import embedded
 
-    os.environ["DATABASE_URL"] = embedded.postgres_urls()[1]
+    os.environ["DATABASE_URL"] = embedded.postgres_url()

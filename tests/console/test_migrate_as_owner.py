@@ -24,24 +24,31 @@ PASSWORD = "scratch-app-password-1"
 def scratch():
     """(owner URL, app URL, app role, connect as app) for a new database; all dropped after."""
     params = connection.settings_dict
-    host, port = params["HOST"] or "127.0.0.1", params["PORT"] or "5432"
     owner = params["USER"]
-    owner_password = f":{params['PASSWORD']}" if params["PASSWORD"] else ""
     database, role = f"hub_migrate_probe_{os.getpid()}", f"hub_app_migrate_{os.getpid()}"
-    admin_url = f"postgresql://{owner}{owner_password}@{host}:{port}/postgres"
+    admin_url = _url(params, owner, params["PASSWORD"], "postgres")
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         admin.execute(f"DROP ROLE IF EXISTS {role}")
         admin.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER PASSWORD '{PASSWORD}'")
         admin.execute(f'CREATE DATABASE "{database}"')
-    owner_url = f"postgresql://{owner}{owner_password}@{host}:{port}/{database}"
-    app_url = f"postgresql://{role}:{PASSWORD}@{host}:{port}/{database}"
+    owner_url = _url(params, owner, params["PASSWORD"], database)
+    app_url = _url(params, role, PASSWORD, database)
     try:
         yield owner_url, app_url, role
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def _url(params: dict, user: str, password: str, database: str) -> str:
+    """A URL to the suite's server (over TCP, or a socket directory as the embedded one)."""
+    secret = f":{password}" if password else ""
+    host, port = params["HOST"] or "127.0.0.1", params["PORT"] or "5432"
+    if host.startswith("/"):
+        return f"postgresql://{user}{secret}@/{database}?host={host}"
+    return f"postgresql://{user}{secret}@{host}:{port}/{database}"
 
 
 def _manage(*args, **env) -> subprocess.CompletedProcess:
