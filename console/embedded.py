@@ -149,17 +149,25 @@ def _redis_pid_on(port: int) -> int | None:
     return None
 
 
+def _wanted_redis_port() -> int:
+    return int(os.environ.get("EMBEDDED_REDIS_PORT") or DEFAULT_REDIS_PORT)
+
+
 def _running_redis() -> int | None:
     """The port of this var directory's Redis if it is running, else None.
 
-    A Redis is ours when the one answering on the recorded port is the process whose pid our
-    data directory's pidfile holds; another project's Redis on that port is never attached to."""
-    port = _read_state().get("redis", {}).get("port")
+    A Redis is ours when the one answering on the port is the process whose pid our data
+    directory's pidfile holds; another project's Redis on that port is never attached to. The
+    wanted port is tried too: a var/ from before embedded.json recorded nothing."""
     try:
         pid = int((_redis_data() / "redis.pid").read_text().strip())
     except (OSError, ValueError):
         return None
-    return port if port and _redis_pid_on(port) == pid else None
+    recorded = _read_state().get("redis", {}).get("port")
+    for port in dict.fromkeys(p for p in (recorded, _wanted_redis_port()) if p):
+        if _redis_pid_on(port) == pid:
+            return port
+    return None
 
 
 def _port_is_free(port: int) -> bool:
@@ -172,7 +180,7 @@ def _port_is_free(port: int) -> bool:
 
 
 def _choose_redis_port() -> int:
-    wanted = int(os.environ.get("EMBEDDED_REDIS_PORT") or DEFAULT_REDIS_PORT)
+    wanted = _wanted_redis_port()
     if _port_is_free(wanted):
         return wanted
     with socket.socket() as sock:
@@ -186,6 +194,9 @@ def redis_url() -> str:
     if port is None:
         with _locked():
             port = _running_redis() or _start_redis()
+    if _read_state().get("redis", {}).get("port") != port:
+        with _locked():
+            _record("redis", {"port": port, "dir": str(_redis_data())})
     return f"redis://127.0.0.1:{port}/0"
 
 

@@ -132,3 +132,17 @@ def test_a_stopped_redis_is_started_again_on_the_same_data(migrated):
     assert restarted != first_pid
     _probe(var)
     assert _redis_pid(var) == restarted
+
+
+def test_a_var_directory_that_recorded_no_redis_finds_its_running_one(migrated):
+    """A var/ from before embedded.json: the Redis running on the port asked for is found by its
+    pid, not started a second time over the same data."""
+    var, _, _ = migrated
+    state_file = var / "embedded.json"
+    state = json.loads(state_file.read_text())
+    port, pid = state["redis"]["port"], _redis_pid(var)
+    del state["redis"]
+    state_file.write_text(json.dumps(state))
+    seen = _probe(var, EMBEDDED_REDIS_PORT=str(port))
+    assert seen["redis"] == f"redis://127.0.0.1:{port}/0" and _redis_pid(var) == pid
+    assert json.loads(state_file.read_text())["redis"]["port"] == port
