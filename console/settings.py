@@ -30,8 +30,11 @@ if HUB_EMBEDDED_DATABASE:
     os.environ["DATABASE_URL"] = DATABASE_URL
 else:
     DATABASE_OWNER_URL = env_str("DATABASE_OWNER_URL")
-if DATABASE_OWNER_URL:
-    database_from_url(DATABASE_OWNER_URL)  # a bad URL fails here, not in the middle of migrate
+if (
+    DATABASE_OWNER_URL
+    and database_from_url(DATABASE_OWNER_URL)["NAME"] != database_from_url(DATABASE_URL)["NAME"]
+):
+    raise ImproperlyConfigured("DATABASE_OWNER_URL must name the same database as DATABASE_URL")
 REDIS_URL = os.environ.get("REDIS_URL")
 if not REDIS_URL:
     from console import embedded

@@ -95,3 +95,11 @@ def test_the_app_role_alone_cannot_migrate(scratch):
     _, app_url, _ = scratch
     done = _manage("migrate", "-v", "0", DATABASE_URL=app_url)
     assert done.returncode != 0 and "permission denied" in done.stderr
+
+
+def test_the_owner_url_must_name_the_same_database(scratch):
+    owner_url, app_url, _ = scratch
+    elsewhere = owner_url.replace("hub_migrate_probe_", "another_")
+    done = _manage("migrate", "-v", "0", DATABASE_URL=app_url, DATABASE_OWNER_URL=elsewhere)
+    assert done.returncode != 0
+    assert "DATABASE_OWNER_URL must name the same database as DATABASE_URL" in done.stderr

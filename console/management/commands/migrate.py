@@ -16,7 +16,9 @@ from django.db import connections
 from console.db_roles import grant_app_role
 from console.env import database_from_url
 
-CREDENTIALS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
+# The database stays the connection's (a test database while the suite creates one); only who
+# connects, and through which server address, comes from DATABASE_OWNER_URL.
+CREDENTIALS = ("USER", "PASSWORD", "HOST", "PORT")
 
 
 class Command(migrate.Command):
