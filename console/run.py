@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from console import embedded
+from console.env import env_bool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,16 +122,12 @@ def _ensure_services() -> bool:
             f"{embedded.APP_ROLE}; migrations run as {embedded.OWNER_ROLE})",
             flush=True,
         )
-        if not os.environ.get("HUB_ENCRYPTION_KEYS") and not _store_in_clear():
+        if not os.environ.get("HUB_ENCRYPTION_KEYS") and not env_bool("HUB_STORE_IN_CLEAR", False):
             embedded.encryption_key()
             print(f"encryption at rest: key kept in {embedded.KEY_FILE}", flush=True)
     if not os.environ.get("REDIS_URL"):
         print(f"embedded Redis: {embedded.redis_url()}", flush=True)
     return True
-
-
-def _store_in_clear() -> bool:
-    return os.environ.get("HUB_STORE_IN_CLEAR", "").lower() in ("1", "true", "yes", "on")
 
 
 def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
