@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from channels_app.models import Attempt, Channel, Delivery, Message, ReplayJob
 from console import audit
 from console.access import requires
-from console.phi import mask_fhir, mask_hl7, mask_issue, mask_text
+from console.phi import mask_fhir, mask_hl7, mask_issue, mask_routing, mask_text
 from console.roles import RESEND_EDITED, Role, has_permission, has_role
 
 PAGE_SIZE = 50
@@ -116,6 +116,7 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
         "canonical": json.dumps(canonical, indent=2, ensure_ascii=False) if canonical else "",
         "error_detail": shown(message.error_detail),
         "issues": [i if reveal else mask_issue(i) for i in message.issues or []],
+        "routing": message.routing if reveal else mask_routing(message.routing or []),
         "deliveries": deliveries,
         **_replay_context(request, message, deliveries),
     }
