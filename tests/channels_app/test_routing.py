@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from channels_app.models import Delivery, Destination, Message
+from channels_app.models import Delivery, Destination, Message, ReplayJob
+from channels_app.pipeline import replay
 from tests import factories
 from tests.support import send, wait_for
 
@@ -99,3 +100,21 @@ def test_changing_a_rule_takes_effect_for_the_next_message(hub, mllp_port):
     Destination.objects.filter(channel=hub).update(route_when="%messageCode = 'ADT'")
     send(mllp_port, factories.oru_r01("AFTER-1"))
     assert settled("AFTER-1").status == Message.Status.FILTERED
+
+
+def test_a_message_stopped_by_a_rule_is_routed_once_the_rule_is_fixed(hub, mllp_port):
+    Destination.objects.filter(channel=hub).update(
+        route_when="entry.resource.ofType(Observation).status"
+    )
+    send(mllp_port, factories.oru_r01("FIXED-1"))
+    message = settled("FIXED-1")
+    assert message.status == Message.Status.ERROR
+    Destination.objects.filter(channel=hub).update(route_when=FINAL_REPORT)
+    replay.replay([message.pk], ReplayJob.Mode.REPROCESS)
+    wait_for(
+        lambda: Delivery.objects.filter(message=message, status=Delivery.Status.DELIVERED).exists(),
+        what="the reprocessed message delivered",
+    )
+    message.refresh_from_db()
+    assert message.status == Message.Status.PROCESSED and message.error_stage == ""
+    assert message.routing[0]["reason"] == f"`{FINAL_REPORT}` evaluated true"

@@ -194,3 +194,21 @@ def test_message_list_filters_filtered_messages(viewer_user, destination):
     processed(destination.channel, "LIST-PRELIM", status="P")
     html = signed_in(viewer_user).get("/messages/?status=FILTERED").content.decode()
     assert "LIST-PRELIM" in html and "LIST-FINAL" not in html
+
+
+def test_a_version_records_the_rules_and_a_rollback_restores_them(destination):
+    channel = destination.channel
+    Destination.objects.filter(pk=destination.pk).update(route_when=FINAL_REPORT)
+    channel.route_filter = "%messageCode = 'ORU'"
+    channel.save()
+    version = channel.publish()
+    assert version.snapshot["route_filter"] == "%messageCode = 'ORU'"
+    assert version.snapshot["destinations"][0]["route_when"] == FINAL_REPORT
+    Destination.objects.filter(pk=destination.pk).update(route_when="")
+    channel.route_filter = ""
+    channel.save()
+    channel.rollback(version.number)
+    channel.refresh_from_db()
+    destination.refresh_from_db()
+    assert channel.route_filter == "%messageCode = 'ORU'"
+    assert destination.route_when == FINAL_REPORT
