@@ -260,8 +260,11 @@ _FUNCTIONS: dict[str, Callable[[list], Node]] = {
     "count": lambda p: _no_params(p, lambda focus: [len(focus)]),
     "first": lambda p: _no_params(p, lambda focus: focus[:1]),
     "not": lambda p: _no_params(p, _negate),
-    "startsWith": _string_test(str.startswith),
-    "endsWith": _string_test(str.endswith),
+    # fhirpathpy answers false for an empty string, whatever the prefix: so does this.
+    "startsWith": _string_test(
+        lambda subject, prefix: bool(subject) and subject.startswith(prefix)
+    ),
+    "endsWith": _string_test(lambda subject, suffix: bool(subject) and subject.endswith(suffix)),
     "contains": _string_test(lambda subject, part: part in subject),
     "lower": _string_map(str.lower),
     "upper": _string_map(str.upper),

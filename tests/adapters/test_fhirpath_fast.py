@@ -39,12 +39,35 @@ EXPRESSIONS = [
     "%sendingFacility.lower().contains('lab')",
     "%messageCode in ('ADT' | 'ORU') and (%triggerEvent = 'A01').not()",
     "%sendingApplication != 'EPIC'",
+    "%triggerEvent = '' and %sendingFacility.exists()",
+    "%sendingApplication.startsWith('')",
     "entry.count() >= 2 and entry.resource.ofType(Device).empty()",
     "type = 'transaction'",
+    # on nothing: every function and operator on an empty collection
+    "entry.resource.ofType(Device).id.contains('x')",
+    "entry.resource.ofType(Device).id.startsWith('x')",
+    "entry.resource.ofType(Device).id.lower()",
+    "entry.resource.ofType(Device).id.not()",
+    "entry.resource.ofType(Device).id = 'x'",
+    "entry.resource.ofType(Device).id != 'x'",
+    "entry.resource.ofType(Device).id < 'x'",
+    "entry.resource.ofType(Device).id in ('x' | 'y')",
+    "('x' | 'y') contains entry.resource.ofType(Device).id",
+    "entry.resource.ofType(Device).exists() or entry.resource.ofType(Device).id = 'x'",
+    "entry.resource.ofType(Device).count() = 0 and entry.resource.ofType(Device).first().empty()",
+    "entry.resource.ofType(Patient).exists(gender = 'male')",
+    "entry.resource.ofType(Patient).active",
+    "entry.resource.ofType(Patient).active.not()",
+    "entry.resource.ofType(Observation).where(status = 'final').count() = 20",
+    "entry.resource.ofType(Patient).gender.upper() = 'FEMALE'",
+    "'ORU' in %messageCode",
+    "%messageCode contains 'ORU'",
+    "1 < 2 and 2.5 > 2 and 3 >= 3 and 'a' <= 'b'",
 ]
 HEADERS = [
     header_variables("ORU^R01", "LAB", "GOOD HEALTH LAB"),
     header_variables("ADT^A01", "EPIC", "HOSP"),
+    header_variables("ACK", "", ""),  # no trigger event, no sender: empty strings
 ]
 
 
