@@ -175,7 +175,8 @@ def test_message_page_shows_each_decision_and_why(viewer_user, destination):
     routing = html.split('id="routing"', 1)[1].split("</table>", 1)[0]
     assert "no rule: always routed" in routing
     assert 'data-routed="false"' in routing
-    assert "evaluated false" in routing and "Finals" in routing
+    quoted = FINAL_REPORT.replace("'", "&#x27;")
+    assert f"<code>{quoted}</code> evaluated false" in routing and "Finals" in routing
 
 
 def test_message_page_shows_a_failing_rule_at_stage_route(viewer_user, destination):
@@ -194,6 +195,8 @@ def test_message_list_filters_filtered_messages(viewer_user, destination):
     processed(destination.channel, "LIST-PRELIM", status="P")
     html = signed_in(viewer_user).get("/messages/?status=FILTERED").content.decode()
     assert "LIST-PRELIM" in html and "LIST-FINAL" not in html
+    because = html.split("data-filtered-because>", 1)[1].split("</div>", 1)[0]
+    assert because == f"`{FINAL_REPORT}` evaluated false".replace("'", "&#x27;")
 
 
 def test_a_version_records_the_rules_and_a_rollback_restores_them(destination):
