@@ -250,16 +250,23 @@ def _route(message: Message, targets: list[Destination]) -> list[Destination]:
         message.__dict__.update(message.error_fields("route", exc, "compiling the rules"))
         message.error_detail = f"`{exc.expression}`: {exc.problem}"
         return []
-    header = header_variables(
-        message.message_type, message.sending_application, message.sending_facility
-    )
-    verdict = table.decide(message.canonical, header)
+    verdict = table.decide(message.canonical, _header(message))
     message.routing = [d.as_dict() for d in verdict.decisions]
     if verdict.error is not None:
         _record_route_error(message, verdict)
         return []
     chosen = set(verdict.routed)
     return [d for d in targets if d.id in chosen]
+
+
+def _header(message: Message) -> dict:
+    """The v2 header as rule variables; empty for a message that did not come as HL7 v2 (its
+    message_type column then names a JSON shape, not a v2 event)."""
+    if message.content_type in (fhir_json.MEDIA_TYPE, custom_json.MEDIA_TYPE):
+        return header_variables("", "", "")
+    return header_variables(
+        message.message_type, message.sending_application, message.sending_facility
+    )
 
 
 def _record_route_error(message: Message, verdict: Verdict) -> None:

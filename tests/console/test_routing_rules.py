@@ -215,3 +215,22 @@ def test_a_version_records_the_rules_and_a_rollback_restores_them(destination):
     destination.refresh_from_db()
     assert channel.route_filter == "%messageCode = 'ORU'"
     assert destination.route_when == FINAL_REPORT
+
+
+def test_a_message_not_sent_as_hl7_v2_has_an_empty_v2_header(destination):
+    from adapters.codecs import fhir_json
+
+    rule = "%messageType = '' and entry.resource.ofType(Patient).exists()"
+    Destination.objects.filter(pk=destination.pk).update(route_when=rule)
+    patient = {"resourceType": "Patient", "name": [{"family": "NAKAMURA"}]}
+    message = Message.objects.create(
+        channel=destination.channel,
+        raw=json.dumps(patient).encode(),
+        content_type=fhir_json.MEDIA_TYPE,
+        message_type="Patient:",
+        control_id="FHIR-1",
+    )
+    process_messages([message.pk])
+    message.refresh_from_db()
+    assert message.status == Message.Status.PROCESSED, message.error_detail
+    assert message.routing[0]["reason"] == f"`{rule}` evaluated true"
