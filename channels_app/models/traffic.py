@@ -106,6 +106,16 @@ class Message(models.Model):
             return unseal_json(self.canonical_sealed)
         return None
 
+    def record_error(
+        self, stage: str, exc: Exception, path: str = "", detail: str | None = None
+    ) -> None:
+        """Stop the message at ``stage`` (status ERROR) with the error's class, place and detail
+        (``detail`` in place of the exception's own words). Saved by the caller."""
+        for field, value in self.error_fields(stage, exc, path).items():
+            setattr(self, field, value)
+        if detail is not None:
+            self.error_detail = detail[:4000]
+
     def error_fields(self, stage: str, exc: Exception, path: str = "") -> dict:
         return {
             "status": self.Status.ERROR,

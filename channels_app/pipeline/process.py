@@ -247,8 +247,7 @@ def _route(message: Message, targets: list[Destination]) -> list[Destination]:
     try:
         table = routing_table(message.channel_id, targets[0].channel.route_filter, targets)
     except RuleError as exc:  # stored before it was checked, or the engine changed since
-        message.__dict__.update(message.error_fields("route", exc, "compiling the rules"))
-        message.error_detail = f"`{exc.expression}`: {exc.problem}"
+        message.record_error("route", exc, "compiling the rules", _quoted(exc))
         return []
     verdict = table.decide(message.canonical, _header(message))
     message.routing = [d.as_dict() for d in verdict.decisions]
@@ -273,8 +272,11 @@ def _record_route_error(message: Message, verdict: Verdict) -> None:
     where = verdict.failed_rule
     if where != "channel filter":
         where = f"destination {where}: route_when"
-    message.__dict__.update(message.error_fields("route", verdict.error, where))
-    message.error_detail = f"`{verdict.error.expression}`: {verdict.error.problem}"
+    message.record_error("route", verdict.error, where, _quoted(verdict.error))
+
+
+def _quoted(error: RuleError) -> str:
+    return f"`{error.expression}`: {error.problem}"
 
 
 def _convert(
@@ -286,7 +288,7 @@ def _convert(
     try:
         raw = unseal(message.raw)
     except SealError as exc:  # a key was dropped too early: say so, keep the row for a replay
-        message.__dict__.update(message.error_fields("unseal", exc))
+        message.record_error("unseal", exc)
         return
     if message.content_type == fhir_json.MEDIA_TYPE:
         return _read_fhir(message, raw)
@@ -295,7 +297,7 @@ def _convert(
     try:
         parsed = hl7v2.parse(raw)
     except hl7v2.HL7Error as exc:
-        message.__dict__.update(message.error_fields("parse", exc, exc.location))
+        message.record_error("parse", exc, exc.location)
         return
     try:
         result = mapping.convert(parsed)
@@ -303,11 +305,10 @@ def _convert(
         path = getattr(exc, "field", "") or ""
         target = getattr(exc, "target", "") or ""
         where = " → ".join(p for p in (str(path), str(target)) if p)
-        message.__dict__.update(message.error_fields("map", exc, where))
+        message.record_error("map", exc, where)
         return
     except Exception as exc:  # a bug in a map must not stop the batch: record it on the message
-        message.__dict__.update(message.error_fields("map", exc, ""))
-        message.error_detail = f"internal error in the canonical map: {exc!r}"
+        message.record_error("map", exc, "", f"internal error in the canonical map: {exc!r}")
         return
     message.canonical = result.bundle
     message.issues = [issue_dict(i) for i in result.issues]
@@ -320,7 +321,7 @@ def _read_fhir(message: Message, raw: bytes) -> None:
     try:
         message.canonical = fhir_json.read(raw)
     except (ValueError, AdapterError) as exc:
-        message.__dict__.update(message.error_fields("validate", exc, getattr(exc, "target", "")))
+        message.record_error("validate", exc, getattr(exc, "target", ""))
 
 
 def issue_dict(issue) -> dict:
