@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 
 from channels_app.destinations import POLICY_LIMITS, checked_ordering_key
 from channels_app.models import Destination
+from channels_app.routing import RuleError, checked_rule
 
 
 def widget_class(widget: forms.Widget) -> str:
@@ -51,7 +52,7 @@ class DestinationForm(BootstrapForm, forms.ModelForm):
 
     class Meta:
         model = Destination
-        fields = ["name", "enabled", *Destination.POLICY]
+        fields = ["name", "enabled", "route_when", *Destination.POLICY]
         field_classes = {
             name: FloatField
             for name in (
@@ -64,8 +65,14 @@ class DestinationForm(BootstrapForm, forms.ModelForm):
                 "breaker_cooldown_s",
             )
         }
+        widgets = {
+            "route_when": forms.Textarea(
+                attrs={"rows": 3, "class": "font-monospace", "spellcheck": "false"}
+            )
+        }
         labels = {
             "enabled": "Enabled",
+            "route_when": "Route when",
             "timeout_s": "Timeout (s)",
             "max_attempts": "Max attempts",
             "backoff_base_s": "Backoff base (s)",
@@ -79,6 +86,10 @@ class DestinationForm(BootstrapForm, forms.ModelForm):
         }
         help_texts = {
             "enabled": "A disabled destination receives no new deliveries.",
+            "route_when": "A FHIRPath condition on the message's canonical Bundle, e.g. "
+            "entry.resource.ofType(DiagnosticReport).where(status = 'final').exists(). The "
+            "HL7 v2 header is there too: %messageType (ADT^A01), %messageCode, %triggerEvent, "
+            "%sendingApplication, %sendingFacility. Blank: every message.",
             "timeout_s": "For one send, connection included.",
             "backoff_base_s": "The first retry waits about this long; each next one twice as "
             "long (with jitter).",
@@ -108,6 +119,12 @@ class DestinationForm(BootstrapForm, forms.ModelForm):
                 field.validators.append(MaxValueValidator(limits["max_value"]))
                 field.widget.attrs["max"] = limits["max_value"]
         self.style()
+
+    def clean_route_when(self) -> str:
+        try:
+            return checked_rule(self.cleaned_data["route_when"])
+        except RuleError as exc:  # names the parser's position
+            raise forms.ValidationError(str(exc)) from None
 
     def clean_ordering_key(self) -> str:
         try:

@@ -286,6 +286,17 @@ _ISSUE_VALUE_KEYS: Final = frozenset({"value"})
 _ISSUE_PROSE_KEYS: Final = frozenset({"reason", "diagnostics", "details", "text"})
 
 
+def mask_routing(decisions: list[dict]) -> list[dict]:
+    """A message's routing decisions as a viewer sees them: the rule (the analyst's, no PHI)
+    stays readable; an engine error after it may quote a value, so that part is masked."""
+    return [{**d, "reason": _mask_after_rule(str(d.get("reason", "")))} for d in decisions]
+
+
+def _mask_after_rule(reason: str) -> str:
+    rule, found, problem = reason.partition("` failed: ")
+    return f"{rule}{found}{mask_text(problem)}" if found else reason
+
+
 def mask_issue(issue: dict) -> dict:
     """A conversion or destination issue as a viewer sees it: the value it quotes masked, its
     prose masked where it quotes one; where it happened (segment, field, target, expression)

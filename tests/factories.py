@@ -51,14 +51,17 @@ def adt_a01(
     ).encode()
 
 
-def oru_r01(control_id: str = "LAB0001", n_obx: int = 3, mrn: str = "MRN123") -> bytes:
+def oru_r01(
+    control_id: str = "LAB0001", n_obx: int = 3, mrn: str = "MRN123", status: str = "F"
+) -> bytes:
+    """``status``: the result status (OBR-25, OBX-11): F final, P preliminary."""
     obx = "".join(
-        f"OBX|{i}|NM|2345-7^GLUCOSE^LN||{90 + i}|mg/dL^mg/dL^UCUM|70-105|N|||F|||20240102040000-0500\r"
+        f"OBX|{i}|NM|2345-7^GLUCOSE^LN||{90 + i}|mg/dL^mg/dL^UCUM|70-105|N|||{status}|||20240102040000-0500\r"
         for i in range(1, n_obx + 1)
     )
     return (
         f"MSH|^~\\&|LAB|HOSP|HUB|HUB|20240102050000-0500||ORU^R01^ORU_R01|{control_id}|P|2.5.1\r"
         f"PID|1||{mrn}^^^HOSP^MR||DOE^JANE||19800101|F\r"
-        f"OBR|1|ORD1^EHR|FIL1^LAB|24331-1^LIPID PANEL^LN|||20240102040000-0500|||||||||||||||20240102050000-0500|||F\r"
+        f"OBR|1|ORD1^EHR|FIL1^LAB|24331-1^LIPID PANEL^LN|||20240102040000-0500|||||||||||||||20240102050000-0500|||{status}\r"
         f"{obx}"
     ).encode()

@@ -35,6 +35,12 @@ class Channel(models.Model):
         blank=True,
         help_text="Bodies older than this many days are pruned (metadata kept); blank keeps them.",
     )
+    # A FHIRPath condition (adapters.routing): a message it is false for goes to no destination.
+    route_filter = models.TextField(
+        blank=True,
+        help_text="A FHIRPath condition on the canonical Bundle (v2 header as %messageType, "
+        "%sendingFacility ...): messages it is false for are filtered. Blank: all pass.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -174,6 +180,13 @@ class Destination(models.Model):
         max_length=10, choices=BreakerState.choices, default=BreakerState.CLOSED
     )
     breaker_changed_at = models.DateTimeField(null=True, blank=True)
+    route_when = models.TextField(
+        blank=True,
+        help_text="A FHIRPath condition on the canonical Bundle, e.g. entry.resource"
+        ".ofType(DiagnosticReport).where(status = 'final').exists(); the v2 header is there as "
+        "%messageType, %messageCode, %triggerEvent, %sendingApplication, %sendingFacility. "
+        "Blank: every message.",
+    )
 
     class Meta:
         constraints = [
@@ -208,5 +221,6 @@ CHANNEL_SETTINGS = (
     "dedupe_window_s",
     "max_message_bytes",
     "retention_days",
+    "route_filter",
 )
-DESTINATION_SETTINGS = ("enabled", *Destination.POLICY)
+DESTINATION_SETTINGS = ("enabled", "route_when", *Destination.POLICY)

@@ -52,6 +52,11 @@ class Message(models.Model):
     error_class = models.CharField(max_length=100, blank=True)
     error_path = models.CharField(max_length=200, blank=True)
     error_detail = models.TextField(blank=True)
+    # Where routing sent it and why: one {destination, destination_name, routed, reason} each.
+    # A database default too: ingest inserts rows with SQL of its own.
+    routing = models.JSONField(
+        default=list, db_default=models.Value([], models.JSONField()), blank=True
+    )
     # The sweeper re-enqueues RECEIVED work whose sweep_after has passed, then pushes it back.
     sweep_after = models.DateTimeField(default=timezone.now)
     # An operator's edited copy points at the message it was made from; the original is untouched.
@@ -100,6 +105,16 @@ class Message(models.Model):
         if self.canonical_sealed is not None:
             return unseal_json(self.canonical_sealed)
         return None
+
+    def record_error(
+        self, stage: str, exc: Exception, path: str = "", detail: str | None = None
+    ) -> None:
+        """Stop the message at ``stage`` (status ERROR) with the error's class, place and detail
+        (``detail`` in place of the exception's own words). Saved by the caller."""
+        for field, value in self.error_fields(stage, exc, path).items():
+            setattr(self, field, value)
+        if detail is not None:
+            self.error_detail = detail[:4000]
 
     def error_fields(self, stage: str, exc: Exception, path: str = "") -> dict:
         return {

@@ -13,9 +13,11 @@ from django.utils import timezone
 from adapters import mapping
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json, hl7v2
+from adapters.routing import RuleError, Verdict, header_variables
 from channels_app.models import Delivery, Destination, Message
 from channels_app.pipeline import json_source, lanes
 from channels_app.pipeline.deliver import LANE_HEAD
+from channels_app.routing import routing_table
 from channels_app.sealing import SealError, seal_json, unseal
 from channels_app.sealing import enabled as sealing_enabled
 
@@ -38,11 +40,11 @@ UPDATE channels_app_message AS m
 SET status = o.status, canonical = o.canonical,
     canonical_sealed = decode(o.canonical_sealed, 'base64'), issues = o.issues,
     processed_at = o.processed_at, error_stage = o.error_stage, error_class = o.error_class,
-    error_path = o.error_path, error_detail = o.error_detail
+    error_path = o.error_path, error_detail = o.error_detail, routing = o.routing
 FROM jsonb_to_recordset(%s::jsonb) AS o(
     id bigint, status text, canonical jsonb, canonical_sealed text, issues jsonb,
     processed_at timestamptz, error_stage text, error_class text, error_path text,
-    error_detail text)
+    error_detail text, routing jsonb)
 WHERE m.id = o.id
 """
 
@@ -70,7 +72,9 @@ def process_messages(ids: list[int]) -> list[int]:
             message.processed_at = now
             if message.status == Message.Status.ERROR:
                 continue
-            targets = destinations.get(message.channel_id, [])
+            targets = _route(message, destinations.get(message.channel_id, []))
+            if message.status == Message.Status.ERROR:
+                continue
             if not targets:
                 message.status = Message.Status.FILTERED
                 continue
@@ -159,7 +163,18 @@ def _claim(ids: list[int]) -> list[Message]:
     open_messages = (
         Message.objects.select_for_update(skip_locked=True)
         .filter(status=Message.Status.RECEIVED)
-        .only("id", "channel_id", "raw", "content_type", "status", "canonical", "issues")
+        .only(
+            "id",
+            "channel_id",
+            "raw",
+            "content_type",
+            "status",
+            "canonical",
+            "issues",
+            "message_type",
+            "sending_application",
+            "sending_facility",
+        )
     )
     messages = list(open_messages.filter(id__in=ids).order_by("id"))
     room = BATCH_MAX - len(messages)
@@ -193,6 +208,7 @@ def _save_outcomes(messages: list[Message]) -> None:
             "error_class": m.error_class,
             "error_path": m.error_path,
             "error_detail": m.error_detail,
+            "routing": m.routing or [],
         }
         for m in messages
     ]
@@ -205,11 +221,62 @@ def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destinatio
     targets = (
         Destination.objects.filter(channel_id__in=channel_ids, enabled=True)
         .select_related("channel")
-        .only("id", "channel_id", "paused", "ordering_key", "channel__paused")
+        .only(
+            "id",
+            "channel_id",
+            "name",
+            "paused",
+            "ordering_key",
+            "route_when",
+            "channel__paused",
+            "channel__route_filter",
+        )
     )
     for destination in targets:
         found[destination.channel_id].append(destination)
     return found
+
+
+def _route(message: Message, targets: list[Destination]) -> list[Destination]:
+    """The destinations the channel's rules send ``message`` to; the decision, with a reason per
+    destination, is kept on the message. A rule that fails on it puts it in ERROR (stage route)
+    and sends it nowhere."""
+    message.routing = []
+    if not targets:
+        return []
+    try:
+        table = routing_table(message.channel_id, targets[0].channel.route_filter, targets)
+    except RuleError as exc:  # stored before it was checked, or the engine changed since
+        message.record_error("route", exc, "compiling the rules", _quoted(exc))
+        return []
+    verdict = table.decide(message.canonical, _header(message))
+    message.routing = [d.as_dict() for d in verdict.decisions]
+    if verdict.error is not None:
+        _record_route_error(message, verdict)
+        return []
+    chosen = set(verdict.routed)
+    return [d for d in targets if d.id in chosen]
+
+
+def _header(message: Message) -> dict:
+    """The v2 header as rule variables; empty for a message that did not come as HL7 v2 (its
+    message_type column then names a JSON shape, not a v2 event)."""
+    if message.content_type in (fhir_json.MEDIA_TYPE, custom_json.MEDIA_TYPE):
+        return header_variables("", "", "")
+    return header_variables(
+        message.message_type, message.sending_application, message.sending_facility
+    )
+
+
+def _record_route_error(message: Message, verdict: Verdict) -> None:
+    where = verdict.failed_rule
+    if where != "channel filter":
+        where = f"destination {where}: route_when"
+    message.record_error("route", verdict.error, where, _quoted(verdict.error))
+
+
+def _quoted(error: RuleError) -> str:
+    return f"`{error.expression}`: {error.problem}"
 
 
 def _convert(
@@ -221,7 +288,7 @@ def _convert(
     try:
         raw = unseal(message.raw)
     except SealError as exc:  # a key was dropped too early: say so, keep the row for a replay
-        message.__dict__.update(message.error_fields("unseal", exc))
+        message.record_error("unseal", exc)
         return
     if message.content_type == fhir_json.MEDIA_TYPE:
         return _read_fhir(message, raw)
@@ -230,7 +297,7 @@ def _convert(
     try:
         parsed = hl7v2.parse(raw)
     except hl7v2.HL7Error as exc:
-        message.__dict__.update(message.error_fields("parse", exc, exc.location))
+        message.record_error("parse", exc, exc.location)
         return
     try:
         result = mapping.convert(parsed)
@@ -238,11 +305,10 @@ def _convert(
         path = getattr(exc, "field", "") or ""
         target = getattr(exc, "target", "") or ""
         where = " → ".join(p for p in (str(path), str(target)) if p)
-        message.__dict__.update(message.error_fields("map", exc, where))
+        message.record_error("map", exc, where)
         return
     except Exception as exc:  # a bug in a map must not stop the batch: record it on the message
-        message.__dict__.update(message.error_fields("map", exc, ""))
-        message.error_detail = f"internal error in the canonical map: {exc!r}"
+        message.record_error("map", exc, "", f"internal error in the canonical map: {exc!r}")
         return
     message.canonical = result.bundle
     message.issues = [issue_dict(i) for i in result.issues]
@@ -255,7 +321,7 @@ def _read_fhir(message: Message, raw: bytes) -> None:
     try:
         message.canonical = fhir_json.read(raw)
     except (ValueError, AdapterError) as exc:
-        message.__dict__.update(message.error_fields("validate", exc, getattr(exc, "target", "")))
+        message.record_error("validate", exc, getattr(exc, "target", ""))
 
 
 def issue_dict(issue) -> dict:

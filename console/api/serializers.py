@@ -13,6 +13,7 @@ from channels_app import sealing, sources
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline.replay import MAX_SELECTION
+from channels_app.routing import RuleError, checked_rule
 from console.models import ApiToken, AuditEvent
 from console.roles import Role
 
@@ -33,6 +34,7 @@ class ChannelSerializer(serializers.ModelSerializer):
             "dedupe_window_s",
             "max_message_bytes",
             "retention_days",
+            "route_filter",
             "current_version",
             "created_at",
             "updated_at",
@@ -43,6 +45,9 @@ class ChannelSerializer(serializers.ModelSerializer):
     def get_current_version(self, channel) -> int | None:
         version = channel.current_version()
         return version.number if version else None
+
+    def validate_route_filter(self, value: str) -> str:
+        return _checked_rule(value)
 
     def validate_source_config(self, value):
         if not isinstance(value, dict):
@@ -87,6 +92,7 @@ class DestinationSerializer(serializers.ModelSerializer):
             "paused",
             "transport",
             "config",
+            "route_when",
             *Destination.POLICY,
             "breaker_state",
             "breaker_changed_at",
@@ -98,6 +104,9 @@ class DestinationSerializer(serializers.ModelSerializer):
         data = super().to_representation(destination)
         data["config"] = sealing.public_config(destination)
         return data
+
+    def validate_route_when(self, value: str) -> str:
+        return _checked_rule(value)
 
     def validate_ordering_key(self, value: str) -> str:
         try:
@@ -119,9 +128,26 @@ class DestinationSerializer(serializers.ModelSerializer):
         return attrs
 
 
+def _checked_rule(value: str) -> str:
+    try:
+        return checked_rule(value)
+    except RuleError as exc:  # names the parser's position
+        raise serializers.ValidationError(str(exc)) from None
+
+
+class RoutingDecisionSerializer(serializers.Serializer):
+    destination = serializers.IntegerField()
+    destination_name = serializers.CharField()
+    routed = serializers.BooleanField()
+    reason = serializers.CharField(help_text="The rule and what it gave, or the error.")
+
+
 class MessageSerializer(serializers.ModelSerializer):
     channel_name = serializers.CharField(source="channel.name", read_only=True)
     error_detail = serializers.SerializerMethodField()
+    routing = serializers.SerializerMethodField(
+        help_text="Where routing sent the message and why, per destination."
+    )
 
     class Meta:
         model = Message
@@ -142,7 +168,14 @@ class MessageSerializer(serializers.ModelSerializer):
             "error_class",
             "error_path",
             "error_detail",
+            "routing",
         ]
+
+    @extend_schema_field(RoutingDecisionSerializer(many=True))
+    def get_routing(self, message) -> list[dict]:
+        from console.phi import mask_routing
+
+        return message.routing if self.context.get("reveal") else mask_routing(message.routing)
 
     def get_error_detail(self, message) -> str:
         from console.phi import mask_text

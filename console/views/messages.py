@@ -7,6 +7,7 @@ POST, which is written to the audit log. Viewers never see it.
 from __future__ import annotations
 
 import json
+import re
 
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_POST
 from channels_app.models import Attempt, Channel, Delivery, Message, ReplayJob
 from console import audit
 from console.access import requires
-from console.phi import mask_fhir, mask_hl7, mask_issue, mask_text
+from console.phi import mask_fhir, mask_hl7, mask_issue, mask_routing, mask_text
 from console.roles import RESEND_EDITED, Role, has_permission, has_role
 
 PAGE_SIZE = 50
@@ -48,6 +49,8 @@ def message_list(request):
     page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
     for m in page:  # the list never reveals: an error detail may quote a patient's value
         m.shown_error = mask_text(m.error_detail)
+        if m.status == Message.Status.FILTERED:
+            m.shown_routing = _filtered_because(m.routing or [])
     context = {
         "page": page,
         "filters": filters,
@@ -116,9 +119,26 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
         "canonical": json.dumps(canonical, indent=2, ensure_ascii=False) if canonical else "",
         "error_detail": shown(message.error_detail),
         "issues": [i if reveal else mask_issue(i) for i in message.issues or []],
+        "routing": [
+            {**d, "parts": _reason_parts(d["reason"])}
+            for d in (message.routing if reveal else mask_routing(message.routing or []))
+        ],
         "deliveries": deliveries,
         **_replay_context(request, message, deliveries),
     }
+
+
+def _filtered_because(routing: list[dict]) -> str:
+    """Why no destination took a message, in one line for the list."""
+    if not routing:
+        return "no enabled destination"
+    reasons = {d["reason"] for d in mask_routing(routing)}
+    return reasons.pop() if len(reasons) == 1 else "no destination's rule held"
+
+
+def _reason_parts(reason: str) -> list[tuple[str, bool]]:
+    """A routing reason as (text, is_code) parts: the rules it quotes (in backticks) as code."""
+    return [(part, i % 2 == 1) for i, part in enumerate(re.split(r"`([^`]*)`", reason)) if part]
 
 
 OPEN = {Delivery.Status.PENDING, Delivery.Status.SENDING, Delivery.Status.RETRY}
