@@ -1,7 +1,17 @@
 """PHI masking for people who may see that a message exists but not whom it is about.
 
-Pure functions, no Django: ``mask_hl7`` (raw HL7 v2 text), ``mask_fhir`` (canonical FHIR JSON),
-``mask_text`` (error details and other prose that may quote a value).
+Pure functions, no Django. For every surface a viewer can see (pages, API, websocket events,
+test bench), two entry points:
+
+- ``mask_free_text(value, phi)``: any text that came from outside or quotes what did (error
+  details, attempt errors, response summaries, OperationOutcome and conversion issues), masked
+  against the message's own PHI values (``phi``, gathered once per message with
+  ``message_phi``) and against PHI-looking patterns, quoted or not;
+- ``mask_body(raw, content_type)``: a message body as received; a body that does not parse is
+  masked whole.
+
+Underneath: ``mask_hl7`` (raw HL7 v2 text), ``mask_fhir`` (canonical FHIR JSON), ``mask_json``
+(a sender's own JSON).
 
 Masking keeps the shape: segment names, separators, repetitions and components stay, so a
 viewer can still see that PID-5 had a family and a given name; only the values become ``***``.
@@ -12,8 +22,13 @@ is masked whole, because nobody has checked which of its fields are safe.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from typing import Any, Final
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from adapters.codecs.custom_json import MEDIA_TYPE as CUSTOM_JSON
 
 MASK: Final = "***"
 
@@ -263,44 +278,243 @@ def _blank(value: Any) -> Any:
     return MASK
 
 
-# --- prose
+# --- one message's own PHI values
+
+# Shorter atoms are codes (sex, name type, state) more often than anyone's data; masking them
+# would blank half of every sentence. Digit-only values need more: "400" is a status code.
+_MIN_LETTERS: Final = 3
+_MIN_DIGITS: Final = 4
+_MIN_WORD: Final = 4  # a word taken from a longer value ("MARY" from "MARY ANN")
+# Where a person's data sits in a FHIR person resource (codes, systems and uses do not count).
+_PERSON_LEAVES: Final = frozenset(
+    {"family", "given", "text", "line", "city", "district", "postalCode", "value"}
+)
+_PERSON_DATES: Final = frozenset({"birthDate", "deceasedDateTime"})
+# The visit number and alternate visit id of PV1 identify a stay as an MRN identifies a person.
+_RECORD_IDENTIFIERS: Final = {"PV1": frozenset({19, 50})}
+_HL7_DATE: Final = re.compile(r"((?:19|20)\d{2})(\d{2})(\d{2})")
+
+
+@dataclass(frozen=True)
+class MessagePhi:
+    """The PHI values one message carries (names, identifiers, birth date, address, phone), with
+    the one pattern that finds any of them in a text. Build it once per message and response
+    with ``message_phi`` (or ``phi_of_values``), then mask every text about that message."""
+
+    values: frozenset[str] = frozenset()
+    pattern: re.Pattern[str] | None = None
+
+
+NO_PHI: Final = MessagePhi()
+
+
+def message_phi(raw: str = "", canonical: Any = None, content_type: str = "") -> MessagePhi:
+    """The PHI values of one message, from its body as received (``raw``: the HL7 v2 person
+    segments, FHIR person resources and identifiers, or every value of a sender's own JSON) and
+    from its canonical FHIR. Pure and cheap enough to call once per message per response; not
+    per field."""
+    values = list(_fhir_values(canonical))
+    values += _raw_values(raw, content_type)
+    return phi_of_values(values)
+
+
+def phi_of_values(values: Iterable[str]) -> MessagePhi:
+    """A ``MessagePhi`` from values already at hand (a message's extracted keys, a test bench's
+    sample): each value, its words and its other spellings (a birth date as ``1980-01-01``)."""
+    kept = frozenset(v for v in _spellings(values) if _distinctive(v))
+    if not kept:
+        return NO_PHI
+    longest_first = sorted(kept, key=lambda v: (-len(v), v))
+    pattern = re.compile("|".join(_bounded(v) for v in longest_first), re.IGNORECASE)
+    return MessagePhi(kept, pattern)
+
+
+def _spellings(values: Iterable[str]) -> Iterator[str]:
+    for value in values:
+        value = value.strip()
+        yield value
+        words = value.split()
+        if len(words) > 1:
+            yield from (w for w in words if len(w) >= _MIN_WORD)
+        if date := _HL7_DATE.match(value):
+            yield "".join(date.groups())
+            yield "-".join(date.groups())
+        digits = re.sub(r"\D", "", value)
+        if len(digits) >= 7 and digits != value:  # a phone or an identifier echoed without dashes
+            yield digits
+
+
+def _distinctive(value: str) -> bool:
+    if value.isdigit():
+        return len(value) >= _MIN_DIGITS
+    return len(value) >= _MIN_LETTERS and any(c.isalnum() for c in value)
+
+
+def _bounded(value: str) -> str:
+    """``value`` found only as a whole: not inside a longer word or number (``ANN`` is not
+    masked in ``ANNOUNCE``), but next to punctuation or another kind of character it is."""
+    before = r"(?<!\d)" if value[0].isdigit() else r"(?<![^\W\d_])" if value[0].isalpha() else ""
+    after = r"(?!\d)" if value[-1].isdigit() else r"(?![^\W\d_])" if value[-1].isalpha() else ""
+    return before + re.escape(value) + after
+
+
+def _raw_values(raw: str, content_type: str) -> list[str]:
+    if not raw:
+        return []
+    if "json" not in content_type:
+        return list(_hl7_values(raw))
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return []  # a body that does not parse is masked whole anyway
+    if content_type == CUSTOM_JSON:
+        return list(_strings(data))
+    return list(_fhir_values(data))
+
+
+def _hl7_values(text: str) -> Iterator[str]:
+    """The atoms ``mask_hl7`` hides in segments about a person, and visit numbers."""
+    field_sep, others = _encoding(text)
+    atoms = re.compile("[" + re.escape(others) + "]") if others else None
+    for segment in re.split(r"\r\n|\r|\n", text):
+        fields = segment.split(field_sep)
+        name = fields[0]
+        if name in _PERSON_KEEP:
+            wanted = [f for i, f in enumerate(fields[1:], 1) if i not in _PERSON_KEEP[name]]
+        elif name in _RECORD_IDENTIFIERS:
+            wanted = [f for i, f in enumerate(fields) if i in _RECORD_IDENTIFIERS[name]]
+        else:
+            continue
+        for field in wanted:
+            yield from (atoms.split(field) if atoms else [field])
+
+
+def _fhir_values(node: Any, person: bool = False) -> Iterator[str]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _fhir_values(item, person)
+        return
+    if not isinstance(node, dict):
+        return
+    if "resourceType" in node:
+        person = node.get("resourceType") in _PERSON_RESOURCES
+    for key, value in node.items():
+        if key == "identifier":
+            yield from _strings_under(value, frozenset({"value"}))
+        elif key == "subscriberId" or (person and key in _PERSON_DATES):
+            yield from _strings(value)
+        elif person and key in _PERSON_ELEMENTS:
+            yield from _strings_under(value, _PERSON_LEAVES)
+        else:
+            yield from _fhir_values(value, person)
+
+
+def _strings_under(node: Any, keys: frozenset[str]) -> Iterator[str]:
+    """Every string held under one of ``keys``, however deep."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _strings_under(item, keys)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value) if key in keys else _strings_under(value, keys)
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+
+
+# --- free text
 
 # Python reprs of str and bytes ('x', "x", b'x'): how our errors quote the values they met.
 _QUOTED: Final = re.compile(r"""(?<!\w)b?(['"])(?:(?!\1)[^\\\n]|\\.)*\1(?!\w)""")
 # A fragment of raw HL7 quoted without quotes: a segment name followed by a field separator.
 _HL7_FRAGMENT: Final = re.compile(r"\b[A-Z][A-Z0-9]{2}\|\S*")
+# What looks like PHI whoever it is about: e-mail, SSN, phone, dates, record numbers.
+_PHI_LOOKING: Final = re.compile(
+    r"""
+    [\w.+-]+@[\w-]+(?:\.[\w-]+)+                                  # e-mail
+    | (?<!\d)\d{3}-\d{2}-\d{4}(?!\d)                              # SSN
+    | (?:\(\d{3}\)\s?|(?<!\d)\d{3}[-.\s])\d{3}[-.]\d{4}(?!\d)     # phone with area code
+    | (?<![\d-])\d{3}-\d{4}(?!\d)                                 # local phone
+    | (?<!\d)(?:19|20)\d{2}-[01]\d-[0-3]\d(?!\d)                  # ISO date
+    | (?<!\d)[01]?\d/[0-3]?\d/(?:19|20)\d{2}(?!\d)                # US date
+    | (?<!\d)\d{6,}(?!\d)(?!\s?(?:bytes|ms)\b)                     # record number, HL7 date
+    """,
+    re.VERBOSE,
+)
+# Keys of a conversion issue or a destination's OperationOutcome issue that hold the value itself.
+_ISSUE_VALUE_KEYS: Final = frozenset({"value"})
+
+Masked = TypeVar("Masked")
+
+
+def mask_free_text(value: Masked, phi: MessagePhi = NO_PHI) -> Masked:
+    """``value`` as a viewer may see it: the one masking function for text that came from
+    outside or quotes what did, on every surface (pages, API, websocket events, test bench).
+
+    ``value`` is a string (an error detail, an attempt's error or response summary) or the
+    structured detail around one (a conversion issue, an OperationOutcome issue, a list of them);
+    the same type comes back. In every string, the message's own PHI values (``phi``: build it
+    once per message with ``message_phi``; ``NO_PHI`` when no message is at hand), quoted values,
+    HL7 fragments and PHI-looking patterns (e-mail, SSN, phone, dates, long numbers) become
+    ``***``; an issue's ``value`` is masked whole. The reason stays readable, and so do the keys
+    and where it happened (segment, field, target, expression)."""
+    if isinstance(value, str):
+        return _mask_string(value, phi)  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [mask_free_text(item, phi) for item in value]  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {  # type: ignore[return-value]
+            key: MASK
+            if key in _ISSUE_VALUE_KEYS and item not in (None, "")
+            else mask_free_text(item, phi)
+            for key, item in value.items()
+        }
+    return value
+
+
+def _mask_string(text: str, phi: MessagePhi) -> str:
+    if not text:
+        return text
+    if phi.pattern is not None:
+        text = phi.pattern.sub(MASK, text)
+    text = _QUOTED.sub(lambda m: m.group(1) + MASK + m.group(1), text)
+    text = _HL7_FRAGMENT.sub(lambda m: m.group(0)[:4] + MASK, text)
+    return _PHI_LOOKING.sub(MASK, text)
 
 
 def mask_text(text: str) -> str:
-    """Error details and other prose with the values they quote masked: the reason stays."""
-    if not text:
-        return text
-    text = _QUOTED.sub(lambda m: m.group(1) + MASK + m.group(1), text)
-    return _HL7_FRAGMENT.sub(lambda m: m.group(0)[:4] + MASK, text)
-
-
-# --- structured details
-
-# Keys of a conversion issue or a destination's OperationOutcome issue that may quote a value.
-_ISSUE_VALUE_KEYS: Final = frozenset({"value"})
-_ISSUE_PROSE_KEYS: Final = frozenset({"reason", "diagnostics", "details", "text"})
+    """``mask_free_text`` without a message at hand (quoted values and patterns only)."""
+    return mask_free_text(text)
 
 
 def mask_issue(issue: dict) -> dict:
-    """A conversion or destination issue as a viewer sees it: the value it quotes masked, its
-    prose masked where it quotes one; where it happened (segment, field, target, expression)
-    stays readable."""
-    masked = {}
-    for key, value in issue.items():
-        if key in _ISSUE_VALUE_KEYS and value not in (None, ""):
-            masked[key] = MASK
-        elif key in _ISSUE_PROSE_KEYS and isinstance(value, str):
-            masked[key] = mask_text(value)
-        elif isinstance(value, dict):
-            masked[key] = mask_issue(value)
-        else:
-            masked[key] = value
-    return masked
+    """``mask_free_text`` of one issue without a message at hand."""
+    return mask_free_text(issue)
+
+
+# --- bodies
+
+
+def mask_body(raw: str, content_type: str, *, indent: int | None = None) -> str:
+    """A message body as received, as a viewer sees it on the page and in the API alike: HL7 v2
+    masked field by field, FHIR and a sender's own JSON value by value, and a body that does not
+    parse masked whole (no part of it is known to be safe). ``indent`` lays JSON out for a page."""
+    if "json" not in content_type:
+        return mask_hl7(raw)
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return MASK if raw else raw
+    masked = mask_json(data) if content_type == CUSTOM_JSON else mask_fhir(data)
+    return json.dumps(masked, ensure_ascii=False, indent=indent)
 
 
 def lane_label(ordering_key: str) -> str:

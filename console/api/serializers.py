@@ -145,11 +145,14 @@ class MessageSerializer(serializers.ModelSerializer):
         ]
 
     def get_error_detail(self, message) -> str:
-        from console.phi import mask_text
+        """Masked against the message's PHI values, which the view reads once per page
+        (``context["phi"]``)."""
+        from console.phi import NO_PHI, mask_free_text
 
-        return (
-            message.error_detail if self.context.get("reveal") else mask_text(message.error_detail)
-        )
+        if self.context.get("reveal"):
+            return message.error_detail
+        phi = self.context.get("phi", {}).get(message.pk, NO_PHI)
+        return mask_free_text(message.error_detail, phi)
 
 
 class AttemptSerializer(serializers.ModelSerializer):

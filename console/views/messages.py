@@ -7,6 +7,7 @@ POST, which is written to the audit log. Viewers never see it.
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q
@@ -16,7 +17,8 @@ from django.views.decorators.http import require_POST
 from channels_app.models import Attempt, Channel, Delivery, Message, ReplayJob
 from console import audit
 from console.access import requires
-from console.phi import mask_fhir, mask_hl7, mask_issue, mask_text
+from console.message_phi import phi_by_message, phi_of
+from console.phi import NO_PHI, mask_body, mask_fhir, mask_free_text
 from console.roles import RESEND_EDITED, Role, has_permission, has_role
 
 PAGE_SIZE = 50
@@ -46,8 +48,10 @@ def message_list(request):
     filters = page_filters(request.GET)
     messages = filtered(messages, filters)
     page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
-    for m in page:  # the list never reveals: an error detail may quote a patient's value
-        m.shown_error = mask_text(m.error_detail)
+    # The list never reveals: an error detail may quote a patient's value.
+    phi = phi_by_message(m.pk for m in page if m.error_detail)
+    for m in page:
+        m.shown_error = mask_free_text(m.error_detail, phi.get(m.pk, NO_PHI))
     context = {
         "page": page,
         "filters": filters,
@@ -99,11 +103,16 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
     attempts = Prefetch("attempts", queryset=Attempt.objects.order_by("number"))
     message = get_object_or_404(Message.objects.select_related("channel", "channel_version"), pk=pk)
     deliveries = list(message.deliveries.select_related("destination").prefetch_related(attempts))
-    shown = (lambda text: text) if reveal else mask_text
-    raw = message.raw_text if reveal else mask_hl7(message.raw_text)
-    canonical = message.canonical_json  # opened here when sealed at rest
-    if canonical and not reveal:
-        canonical = mask_fhir(canonical)
+    if reveal:
+        shown = _as_is
+        raw = message.raw_text
+        canonical = message.canonical_json  # opened here when sealed at rest
+    else:
+        phi = phi_of(message)  # once for every text on the page
+        shown = partial(mask_free_text, phi=phi)
+        raw = mask_body(message.raw_text, message.content_type, indent=2)
+        canonical = message.canonical_json
+        canonical = mask_fhir(canonical) if canonical else canonical
     for d in deliveries:
         d.shown_error = shown(d.last_error)
         for a in d.attempts.all():
@@ -115,10 +124,14 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
         "segments": raw.replace("\r\n", "\r").replace("\n", "\r").split("\r"),
         "canonical": json.dumps(canonical, indent=2, ensure_ascii=False) if canonical else "",
         "error_detail": shown(message.error_detail),
-        "issues": [i if reveal else mask_issue(i) for i in message.issues or []],
+        "issues": shown(message.issues or []),
         "deliveries": deliveries,
         **_replay_context(request, message, deliveries),
     }
+
+
+def _as_is(value):
+    return value
 
 
 OPEN = {Delivery.Status.PENDING, Delivery.Status.SENDING, Delivery.Status.RETRY}
