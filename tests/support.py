@@ -66,6 +66,11 @@ class FhirSink:
     def accepted(self, key: str, body: bytes) -> None:
         """A request was answered 200 (called under ``lock``); subclasses keep more."""
 
+    def outcome(self, status: int, body: bytes) -> dict:
+        """The OperationOutcome a failed request is answered with; subclasses say more."""
+        issue = {"severity": "error", "code": "transient", "diagnostics": f"sink says {status}"}
+        return {"resourceType": "OperationOutcome", "issue": [issue]}
+
     def start(self) -> FhirSink:
         sink = self
 
@@ -95,16 +100,7 @@ class FhirSink:
                         sink.accepted(key, body)
                     reply = {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
                 else:
-                    reply = {
-                        "resourceType": "OperationOutcome",
-                        "issue": [
-                            {
-                                "severity": "error",
-                                "code": "transient",
-                                "diagnostics": f"sink says {status}",
-                            }
-                        ],
-                    }
+                    reply = sink.outcome(status, body)
                 data = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/fhir+json")
