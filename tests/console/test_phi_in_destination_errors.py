@@ -14,7 +14,7 @@ import pytest
 from channels_app.models import Delivery
 from console.models import AuditEvent
 from tests import factories
-from tests.support import FhirSink, send, signed_in, wait_for
+from tests.support import PatientNamingSink, send, signed_in, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,37 +23,10 @@ FAMILY, MRN = "ZZQXWARTHOG", "MRN-60417"
 PHI = [FAMILY, MRN, "JANE", "19800101", "1980-01-01", "SPRINGFIELD", "555-1234"]
 
 
-class NamingSink(FhirSink):
-    """A FHIR server that refuses a duplicate patient and says whom, unquoted."""
-
-    def outcome(self, status: int, body: bytes) -> dict:
-        patient = next(
-            entry["resource"]
-            for entry in json.loads(body)["entry"]
-            if entry["resource"]["resourceType"] == "Patient"
-        )
-        name = patient["name"][0]
-        who = f"{name['family']} {' '.join(name.get('given', []))}"
-        mrn = patient["identifier"][0]["value"]
-        city = patient["address"][0]["city"]
-        diagnostics = (
-            f"Patient {who} (MRN {mrn}, born {patient['birthDate']}, {city},"
-            f" tel {patient['telecom'][0]['value']}) rejected: duplicate record"
-        )
-        issue = {
-            "severity": "error",
-            "code": "duplicate",
-            "diagnostics": diagnostics,
-            "expression": ["Patient.identifier[0]"],
-        }
-        return {"resourceType": "OperationOutcome", "issue": [issue]}
-
-
 @pytest.fixture
 def refused(mllp_port, listener, celery_worker):
     """A message whose delivery the sink refused, naming the patient."""
-    sink = NamingSink().start()
-    sink.fail_next(1, 400)
+    sink = PatientNamingSink(refuse_every=1).start()
     channel = factories.channel(mllp_port)
     factories.fhir_destination(channel, sink.url)
     listener(channel)
