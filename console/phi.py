@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from adapters.codecs.custom_json import MEDIA_TYPE as CUSTOM_JSON
@@ -280,7 +280,7 @@ def _blank(value: Any) -> Any:
 
 # --- one message's own PHI values
 
-# Shorter atoms are codes (sex, name type, state) more often than anyone's data; masking them
+# Shorter values are codes (sex, name type, state) more often than anyone's data; masking them
 # would blank half of every sentence. Digit-only values need more: "400" is a status code.
 _MIN_LETTERS: Final = 3
 _MIN_DIGITS: Final = 4
@@ -290,19 +290,29 @@ _PERSON_LEAVES: Final = frozenset(
     {"family", "given", "text", "line", "city", "district", "postalCode", "value"}
 )
 _PERSON_DATES: Final = frozenset({"birthDate", "deceasedDateTime"})
+_IDENTIFIER_LEAVES: Final = frozenset({"value"})
 # The visit number and alternate visit id of PV1 identify a stay as an MRN identifies a person.
 _RECORD_IDENTIFIERS: Final = {"PV1": frozenset({19, 50})}
 _HL7_DATE: Final = re.compile(r"((?:19|20)\d{2})(\d{2})(\d{2})")
+# Values are compared token by token (runs of letters, runs of digits, case folded), so a value
+# is found whatever the case and punctuation around or inside it ("Smith, Jane" for "SMITH^JANE",
+# "MRN 41207" for "MRN-41207"), never inside a longer word ("ANN" in "ANNOUNCE"), and no pattern
+# is compiled per message.
+_TOKEN: Final = re.compile(r"[^\W\d_]+|\d+")
+_NOT_DIGIT: Final = re.compile(r"\D")
 
 
 @dataclass(frozen=True)
 class MessagePhi:
-    """The PHI values one message carries (names, identifiers, birth date, address, phone), with
-    the one pattern that finds any of them in a text. Build it once per message and response
-    with ``message_phi`` (or ``phi_of_values``), then mask every text about that message."""
+    """The PHI values one message carries (names, identifiers, birth date, address, phone), as
+    token sequences indexed by their first token. Build it once per message and response with
+    ``message_phi`` (or ``phi_of_values``), then mask every text about that message with it."""
 
-    values: frozenset[str] = frozenset()
-    pattern: re.Pattern[str] | None = None
+    values: frozenset[tuple[str, ...]] = frozenset()
+    by_first_token: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+
+    def __contains__(self, value: str) -> bool:
+        return _tokens(value) in self.values
 
 
 NO_PHI: Final = MessagePhi()
@@ -313,49 +323,69 @@ def message_phi(raw: str = "", canonical: Any = None, content_type: str = "") ->
     segments, FHIR person resources and identifiers, or every value of a sender's own JSON) and
     from its canonical FHIR. Pure and cheap enough to call once per message per response; not
     per field."""
-    values = list(_fhir_values(canonical))
-    values += _raw_values(raw, content_type)
+    values = _fhir_values(canonical) + _raw_values(raw, content_type)
     return phi_of_values(values)
 
 
 def phi_of_values(values: Iterable[str]) -> MessagePhi:
     """A ``MessagePhi`` from values already at hand (a message's extracted keys, a test bench's
     sample): each value, its words and its other spellings (a birth date as ``1980-01-01``)."""
-    kept = frozenset(v for v in _spellings(values) if _distinctive(v))
+    spellings = dict.fromkeys(_spellings(dict.fromkeys(values)))  # once each, in order
+    kept = frozenset(t for t in map(_tokens, spellings) if _distinctive(t))
     if not kept:
         return NO_PHI
-    longest_first = sorted(kept, key=lambda v: (-len(v), v))
-    pattern = re.compile("|".join(_bounded(v) for v in longest_first), re.IGNORECASE)
-    return MessagePhi(kept, pattern)
+    index: dict[str, list[tuple[str, ...]]] = {}
+    for tokens in sorted(kept, key=len, reverse=True):  # the longest match first
+        index.setdefault(tokens[0], []).append(tokens)
+    return MessagePhi(kept, {first: tuple(seqs) for first, seqs in index.items()})
+
+
+def _tokens(value: str) -> tuple[str, ...]:
+    return tuple(t.casefold() for t in _TOKEN.findall(value))
 
 
 def _spellings(values: Iterable[str]) -> Iterator[str]:
     for value in values:
-        value = value.strip()
         yield value
         words = value.split()
         if len(words) > 1:
             yield from (w for w in words if len(w) >= _MIN_WORD)
-        if date := _HL7_DATE.match(value):
+        if date := _HL7_DATE.match(value.strip()):
             yield "".join(date.groups())
             yield "-".join(date.groups())
-        digits = re.sub(r"\D", "", value)
-        if len(digits) >= 7 and digits != value:  # a phone or an identifier echoed without dashes
+        digits = _NOT_DIGIT.sub("", value)
+        if len(digits) >= 7:  # a phone or an identifier echoed without its dashes
             yield digits
 
 
-def _distinctive(value: str) -> bool:
-    if value.isdigit():
-        return len(value) >= _MIN_DIGITS
-    return len(value) >= _MIN_LETTERS and any(c.isalnum() for c in value)
+def _distinctive(tokens: tuple[str, ...]) -> bool:
+    if len(tokens) != 1:
+        return sum(map(len, tokens)) >= _MIN_DIGITS
+    token = tokens[0]
+    return len(token) >= (_MIN_DIGITS if token.isdigit() else _MIN_LETTERS)
 
 
-def _bounded(value: str) -> str:
-    """``value`` found only as a whole: not inside a longer word or number (``ANN`` is not
-    masked in ``ANNOUNCE``), but next to punctuation or another kind of character it is."""
-    before = r"(?<!\d)" if value[0].isdigit() else r"(?<![^\W\d_])" if value[0].isalpha() else ""
-    after = r"(?!\d)" if value[-1].isdigit() else r"(?![^\W\d_])" if value[-1].isalpha() else ""
-    return before + re.escape(value) + after
+def _mask_values(text: str, phi: MessagePhi) -> str:
+    """``text`` with every run of tokens that spells one of ``phi``'s values masked."""
+    found = list(_TOKEN.finditer(text))
+    folded = [m.group().casefold() for m in found]
+    out, done, i = [], 0, 0
+    while i < len(found):
+        length = _match_at(folded, i, phi.by_first_token.get(folded[i], ()))
+        if length:
+            out += [text[done : found[i].start()], MASK]
+            done = found[i + length - 1].end()
+            i += length
+        else:
+            i += 1
+    return "".join(out) + text[done:]
+
+
+def _match_at(folded: list[str], i: int, candidates: tuple[tuple[str, ...], ...]) -> int:
+    for tokens in candidates:
+        if tuple(folded[i : i + len(tokens)]) == tokens:
+            return len(tokens)
+    return 0
 
 
 def _raw_values(raw: str, content_type: str) -> list[str]:
@@ -368,8 +398,10 @@ def _raw_values(raw: str, content_type: str) -> list[str]:
     except (ValueError, RecursionError):
         return []  # a body that does not parse is masked whole anyway
     if content_type == CUSTOM_JSON:
-        return list(_strings(data))
-    return list(_fhir_values(data))
+        found: list[str] = []
+        _collect_strings(data, found)
+        return found
+    return _fhir_values(data)
 
 
 def _hl7_values(text: str) -> Iterator[str]:
@@ -385,14 +417,23 @@ def _hl7_values(text: str) -> Iterator[str]:
             wanted = [f for i, f in enumerate(fields) if i in _RECORD_IDENTIFIERS[name]]
         else:
             continue
-        for field in wanted:
-            yield from (atoms.split(field) if atoms else [field])
+        for value in wanted:
+            yield from (atoms.split(value) if atoms else [value])
 
 
-def _fhir_values(node: Any, person: bool = False) -> Iterator[str]:
+def _fhir_values(data: Any) -> list[str]:
+    found: list[str] = []
+    _collect_fhir(data, False, found)
+    return found
+
+
+def _collect_fhir(node: Any, person: bool, found: list[str]) -> None:
+    """Into ``found``: identifier values anywhere, a person resource's name, address, telecom
+    and dates (one pass, no generators: a 30-resource Bundle is walked per response)."""
     if isinstance(node, list):
         for item in node:
-            yield from _fhir_values(item, person)
+            if isinstance(item, dict | list):
+                _collect_fhir(item, person, found)
         return
     if not isinstance(node, dict):
         return
@@ -400,34 +441,37 @@ def _fhir_values(node: Any, person: bool = False) -> Iterator[str]:
         person = node.get("resourceType") in _PERSON_RESOURCES
     for key, value in node.items():
         if key == "identifier":
-            yield from _strings_under(value, frozenset({"value"}))
+            _collect_under(value, _IDENTIFIER_LEAVES, found)
         elif key == "subscriberId" or (person and key in _PERSON_DATES):
-            yield from _strings(value)
+            _collect_strings(value, found)
         elif person and key in _PERSON_ELEMENTS:
-            yield from _strings_under(value, _PERSON_LEAVES)
-        else:
-            yield from _fhir_values(value, person)
+            _collect_under(value, _PERSON_LEAVES, found)
+        elif isinstance(value, dict | list):
+            _collect_fhir(value, person, found)
 
 
-def _strings_under(node: Any, keys: frozenset[str]) -> Iterator[str]:
-    """Every string held under one of ``keys``, however deep."""
+def _collect_under(node: Any, keys: frozenset[str], found: list[str]) -> None:
+    """Into ``found``: every string held under one of ``keys``, however deep."""
     if isinstance(node, list):
         for item in node:
-            yield from _strings_under(item, keys)
+            _collect_under(item, keys, found)
     elif isinstance(node, dict):
         for key, value in node.items():
-            yield from _strings(value) if key in keys else _strings_under(value, keys)
+            if key in keys:
+                _collect_strings(value, found)
+            else:
+                _collect_under(value, keys, found)
 
 
-def _strings(node: Any) -> Iterator[str]:
+def _collect_strings(node: Any, found: list[str]) -> None:
     if isinstance(node, str):
-        yield node
+        found.append(node)
     elif isinstance(node, list):
         for item in node:
-            yield from _strings(item)
+            _collect_strings(item, found)
     elif isinstance(node, dict):
         for value in node.values():
-            yield from _strings(value)
+            _collect_strings(value, found)
 
 
 # --- free text
@@ -437,10 +481,11 @@ _QUOTED: Final = re.compile(r"""(?<!\w)b?(['"])(?:(?!\1)[^\\\n]|\\.)*\1(?!\w)"""
 # A fragment of raw HL7 quoted without quotes: a segment name followed by a field separator.
 _HL7_FRAGMENT: Final = re.compile(r"\b[A-Z][A-Z0-9]{2}\|\S*")
 # What looks like PHI whoever it is about: e-mail, SSN, phone, dates, record numbers.
-_PHI_LOOKING: Final = re.compile(
+_DIGIT: Final = re.compile(r"\d")
+_EMAIL: Final = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHI_NUMBERS: Final = re.compile(
     r"""
-    [\w.+-]+@[\w-]+(?:\.[\w-]+)+                                  # e-mail
-    | (?<!\d)\d{3}-\d{2}-\d{4}(?!\d)                              # SSN
+    (?<![\d-])\d{3}-\d{2}-\d{4}(?!\d)                            # SSN
     | (?:\(\d{3}\)\s?|(?<!\d)\d{3}[-.\s])\d{3}[-.]\d{4}(?!\d)     # phone with area code
     | (?<![\d-])\d{3}-\d{4}(?!\d)                                 # local phone
     | (?<!\d)(?:19|20)\d{2}-[01]\d-[0-3]\d(?!\d)                  # ISO date
@@ -483,11 +528,13 @@ def mask_free_text(value: Masked, phi: MessagePhi = NO_PHI) -> Masked:
 def _mask_string(text: str, phi: MessagePhi) -> str:
     if not text:
         return text
-    if phi.pattern is not None:
-        text = phi.pattern.sub(MASK, text)
+    if phi.by_first_token:
+        text = _mask_values(text, phi)
     text = _QUOTED.sub(lambda m: m.group(1) + MASK + m.group(1), text)
     text = _HL7_FRAGMENT.sub(lambda m: m.group(0)[:4] + MASK, text)
-    return _PHI_LOOKING.sub(MASK, text)
+    if "@" in text:
+        text = _EMAIL.sub(MASK, text)
+    return _PHI_NUMBERS.sub(MASK, text) if _DIGIT.search(text) else text
 
 
 def mask_text(text: str) -> str:

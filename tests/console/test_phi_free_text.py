@@ -23,24 +23,26 @@ BUNDLE = convert(hl7v2.parse(ADT)).bundle
 
 
 def test_an_hl7_message_gives_its_people_s_values_not_its_codes():
-    values = message_phi(RAW).values
-    for value in ["ZZQXHERON", "JANE", "MRN-41207", "19800101", "1980-01-01", "1 MAIN ST"]:
-        assert value in values, value
-    assert {"SPRINGFIELD", "555-1234"} <= values  # city, phone
+    phi = message_phi(RAW)
+    for value in ["ZZQXHERON", "jane", "MRN-41207", "19800101", "1980-01-01", "1 MAIN ST"]:
+        assert value in phi, value
+    assert "SPRINGFIELD" in phi and "555-1234" in phi  # city, phone
     for code in ["F", "MR", "IL", "HOSP1", "EPIC", "ADT", "WELBY"]:  # sex, types, sender, doctor
-        assert code not in values, code
+        assert code not in phi, code
 
 
 def test_the_canonical_bundle_gives_the_same_people_without_the_clinicians():
-    values = message_phi(canonical=BUNDLE).values
-    assert {"ZZQXHERON", "JANE", "MRN-41207", "1980-01-01", "SPRINGFIELD"} <= values
-    assert "WELBY" not in values and "MARCUS" not in values  # a practitioner is not PHI here
-    assert "official" not in values and "home" not in values  # uses and systems are codes
+    phi = message_phi(canonical=BUNDLE)
+    for value in ["ZZQXHERON", "JANE", "MRN-41207", "1980-01-01", "SPRINGFIELD"]:
+        assert value in phi, value
+    assert "WELBY" not in phi and "MARCUS" not in phi  # a practitioner is not PHI here
+    assert "official" not in phi and "home" not in phi  # uses and systems are codes
 
 
 def test_a_sender_s_own_json_gives_every_value():
     body = json.dumps({"patient": {"last": "Lindqvist", "mrn": "M-5150"}, "n": 3})
-    assert {"Lindqvist", "M-5150"} <= message_phi(body, None, custom_json.MEDIA_TYPE).values
+    phi = message_phi(body, None, custom_json.MEDIA_TYPE)
+    assert "Lindqvist" in phi and "M-5150" in phi
 
 
 def test_a_body_that_does_not_parse_gives_nothing_and_breaks_nothing():
@@ -135,4 +137,4 @@ def test_bodies_are_masked_by_kind_and_a_body_that_does_not_parse_whole():
 
 def test_a_visit_number_identifies_as_a_record_number_does():
     raw = "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rPV1|1|I" + "|" * 17 + "V-770041^^^HOSP\r"
-    assert "V-770041" in message_phi(raw).values
+    assert "V-770041" in message_phi(raw)
