@@ -396,12 +396,22 @@ def _raw_values(raw: str, content_type: str) -> list[str]:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
-        return []  # a body that does not parse is masked whole anyway
+        return _json_string_values(raw)
     if content_type == CUSTOM_JSON:
         found: list[str] = []
         _collect_strings(data, found)
         return found
     return _fhir_values(data)
+
+
+# A JSON string, the last one possibly cut, and whether a colon makes it a key.
+_JSON_STRING: Final = re.compile(r'"((?:[^"\\\n]|\\.)*)(?:("\s*:)|"?)')
+
+
+def _json_string_values(text: str) -> list[str]:
+    """The string values of JSON that does not parse (cut short, broken): its error may still
+    quote them unquoted, so every one counts."""
+    return [m.group(1) for m in _JSON_STRING.finditer(text) if not m.group(2)]
 
 
 def _hl7_values(text: str) -> Iterator[str]:
