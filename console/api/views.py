@@ -17,9 +17,9 @@ from channels_app.pipeline import replay as replay_stage
 from console import audit, replays, tokens
 from console.api import serializers as s
 from console.audit import changes
-from console.message_phi import phi_by_message, phi_of, phi_of_message_id
+from console.message_phi import phi_by_message, phi_of_message_id
 from console.models import ApiToken, AuditEvent
-from console.phi import mask_body, mask_fhir, mask_free_text
+from console.phi import mask_body, mask_fhir, mask_free_text, message_phi
 from console.roles import RESEND_EDITED, Role
 
 VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Role.ADMIN
@@ -355,9 +355,9 @@ def _body(message: Message, *, reveal: bool) -> dict:
     raw = message.raw_text
     issues = message.issues or []
     if not reveal:
+        issues = mask_free_text(issues, message_phi(raw, canonical, message.content_type))
         canonical = mask_fhir(canonical) if canonical else canonical
         raw = mask_body(raw, message.content_type)
-        issues = mask_free_text(issues, phi_of(message))
     return {"revealed": reveal, "raw": raw, "canonical": canonical, "issues": issues}
 
 

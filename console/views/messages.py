@@ -17,8 +17,8 @@ from django.views.decorators.http import require_POST
 from channels_app.models import Attempt, Channel, Delivery, Message, ReplayJob
 from console import audit
 from console.access import requires
-from console.message_phi import phi_by_message, phi_of
-from console.phi import NO_PHI, mask_body, mask_fhir, mask_free_text
+from console.message_phi import phi_by_message
+from console.phi import NO_PHI, mask_body, mask_fhir, mask_free_text, message_phi
 from console.roles import RESEND_EDITED, Role, has_permission, has_role
 
 PAGE_SIZE = 50
@@ -103,15 +103,12 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
     attempts = Prefetch("attempts", queryset=Attempt.objects.order_by("number"))
     message = get_object_or_404(Message.objects.select_related("channel", "channel_version"), pk=pk)
     deliveries = list(message.deliveries.select_related("destination").prefetch_related(attempts))
-    if reveal:
-        shown = _as_is
-        raw = message.raw_text
-        canonical = message.canonical_json  # opened here when sealed at rest
-    else:
-        phi = phi_of(message)  # once for every text on the page
+    raw, canonical = message.raw_text, message.canonical_json  # opened here when sealed at rest
+    shown = _as_is
+    if not reveal:
+        phi = message_phi(raw, canonical, message.content_type)  # once for every text here
         shown = partial(mask_free_text, phi=phi)
-        raw = mask_body(message.raw_text, message.content_type, indent=2)
-        canonical = message.canonical_json
+        raw = mask_body(raw, message.content_type, indent=2)
         canonical = mask_fhir(canonical) if canonical else canonical
     for d in deliveries:
         d.shown_error = shown(d.last_error)
