@@ -3,11 +3,13 @@
 Every corpus message with a PID segment (HL7_CORPUS, batches and malformed files aside) gets
 distinctive PHI (record number, name, birth date, street, city, phone) and goes through the hub:
 MLLP listener, a real worker, a FHIR sink that refuses every second delivery naming the patient.
-Then a viewer reads every viewer-visible API endpoint and page about them, and every occurrence of
-any of those values is counted."""
+The corpus's FHIR Bundles (``*.expected.json``) get the same treatment over HTTP inbound. Then a
+viewer reads every viewer-visible API endpoint and page about them, and every occurrence of any of
+those values is counted."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -15,9 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from channels_app.models import Attempt, Delivery, Message
+from channels_app.models import Attempt, Channel, Delivery, Message
 from tests import factories
-from tests.support import PatientNamingSink, send, signed_in, wait_for
+from tests.support import (
+    PatientNamingSink,
+    inbound_client,
+    post_inbound,
+    send,
+    signed_in,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,8 +93,33 @@ def with_phi(raw: bytes, patient: Patient) -> bytes:
     return "\r".join(segments).encode()
 
 
+def with_phi_fhir(raw: bytes, patient: Patient) -> bytes:
+    """The Bundle with ``patient``'s values in every Patient resource."""
+    bundle = json.loads(raw)
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") == "Patient":
+            resource.update(
+                identifier=[{"system": "urn:mrn", "value": patient.mrn}],
+                name=[{"family": patient.family, "given": [patient.given]}],
+                birthDate="-".join(patient.born),
+                address=[{"line": [f"{patient.n} {patient.street} RD"], "city": patient.city}],
+                telecom=[{"system": "phone", "value": f"(555){patient.phone}"}],
+            )
+    return json.dumps(bundle).encode()
+
+
+def corpus_root() -> Path:
+    return Path(os.environ.get("HL7_CORPUS", "/work/shared/corpus"))
+
+
+def corpus_bundles() -> list[bytes]:
+    files = sorted(corpus_root().glob("*/*.expected.json"))
+    return [p.read_bytes() for p in files if p.parent.name != "malformed"]
+
+
 def corpus_messages() -> list[bytes]:
-    root = Path(os.environ.get("HL7_CORPUS", "/work/shared/corpus"))
+    root = corpus_root()
     files = sorted(p for p in root.glob("*/*.hl7") if p.parent.name not in ("batch", "malformed"))
     raws = [p.read_bytes() for p in files]
     return [raw for raw in raws if re.search(rb"[\r\n]PID.", raw)]
@@ -104,6 +138,28 @@ def swept(mllp_port, listener, celery_worker):
             patient = Patient(n)
             send(mllp_port, with_phi(raw, patient))
             patients.append(patient)
+        wait_for(lambda: settled(len(patients)), timeout=180, what="every message settled")
+        yield patients
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def swept_fhir(live_server, celery_worker):
+    """The corpus's FHIR Bundles posted over HTTP inbound; every message settled."""
+    sink = PatientNamingSink(refuse_every=2).start()
+    channel = factories.channel(0, source_type=Channel.SourceType.HTTP, source_config={})
+    factories.fhir_destination(channel, sink.url)
+    patients = []
+    try:
+        with inbound_client(live_server.url, "sweep") as client:
+            for n, raw in enumerate(corpus_bundles(), start=50):
+                patient = Patient(n)
+                body = with_phi_fhir(raw, patient)
+                key = {"Idempotency-Key": f"SWEEP-{n}"}
+                response = post_inbound(client, channel, body, "application/fhir+json", **key)
+                assert response.status_code in (202, 422), response.text  # 422: stored, invalid
+                patients.append(patient)
         wait_for(lambda: settled(len(patients)), timeout=180, what="every message settled")
         yield patients
     finally:
@@ -162,15 +218,17 @@ def found(read: dict[str, str], values: list[str]) -> list[tuple[str, str]]:
     ]
 
 
-def test_a_viewer_finds_none_of_the_swept_phi(viewer_user, swept):
-    values = [v for patient in swept for v in patient.values()]
+@pytest.mark.parametrize("sweep", ["swept", "swept_fhir"])
+def test_a_viewer_finds_none_of_the_swept_phi(request, viewer_user, sweep):
+    patients = request.getfixturevalue(sweep)
+    values = [v for patient in patients for v in patient.values()]
     refused = Attempt.objects.filter(status_code=400)
-    echoed = [a for a in refused if any(p.family in a.error for p in swept)]
-    assert len(echoed) >= len(swept) // 3  # the destination did repeat the patients' data
+    echoed = [a for a in refused if any(p.family in a.error for p in patients)]
+    assert len(echoed) >= len(patients) // 3  # the destination did repeat the patients' data
     read = viewer_reads(signed_in(viewer_user))
     leaks = found(read, values)
     print(
-        f"\nPHI sweep: {len(swept)} corpus messages, {len(values)} PHI values,"
+        f"\nPHI sweep ({sweep}): {len(patients)} corpus messages, {len(values)} PHI values,"
         f" {Delivery.objects.count()} deliveries ({len(echoed)} refused naming the patient),"
         f" {len(read)} viewer responses read, {len(leaks)} PHI values found"
     )
