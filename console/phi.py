@@ -306,23 +306,31 @@ _NOT_DIGIT: Final = re.compile(r"\D")
 class MessagePhi:
     """The PHI values one message carries (names, identifiers, birth date, address, phone), as
     token sequences indexed by their first token. Build it once per message and response with
-    ``message_phi`` (or ``phi_of_values``), then mask every text about that message with it."""
+    ``message_phi`` (or ``phi_of_values``), then mask every text about that message with it.
+    ``unknown``: the values can no longer be read (the body was pruned), so no outside text can
+    be checked and each is masked whole."""
 
     values: frozenset[tuple[str, ...]] = frozenset()
     by_first_token: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    unknown: bool = False
 
     def __contains__(self, value: str) -> bool:
         return _tokens(value) in self.values
 
 
 NO_PHI: Final = MessagePhi()
+UNKNOWN_PHI: Final = MessagePhi(unknown=True)
 
 
-def message_phi(raw: str = "", canonical: Any = None, content_type: str = "") -> MessagePhi:
+def message_phi(
+    raw: str = "", canonical: Any = None, content_type: str = "", *, pruned: bool = False
+) -> MessagePhi:
     """The PHI values of one message, from its body as received (``raw``: the HL7 v2 person
     segments, FHIR person resources and identifiers, or every value of a sender's own JSON) and
-    from its canonical FHIR. Pure and cheap enough to call once per message per response; not
-    per field."""
+    from its canonical FHIR; ``UNKNOWN_PHI`` once its body is ``pruned``. Pure and cheap enough
+    to call once per message per response; not per field."""
+    if pruned:
+        return UNKNOWN_PHI
     values = _fhir_values(canonical) + _raw_values(raw, content_type)
     return phi_of_values(values)
 
@@ -506,6 +514,10 @@ _PHI_NUMBERS: Final = re.compile(
 )
 # Keys of a conversion issue or a destination's OperationOutcome issue that hold the value itself.
 _ISSUE_VALUE_KEYS: Final = frozenset({"value"})
+# Keys that say where an issue is and what kind it is: readable even when nothing else can be.
+_ISSUE_WHERE_KEYS: Final = frozenset(
+    {"severity", "code", "expression", "location", "segment", "field", "target", "origin"}
+)
 
 Masked = TypeVar("Masked")
 
@@ -520,24 +532,30 @@ def mask_free_text(value: Masked, phi: MessagePhi = NO_PHI) -> Masked:
     once per message with ``message_phi``; ``NO_PHI`` when no message is at hand), quoted values,
     HL7 fragments and PHI-looking patterns (e-mail, SSN, phone, dates, long numbers) become
     ``***``; an issue's ``value`` is masked whole. The reason stays readable, and so do the keys
-    and where it happened (segment, field, target, expression)."""
+    and where it happened (segment, field, target, expression). With ``UNKNOWN_PHI`` (a pruned
+    message) every string is masked whole but an issue's where and kind."""
     if isinstance(value, str):
         return _mask_string(value, phi)  # type: ignore[return-value]
     if isinstance(value, list):
         return [mask_free_text(item, phi) for item in value]  # type: ignore[return-value]
     if isinstance(value, dict):
-        return {  # type: ignore[return-value]
-            key: MASK
-            if key in _ISSUE_VALUE_KEYS and item not in (None, "")
-            else mask_free_text(item, phi)
-            for key, item in value.items()
-        }
+        return {key: _mask_issue_item(key, item, phi) for key, item in value.items()}  # type: ignore[return-value]
     return value
+
+
+def _mask_issue_item(key: str, item: Any, phi: MessagePhi) -> Any:
+    if key in _ISSUE_VALUE_KEYS and item not in (None, ""):
+        return MASK
+    if key in _ISSUE_WHERE_KEYS and phi.unknown:  # where and what kind, never whom
+        return mask_free_text(item, NO_PHI)
+    return mask_free_text(item, phi)
 
 
 def _mask_string(text: str, phi: MessagePhi) -> str:
     if not text:
         return text
+    if phi.unknown:
+        return MASK
     if phi.by_first_token:
         text = _mask_values(text, phi)
     text = _QUOTED.sub(lambda m: m.group(1) + MASK + m.group(1), text)

@@ -147,11 +147,11 @@ class MessageSerializer(serializers.ModelSerializer):
     def get_error_detail(self, message) -> str:
         """Masked against the message's PHI values, which the view reads once per page
         (``context["phi"]``)."""
-        from console.phi import NO_PHI, mask_free_text
+        from console.phi import UNKNOWN_PHI, mask_free_text
 
         if self.context.get("reveal"):
             return message.error_detail
-        phi = self.context.get("phi", {}).get(message.pk, NO_PHI)
+        phi = self.context.get("phi", {}).get(message.pk, UNKNOWN_PHI)
         return mask_free_text(message.error_detail, phi)
 
 

@@ -355,7 +355,9 @@ def _body(message: Message, *, reveal: bool) -> dict:
     raw = message.raw_text
     issues = message.issues or []
     if not reveal:
-        issues = mask_free_text(issues, message_phi(raw, canonical, message.content_type))
+        pruned = bool(message.pruned_at)
+        phi = message_phi(raw, canonical, message.content_type, pruned=pruned)
+        issues = mask_free_text(issues, phi)
         canonical = mask_fhir(canonical) if canonical else canonical
         raw = mask_body(raw, message.content_type)
     return {"revealed": reveal, "raw": raw, "canonical": canonical, "issues": issues}

@@ -18,7 +18,7 @@ from channels_app.models import Attempt, Channel, Delivery, Message, ReplayJob
 from console import audit
 from console.access import requires
 from console.message_phi import phi_by_message
-from console.phi import NO_PHI, mask_body, mask_fhir, mask_free_text, message_phi
+from console.phi import UNKNOWN_PHI, mask_body, mask_fhir, mask_free_text, message_phi
 from console.roles import RESEND_EDITED, Role, has_permission, has_role
 
 PAGE_SIZE = 50
@@ -51,7 +51,7 @@ def message_list(request):
     # The list never reveals: an error detail may quote a patient's value.
     phi = phi_by_message(m.pk for m in page if m.error_detail)
     for m in page:
-        m.shown_error = mask_free_text(m.error_detail, phi.get(m.pk, NO_PHI))
+        m.shown_error = mask_free_text(m.error_detail, phi.get(m.pk, UNKNOWN_PHI))
     context = {
         "page": page,
         "filters": filters,
@@ -106,7 +106,7 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
     raw, canonical = message.raw_text, message.canonical_json  # opened here when sealed at rest
     shown = _as_is
     if not reveal:
-        phi = message_phi(raw, canonical, message.content_type)  # once for every text here
+        phi = message_phi(raw, canonical, message.content_type, pruned=bool(message.pruned_at))
         shown = partial(mask_free_text, phi=phi)
         raw = mask_body(raw, message.content_type, indent=2)
         canonical = mask_fhir(canonical) if canonical else canonical

@@ -10,6 +10,7 @@ from adapters.mapping.convert import convert
 from console.phi import (
     MASK,
     NO_PHI,
+    UNKNOWN_PHI,
     mask_body,
     mask_free_text,
     message_phi,
@@ -141,3 +142,10 @@ def test_bodies_are_masked_by_kind_and_a_body_that_does_not_parse_whole():
 def test_a_visit_number_identifies_as_a_record_number_does():
     raw = "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rPV1|1|I" + "|" * 17 + "V-770041^^^HOSP\r"
     assert "V-770041" in message_phi(raw)
+
+
+def test_with_the_values_unknown_every_text_is_masked_whole_but_where_and_what_kind():
+    issue = {"severity": "error", "code": "duplicate", "diagnostics": "Jane Roe exists"}
+    assert mask_free_text("answered 409: Jane Roe exists", UNKNOWN_PHI) == MASK
+    assert mask_free_text(issue, UNKNOWN_PHI) == {**issue, "diagnostics": MASK}
+    assert message_phi(RAW, BUNDLE, pruned=True) == UNKNOWN_PHI
