@@ -6,7 +6,8 @@ test bench), two entry points:
 - ``mask_free_text(value, phi)``: any text that came from outside or quotes what did (error
   details, attempt errors, response summaries, OperationOutcome and conversion issues), masked
   against the message's own PHI values (``phi``, gathered once per message with
-  ``message_phi``) and against PHI-looking patterns, quoted or not;
+  ``message_phi``; ``UNKNOWN_PHI`` once its body is pruned masks them whole) and against
+  PHI-looking patterns, quoted or not;
 - ``mask_body(raw, content_type)``: a message body as received; a body that does not parse is
   masked whole.
 
