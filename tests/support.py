@@ -13,9 +13,28 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("HL7_CORPUS", REPO.parent / "shared" / "corpus"))
+# CI must fail where a developer's laptop may skip: a green run there proves every test ran.
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def prerequisite_missing(reason: str) -> NoReturn:
+    """Skip (saying why) on a laptop; fail in CI, where a missing prerequisite is a broken run."""
+    import pytest
+
+    if IN_CI:
+        pytest.fail(f"prerequisite missing in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_corpus() -> Path:
+    """The shared HL7 corpus, or the test stops here (see ``prerequisite_missing``)."""
+    if not CORPUS.is_dir():
+        prerequisite_missing(f"HL7 corpus not found at {CORPUS} (set HL7_CORPUS)")
+    return CORPUS
 
 
 def free_port() -> int:

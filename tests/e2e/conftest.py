@@ -10,7 +10,13 @@ import sys
 
 import pytest
 
-from tests.support import REPO, database_url_for_processes, free_port, wait_for
+from tests.support import (
+    REPO,
+    database_url_for_processes,
+    free_port,
+    prerequisite_missing,
+    wait_for,
+)
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # Playwright's sync API keeps an event loop in this thread; our ORM calls here are plain sync code.
@@ -57,7 +63,7 @@ def asgi_server(transactional_db):
 @pytest.fixture(scope="session")
 def browser():
     if not shutil.which(CHROMIUM):
-        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian package 'chromium')")
+        prerequisite_missing(f"Chromium not found at {CHROMIUM} (Debian package 'chromium')")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
