@@ -8,8 +8,10 @@ import json
 import os
 import random
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -69,6 +71,7 @@ class FhirSink:
         self.hold_s = 0.0
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
+        self.errors: list[BaseException] = []  # raised by the request handler; fail at stop()
 
     @property
     def url(self) -> str:
@@ -133,14 +136,27 @@ class FhirSink:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
+        self.server.handle_error = self.handler_failed
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
+    def handler_failed(self, request, client_address) -> None:
+        """The request handler raised: kept, and raised by ``stop()``. A client that hung up
+        (a timeout being tested) is not the handler's failure."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        with self.lock:
+            self.errors.append(sys.exc_info()[1])
+
     def stop(self) -> None:
+        """Refuse connections from now on; a failure of the handler so far fails the test."""
         if self.server:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        if self.errors:
+            errors, self.errors = self.errors, []
+            raise AssertionError(f"the FHIR sink's handler failed:\n{_formatted(errors[0])}")
 
     def bundles(self) -> list[dict]:
         return [json.loads(r["body"]) for r in self.requests if r["status"] == 200]
@@ -164,8 +180,6 @@ class IdempotentSink(FhirSink):
     def start(self) -> IdempotentSink:
         super().start()
         server, self.connections = self.server, set()
-        # A client killed mid-request (the point of some scenarios) is not an error here.
-        server.handle_error = lambda request, client_address: None
         accept = server.process_request
 
         def process_request(request, client_address):
@@ -182,6 +196,11 @@ class IdempotentSink(FhirSink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self.connections = set()
+
+    def handler_failed(self, request, client_address) -> None:
+        """A client killed mid-request (the point of some scenarios) is not the sink's error."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handler_failed(request, client_address)
 
     def next_status(self) -> int:
         status = super().next_status()
@@ -232,9 +251,18 @@ class ListenerThread:
 
         try:
             self.loop.run_until_complete(main())
-        except BaseException as exc:  # surfaced by start()
+        except BaseException as exc:  # surfaced by start() or stop()
             self.error = exc
             self.ready.set()
+            self._end_orphans()
+
+    def _end_orphans(self) -> None:
+        """After a crash, end the tasks serve() left behind (its committer holds a database
+        connection), rather than leave them to the garbage collector at an arbitrary moment."""
+        orphans = asyncio.all_tasks(self.loop)
+        for task in orphans:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*orphans, return_exceptions=True))
 
     def start(self) -> ListenerThread:
         self.thread.start()
@@ -248,9 +276,19 @@ class ListenerThread:
         return self
 
     def stop(self) -> None:
-        if self.stop_event is not None:
+        """Stop the listener; a crash it had while serving fails the test here."""
+        if self.stop_event is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(10)
+        if self.error:
+            raise AssertionError(f"the listener crashed while serving:\n{_formatted(self.error)}")
+        assert not self.thread.is_alive(), "the listener did not stop within 10 s"
+
+
+def _formatted(error: BaseException) -> str:
+    """The error with its traceback, as text: raised ``from`` it, pytest would format its frames
+    from a helper thread's stack, which the interpreter has already unwound."""
+    return "".join(traceback.format_exception(error))
 
 
 def _port_open(port: int) -> bool:
@@ -283,7 +321,6 @@ def threaded_worker(concurrency: int = 4):
     afterwards so the test database can be flushed and dropped.
     """
     from celery.contrib.testing.worker import start_worker
-    from django.db import connection
 
     from console.celery import app
 
@@ -297,6 +334,13 @@ def threaded_worker(concurrency: int = 4):
         loglevel="WARNING",
     ) as worker:
         yield worker
+    end_other_sessions()
+
+
+def end_other_sessions() -> None:
+    """End the test database's sessions other threads left open, so it can be dropped."""
+    from django.db import connection
+
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
