@@ -12,6 +12,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DOWN_S = 3
 
 
+# Found when the harness began to count restarts: the worker exits ("Unrecoverable error:
+# AttributeError: 'NoneType' object has no attribute 'hostname'", kombu 5.7 restoring unacked
+# tasks on a connection already released) and only the supervisor brought it back. Strict: once
+# the worker survives, this XPASSes and fails, and the mark must go.
+@pytest.mark.xfail(
+    strict=True, reason="the Celery worker dies when Redis restarts (kombu restore_unacked)"
+)
 def test_redis_restart_during_traffic(fault_hub, own_redis):
     hub = fault_hub("Redis killed, restarted empty").start(workers=1)
     traffic = hub.send(300, rate=100)
@@ -24,3 +31,4 @@ def test_redis_restart_during_traffic(fault_hub, own_redis):
 
     figures = hub.drain(since=back_at, notes=f"down {DOWN_S} s")
     figures.assert_exactly_once()
+    assert "Connection to broker lost" in hub.processes.log("worker1"), "the outage was not felt"
