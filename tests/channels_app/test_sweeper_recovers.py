@@ -26,7 +26,7 @@ def test_redis_flushed_after_ack_loses_no_message(
             client.send(factories.adt_a01(f"LOST-{i}"))
     assert Message.objects.filter(status=Message.Status.RECEIVED).count() == 5
     wait_for(lambda: redis_client.llen("process") >= 1, what="the signal to the workers")  # sent...
-    redis_client.flushall()  # ...and is gone
+    redis_client.flushdb()  # ...and is gone (this test's database only: Redis is shared)
 
     with threaded_worker(concurrency=2):
         time.sleep(1)
@@ -48,5 +48,5 @@ def test_sweeper_leaves_fresh_work_alone(mllp_port, listener, redis_client):
     listener(channel)
     with MLLPClient("127.0.0.1", mllp_port) as client:
         client.send(factories.adt_a01("FRESH-1"))
-    redis_client.flushall()
+    redis_client.flushdb()
     assert tasks.sweep() == {"messages": 0, "deliveries": 0}
