@@ -8,6 +8,7 @@ from tests.support import (
     IN_CI,
     FhirSink,
     ListenerThread,
+    daphne_server,
     free_port,
     require_corpus,
     threaded_worker,
@@ -121,6 +122,22 @@ def fhir_sink():
     sink = FhirSink().start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def asgi_server(transactional_db):
+    """The console and API served by daphne (ASGI), as in production; its base URL."""
+    with daphne_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def http_server(request):
+    """The base URL of the hub's HTTP endpoints, served twice: by Django's live server (WSGI) and
+    by daphne (ASGI), which production runs."""
+    if request.param == "wsgi":
+        return request.getfixturevalue("live_server").url
+    return request.getfixturevalue("asgi_server")
 
 
 @pytest.fixture

@@ -349,6 +349,39 @@ def end_other_sessions() -> None:
         )
 
 
+@contextlib.contextmanager
+def daphne_server():
+    """daphne serving ``console.asgi`` as production does, on the test database; yields its URL."""
+    import signal
+    import subprocess
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url_for_processes(), "LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        + ["console.asgi:application"],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        assert proc.poll() is None, f"daphne exited with {proc.returncode}"
+        try:
+            return urllib.request.urlopen(f"{url}/login/", timeout=1).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, timeout=30, what="daphne to serve the console")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
 def send(port: int, raw: bytes) -> bytes:
     """Send one message over a fresh MLLP connection and return the ACK."""
     from adapters.transports.mllp import MLLPClient
