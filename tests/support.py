@@ -228,10 +228,12 @@ class IdempotentSink(FhirSink):
 
 
 class ListenerThread:
-    """The production MLLP listener (`run_listeners`' serve()) on its own event loop thread."""
+    """The production MLLP listeners and file pickups (`run_listeners`' serve()) on their own
+    event loop thread."""
 
-    def __init__(self, specs, conninfo: str) -> None:
+    def __init__(self, specs, conninfo: str, pickups=()) -> None:
         self.specs = specs
+        self.pickups = pickups
         self.conninfo = conninfo
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
@@ -247,7 +249,7 @@ class ListenerThread:
         async def main():
             self.stop_event = asyncio.Event()
             self.loop.call_soon(self.ready.set)
-            await serve(self.specs, self.conninfo, self.stop_event)
+            await serve(self.specs, self.conninfo, self.stop_event, self.pickups)
 
         try:
             self.loop.run_until_complete(main())
