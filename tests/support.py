@@ -8,14 +8,35 @@ import json
 import os
 import random
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("HL7_CORPUS", REPO.parent / "shared" / "corpus"))
+# CI must fail where a developer's laptop may skip: a green run there proves every test ran.
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def prerequisite_missing(reason: str) -> NoReturn:
+    """Skip (saying why) on a laptop; fail in CI, where a missing prerequisite is a broken run."""
+    import pytest
+
+    if IN_CI:
+        pytest.fail(f"prerequisite missing in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_corpus() -> Path:
+    """The shared HL7 corpus, or the test stops here (see ``prerequisite_missing``)."""
+    if not CORPUS.is_dir():
+        prerequisite_missing(f"HL7 corpus not found at {CORPUS} (set HL7_CORPUS)")
+    return CORPUS
 
 
 def free_port() -> int:
@@ -50,6 +71,7 @@ class FhirSink:
         self.hold_s = 0.0
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
+        self.errors: list[BaseException] = []  # raised by the request handler; fail at stop()
 
     @property
     def url(self) -> str:
@@ -110,14 +132,27 @@ class FhirSink:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
+        self.server.handle_error = self.handler_failed
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
+    def handler_failed(self, request, client_address) -> None:
+        """The request handler raised: kept, and raised by ``stop()``. A client that hung up
+        (a timeout being tested) is not the handler's failure."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        with self.lock:
+            self.errors.append(sys.exc_info()[1])
+
     def stop(self) -> None:
+        """Refuse connections from now on; a failure of the handler so far fails the test."""
         if self.server:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        if self.errors:
+            errors, self.errors = self.errors, []
+            raise AssertionError(f"the FHIR sink's handler failed:\n{_formatted(errors[0])}")
 
     def bundles(self) -> list[dict]:
         return [json.loads(r["body"]) for r in self.requests if r["status"] == 200]
@@ -179,8 +214,6 @@ class IdempotentSink(FhirSink):
     def start(self) -> IdempotentSink:
         super().start()
         server, self.connections = self.server, set()
-        # A client killed mid-request (the point of some scenarios) is not an error here.
-        server.handle_error = lambda request, client_address: None
         accept = server.process_request
 
         def process_request(request, client_address):
@@ -197,6 +230,11 @@ class IdempotentSink(FhirSink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self.connections = set()
+
+    def handler_failed(self, request, client_address) -> None:
+        """A client killed mid-request (the point of some scenarios) is not the sink's error."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handler_failed(request, client_address)
 
     def next_status(self) -> int:
         status = super().next_status()
@@ -224,10 +262,12 @@ class IdempotentSink(FhirSink):
 
 
 class ListenerThread:
-    """The production MLLP listener (`run_listeners`' serve()) on its own event loop thread."""
+    """The production MLLP listeners and file pickups (`run_listeners`' serve()) on their own
+    event loop thread."""
 
-    def __init__(self, specs, conninfo: str) -> None:
+    def __init__(self, specs, conninfo: str, pickups=()) -> None:
         self.specs = specs
+        self.pickups = pickups
         self.conninfo = conninfo
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
@@ -243,13 +283,22 @@ class ListenerThread:
         async def main():
             self.stop_event = asyncio.Event()
             self.loop.call_soon(self.ready.set)
-            await serve(self.specs, self.conninfo, self.stop_event)
+            await serve(self.specs, self.conninfo, self.stop_event, self.pickups)
 
         try:
             self.loop.run_until_complete(main())
-        except BaseException as exc:  # surfaced by start()
+        except BaseException as exc:  # surfaced by start() or stop()
             self.error = exc
             self.ready.set()
+            self._end_orphans()
+
+    def _end_orphans(self) -> None:
+        """After a crash, end the tasks serve() left behind (its committer holds a database
+        connection), rather than leave them to the garbage collector at an arbitrary moment."""
+        orphans = asyncio.all_tasks(self.loop)
+        for task in orphans:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*orphans, return_exceptions=True))
 
     def start(self) -> ListenerThread:
         self.thread.start()
@@ -263,9 +312,19 @@ class ListenerThread:
         return self
 
     def stop(self) -> None:
-        if self.stop_event is not None:
+        """Stop the listener; a crash it had while serving fails the test here."""
+        if self.stop_event is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(10)
+        if self.error:
+            raise AssertionError(f"the listener crashed while serving:\n{_formatted(self.error)}")
+        assert not self.thread.is_alive(), "the listener did not stop within 10 s"
+
+
+def _formatted(error: BaseException) -> str:
+    """The error with its traceback, as text: raised ``from`` it, pytest would format its frames
+    from a helper thread's stack, which the interpreter has already unwound."""
+    return "".join(traceback.format_exception(error))
 
 
 def _port_open(port: int) -> bool:
@@ -298,7 +357,6 @@ def threaded_worker(concurrency: int = 4):
     afterwards so the test database can be flushed and dropped.
     """
     from celery.contrib.testing.worker import start_worker
-    from django.db import connection
 
     from console.celery import app
 
@@ -312,12 +370,52 @@ def threaded_worker(concurrency: int = 4):
         loglevel="WARNING",
     ) as worker:
         yield worker
+    end_other_sessions()
+
+
+def end_other_sessions() -> None:
+    """End the test database's sessions other threads left open, so it can be dropped."""
+    from django.db import connection
+
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             " AND application_name NOT LIKE 'pg_%%'"
         )
+
+
+@contextlib.contextmanager
+def daphne_server():
+    """daphne serving ``console.asgi`` as production does, on the test database; yields its URL."""
+    import signal
+    import subprocess
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url_for_processes(), "LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        + ["console.asgi:application"],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        assert proc.poll() is None, f"daphne exited with {proc.returncode}"
+        try:
+            return urllib.request.urlopen(f"{url}/login/", timeout=1).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, timeout=30, what="daphne to serve the console")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
 
 
 def send(port: int, raw: bytes) -> bytes:

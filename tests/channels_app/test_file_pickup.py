@@ -3,9 +3,7 @@ only after the commit, half-written files wait, and a re-read after a crash stor
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -16,41 +14,14 @@ from django.db.models import Sum
 from channels_app.models import Channel, DedupeEntry, Message
 from channels_app.sealing import unseal
 from tests import factories
-from tests.support import wait_for
+from tests.support import ListenerThread, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SETTLE_S = 0.5
-
-
-class PickupThread:
-    """`run_listeners`' serve() with file pickups only, on its own event loop thread."""
-
-    def __init__(self, pickups, conninfo: str) -> None:
-        self.pickups, self.conninfo = pickups, conninfo
-        self.loop = asyncio.new_event_loop()
-        self.stop_event: asyncio.Event | None = None
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        from channels_app.management.commands.run_listeners import serve
-
-        async def main():
-            self.stop_event = asyncio.Event()
-            self.loop.call_soon(self.ready.set)
-            await serve([], self.conninfo, self.stop_event, self.pickups)
-
-        self.loop.run_until_complete(main())
-
-    def start(self) -> PickupThread:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(10)
+# Far above the writer's pauses below, so a slow, shared machine cannot make a pause look like
+# a finished file; files dropped whole are back-dated (drop()) and cost no settle time.
+SETTLE_S = 3.0
+WRITER_PAUSE_S = 0.3  # several polls (interval 0.1 s), a tenth of the settle time
 
 
 @pytest.fixture
@@ -68,10 +39,11 @@ def pickup(celery_worker, fhir_sink, inbox):
     config = {"directory": str(inbox), "interval_s": 0.1, "settle_s": SETTLE_S}
     channel = factories.channel(0, source_type=Channel.SourceType.FILE, source_config=config)
     factories.fhir_destination(channel, fhir_sink.url)
-    threads: list[PickupThread] = []
+    threads: list[ListenerThread] = []
 
     def start() -> Channel:
-        threads.append(PickupThread(pickup_specs([channel.name]), database_conninfo()).start())
+        pickups = pickup_specs([channel.name])
+        threads.append(ListenerThread([], database_conninfo(), pickups).start())
         return channel
 
     yield start
@@ -144,8 +116,8 @@ def test_a_file_still_being_written_is_not_taken_half_written(pickup, inbox):
         for line in lines:
             f.write(line + b"\r")
             f.flush()
-            # A writer pausing well under settle_s between writes, across many polls.
-            deadline = time.monotonic() + SETTLE_S * 0.6
+            # A writer pausing well under settle_s between writes, across several polls.
+            deadline = time.monotonic() + WRITER_PAUSE_S
             while time.monotonic() < deadline:
                 assert path.exists() and not Message.objects.exists(), "taken half-written"
                 time.sleep(0.05)

@@ -16,7 +16,7 @@ from adapters.transports.mllp import MLLPClient
 from bench.fuzz_mllp import corpus_messages, hostile_inputs, run
 from channels_app.models import Message
 from tests import factories
-from tests.support import CORPUS
+from tests.support import require_corpus
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,7 +52,7 @@ def test_every_hostile_input_is_answered_truthfully_and_stored(mllp_port, listen
         source_config={"host": "127.0.0.1", "port": mllp_port, "frame_timeout_s": 10},
     )
     thread = listener(channel)
-    cases = hostile_inputs(CASES, SEED, corpus_messages(CORPUS))
+    cases = hostile_inputs(CASES, SEED, corpus_messages(require_corpus()))
     figures = run(cases, mllp_port, connections=8, timeout=10)
     reader_failures = [line for line in listener_log if "HL7 reader failed" in line]
     connection_failures = [
@@ -94,7 +94,7 @@ def test_every_hostile_input_is_answered_truthfully_and_stored(mllp_port, listen
 
 def test_the_codec_raises_only_hl7error_on_hostile_input():
     failures: Counter = Counter()
-    for case in hostile_inputs(2000, SEED, corpus_messages(CORPUS)):
+    for case in hostile_inputs(2000, SEED, corpus_messages(require_corpus())):
         if not case.framed:
             continue
         body = case.data[1:-2]

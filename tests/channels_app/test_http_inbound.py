@@ -22,10 +22,10 @@ FHIR = "application/fhir+json"
 
 
 @pytest.fixture
-def http_hub(live_server, celery_worker, fhir_sink):
+def http_hub(http_server, celery_worker, fhir_sink):
     channel = factories.channel(0, source_type=Channel.SourceType.HTTP, source_config={})
     factories.fhir_destination(channel, fhir_sink.url)
-    with inbound_client(live_server.url, "ris") as client:
+    with inbound_client(http_server, "ris") as client:
         yield channel, client
 
 
@@ -98,19 +98,19 @@ def test_bad_input_is_refused_with_its_reason_and_kept(http_hub):
     assert post_inbound(client, channel, factories.oru_r01("BIG", n_obx=20), HL7).status_code == 413
 
 
-def test_only_http_channels_accept_and_only_with_a_token_of_operator_role(http_hub, live_server):
+def test_only_http_channels_accept_and_only_with_a_token_of_operator_role(http_hub, http_server):
     channel, client = http_hub
     mllp_channel = factories.channel(40301)
     assert post_inbound(client, mllp_channel, factories.adt_a01("X"), HL7).status_code == 409
     anonymous = httpx.post(
-        f"{live_server.url}/api/v1/channels/{channel.pk}/messages/",
+        f"{http_server}/api/v1/channels/{channel.pk}/messages/",
         content=factories.adt_a01("ANON"),
         headers={"Content-Type": HL7},
     )
     assert anonymous.status_code == 401
     viewer = tokens.issue(tokens.service_account("peek"), Role.VIEWER, lifetime=timedelta(days=1))
     refused = httpx.post(
-        f"{live_server.url}/api/v1/channels/{channel.pk}/messages/",
+        f"{http_server}/api/v1/channels/{channel.pk}/messages/",
         content=factories.adt_a01("VIEW"),
         headers={"Content-Type": HL7, "Authorization": f"Bearer {viewer.secret}"},
     )

@@ -61,14 +61,14 @@ def order(order_id: str, **patient) -> dict:
 
 
 @pytest.fixture
-def json_hub(live_server, celery_worker, fhir_sink):
+def json_hub(http_server, celery_worker, fhir_sink):
     channel = factories.channel(
         0,
         source_type=Channel.SourceType.HTTP,
         source_config={"inbound": "json", "json_map": JSON_MAP},
     )
     factories.fhir_destination(channel, fhir_sink.url)
-    with inbound_client(live_server.url, "lis") as client:
+    with inbound_client(http_server, "lis") as client:
         yield channel, client
 
 

@@ -3,17 +3,17 @@ the real worker, once at the destination, with every earlier attempt kept."""
 
 from __future__ import annotations
 
+import copy
+import json
 import time
 
 import pytest
 
-from adapters import mapping
-from adapters.base import AdapterError
 from adapters.transports.mllp import MLLPClient
-from channels_app.models import Attempt, Delivery, Message
+from channels_app.models import Attempt, Channel, Delivery, Message
 from channels_app.pipeline import replay
 from tests import factories
-from tests.support import IdempotentSink, free_port, wait_for
+from tests.support import IdempotentSink, free_port, inbound_client, post_inbound, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,21 +87,50 @@ def test_a_replayed_delivery_gets_a_fresh_attempt_budget(channel, mllp_port, sin
     assert numbers == [1, 2, 3, 4] and sink.effects_by_control_id() == {"BUDGET-1": 1}
 
 
-def test_reprocess_an_error_after_the_mapping_is_fixed(channel, mllp_port, sink, monkeypatch):
-    convert = mapping.convert
+# A JSON channel whose map reads the sender's MRN from the wrong key: every message fails to map
+# until an analyst corrects the map, then a reprocess uses the corrected one.
+MISREAD_MAP = {
+    "resources": ["Patient"],
+    "key": "%input.orderId",
+    "rules": [
+        {
+            "name": "mrn",
+            "source": "%input.patient.medicalRecord",
+            "target": "Patient.identifier[0].value",
+            "required": True,
+        },
+        {"source": "%input.patient.last", "target": "Patient.name[0].family"},
+    ],
+}
 
-    def broken(parsed):
-        raise AdapterError("no map for this message yet")
 
-    monkeypatch.setattr(mapping, "convert", broken)
-    send(mllp_port, "MAPFIX-1")
+@pytest.fixture
+def json_channel(live_server, celery_worker, sink):
+    channel = factories.channel(
+        0,
+        source_type=Channel.SourceType.HTTP,
+        source_config={"inbound": "json", "json_map": MISREAD_MAP},
+    )
+    factories.fhir_destination(channel, sink.url)
+    with inbound_client(live_server.url, "orders") as client:
+        yield channel, client
+
+
+def test_reprocess_an_error_after_the_mapping_is_fixed(json_channel, sink):
+    channel, client = json_channel
+    body = json.dumps({"orderId": "MAPFIX-1", "patient": {"mrn": "M-77", "last": "Ostrowska"}})
+    response = post_inbound(client, channel, body.encode(), "application/json")
+    assert response.status_code == 202, response.text
     message = wait_for(
         lambda: Message.objects.filter(status=Message.Status.ERROR).first(), what="a map error"
     )
     assert message.error_stage == "map" and not message.deliveries.exists()
     assert replay.replay([message.pk], "redeliver").counts()["skipped"] == {replay.NOT_ROUTED: 1}
 
-    monkeypatch.setattr(mapping, "convert", convert)  # the fix
+    fixed = copy.deepcopy(MISREAD_MAP)
+    fixed["rules"][0]["source"] = "%input.patient.mrn"
+    channel.source_config = {"inbound": "json", "json_map": fixed}
+    channel.save()
     result = replay.replay([message.pk], "reprocess")
 
     assert result.counts() == {"mode": "reprocess", "replayed": 1, "skipped": {}}
@@ -111,7 +140,12 @@ def test_reprocess_an_error_after_the_mapping_is_fixed(channel, mllp_port, sink,
     )
     message.refresh_from_db()
     assert message.status == Message.Status.PROCESSED and message.error_detail == ""
-    assert sink.effects_by_control_id() == {"MAPFIX-1": 1}
+    assert list(sink.effects_by_control_id().values()) == [1]  # one message, applied once
+    [bundle] = sink.bundles()
+    [patient] = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    ]
+    assert patient["identifier"][0]["value"] == "M-77"  # read with the corrected map
 
 
 def test_reprocess_of_a_failed_delivery_resets_it_instead_of_adding_one(channel, mllp_port, sink):

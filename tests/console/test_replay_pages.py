@@ -10,7 +10,7 @@ from channels_app.models import Delivery, Message, ReplayJob
 from channels_app.pipeline import replay
 from console.models import AuditEvent
 from tests import factories
-from tests.support import signed_in
+from tests.support import signed_in, threaded_worker, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -101,15 +101,19 @@ def test_bulk_replay_uses_the_filters_and_shows_the_job(operator_user, failed):
     }
 
 
-def test_a_running_job_polls_itself(operator_user, failed, monkeypatch):
-    monkeypatch.setattr(replay, "INLINE_MAX", 0)
-    monkeypatch.setattr("channels_app.tasks.replay_job.delay", lambda job_id: None)
+@pytest.mark.django_db(transaction=True)
+def test_a_running_job_polls_itself_until_a_worker_ends_it(
+    operator_user, failed, monkeypatch, redis_client
+):
+    monkeypatch.setattr(replay, "INLINE_MAX", 0)  # one message is enough to make a job
     client = signed_in(operator_user)
+    # No worker yet: the job's task waits in Redis, so the page can only show it running.
     html = client.post("/messages/replay/", {"mode": "reprocess"}, **HTMX).content.decode()
     job = ReplayJob.objects.get()
     assert 'data-state="running"' in html and 'hx-trigger="every 1s"' in html
     assert f'hx-get="/messages/replay/{job.pk}/"' in html
-    replay.run_job(job.pk)  # what the task does
+    with threaded_worker():
+        wait_for(lambda: ReplayJob.objects.get(pk=job.pk).state == "done", what="the job's end")
     html = client.get(f"/messages/replay/{job.pk}/", **HTMX).content.decode()
     assert 'data-state="done"' in html and "hx-trigger" not in html and "1 replayed" in html
 

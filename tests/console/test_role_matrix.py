@@ -57,6 +57,10 @@ ROLE_OF = {
 # Who holds a permission no role implies, besides admins: the operator it was granted to.
 GRANTED = {RESEND_EDITED: {"resender"}}
 
+# Websocket route, as console/routing.py writes it (e.g. "ws/dashboard/") -> the access its
+# consumer declares; connect() checks access.decide() on that declaration.
+WEBSOCKET_MATRIX: dict = {}
+
 
 def page_patterns():
     """The console's pages; API views have their own table (test_api_role_matrix)."""
@@ -99,16 +103,54 @@ def test_every_view_declares_its_role():
     assert not undeclared, f"views without a role declaration: {undeclared}"
 
 
-def test_every_websocket_consumer_declares_its_role():
-    """Consumers are refused the same way: connect() checks access.decide() on the declaration."""
+def websocket_routes(patterns=None, prefix=""):
+    """(route, consumer class) for every websocket route, nested URLRouters walked."""
     from console.routing import websocket_urlpatterns
 
-    undeclared = [
-        str(route.pattern)
-        for route in websocket_urlpatterns
-        if declared(getattr(route.callback, "consumer_class", route.callback)) is None
+    for p in websocket_urlpatterns if patterns is None else patterns:
+        route = prefix + str(p.pattern)
+        nested = getattr(p.callback, "routes", None)
+        if nested is not None:
+            yield from websocket_routes(nested, route)
+        else:
+            yield route, getattr(p.callback, "consumer_class", p.callback)
+
+
+def test_every_websocket_route_is_in_the_table_and_declares_its_role():
+    routes = dict(websocket_routes())
+    assert routes.keys() == WEBSOCKET_MATRIX.keys(), (
+        f"websocket routes missing from WEBSOCKET_MATRIX: {routes.keys() - WEBSOCKET_MATRIX.keys()};"
+        f" rows without a route: {WEBSOCKET_MATRIX.keys() - routes.keys()}"
+    )
+    checked = 0
+    for route, consumer in routes.items():
+        assert declared(consumer) is not None, f"{route}: {consumer.__name__} declares no role"
+        assert declared(consumer) == WEBSOCKET_MATRIX[route], f"{route}: table says otherwise"
+        checked += 1
+    assert checked == len(WEBSOCKET_MATRIX)
+
+
+def test_the_websocket_walk_finds_consumers_and_their_declarations():
+    """The check above could pass by finding nothing: here it must find a nested, undeclared
+    consumer and a declared one."""
+    from channels.generic.websocket import WebsocketConsumer
+    from channels.routing import URLRouter
+
+    from console.access import requires
+
+    class Undeclared(WebsocketConsumer):
+        pass
+
+    @requires(VIEWER)
+    class Declared(WebsocketConsumer):
+        pass
+
+    patterns = [
+        path("ws/declared/", Declared.as_asgi()),
+        path("ws/nested/", URLRouter([path("undeclared/", Undeclared.as_asgi())])),
     ]
-    assert not undeclared, f"websocket consumers without a role declaration: {undeclared}"
+    found = {route: declared(consumer) for route, consumer in websocket_routes(patterns)}
+    assert found == {"ws/declared/": VIEWER, "ws/nested/undeclared/": None}
 
 
 def test_every_route_is_in_the_table():

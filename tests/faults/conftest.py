@@ -8,7 +8,7 @@ import pytest
 
 from tests.faults.hub import FaultHub
 from tests.faults.services import NoServerUser, PostgresCluster, RedisServer
-from tests.support import IdempotentSink, database_url_for_processes
+from tests.support import IdempotentSink, database_url_for_processes, prerequisite_missing
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +61,7 @@ def own_postgres():
     try:
         cluster = PostgresCluster(workdir)
     except NoServerUser as exc:
-        pytest.skip(str(exc))
+        prerequisite_missing(str(exc))
     cluster.init().start()
     url = cluster.create_database("hub")
     subprocess.run(

@@ -82,12 +82,13 @@ class Processes:
         self.running: dict[str, subprocess.Popen] = {}
         self.commands: dict[str, tuple[str, ...]] = {}
         self.restarts: Counter[str] = Counter()
+        self.killed: Counter[str] = Counter()  # by the scenario: the restarts it expects
         self._supervising = threading.Event()
         self.lock = threading.Lock()
 
     def supervise(self) -> None:
-        """Restart a process that exits on its own, as systemd (Restart=always) would; a
-        scenario's figures show how often that was needed."""
+        """Restart a process that exits, as systemd (Restart=always) would; a scenario's figures
+        show how often that was needed, and one that restarts what it did not kill fails."""
         self._supervising.set()
         threading.Thread(target=self._supervisor, daemon=True, name="supervisor").start()
 
@@ -149,11 +150,20 @@ class Processes:
         )
 
     def kill(self, role: str) -> None:
-        """SIGKILL, no goodbye: what the OOM killer or a pulled plug does."""
+        """SIGKILL, no goodbye: what the OOM killer or a pulled plug does. The supervisor
+        restarts it, as it would in production."""
         with self.lock:
-            proc = self.running.pop(role)
+            proc = self.running[role]
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+            self.killed[role] += 1
+
+    def unexpected_restarts(self) -> str:
+        """Restarts other than of the processes the scenario killed, e.g. a listener that died
+        when Redis did ("" when every restart was expected)."""
+        if self.restarts == self.killed:
+            return ""
+        return f"{_restarts(self.restarts)} restarted; expected {_restarts(self.killed)}"
 
     def stop_all(self) -> None:
         self._supervising.clear()
@@ -162,9 +172,17 @@ class Processes:
         for role in list(self.running):
             terminate(self.running.pop(role), timeout=5)
 
+    def log(self, role: str) -> str:
+        path = self.logs / f"{role}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def tail(self, role: str, n: int = 30) -> str:
         lines = (self.logs / f"{role}.log").read_text(errors="replace").splitlines()
         return f"{role} log:\n" + "\n".join(lines[-n:])
+
+
+def _restarts(counts: Counter[str]) -> str:
+    return ", ".join(f"{role} x{n}" for role, n in sorted(counts.items())) or "none"
 
 
 def _port_open(port: int) -> bool:
@@ -282,13 +300,22 @@ class Figures:
     absorbed: int = 0  # repeats of a key already applied (the idempotency key at work)
     retries: int = 0  # attempts that did not succeed (the hub saw the fault and tried again)
     unknown: int = 0  # effects for messages the sender never sent (must be 0)
+    restarts: int = 0  # hub processes the supervisor restarted after they exited
+    unexpected_restarts: str = ""  # restarts of processes the scenario did not kill
     notes: str = ""
 
-    def assert_exactly_once(self) -> None:
+    def assert_exactly_once(self, *, ingest_touched: bool = False) -> None:
+        """Every acknowledged message had exactly one effect, and no hub process died of the
+        fault. Where the fault left ingest alone, every message sent was acknowledged."""
         assert self.acked, f"{self.scenario}: nothing was acknowledged"
+        if not ingest_touched:
+            assert self.acked == self.sent, (
+                f"{self.scenario}: {self.sent - self.acked} of {self.sent} never acknowledged"
+            )
         assert self.lost == 0, f"{self.scenario}: {self.lost} acknowledged message(s) lost"
         assert self.duplicates == 0, f"{self.scenario}: {self.duplicates} duplicate effect(s)"
         assert self.unknown == 0, f"{self.scenario}: {self.unknown} effect(s) nobody sent"
+        assert not self.unexpected_restarts, f"{self.scenario}: {self.unexpected_restarts}"
 
 
 def record(figures: Figures) -> None:
@@ -404,10 +431,12 @@ class FaultHub:
             absorbed=sum(sink.repeats.values()),
             unknown=len(set(effects) - set(sent.control_ids)),
             retries=self.failed_attempts(),
+            restarts=sum(self.processes.restarts.values()),
+            unexpected_restarts=self.processes.unexpected_restarts(),
             notes=notes() if callable(notes) else notes,
         )
         if self.processes.restarts:
-            restarts = ", ".join(f"{r} x{n}" for r, n in sorted(self.processes.restarts.items()))
+            restarts = _restarts(self.processes.restarts)
             figures.notes = f"{figures.notes}; restarted after exiting: {restarts}".lstrip("; ")
         if figures.lost:
             where = self.whereabouts(sorted(sent.acked - set(effects)))

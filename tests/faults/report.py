@@ -28,6 +28,7 @@ COLUMNS = (
     ("requests", "requests", ">"),
     ("retries", "retries", ">"),
     ("absorbed", "absorbed", ">"),
+    ("restarts", "restarts", ">"),
     ("notes", "notes", "<"),
 )
 
@@ -76,7 +77,11 @@ def main() -> int:
         return 1
     print(f"fault suite, run {rows[0]['run']}: every AA'd message must arrive exactly once")
     print(table(rows))
-    bad = [r["scenario"] for r in rows if r["lost"] or r["duplicates"]]
+    bad = [
+        r["scenario"]
+        for r in rows
+        if r["lost"] or r["duplicates"] or r.get("unexpected_restarts") or r["acked"] == 0
+    ]
     if bad:
         print(f"NOT exactly once: {', '.join(bad)}")
     return 1 if bad else 0

@@ -23,3 +23,4 @@ def test_destination_refusing_then_recovering(fault_hub):
 
     figures = hub.drain(since=back_at, notes=f"refused for {DOWN_S} s")
     figures.assert_exactly_once()
+    assert figures.retries, "the refusal was not felt: no attempt failed"

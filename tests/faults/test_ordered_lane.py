@@ -33,4 +33,5 @@ def test_ordered_lanes_stay_in_order_through_503s(fault_hub):
     figures = hub.drain(notes=judge_order)
     figures.assert_exactly_once()
     assert traffic.sent.acked
+    assert sink.status_counts()[503] and figures.retries, "the 503s were not felt"
     assert not out_of_order, out_of_order

@@ -24,5 +24,5 @@ def test_postgres_crash_during_ingest(fault_hub, own_postgres):
     sent = traffic.wait()
 
     figures = hub.drain(since=back_at, notes=f"down {DOWN_S} s")
-    figures.assert_exactly_once()
+    figures.assert_exactly_once(ingest_touched=True)
     assert sent.naks + sent.silences, "the outage was not felt by the sender"

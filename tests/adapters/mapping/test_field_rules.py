@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +16,7 @@ from adapters.mapping.transforms import (
     parse_fhir_datetime,
     parse_v2_datetime,
 )
+from bench.bench_field_rules import MESSAGE, SOURCE_BUNDLE, TWENTY_RULES
 
 MSG = hl7v2.parse(
     "MSH|^~\\&|REG|FAC|HUB|HUB|20240301101500+0100||ADT^A01|C1|P|2.5.1\r"
@@ -674,84 +674,11 @@ def test_any_field_content_transforms_without_raising(text):
 # ------------------------------------------------------------------------------ cost
 
 
-def test_twenty_rules_cost_well_under_a_millisecond():
-    rules = compile_rules(
-        [
-            {
-                "source": "PID-5.1",
-                "target": "Patient.name[0].family",
-                "transforms": ["trim", "upper"],
-            },
-            {"source": "PID-5.2", "target": "Patient.name[0].given[0]", "transforms": ["trim"]},
-            {"source": "PID-5.3", "target": "Patient.name[0].given[1]"},
-            {
-                "source": "PID-7",
-                "target": "Patient.birthDate",
-                "transforms": [{"op": "date", "from": "v2", "to": "fhir"}],
-            },
-            {
-                "source": "PID-8",
-                "target": "Patient.gender",
-                "transforms": [
-                    {
-                        "op": "lookup",
-                        "table": {"M": "male"},
-                        "ignore_case": True,
-                        "default": "unknown",
-                    }
-                ],
-            },
-            {"source": "PID-3(1).1", "target": "Patient.identifier[0].value"},
-            {
-                "source": "PID-3(1).4",
-                "target": "Patient.identifier[0].system",
-                "transforms": [{"op": "lookup", "table": {"HOSP": "urn:oid:1.2"}, "miss": "keep"}],
-            },
-            {"source": "PID-3(2).1", "target": "Patient.identifier[1].value"},
-            {"source": "PID-11.1", "target": "Patient.address[0].line[0]"},
-            {"source": "PID-11.3", "target": "Patient.address[0].city", "transforms": ["upper"]},
-            {"source": "PID-11.4", "target": "Patient.address[0].state"},
-            {
-                "source": "PID-11.5",
-                "target": "Patient.address[0].postalCode",
-                "transforms": [{"op": "replace", "pattern": r"\D", "replacement": ""}],
-            },
-            {
-                "source": "PID-13",
-                "target": "Patient.telecom[0].value",
-                "transforms": [{"op": "replace", "pattern": "-", "replacement": ""}],
-            },
-            {
-                "target": "Patient.telecom[0].system",
-                "transforms": [{"op": "default", "value": "phone"}],
-            },
-            {
-                "source": ["PID-5.2", "PID-5.1"],
-                "target": "Patient.name[0].text",
-                "transforms": ["trim", {"op": "concat", "separator": " "}],
-            },
-            {"source": "PV1-19", "target": "Encounter.identifier[0].value"},
-            {"source": "PV1-3.1", "target": "Encounter.location[0].location.display"},
-            {
-                "source": "PV1-44",
-                "target": "Encounter.period.start",
-                "transforms": [{"op": "date", "from": "v2", "to": "fhir", "tz": "+01:00"}],
-            },
-            {
-                "source": "PV1-2",
-                "target": "Encounter.class.code",
-                "transforms": [{"op": "lookup", "table": {"I": "IMP"}}],
-            },
-            {"source": "Patient.identifier.value.first()", "target": "Encounter.subject.display"},
-        ]
-    )
-    source = bundle()
-    out, issues = rules.apply(MSG, source)
-    assert not issues and res(out, "Encounter")["class"] == {"code": "IMP"}
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(200):
-            rules.apply(MSG, source)
-        timings.append((time.perf_counter() - start) / 200)
-    assert min(timings) < 0.001, f"20 rules took {min(timings) * 1e6:.0f} µs per message"
+def test_the_benchmarked_twenty_rules_apply_cleanly():
+    """Their cost is measured by `make bench` (bench/bench_field_rules.py); here, that they work."""
+    rules = compile_rules(TWENTY_RULES)
+    out, issues = rules.apply(hl7v2.parse(MESSAGE), copy.deepcopy(SOURCE_BUNDLE))
+    assert not issues
+    assert res(out, "Encounter")["class"] == {"code": "IMP"}
+    assert res(out, "Patient")["name"][0]["family"] == "DOE"
+    assert res(out, "Encounter")["subject"]["display"] == "123"
