@@ -24,12 +24,12 @@ from django.db import connection
 from django.db.models import OuterRef, Subquery
 
 from adapters.transports.mllp import ListenerLimits, ListenerOptions
-from channels_app.listeners import ListenerSpec, MLLPServer
 from channels_app.models import Channel, ChannelVersion
-from channels_app.pickup import FilePoller, PickupSpec, pickup_config
 from channels_app.pipeline.ingest import GroupCommitter
 from channels_app.sources import check_source_config
+from channels_app.sources.file import FilePoller, PickupSpec, pickup_config
 from channels_app.sources.heartbeat import Heartbeat, Report
+from channels_app.sources.mllp import ListenerSpec, MLLPServer
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
-from channels_app.listeners import ListenerSpec
 from channels_app.models import Channel
-from channels_app.pickup import PickupSpec, pickup_config
 from channels_app.pipeline.ingest import GroupCommitter
+from channels_app.sources.file import PickupSpec, pickup_config
+from channels_app.sources.mllp import ListenerSpec
 from channels_app.sources.supervisor import Supervisor, planned_sources, plans_of
 
 log = logging.getLogger(__name__)

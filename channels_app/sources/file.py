@@ -42,7 +42,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from adapters.codecs.hl7v2 import HL7Error
 from adapters.codecs.hl7v2_batch import split_batch
 from adapters.transports.mllp import KEEP_OF_OVERSIZE
-from channels_app.listeners import storable
 from channels_app.pipeline.ingest import (
     GroupCommitter,
     Inbound,
@@ -50,6 +49,7 @@ from channels_app.pipeline.ingest import (
     framing_error,
     read_inbound,
 )
+from channels_app.sources.mllp import storable
 
 log = logging.getLogger(__name__)
 
