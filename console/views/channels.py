@@ -24,6 +24,14 @@ def channel_list(request):
     return render(request, "channels/list.html", _context(request, Channel.objects.all()))
 
 
+@requires(Role.VIEWER)
+def channel_source_state(request, pk: int):
+    """The channel's source state alone: the Channels page polls it (htmx) to stay truthful."""
+    channel = get_object_or_404(Channel, pk=pk)
+    state = source_states([channel])[channel.pk]
+    return render(request, "channels/_source_state.html", {"channel": channel, "state": state})
+
+
 @requires(Role.OPERATOR)
 @require_POST
 def destination_pause(request, pk: int):
