@@ -280,7 +280,10 @@ class Supervisor:
         while not stop.is_set():
             plans = await self._read_plans(channel_names)
             if plans is not None:
-                await self.apply(plans)
+                try:
+                    await self.apply(plans)
+                except Exception:  # one source's bug must not end the others: next round
+                    log.exception("could not apply the channel configuration (tried again)")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_s)
 
