@@ -35,6 +35,11 @@ urlpatterns = [
     path("messages/replay/", replay.message_replay_bulk, name="message-replay-bulk"),
     path("messages/replay/<int:pk>/", replay.replay_job, name="replay-job"),
     path("channels/", channels.channel_list, name="channels"),
+    path(
+        "channels/<int:pk>/source-state/",
+        channels.channel_source_state,
+        name="channel-source-state",
+    ),
     path("channels/<int:pk>/pause/", channels.channel_pause, name="channel-pause"),
     path("channels/<int:pk>/resume/", channels.channel_resume, name="channel-resume"),
     path(

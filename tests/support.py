@@ -263,12 +263,14 @@ class IdempotentSink(FhirSink):
 
 class ListenerThread:
     """The production MLLP listeners and file pickups (`run_listeners`' serve()) on their own
-    event loop thread."""
+    event loop thread: for the sources given, or (``follow``) for the enabled channels as the
+    configuration changes, as `run_listeners` runs them."""
 
-    def __init__(self, specs, conninfo: str, pickups=()) -> None:
+    def __init__(self, specs, conninfo: str, pickups=(), *, follow: bool = False) -> None:
         self.specs = specs
         self.pickups = pickups
         self.conninfo = conninfo
+        self.follow = follow
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -283,7 +285,9 @@ class ListenerThread:
         async def main():
             self.stop_event = asyncio.Event()
             self.loop.call_soon(self.ready.set)
-            await serve(self.specs, self.conninfo, self.stop_event, self.pickups)
+            await serve(
+                self.specs, self.conninfo, self.stop_event, self.pickups, follow=self.follow
+            )
 
         try:
             self.loop.run_until_complete(main())
@@ -305,7 +309,7 @@ class ListenerThread:
         self.ready.wait(10)
         for spec in self.specs:
             wait_for(
-                lambda spec=spec: _port_open(spec.port), timeout=10, what=f"listener on {spec.port}"
+                lambda spec=spec: port_open(spec.port), timeout=10, what=f"listener on {spec.port}"
             )
         if self.error:
             raise self.error
@@ -327,7 +331,7 @@ def _formatted(error: BaseException) -> str:
     return "".join(traceback.format_exception(error))
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from channels_app.models import Channel, DedupeEntry, Destination, Message
 from channels_app.pipeline import control
+from channels_app.sources.status import source_states
 from console import audit
 from console.access import requires
 from console.roles import Role, has_role
@@ -21,6 +22,14 @@ from console.roles import Role, has_role
 @requires(Role.VIEWER)
 def channel_list(request):
     return render(request, "channels/list.html", _context(request, Channel.objects.all()))
+
+
+@requires(Role.VIEWER)
+def channel_source_state(request, pk: int):
+    """The channel's source state alone: the Channels page polls it (htmx) to stay truthful."""
+    channel = get_object_or_404(Channel, pk=pk)
+    state = source_states([channel])[channel.pk]
+    return render(request, "channels/_source_state.html", {"channel": channel, "state": state})
 
 
 @requires(Role.OPERATOR)
@@ -78,7 +87,9 @@ def _context(request, channels) -> dict:
     )
     destinations = [d for c in channels for d in c.destinations.all()]
     health = control.destinations_health(destinations)
+    states = source_states(channels)
     for channel in channels:
+        channel.source_state = states[channel.pk]
         channel.duplicates = duplicates.get(channel.id, 0)
         channel.version = max((v.number for v in channel.versions.all()), default=None)
         for destination in channel.destinations.all():

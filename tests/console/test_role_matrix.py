@@ -35,6 +35,7 @@ MATRIX = {
     "replay-job": {"GET": OPERATOR, "POST": OPERATOR},
     "message-resend": {"GET": RESEND_EDITED, "POST": RESEND_EDITED},
     "channels": {"GET": VIEWER, "POST": VIEWER},
+    "channel-source-state": {"GET": VIEWER, "POST": VIEWER},
     "channel-pause": {"GET": OPERATOR, "POST": OPERATOR},
     "channel-resume": {"GET": OPERATOR, "POST": OPERATOR},
     "destination-new": {"GET": ANALYST, "POST": ANALYST},
