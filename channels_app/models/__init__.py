@@ -1,4 +1,5 @@
 from channels_app.models.config import Channel, ChannelVersion, Destination
+from channels_app.models.heartbeat import SourceHeartbeat
 from channels_app.models.replay import ReplayJob
 from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
 
@@ -11,4 +12,5 @@ __all__ = [
     "Destination",
     "Message",
     "ReplayJob",
+    "SourceHeartbeat",
 ]

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from channels_app.models import Channel, DedupeEntry, Destination, Message
 from channels_app.pipeline import control
+from channels_app.sources.status import source_states
 from console import audit
 from console.access import requires
 from console.roles import Role, has_role
@@ -78,7 +79,9 @@ def _context(request, channels) -> dict:
     )
     destinations = [d for c in channels for d in c.destinations.all()]
     health = control.destinations_health(destinations)
+    states = source_states(channels)
     for channel in channels:
+        channel.source_state = states[channel.pk]
         channel.duplicates = duplicates.get(channel.id, 0)
         channel.version = max((v.number for v in channel.versions.all()), default=None)
         for destination in channel.destinations.all():
