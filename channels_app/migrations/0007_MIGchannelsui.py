@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels_app", "0005_delivery_failed_index"),
+        ("channels_app", "0006_MIGlisteners"),
     ]
 
     operations = [
