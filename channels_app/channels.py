@@ -35,6 +35,16 @@ def clone(channel: Channel, name: str, source_config: dict) -> Channel:
     return copy
 
 
+def checked_new_name(name: str) -> str:
+    """A name for a new channel (a clone's): ValueError when one already bears it."""
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("a name is required")
+    if Channel.objects.filter(name=name).exists():
+        raise ValueError(f"a channel named “{name}” exists")
+    return name
+
+
 def archive(channel: Channel) -> None:
     """Hide the channel and stop its source (listeners stop on ``enabled=False``)."""
     channel.archived_at = channel.archived_at or timezone.now()

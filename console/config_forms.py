@@ -25,6 +25,7 @@ import types
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from functools import lru_cache
+from pathlib import PurePath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
@@ -157,7 +158,14 @@ def _node(key: str, info: FieldInfo, name: str, conditional: bool) -> Node:
 
 
 # bool before int: a bool is an int in Python.
-SCALARS = ((bool, "bool"), (int, "int"), (float, "float"), (AnyUrl, "url"), (str, "text"))
+SCALARS = (
+    (bool, "bool"),
+    (int, "int"),
+    (float, "float"),
+    (AnyUrl, "url"),
+    (str, "text"),
+    (PurePath, "text"),  # a file or directory path, typed as text
+)
 
 
 def _is(kind: Any, base: type) -> bool:

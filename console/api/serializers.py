@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from adapters.registry import ConfigError
 from channels_app import sealing, sources
-from channels_app.channels import checked_tags
+from channels_app.channels import checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline.replay import MAX_SELECTION
@@ -83,9 +83,10 @@ class CloneSerializer(serializers.Serializer):
     )
 
     def validate_name(self, value):
-        if Channel.objects.filter(name=value).exists():
-            raise serializers.ValidationError("a channel with this name exists")
-        return value
+        try:
+            return checked_new_name(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate(self, attrs):
         original = self.context["channel"]
