@@ -57,6 +57,8 @@ WORDS = {
     "http": "HTTP",
     "mllp": "MLLP",
     "s": "(s)",
+    "ip": "IP",
+    "ips": "IPs",
 }
 
 
