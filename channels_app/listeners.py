@@ -197,6 +197,19 @@ async def channel_source(
     return limits, options
 
 
+@dataclass(eq=False, slots=True)
+class _Connection:
+    """One peer's connection, as far as making room for another is concerned."""
+
+    address: str
+    remote: str
+    writer: asyncio.StreamWriter
+    last_data_at: float
+    framed: bool = False  # has started a frame: a sender, not (yet) a stray connection
+    idle: bool = False  # waiting between frames: closing it loses nothing
+    released: bool = False
+
+
 class MLLPServer:
     def __init__(self, spec: ListenerSpec, committer: GroupCommitter) -> None:
         self.spec = spec
@@ -208,9 +221,14 @@ class MLLPServer:
         self.connections = 0
         self.per_ip: Counter[str] = Counter()
         self.refused = 0
-        self._refusals = _RefusalLog(spec.channel_name)
+        self.evicted = 0
+        self.last_message_at: float | None = None  # time.time() of the last frame answered
+        self._refusals = _RefusalLog(spec.channel_name, "refused MLLP connection")
+        self._evictions = _RefusalLog(spec.channel_name, "closed an idle MLLP connection")
+        self._open: dict[asyncio.Task, _Connection] = {}
         self._handlers: set[asyncio.Task] = set()
         self._waiting: set[asyncio.Task] = set()  # handlers between frames, safe to cancel
+        self.closing = False
 
     async def start(self) -> None:
         if self.spec.limits is None or self.spec.options is None:
@@ -236,6 +254,7 @@ class MLLPServer:
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop accepting, end connections waiting for a frame, let the others answer first."""
+        self.closing = True
         if self.server:
             self.server.close()
         for task in self._waiting:
@@ -252,22 +271,29 @@ class MLLPServer:
         peer = writer.get_extra_info("peername")
         remote = f"{peer[0]}:{peer[1]}" if peer else ""
         address = peer[0] if peer else ""
-        why_not = self._refusal(address)
+        why_not = self._make_room(address)
         if why_not:
             self.refused += 1
             self._refusals.note(remote, why_not)
             writer.transport.abort()  # at once, holding nothing: no lingering close
             return
+        loop = asyncio.get_running_loop()
+        conn = _Connection(address, remote, writer, last_data_at=loop.time())
         self.connections += 1
         self.per_ip[address] += 1
+        self._open[asyncio.current_task()] = conn
         self._handlers.add(asyncio.current_task())
         try:
             # Nothing awaited before this: the handshake must see the peer's very first bytes.
             if self.tls is not None and not await self._handshake(writer, remote):
                 return
-            await self._serve(reader, writer, remote)
+            await self._serve(reader, writer, conn)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            if not self.closing:
+                raise
+            # Ended by close() between frames: nothing was in flight; the task ends here.
         except TimeoutError:  # only writes wait outside the read deadlines
             log.info(
                 "channel %r: closing MLLP connection from %s: it does not read its ACKs",
@@ -282,12 +308,19 @@ class MLLPServer:
                 type(exc).__name__,
             )
         finally:
-            self.connections -= 1
-            self.per_ip[address] -= 1
-            if not self.per_ip[address]:
-                del self.per_ip[address]
+            self._release(asyncio.current_task())
             self._handlers.discard(asyncio.current_task())
             writer.close()
+
+    def _release(self, task: asyncio.Task) -> None:
+        """Give back a connection's slot (once: an evicted one gives it back at eviction)."""
+        conn = self._open.pop(task, None)
+        if conn is None:
+            return
+        self.connections -= 1
+        self.per_ip[conn.address] -= 1
+        if not self.per_ip[conn.address]:
+            del self.per_ip[conn.address]
 
     async def _handshake(self, writer: asyncio.StreamWriter, remote: str) -> bool:
         """TLS after the allow-list and slot checks, so a refused peer costs no handshake.
@@ -295,7 +328,8 @@ class MLLPServer:
         A failed handshake (plain text on a TLS port, an untrusted or missing client
         certificate, a peer that stalls) is logged as a refusal and the connection dropped.
         """
-        timeout = min(self.limits.frame_timeout_s, self.limits.idle_timeout_s)
+        limits = self.limits
+        timeout = min(limits.preframe_timeout_s, limits.frame_timeout_s, limits.idle_timeout_s)
         try:
             await writer.start_tls(self.tls, ssl_handshake_timeout=timeout)
         except (OSError, TimeoutError, ConnectionError) as exc:  # ssl.SSLError is an OSError
@@ -306,37 +340,65 @@ class MLLPServer:
             return False
         return True
 
-    def _refusal(self, address: str) -> str:
+    def _make_room(self, address: str) -> str:
+        """Why a connection from ``address`` is refused, or "" once there is a slot for it: at a
+        limit, an idle connection (from that address, for its own limit) is closed first."""
         limits = self.limits
         if not limits.allows(address):
             return "not in the channel's allowed_ips"
-        if self.connections >= limits.max_connections:
-            return f"{self.connections} connections open (max_connections {limits.max_connections})"
         per_ip = limits.max_connections_per_ip
-        if per_ip is not None and self.per_ip[address] >= per_ip:
+        if per_ip is not None and self.per_ip[address] >= per_ip and not self._evict(address):
             return f"{per_ip} connections open from it (max_connections_per_ip {per_ip})"
+        if self.connections >= limits.max_connections and not self._evict(None):
+            return f"{self.connections} connections open (max_connections {limits.max_connections})"
         return ""
 
-    async def _serve(self, reader, writer, remote: str) -> None:
-        """Read frames and answer each, within the limits: a connection that sends no complete
-        frame for ``idle_timeout_s``, or leaves a frame open for ``frame_timeout_s``, is closed."""
-        limits, loop = self.limits, asyncio.get_running_loop()
+    def _evict(self, address: str | None) -> bool:
+        """Close the idle connection that matters least: one that never started a frame before
+        one of a sender, from the address holding the most slots, idle the longest. A sender is
+        idle once it has waited ``preframe_timeout_s`` for its next frame: one that is sending
+        is never closed to make room."""
+        sender_idle_since = asyncio.get_running_loop().time() - self.limits.preframe_timeout_s
+        idle = [
+            (task, conn)
+            for task, conn in self._open.items()
+            if conn.idle
+            and (address is None or conn.address == address)
+            and (not conn.framed or conn.last_data_at <= sender_idle_since)
+        ]
+        if not idle:
+            return False
+        task, victim = min(
+            idle, key=lambda tc: (tc[1].framed, -self.per_ip[tc[1].address], tc[1].last_data_at)
+        )
+        self._release(task)
+        victim.writer.transport.abort()  # its read sees the end at once; nothing was in flight
+        self.evicted += 1
+        self._evictions.note(victim.remote, "to make room for a new one")
+        return True
+
+    async def _serve(self, reader, writer, conn: _Connection) -> None:
+        """Read frames and answer each, within the limits: a connection that starts no frame
+        within ``preframe_timeout_s`` of opening, then sends no complete frame for
+        ``idle_timeout_s``, or leaves a frame open for ``frame_timeout_s``, is closed."""
+        limits, loop, remote = self.limits, asyncio.get_running_loop(), conn.remote
         frames = FrameReader(self.spec.max_message_bytes)
-        last_frame_at = loop.time()
+        opened_at = last_frame_at = loop.time()
         frame_since: float | None = None
         while True:
-            idle_deadline = last_frame_at + limits.idle_timeout_s
+            idle_deadline, idle_reason = self._idle_deadline(conn, opened_at, last_frame_at)
             deadline = idle_deadline
             if frame_since is not None:
                 deadline = min(deadline, frame_since + limits.frame_timeout_s)
             self._waiting.add(asyncio.current_task())
+            conn.idle = not frames.holding
             try:
                 data = await asyncio.wait_for(reader.read(65536), max(0.0, deadline - loop.time()))
             except TimeoutError:
                 if frame_since is not None and deadline < idle_deadline:
                     reason = f"frame not completed within {limits.frame_timeout_s:g} s"
                 else:
-                    reason = f"no complete frame for {limits.idle_timeout_s:g} s"
+                    reason = idle_reason
                 log.info(
                     "channel %r: closing MLLP connection from %s: %s",
                     self.spec.channel_name,
@@ -347,19 +409,41 @@ class MLLPServer:
                 return
             finally:
                 self._waiting.discard(asyncio.current_task())
+                conn.idle = False
             if not data:
                 await self._give_up(frames, "connection closed inside a frame", remote, writer)
                 return
+            conn.last_data_at = loop.time()
             items = frames.feed(data)
             for item in items:
                 await self._answer(item, remote, writer)
             if any(not getattr(item, "outside", False) for item in items):
                 last_frame_at = loop.time()  # bytes outside frames, answered or not, are no frame
+                conn.framed = True
+                self.last_message_at = time.time()
+            conn.framed = conn.framed or frames.holding
             if not frames.holding:
                 frame_since = None
             elif items or frame_since is None:
                 frame_since = loop.time()
             await asyncio.wait_for(writer.drain(), limits.idle_timeout_s)
+
+    def _idle_deadline(
+        self, conn: _Connection, opened_at: float, last_frame_at: float
+    ) -> tuple[float, str]:
+        """When a connection waiting for its next frame is closed, and the reason then."""
+        limits = self.limits
+        idle = (
+            last_frame_at + limits.idle_timeout_s,
+            f"no complete frame for {limits.idle_timeout_s:g} s",
+        )
+        if conn.framed:
+            return idle
+        preframe = (
+            opened_at + limits.preframe_timeout_s,
+            f"no frame started within {limits.preframe_timeout_s:g} s",
+        )
+        return min(idle, preframe)
 
     async def _give_up(self, frames: FrameReader, reason: str, remote: str, writer) -> None:
         """The frame in progress is stored with its reason and refused; the peer may still read."""
@@ -450,10 +534,12 @@ class HL7ReaderFailed(Exception):
 
 
 class _RefusalLog:
-    """One log line per refused connection, at most one a second under a flood (with a count)."""
+    """One log line per refused (or evicted) connection, at most one a second under a flood (with
+    a count)."""
 
-    def __init__(self, channel_name: str) -> None:
+    def __init__(self, channel_name: str, what: str) -> None:
         self.channel_name = channel_name
+        self.what = what
         self.last = 0.0
         self.quiet = 0
 
@@ -462,10 +548,11 @@ class _RefusalLog:
         if now - self.last < 1.0:
             self.quiet += 1
             return
-        more = f" ({self.quiet} more refused since the last line)" if self.quiet else ""
+        more = f" ({self.quiet} more since the last line)" if self.quiet else ""
         log.warning(
-            "channel %r: refused MLLP connection from %s: %s%s",
+            "channel %r: %s from %s: %s%s",
             self.channel_name,
+            self.what,
             remote,
             why,
             more,

@@ -125,18 +125,25 @@ class ListenerLimits(BaseModel):
     """What one MLLP listener grants its peers; read from the channel's ``source_config``.
 
     Every limit bounds what a hostile or broken sender can hold: a connection slot
-    (``max_connections``, ``max_connections_per_ip``), a slot for nothing (``idle_timeout_s``: no complete frame for that
-    long), or a slot and a buffer for a frame that never ends (``frame_timeout_s``: a frame, once
-    started, must end within that time, so a sender trickling bytes is cut off).
+    (``max_connections``, ``max_connections_per_ip``), a slot for nothing (``preframe_timeout_s``:
+    a new connection must start a frame within seconds; ``idle_timeout_s``: a sender that has
+    sent frames may wait that long for its next one), or a slot and a buffer for a frame that
+    never ends (``frame_timeout_s``: a frame, once started, must end within that time, so a
+    sender trickling bytes is cut off). A listener at a limit first closes an idle connection
+    (one that has never started a frame first) rather than refuse a new one.
     ``allowed_ips`` (addresses or networks; empty allows all) is checked at accept.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     max_connections: int = Field(100, ge=1, description="Open connections at most, all peers.")
-    # None: no cap per address; set it so one flooding host cannot take every slot.
+    # So one flooding host cannot take every slot; None lifts the cap (behind a load balancer
+    # that hides the senders' addresses, for one).
     max_connections_per_ip: int | None = Field(
-        None, ge=1, description="Open connections at most from one address; blank: no cap."
+        20, ge=1, description="Open connections at most from one address; blank: no cap."
+    )
+    preframe_timeout_s: float = Field(
+        5.0, gt=0, description="A new connection that starts no frame within this is closed."
     )
     idle_timeout_s: float = Field(
         600.0, gt=0, description="A connection with no complete frame for this long is closed."
