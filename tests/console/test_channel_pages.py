@@ -43,7 +43,8 @@ def test_an_analyst_creates_an_mllp_channel(analyst_user):
     page = client.get("/channels/new/").content.decode()
     assert 'name="source-port"' in page and 'name="source-ack_mode"' in page
     assert "TCP port senders connect to." in page  # the schema's description is the help
-    response = client.post("/channels/new/", {**CHANNEL, "source-port": "41001"})
+    data = {**CHANNEL, "source-port": "41001", "source-max_connections_per_ip": "20"}
+    response = client.post("/channels/new/", data)
     assert response.status_code == 302, response.content.decode()
     channel = Channel.objects.get(name="Lab results")
     assert channel.enabled and channel.tags == ["lab", "north"]
