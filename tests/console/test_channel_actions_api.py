@@ -201,3 +201,22 @@ def test_viewers_and_operators_change_nothing(viewer_user, operator_user):
         assert client.delete(f"/api/v1/channels/{channel.pk}/").status_code == 403
         clone = {"name": "x", "source_config": {"port": 40916}}
         assert post(client, f"/api/v1/channels/{channel.pk}/clone/", clone).status_code == 403
+
+
+def test_a_clone_copies_every_configuration_field_of_a_destination(analyst_user):
+    """Read from the model, not listed by hand: a field added to Destination later is copied."""
+    channel = factories.channel(40917)
+    original = factories.fhir_destination(
+        channel, "http://127.0.0.1:9/fhir", enabled=False, rate_limit_per_s=4.5, max_attempts=3
+    )
+    response = post(
+        signed_in(analyst_user),
+        f"/api/v1/channels/{channel.pk}/clone/",
+        {"name": "full copy", "source_config": {"port": 40918}},
+    )
+    (cloned,) = Channel.objects.get(pk=response.json()["id"]).destinations.all()
+    runtime = {"id", "channel", *Destination.RUNTIME}
+    fields = [f.attname for f in Destination._meta.concrete_fields if f.name not in runtime]
+    assert len(fields) > 10
+    for field in fields:
+        assert getattr(cloned, field) == getattr(original, field), field
