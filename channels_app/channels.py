@@ -45,6 +45,13 @@ def checked_new_name(name: str) -> str:
     return name
 
 
+def checked_enabled(channel: Channel, enabled: bool) -> bool:
+    """An archived channel stays stopped: it is restored first, then enabled."""
+    if enabled and channel.archived:
+        raise ValueError("an archived channel cannot be enabled: restore it first")
+    return enabled
+
+
 def archive(channel: Channel) -> None:
     """Hide the channel and stop its source (listeners stop on ``enabled=False``)."""
     channel.archived_at = channel.archived_at or timezone.now()

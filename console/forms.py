@@ -9,7 +9,7 @@ from __future__ import annotations
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from channels_app.channels import checked_new_name, checked_tags
+from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_ordering_key
 from channels_app.models import Channel, Destination
 
@@ -169,6 +169,12 @@ class ChannelForm(BootstrapForm, forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.style()
+
+    def clean_enabled(self) -> bool:
+        try:
+            return checked_enabled(self.instance, self.cleaned_data["enabled"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class CloneForm(BootstrapForm):

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from adapters.registry import ConfigError
 from channels_app import sealing, sources
-from channels_app.channels import checked_new_name, checked_tags
+from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline.replay import MAX_SELECTION
@@ -55,6 +55,12 @@ class ChannelSerializer(serializers.ModelSerializer):
     def validate_tags(self, value):
         try:
             return checked_tags(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_enabled(self, value: bool) -> bool:
+        try:
+            return checked_enabled(self.instance, value) if self.instance else value
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
 

@@ -150,6 +150,8 @@ def test_archiving_hides_and_disables_and_keeps_the_messages(analyst_user):
         "archived": [False, True],
         "enabled": [True, False],
     }
+    refused = patch(client, f"/api/v1/channels/{channel.pk}/", {"enabled": True})
+    assert refused.status_code == 400 and "restore it first" in refused.json()["enabled"][0]
     post(client, f"/api/v1/channels/{channel.pk}/restore/")
     channel.refresh_from_db()
     assert not channel.archived and not channel.enabled  # enabling is a choice of its own
