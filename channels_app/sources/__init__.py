@@ -101,6 +101,8 @@ def source_errors(source_type: str, source_config: dict) -> list[dict]:
             schema.model_validate(source_config)
         except ValidationError as exc:
             errors += [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
+    if not errors and source_type == "mllp":
+        errors += _tls_errors(source_config.get("tls"))
     if json_source.takes_json(source_config) and source_type != "http":
         errors.append({"loc": ("inbound",), "msg": "custom JSON comes over HTTP inbound only"})
     try:
@@ -108,6 +110,17 @@ def source_errors(source_type: str, source_config: dict) -> list[dict]:
     except json_source.BadSourceConfig as exc:
         errors.append({"loc": (), "msg": str(exc)})
     return errors
+
+
+def _tls_errors(tls: dict | None) -> list[dict]:
+    """What a TLS listener needs to start (the files themselves are read where it runs)."""
+    if not tls:
+        return []
+    needed = [("cert_file", "a TLS listener needs its certificate")]
+    needed.append(("key_file", "a TLS listener needs its private key"))
+    if tls.get("require_client_cert"):
+        needed.append(("ca_file", "client certificates are checked against this CA"))
+    return [{"loc": ("tls", key), "msg": msg} for key, msg in needed if not tls.get(key)]
 
 
 # What a source holds alone: a listener's address, a pickup's directory (named by its key).

@@ -31,12 +31,12 @@ def channel_list(request):
     if tag:
         channels = channels.filter(tags__contains=[tag])
     context = _context(request, channels)
-    context.update(archived=archived, tag=tag, all_tags=_tags_in_use())
+    context.update(archived=archived, tag=tag, all_tags=_tags_in_use(archived))
     return render(request, "channels/list.html", context)
 
 
-def _tags_in_use() -> list[str]:
-    rows = Channel.objects.filter(archived_at__isnull=True).values_list("tags", flat=True)
+def _tags_in_use(archived: bool) -> list[str]:
+    rows = Channel.objects.filter(archived_at__isnull=not archived).values_list("tags", flat=True)
     return sorted({tag for tags in rows for tag in tags or ()})
 
 

@@ -202,3 +202,14 @@ def test_the_list_costs_the_same_queries_for_any_number_of_channels(viewer_user)
     assert len(many) == len(few), "\n".join(many)
     message_queries = [q for q in many if 'FROM "channels_app_message"' in q]
     assert message_queries and not any(re.search(r'"raw"|"canonical"', q) for q in message_queries)
+
+
+def test_a_tls_listener_without_its_certificate_is_refused_by_the_field(analyst_user):
+    channel = factories.channel(41012, name="Plain")
+    data = {**CHANNEL, "name": "Plain", "source-port": "41012", "source-tls": "on"}
+    response = signed_in(analyst_user).post(f"/channels/{channel.pk}/edit/", data)
+    html = response.content.decode()
+    assert "needs its certificate" in field_html(html, "source-tls__cert_file")
+    assert "needs its private key" in field_html(html, "source-tls__key_file")
+    channel.refresh_from_db()
+    assert "tls" not in channel.source_config
