@@ -8,7 +8,12 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -88,11 +93,13 @@ class AuditedConfigViewSet(
         return Response(self.get_serializer(obj).data)
 
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("tag", str, description="Channels with this tag."),
-        OpenApiParameter("archived", bool, description="true: the archived channels only."),
-    ]
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("tag", str, description="Channels with this tag."),
+            OpenApiParameter("archived", bool, description="true: the archived channels only."),
+        ]
+    )
 )
 class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
     """Channels: created, changed, cloned, archived and deleted through console.channel_actions,
