@@ -43,6 +43,11 @@ urlpatterns = [
     path("channels/<int:pk>/archive/", channel_config.channel_archive, name="channel-archive"),
     path("channels/<int:pk>/restore/", channel_config.channel_restore, name="channel-restore"),
     path("channels/<int:pk>/delete/", channel_config.channel_delete, name="channel-delete"),
+    path(
+        "channels/<int:pk>/source-state/",
+        channels.channel_source_state,
+        name="channel-source-state",
+    ),
     path("channels/<int:pk>/pause/", channels.channel_pause, name="channel-pause"),
     path("channels/<int:pk>/resume/", channels.channel_resume, name="channel-resume"),
     path(

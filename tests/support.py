@@ -190,11 +190,14 @@ class IdempotentSink(FhirSink):
 
 
 class ListenerThread:
-    """The production MLLP listener (`run_listeners`' serve()) on its own event loop thread."""
+    """The production MLLP listener (`run_listeners`' serve()) on its own event loop thread:
+    for the sources given, or (``follow``) for the enabled channels as the configuration
+    changes, as `run_listeners` runs them."""
 
-    def __init__(self, specs, conninfo: str) -> None:
+    def __init__(self, specs, conninfo: str, *, follow: bool = False) -> None:
         self.specs = specs
         self.conninfo = conninfo
+        self.follow = follow
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -209,7 +212,7 @@ class ListenerThread:
         async def main():
             self.stop_event = asyncio.Event()
             self.loop.call_soon(self.ready.set)
-            await serve(self.specs, self.conninfo, self.stop_event)
+            await serve(self.specs, self.conninfo, self.stop_event, follow=self.follow)
 
         try:
             self.loop.run_until_complete(main())
@@ -222,7 +225,7 @@ class ListenerThread:
         self.ready.wait(10)
         for spec in self.specs:
             wait_for(
-                lambda spec=spec: _port_open(spec.port), timeout=10, what=f"listener on {spec.port}"
+                lambda spec=spec: port_open(spec.port), timeout=10, what=f"listener on {spec.port}"
             )
         if self.error:
             raise self.error
@@ -234,7 +237,7 @@ class ListenerThread:
         self.thread.join(10)
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True

@@ -1,8 +1,12 @@
-"""Stage 1: persist what a sender gave us, then (and only then) let the listener ACK it.
+"""Stage 1: persist what a sender gave us, then (and only then) let the source answer it.
 
-Listeners hand each inbound message to a `GroupCommitter`, which writes everything that arrived
-while the previous commit was in flight in one transaction: one fsync for many messages is what
-keeps the ACK fast under load. This path speaks psycopg directly; the ORM is for everything else.
+Every source (`channels_app.sources`: MLLP, file pickup, HTTP) reads what it received into an
+`Inbound` (`read_inbound`, `framing_error`, or its own reader for other formats) and stores it
+through the one entry point, `store_batch` (`store_now` on a synchronous cursor): dedupe and
+insert in one statement, a `Stored` per message. The socket sources call it through a
+`GroupCommitter`, which writes everything that arrived while the previous commit was in flight in
+one transaction (one fsync for many messages is what keeps the ACK fast under load); HTTP calls
+`store_now` with the request's own connection, inside its transaction. This path speaks SQL directly; the ORM is for everything else.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 
 ERROR_STATUS = "ERROR"
 RECEIVED_STATUS = "RECEIVED"
+HL7_V2 = "x-application/hl7-v2+er7"
 
 
 @dataclass(slots=True)
@@ -39,6 +44,7 @@ class Inbound:
     message_type: str = ""
     error: hl7v2.HL7Error | Exception | None = None
     error_stage: str = ""
+    content_type: str = HL7_V2
 
     @property
     def dedupe_key(self) -> str | None:
@@ -100,11 +106,12 @@ WITH incoming AS (
         %(status)s::text[], %(message_type)s::text[], %(control_id)s::text[],
         %(sending_application)s::text[], %(sending_facility)s::text[], %(remote_addr)s::text[],
         %(raw)s::bytea[], %(error_stage)s::text[], %(error_class)s::text[], %(error_path)s::text[],
-        %(error_detail)s::text[], %(dedupe_key)s::text[], %(size)s::int[]
+        %(error_detail)s::text[], %(dedupe_key)s::text[], %(size)s::int[],
+        %(content_type)s::text[]
     ) WITH ORDINALITY AS t(
         channel_id, version_id, received_at, status, message_type, control_id, sending_application,
         sending_facility, remote_addr, raw, error_stage, error_class, error_path, error_detail,
-        dedupe_key, size, ord
+        dedupe_key, size, content_type, ord
     )
 ), seen AS (
     INSERT INTO channels_app_dedupeentry AS d (channel_id, key, seen_at, duplicates)
@@ -125,11 +132,11 @@ WITH incoming AS (
     INSERT INTO channels_app_message (
         channel_id, channel_version_id, received_at, status, message_type, control_id,
         sending_application, sending_facility, remote_addr, raw, size, issues,
-        error_stage, error_class, error_path, error_detail, sweep_after
+        error_stage, error_class, error_path, error_detail, sweep_after, content_type
     )
     SELECT channel_id, version_id, received_at, status, message_type, control_id,
            sending_application, sending_facility, remote_addr, raw, size, '[]'::jsonb,
-           error_stage, error_class, error_path, error_detail, received_at
+           error_stage, error_class, error_path, error_detail, received_at, content_type
     FROM fresh ORDER BY ord
     RETURNING id
 )
@@ -153,6 +160,7 @@ COLUMNS = (
     "error_detail",
     "dedupe_key",
     "size",
+    "content_type",
 )
 
 
@@ -175,37 +183,63 @@ def _row(item: Inbound, key: str | None) -> tuple:
         str(error)[:4000] if error else "",
         key,
         len(item.raw),
+        item.content_type[:60],
     )
 
 
 async def store_batch(conn: psycopg.AsyncConnection, items: list[Inbound]) -> list[Stored]:
-    """Dedupe and insert ``items`` in one statement; results line up with ``items``."""
-    results: list[Stored | None] = [None] * len(items)
-    rows: list[tuple] = []
-    sent: list[int] = []  # positions in ``items`` that go to the database
-    keys_in_batch: set[tuple[int, str]] = set()
-    for i, item in enumerate(items):
-        key = item.dedupe_key
-        if key is not None:
-            if (item.channel_id, key) in keys_in_batch:
-                results[i] = Stored(None, duplicate=True)  # repeated inside this very batch
-                continue
-            keys_in_batch.add((item.channel_id, key))
-        rows.append(_row(item, key))
-        sent.append(i)
-    params = dict(zip(COLUMNS, (list(col) for col in zip(*rows, strict=True)), strict=True))
+    """Dedupe and insert ``items`` in one statement over a psycopg ``AsyncConnection`` (the
+    socket sources, through `GroupCommitter`); results line up with ``items``. `store_now` is
+    the same on a synchronous cursor."""
+    batch = _Batch(items)
+    if not batch.rows:
+        return batch.results()
     async with conn.cursor(binary=True) as cur:  # binary: no text escaping of raw bytes
-        await cur.execute(STORE_BATCH, params)
-        fresh_ords, ids = await cur.fetchone()
-    fresh_ords, ids = fresh_ords or [], ids or []
-    if len(fresh_ords) != len(ids):
-        raise StoreFailed(f"stored {len(ids)} of {len(fresh_ords)} fresh messages")
-    # Ids come from one sequence in insertion order, which follows ordinality.
-    stored_at = dict(zip(fresh_ords, ids, strict=True))
-    for ordinal, i in enumerate(sent, start=1):
-        message_id = stored_at.get(ordinal)
-        results[i] = Stored(message_id) if message_id else Stored(None, duplicate=True)
-    return results  # type: ignore[return-value]
+        await cur.execute(STORE_BATCH, batch.params())
+        return batch.results(*await cur.fetchone())
+
+
+def store_now(cursor, items: list[Inbound]) -> list[Stored]:
+    """`store_batch` on a synchronous cursor (Django's), inside the caller's transaction."""
+    batch = _Batch(items)
+    if not batch.rows:
+        return batch.results()
+    cursor.execute(STORE_BATCH, batch.params())
+    return batch.results(*cursor.fetchone())
+
+
+class _Batch:
+    """The rows a batch sends (a key repeated inside the batch is a duplicate at once) and how
+    the database's answer maps back onto the items."""
+
+    def __init__(self, items: list[Inbound]) -> None:
+        self.stored: list[Stored | None] = [None] * len(items)
+        self.rows: list[tuple] = []
+        self.sent: list[int] = []  # positions in ``items`` that go to the database
+        keys_in_batch: set[tuple[int, str]] = set()
+        for i, item in enumerate(items):
+            key = item.dedupe_key
+            if key is not None:
+                if (item.channel_id, key) in keys_in_batch:
+                    self.stored[i] = Stored(None, duplicate=True)  # repeated in this very batch
+                    continue
+                keys_in_batch.add((item.channel_id, key))
+            self.rows.append(_row(item, key))
+            self.sent.append(i)
+
+    def params(self) -> dict[str, list]:
+        return dict(zip(COLUMNS, (list(col) for col in zip(*self.rows, strict=True)), strict=True))
+
+    def results(self, fresh_ords=None, ids=None) -> list[Stored]:
+        fresh_ords, ids = fresh_ords or [], ids or []
+        if len(fresh_ords) != len(ids):
+            raise StoreFailed(f"stored {len(ids)} of {len(fresh_ords)} fresh messages")
+        # Ids come from one sequence in insertion order, which follows ordinality.
+        stored_at = dict(zip(fresh_ords, ids, strict=True))
+        for ordinal, i in enumerate(self.sent, start=1):
+            message_id = stored_at.get(ordinal)
+            self.stored[i] = Stored(message_id) if message_id else Stored(None, duplicate=True)
+        return self.stored  # type: ignore[return-value]
 
 
 class GroupCommitter:

@@ -14,10 +14,11 @@ from adapters import mapping
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json, hl7v2
 from channels_app.models import Delivery, Destination, Message
-from channels_app.pipeline import json_source, lanes
+from channels_app.pipeline import lanes
 from channels_app.pipeline.deliver import LANE_HEAD
 from channels_app.sealing import SealError, seal_json, unseal
 from channels_app.sealing import enabled as sealing_enabled
+from channels_app.sources import json_map
 
 # A batch is topped up to this size with messages whose own task is this late (a backlog).
 BATCH_MAX = 50
@@ -64,7 +65,7 @@ def process_messages(ids: list[int]) -> list[int]:
         destinations = _destinations_by_channel({m.channel_id for m in messages})
         now = timezone.now()
         deliveries: list[Delivery] = []
-        json_maps = json_source.JsonMaps()  # each channel's map read once per batch
+        json_maps = json_map.JsonMaps()  # each channel's map read once per batch
         for message in messages:
             parsed = _convert(message, json_maps)
             message.processed_at = now
@@ -212,9 +213,7 @@ def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destinatio
     return found
 
 
-def _convert(
-    message: Message, json_maps: json_source.JsonMaps | None = None
-) -> hl7v2.Message | None:
+def _convert(message: Message, json_maps: json_map.JsonMaps | None = None) -> hl7v2.Message | None:
     """Fill in the canonical bundle, or the error that stopped the message (with its place);
     returns the parsed message (its lanes are read from it) when it got that far."""
     message.error_stage = message.error_class = message.error_path = message.error_detail = ""
@@ -226,7 +225,7 @@ def _convert(
     if message.content_type == fhir_json.MEDIA_TYPE:
         return _read_fhir(message, raw)
     if message.content_type == custom_json.MEDIA_TYPE:
-        return json_source.convert(message, raw, json_maps or json_source.JsonMaps())
+        return json_map.convert(message, raw, json_maps or json_map.JsonMaps())
     try:
         parsed = hl7v2.parse(raw)
     except hl7v2.HL7Error as exc:

@@ -1,6 +1,15 @@
-"""What a channel's source accepts: its ``source_config`` checked against the schema of its source
-type when it is saved, so a bad setting is refused with its key named instead of stopping a
-listener at its next start. The console's source form and the REST API both go through
+"""Channel sources, one module each, all storing through `channels_app.pipeline.ingest`:
+
+- ``mllp``: the asyncio MLLP listener (limits, TLS, ACKs after the commit);
+- ``file``: file pickup (a polled directory, batch files split, moved after the commit);
+- ``http``: HTTP inbound (HL7 v2, FHIR JSON, custom JSON), behind `console/api/inbound.py`;
+- ``json_map``: channels that take custom JSON, their compiled maps and the process step;
+- ``supervisor`` + ``heartbeat``: what `run_listeners` runs, following the configuration, and
+  what it reports; ``status``: what the console reads of it.
+
+Here: what a channel's source accepts, its ``source_config`` checked against the schema of its
+source type when it is saved, so a bad setting is refused with its key named instead of stopping
+a listener at its next start. The console's source form and the REST API both go through
 ``checked_source_config``; secrets the schemas declare (a TLS key's password) are write-only."""
 
 from __future__ import annotations
@@ -13,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.registry import ConfigError
 from adapters.transports.mllp import ListenerLimits, ListenerOptions
-from channels_app.pickup import PickupConfig
-from channels_app.pipeline import json_source
 from channels_app.sealing import masked, merged, schema_secrets
+from channels_app.sources import json_map
+from channels_app.sources.file import PickupConfig
 
 
 class MLLPAddress(BaseModel):
@@ -103,11 +112,11 @@ def source_errors(source_type: str, source_config: dict) -> list[dict]:
             errors += [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
     if not errors and source_type == "mllp":
         errors += _tls_errors(source_config.get("tls"))
-    if json_source.takes_json(source_config) and source_type != "http":
+    if json_map.takes_json(source_config) and source_type != "http":
         errors.append({"loc": ("inbound",), "msg": "custom JSON comes over HTTP inbound only"})
     try:
-        json_source.check_source_config(source_config)
-    except json_source.BadSourceConfig as exc:
+        json_map.check_source_config(source_config)
+    except json_map.BadSourceConfig as exc:
         errors.append({"loc": (), "msg": str(exc)})
     return errors
 

@@ -40,6 +40,14 @@ def _tags_in_use(archived: bool) -> list[str]:
     return sorted({tag for tags in rows for tag in tags or ()})
 
 
+@requires(Role.VIEWER)
+def channel_source_state(request, pk: int):
+    """The channel's source state alone: the Channels page polls it (htmx) to stay truthful."""
+    channel = get_object_or_404(Channel, pk=pk)
+    state = source_states([channel])[channel.pk]
+    return render(request, "channels/_source_state.html", {"channel": channel, "state": state})
+
+
 @requires(Role.OPERATOR)
 @require_POST
 def destination_pause(request, pk: int):

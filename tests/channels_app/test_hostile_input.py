@@ -35,7 +35,7 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def listener_log():
-    logger = logging.getLogger("channels_app.listeners")
+    logger = logging.getLogger("channels_app.sources.mllp")
     handler, level = Lines(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

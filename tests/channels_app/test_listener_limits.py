@@ -15,9 +15,9 @@ import pytest
 
 from adapters.codecs import hl7v2
 from adapters.transports.mllp import START, FrameReader, ListenerLimits, MLLPClient, frame
-from channels_app.listeners import ListenerSpec, channel_limits
 from channels_app.management.commands.run_listeners import database_conninfo
 from channels_app.models import Message
+from channels_app.sources.mllp import ListenerSpec, channel_limits
 from tests import factories
 from tests.support import wait_for
 
@@ -47,7 +47,7 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def listener_log():
-    logger = logging.getLogger("channels_app.listeners")
+    logger = logging.getLogger("channels_app.sources.mllp")
     handler, level = Lines(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -141,7 +141,7 @@ def listener_log():
         def emit(self, record: logging.LogRecord) -> None:
             lines.append(record.getMessage())
 
-    logger, handler = logging.getLogger("channels_app.listeners"), Lines(logging.WARNING)
+    logger, handler = logging.getLogger("channels_app.sources.mllp"), Lines(logging.WARNING)
     logger.addHandler(handler)
     yield lines
     logger.removeHandler(handler)
@@ -264,9 +264,9 @@ def test_a_stalled_handshake_holds_no_one_up_and_is_cut_off(tls_listener, pki):
 
 
 def test_a_bad_tls_configuration_stops_the_listener_from_starting(mllp_port, pki):
-    from channels_app.listeners import MLLPServer
     from channels_app.management.commands.run_listeners import database_conninfo, listener_specs
     from channels_app.pipeline.ingest import GroupCommitter
+    from channels_app.sources.mllp import MLLPServer
 
     cert_file, _ = pki.server
     config = {"host": "127.0.0.1", "port": mllp_port, "tls": {"cert_file": str(cert_file)}}

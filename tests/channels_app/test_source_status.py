@@ -102,3 +102,16 @@ def test_the_channels_page_shows_a_port_taken(viewer_user):
     assert 'data-source-state="error"' in page
     assert "[Errno 98] address already in use" in page
     assert "MLLP on 127.0.0.1:7" in page
+
+
+def test_the_state_alone_is_served_for_the_page_to_poll(viewer_user):
+    channel = factories.channel(8)
+    client = signed_in(viewer_user)
+    assert (
+        'data-source-state="not running"'
+        in client.get(f"/channels/{channel.pk}/source-state/").content.decode()
+    )
+    beat(channel, state="listening", connections=4)
+    answer = client.get(f"/channels/{channel.pk}/source-state/").content.decode()
+    assert 'data-source-state="listening"' in answer and "4 connections open" in answer
+    assert f'hx-get="/channels/{channel.pk}/source-state/"' in answer

@@ -43,6 +43,7 @@ MATRIX = {
     "channel-archive": {"GET": ANALYST, "POST": ANALYST},
     "channel-restore": {"GET": ANALYST, "POST": ANALYST},
     "channel-delete": {"GET": ANALYST, "POST": ANALYST},
+    "channel-source-state": {"GET": VIEWER, "POST": VIEWER},
     "channel-pause": {"GET": OPERATOR, "POST": OPERATOR},
     "channel-resume": {"GET": OPERATOR, "POST": OPERATOR},
     "destination-new": {"GET": ANALYST, "POST": ANALYST},

@@ -1,5 +1,8 @@
-"""Start an MLLP listener for every enabled MLLP channel and a poller for every enabled file
-pickup channel, all storing through one group committer (stateless: run one per host)."""
+"""Run an MLLP listener for every enabled MLLP channel and a poller for every enabled file
+pickup channel, all storing through one group committer (stateless: run one per host). The
+sources follow the configuration: a channel created, changed, disabled or archived has its
+source started, restarted or stopped within seconds, the others untouched (see
+channels_app.sources.supervisor); each source's state goes to the heartbeat table."""
 
 from __future__ import annotations
 
@@ -15,10 +18,11 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
-from channels_app.listeners import ListenerSpec, MLLPServer
 from channels_app.models import Channel
-from channels_app.pickup import FilePoller, PickupSpec, pickup_config
 from channels_app.pipeline.ingest import GroupCommitter
+from channels_app.sources.file import PickupSpec, pickup_config
+from channels_app.sources.mllp import ListenerSpec
+from channels_app.sources.supervisor import Supervisor, planned_sources, plans_of
 
 log = logging.getLogger(__name__)
 
@@ -112,50 +116,63 @@ async def serve(
     conninfo: str,
     stop: asyncio.Event,
     pickups: Sequence[PickupSpec] = (),
+    *,
+    follow: bool = False,
+    channel_names: list[str] | None = None,
 ) -> None:
+    """Run sources until ``stop`` is set: those given (``specs``, ``pickups``), or with
+    ``follow`` those of the enabled channels (``channel_names`` only, when given), following
+    the configuration as it changes."""
     committer = GroupCommitter(conninfo, on_stored=Dispatcher())
     await committer.start()
-    servers = [MLLPServer(spec, committer) for spec in specs]
-    for server in servers:
-        await server.start()
-    pollers = [
-        asyncio.create_task(FilePoller(spec, committer).run(stop), name=f"pickup {spec.channel_id}")
-        for spec in pickups
-    ]
-    sources = [f"{s.channel_name}@{s.host}:{s.port}" for s in specs]
-    sources += [f"{p.channel_name}@{p.config.directory / p.config.glob}" for p in pickups]
-    print(f"listening: {', '.join(sources)}", flush=True)
-    await stop.wait()
-    for server in servers:
-        await server.close()
-    # A poller ends after the file in hand: committed and moved, or left to be read again.
-    await asyncio.gather(*pollers, return_exceptions=True)
-    # Let in-flight messages commit (and be answered) before the connection closes.
-    while not committer.queue.empty():
-        await asyncio.sleep(0.05)
-    await committer.stop()
+    supervisor = Supervisor(committer, conninfo)
+    heartbeat = asyncio.create_task(supervisor.heartbeat.run(stop), name="heartbeat")
+    try:
+        if follow:
+            await supervisor.follow(stop, channel_names)
+        else:
+            await supervisor.apply(plans_of(specs, pickups), strict=True)
+            sources = [source.plan.describe() for source in supervisor.sources.values()]
+            print(f"listening: {', '.join(sources)}", flush=True)
+            await stop.wait()
+    finally:
+        stop.set()  # the heartbeat ends after its beat in progress; then the last one is written
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        try:
+            await supervisor.close()
+        finally:
+            # Let in-flight messages commit (and be answered) before the connection closes.
+            while not committer.queue.empty():
+                await asyncio.sleep(0.05)
+            await committer.stop()
 
 
 class Command(BaseCommand):
-    help = "Run the MLLP listeners and file pickups of all enabled MLLP and file channels."
+    help = (
+        "Run the MLLP listeners and file pickups of all enabled MLLP and file channels, "
+        "following the configuration as it changes."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--channel", action="append", help="only this channel (repeatable)")
 
     def handle(self, *args, **options):
-        specs = listener_specs(options.get("channel"))
-        pickups = pickup_specs(options.get("channel"))
-        if not specs and not pickups:
-            self.stderr.write("no enabled MLLP or file channel to listen for (run seed_demo?)")
-            return
+        names = options.get("channel")
+        plans = planned_sources(names)
+        if not plans:
+            self.stderr.write(
+                "no enabled MLLP or file channel yet: waiting for one (run seed_demo?)"
+            )
+        else:
+            self.stdout.write(f"starting: {', '.join(p.describe() for p in plans.values())}")
         conninfo = database_conninfo()
-        connection.close()  # the listener writes through its own async connection
+        connection.close()  # the sources write through their own async connections
 
         async def main() -> None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await serve(specs, conninfo, stop, pickups)
+            await serve([], conninfo, stop, follow=True, channel_names=names)
 
         asyncio.run(main())

@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +42,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from adapters.codecs.hl7v2 import HL7Error
 from adapters.codecs.hl7v2_batch import split_batch
 from adapters.transports.mllp import KEEP_OF_OVERSIZE
-from channels_app.listeners import storable
 from channels_app.pipeline.ingest import (
     GroupCommitter,
     Inbound,
@@ -49,6 +49,7 @@ from channels_app.pipeline.ingest import (
     framing_error,
     read_inbound,
 )
+from channels_app.sources.mllp import storable
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ class FilePoller:
         self.spec = spec
         self.config = spec.config
         self.committer = committer
-        self._last_failure = ""
+        self.failure = ""  # why the last poll failed ("" when it did not), for the heartbeat
+        self.last_message_at: float | None = None  # time.time() of the last file committed
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every ``interval_s`` until ``stop`` is set; a failed poll is logged and retried."""
@@ -128,11 +130,11 @@ class FilePoller:
         while not stop.is_set():
             try:
                 await self.poll(stop)
-                self._last_failure = ""
+                self.failure = ""
             except Exception as exc:  # the next poll tries again; the files are still there
-                if str(exc) != self._last_failure:  # once per cause, not once per poll
+                if str(exc) != self.failure:  # once per cause, not once per poll
                     log.error("channel %r: file pickup failed: %s", self.spec.channel_name, exc)
-                self._last_failure = str(exc)
+                self.failure = str(exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.interval_s)
 
@@ -188,6 +190,7 @@ class FilePoller:
                 reason,
             )
             return 0
+        self.last_message_at = time.time()
         return await asyncio.to_thread(self.move, path, PROCESSED_DIR)
 
     def read(self, path: Path) -> list[Inbound]:
