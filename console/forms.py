@@ -161,7 +161,7 @@ class ChannelForm(BootstrapForm, forms.ModelForm):
             "retention_days": "Keep bodies (days)",
         }
         help_texts = {
-            "enabled": "A disabled channel's source does not listen or pick up files.",
+            "enabled": "Off: its source stops listening or picking up files.",
             "max_message_bytes": "Larger messages are refused (NAK, 413).",
         }
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
