@@ -4,6 +4,7 @@ counts in a fixed number of queries."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -213,3 +214,17 @@ def test_a_tls_listener_without_its_certificate_is_refused_by_the_field(analyst_
     assert "needs its private key" in field_html(html, "source-tls__key_file")
     channel.refresh_from_db()
     assert "tls" not in channel.source_config
+
+
+def test_an_http_source_takes_a_custom_json_map_checked_by_the_field(analyst_user):
+    from tests.console.test_channel_json_map import JSON_MAP
+
+    client = signed_in(analyst_user)
+    broken = {**JSON_MAP, "rules": [{**JSON_MAP["rules"][0], "source": "%input.x."}]}
+    data = {**CHANNEL, "source_type": "http", "source-inbound": "json"}
+    refused = client.post("/channels/new/", {**data, "source-json_map": json.dumps(broken)})
+    assert "FHIRPath syntax error" in field_html(refused.content.decode(), "source-json_map")
+    saved = client.post("/channels/new/", {**data, "source-json_map": json.dumps(JSON_MAP)})
+    assert saved.status_code == 302
+    channel = Channel.objects.get(name="Lab results")
+    assert channel.source_config == {"inbound": "json", "json_map": JSON_MAP}
