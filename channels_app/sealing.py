@@ -175,8 +175,15 @@ def secret_fields(transport: str) -> frozenset[str]:
         schema = transport_class(transport).Config
     except ConfigError:
         return frozenset()
+    return schema_secrets(schema)
+
+
+def schema_secrets(*schemas: type[BaseModel]) -> frozenset[str]:
+    """The keys these pydantic schemas declare secret, at any depth (a source's schemas too)."""
     found: set[str] = set()
-    _collect_secrets(schema, found, set())
+    seen: set[type] = set()
+    for schema in schemas:
+        _collect_secrets(schema, found, seen)
     return frozenset(found)
 
 
@@ -261,6 +268,16 @@ def merge_config(transport: str, old: dict, new: dict) -> dict:
     """``new`` over ``old`` for a write-only form: a secret left blank (or sent back as the
     marker) keeps its stored value, at any depth; any other value replaces it."""
     return _merge(old, new, secret_fields(transport))
+
+
+def masked(config: dict, secrets: frozenset[str]) -> dict:
+    """``config`` with each of ``secrets`` shown as the marker (set) or None (unset)."""
+    return _walk(dict(config or {}), secrets, lambda v: SECRET_MARKER if _is_set(v) else None)
+
+
+def merged(old: dict, new: dict, secrets: frozenset[str]) -> dict:
+    """``merge_config`` for secrets named by the caller (a channel source's, say)."""
+    return _merge(old, new, secrets)
 
 
 def _merge(old: Any, new: Any, secrets: frozenset[str]) -> Any:

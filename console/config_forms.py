@@ -1,4 +1,4 @@
-"""A Django form built from a transport's pydantic config schema.
+"""A Django form built from a pydantic config schema: a transport's, or a channel source's.
 
 The schema says it all. Each field's type picks its input: text, URL, number, checkbox, a select
 for a ``Literal`` or an ``Enum``, a password input for a secret, a JSON textarea for dicts, lists
@@ -25,6 +25,7 @@ import types
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from functools import lru_cache
+from pathlib import PurePath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
@@ -37,6 +38,7 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 from adapters.registry import ConfigError, transport_class
 from channels_app.destinations import checked_config
 from channels_app.sealing import SECRET_MARKER
+from channels_app.sources import SCHEMAS, checked_source_config
 from console.forms import BootstrapForm, FloatField
 
 SEP = "__"
@@ -55,6 +57,8 @@ WORDS = {
     "http": "HTTP",
     "mllp": "MLLP",
     "s": "(s)",
+    "ip": "IP",
+    "ips": "IPs",
 }
 
 
@@ -156,7 +160,14 @@ def _node(key: str, info: FieldInfo, name: str, conditional: bool) -> Node:
 
 
 # bool before int: a bool is an int in Python.
-SCALARS = ((bool, "bool"), (int, "int"), (float, "float"), (AnyUrl, "url"), (str, "text"))
+SCALARS = (
+    (bool, "bool"),
+    (int, "int"),
+    (float, "float"),
+    (AnyUrl, "url"),
+    (str, "text"),
+    (PurePath, "text"),  # a file or directory path, typed as text
+)
 
 
 def _is(kind: Any, base: type) -> bool:
@@ -236,24 +247,23 @@ class Variant:
         return str(self.select.value() or "") == self.tag
 
 
-class ConfigForm(BootstrapForm):
-    """One transport's config as form fields. After is_valid(), ``config`` is what to store
-    (merged over ``stored``, validated, sealed): the same as the API would store."""
+class SchemaForm(BootstrapForm):
+    """A config described by pydantic schemas, as form fields. After is_valid(), ``config`` is
+    what ``check`` made of the submitted values (what the API would store for the same)."""
 
     def __init__(
         self,
-        transport: str,
+        nodes: tuple[Node, ...],
         data=None,
         *,
         current: dict | None = None,
         stored: dict | None = None,
         prefix: str = "config",
     ) -> None:
-        """``current``: the destination's public config (secrets as the marker), None for a new
-        one; ``stored``: its stored config, merged under what is submitted."""
+        """``current``: the object's public config (secrets as the marker), None for a new one;
+        ``stored``: its stored config, merged under what is submitted."""
         super().__init__(data, prefix=prefix)
-        self.transport = transport
-        self.nodes = schema_nodes(transport_class(transport).Config)
+        self.nodes = nodes
         self.stored = stored
         self.current = current or {}
         self.stored_secrets: set[str] = set()
@@ -374,11 +384,15 @@ class ConfigForm(BootstrapForm):
 
     # Validating: assemble the config dict, then the one validation the API makes too.
 
+    def check(self, submitted: dict) -> dict:
+        """The config to store for ``submitted``; ConfigError naming each field that is wrong."""
+        raise NotImplementedError
+
     def clean(self):
         data = super().clean()
         submitted = self._assemble(self.nodes, data, self.current)
         try:
-            self.config = checked_config(self.transport, submitted, self.stored)
+            self.config = self.check(submitted)
         except ConfigError as exc:
             self.config = None
             for error in exc.errors or ({"loc": (), "msg": str(exc)},):
@@ -455,9 +469,36 @@ class ConfigForm(BootstrapForm):
             out[leaf.key] = value
 
 
+class ConfigForm(SchemaForm):
+    """One transport's config (merged over ``stored``, validated, sealed), as the API stores it."""
+
+    def __init__(self, transport: str, data=None, **kwargs) -> None:
+        self.transport = transport
+        super().__init__(schema_nodes(transport_class(transport).Config), data, **kwargs)
+
+    def check(self, submitted: dict) -> dict:
+        return checked_config(self.transport, submitted, self.stored)
+
+
+class SourceForm(SchemaForm):
+    """A channel source's config, built from its source type's schemas; the API's validation."""
+
+    def __init__(self, source_type: str, data=None, *, channel_id=None, **kwargs) -> None:
+        self.source_type = source_type
+        self.channel_id = channel_id
+        nodes = tuple(n for schema in SCHEMAS.get(source_type, ()) for n in schema_nodes(schema))
+        super().__init__(nodes, data, prefix="source", **kwargs)
+
+    def check(self, submitted: dict) -> dict:
+        return checked_source_config(
+            self.source_type, submitted, self.stored, channel_id=self.channel_id
+        )
+
+
 JSON_HELP = {
     dict: 'A JSON object, e.g. {"Name": "value"}.',
     list: 'A JSON list, e.g. ["a", "b"].',
+    tuple: 'A JSON list, e.g. ["a", "b"].',
 }
 
 # annotated_types constraint attribute -> the HTML attribute hinting it to the browser.

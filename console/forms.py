@@ -1,14 +1,17 @@
-"""Console forms: Bootstrap-styled widgets, and the destination's name and delivery policy.
+"""Console forms: Bootstrap-styled widgets; a channel's settings; a destination's name and
+delivery policy.
 
-The transport's own settings are a form built from its config schema (console.config_forms)."""
+A source's and a transport's own settings are forms built from their config schemas
+(console.config_forms)."""
 
 from __future__ import annotations
 
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
+from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_ordering_key
-from channels_app.models import Destination
+from channels_app.models import Channel, Destination
 from channels_app.routing import RuleError, checked_rule
 
 
@@ -138,3 +141,75 @@ class DestinationForm(BootstrapForm, forms.ModelForm):
         if same.exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("This channel already has a destination of that name.")
         return name
+
+
+class TagsField(forms.CharField):
+    """Tags typed comma-separated, stored as a list (checked as the API checks them)."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value):
+        try:
+            return checked_tags(super().to_python(value) or "")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+# Set by their own forms: the source's settings (SourceForm).
+NOT_ON_CHANNEL_FORM = ("source_config",)
+
+
+class ChannelForm(BootstrapForm, forms.ModelForm):
+    """A channel's settings (Channel.EDITABLE, but the source's own, which SourceForm holds)."""
+
+    tags = TagsField(
+        required=False,
+        help_text="Comma-separated labels to group channels by, e.g. lab, north.",
+    )
+
+    class Meta:
+        model = Channel
+        fields = [f for f in Channel.EDITABLE if f not in NOT_ON_CHANNEL_FORM] + ["enabled"]
+        labels = {
+            "source_type": "Source",
+            "dedupe_window_s": "Dedupe window (s)",
+            "max_message_bytes": "Largest message (bytes)",
+            "retention_days": "Keep bodies (days)",
+            "route_filter": "Filter",
+        }
+        help_texts = {
+            "enabled": "Off: its source stops listening or picking up files.",
+            "max_message_bytes": "Larger messages are refused (NAK, 413).",
+        }
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.style()
+
+    def clean_enabled(self) -> bool:
+        try:
+            return checked_enabled(self.instance, self.cleaned_data["enabled"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_route_filter(self) -> str:
+        try:
+            return checked_rule(self.cleaned_data["route_filter"])
+        except RuleError as exc:  # names the parser's position
+            raise forms.ValidationError(str(exc)) from None
+
+
+class CloneForm(BootstrapForm):
+    name = forms.CharField(max_length=100, label="Name of the copy")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.style()
+
+    def clean_name(self) -> str:
+        try:
+            return checked_new_name(self.cleaned_data["name"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None

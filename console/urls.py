@@ -8,7 +8,7 @@ from console.access import public, requires, signed_in
 from console.api.metrics import MetricsView
 from console.roles import Role
 from console.security import LoginForm
-from console.views import audit, channels, destinations, messages, replay, system
+from console.views import audit, channel_config, channels, destinations, messages, replay, system
 
 # Every view declares who may open it (console.access); the home redirect and Django's auth views
 # are declared here because they are not ours to decorate.
@@ -35,6 +35,14 @@ urlpatterns = [
     path("messages/replay/", replay.message_replay_bulk, name="message-replay-bulk"),
     path("messages/replay/<int:pk>/", replay.replay_job, name="replay-job"),
     path("channels/", channels.channel_list, name="channels"),
+    path("channels/new/", channel_config.channel_new, name="channel-new"),
+    path("channels/<int:pk>/edit/", channel_config.channel_edit, name="channel-edit"),
+    path("channels/<int:pk>/clone/", channel_config.channel_clone, name="channel-clone"),
+    path("channels/<int:pk>/enable/", channel_config.channel_enable, name="channel-enable"),
+    path("channels/<int:pk>/disable/", channel_config.channel_disable, name="channel-disable"),
+    path("channels/<int:pk>/archive/", channel_config.channel_archive, name="channel-archive"),
+    path("channels/<int:pk>/restore/", channel_config.channel_restore, name="channel-restore"),
+    path("channels/<int:pk>/delete/", channel_config.channel_delete, name="channel-delete"),
     path(
         "channels/<int:pk>/source-state/",
         channels.channel_source_state,

@@ -136,14 +136,25 @@ class ListenerLimits(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    max_connections: int = Field(100, ge=1)
+    max_connections: int = Field(100, ge=1, description="Open connections at most, all peers.")
     # So one flooding host cannot take every slot; None lifts the cap (behind a load balancer
     # that hides the senders' addresses, for one).
-    max_connections_per_ip: int | None = Field(20, ge=1)
-    preframe_timeout_s: float = Field(5.0, gt=0)
-    idle_timeout_s: float = Field(600.0, gt=0)
-    frame_timeout_s: float = Field(60.0, gt=0)
-    allowed_ips: tuple[IPvAnyNetwork, ...] = ()
+    max_connections_per_ip: int | None = Field(
+        20, ge=1, description="Open connections at most from one address; blank: no cap."
+    )
+    preframe_timeout_s: float = Field(
+        5.0, gt=0, description="A new connection that starts no frame within this is closed."
+    )
+    idle_timeout_s: float = Field(
+        600.0, gt=0, description="A connection with no complete frame for this long is closed."
+    )
+    frame_timeout_s: float = Field(
+        60.0, gt=0, description="A frame, once started, must end within this time."
+    )
+    allowed_ips: tuple[IPvAnyNetwork, ...] = Field(
+        (),
+        description='Addresses or networks allowed to connect, e.g. ["10.1.0.0/16"]; empty: all.',
+    )
 
     def allows(self, address: str) -> bool:
         if not self.allowed_ips:
@@ -169,13 +180,19 @@ class TLSConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    key_password: SecretStr | None = None
-    ca_file: Path | None = None
-    require_client_cert: bool = False
-    verify_hostname: bool = True
-    min_version: Literal["1.2", "1.3"] = "1.2"
+    cert_file: Path | None = Field(None, description="This end's certificate (PEM file path).")
+    key_file: Path | None = Field(None, description="Its private key (PEM file path).")
+    key_password: SecretStr | None = Field(None, description="The key's password, if it has one.")
+    ca_file: Path | None = Field(
+        None, description="The CA the other end's certificate must chain to (PEM file path)."
+    )
+    require_client_cert: bool = Field(
+        False, description="As a listener: refuse clients without a certificate from the CA."
+    )
+    verify_hostname: bool = Field(
+        True, description="As a sender: check the server's name against its certificate."
+    )
+    min_version: Literal["1.2", "1.3"] = Field("1.2", description="Oldest TLS version accepted.")
 
     def server_context(self) -> ssl.SSLContext:
         if not (self.cert_file and self.key_file):
@@ -220,9 +237,14 @@ class ListenerOptions(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    ack_mode: AckMode = "original"
-    mllp_release: Literal[1, 2] = 1
-    tls: TLSConfig | None = None
+    ack_mode: AckMode = Field(
+        "original",
+        description="original: AA/AE/AR. enhanced: CA/CE/CR as the sender's MSH-15/16 ask.",
+    )
+    mllp_release: Literal[1, 2] = Field(
+        1, description="2 sends the release 2 commit acknowledgement before the HL7 ACK."
+    )
+    tls: TLSConfig | None = Field(None, description="Accept TLS connections only.")
 
 
 class MLLPClient:

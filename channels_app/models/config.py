@@ -17,7 +17,12 @@ class Channel(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    # Free labels to group channels by on the Channels page (e.g. "lab", "site-north").
+    tags = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
+    # Archived: hidden from lists and its source stopped (enabled is cleared with it); its
+    # messages, versions and audit stay.
+    archived_at = models.DateTimeField(null=True, blank=True)
     source_type = models.CharField(
         max_length=20, choices=SourceType.choices, default=SourceType.MLLP
     )
@@ -44,11 +49,31 @@ class Channel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # What an analyst sets on a channel, in the console's form and the API alike (enabling,
+    # archiving and pausing have their own actions; destinations their own forms).
+    EDITABLE = (
+        "name",
+        "description",
+        "tags",
+        "source_type",
+        "source_config",
+        "dedupe_window_s",
+        "max_message_bytes",
+        "retention_days",
+        "route_filter",
+    )
+    # State the hub keeps, not configuration: a clone starts without it.
+    RUNTIME = ("paused", "archived_at", "created_at", "updated_at")
+
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
 
     @property
     def port(self) -> int | None:
@@ -58,7 +83,7 @@ class Channel(models.Model):
         return self.versions.order_by("-number").first()
 
     def snapshot(self) -> dict:
-        data = model_to_dict(self, exclude=["id"])
+        data = model_to_dict(self, exclude=["id", "archived_at"])
         # Secrets never leave in a snapshot (versions, exports): they show as a marker.
         data["destinations"] = [
             {**model_to_dict(d, exclude=["id", "channel"]), "config": public_config(d)}
@@ -151,6 +176,9 @@ class Destination(models.Model):
         "breaker_cooldown_s",
     )
 
+    # State the hub keeps, not configuration: a clone starts without it.
+    RUNTIME = ("paused", "breaker_state", "breaker_changed_at")
+
     class BreakerState(models.TextChoices):
         CLOSED = "closed", "Closed"
         OPEN = "open", "Open"
@@ -215,6 +243,7 @@ class Destination(models.Model):
 # What a version restores: configuration, not runtime state (pause, breaker) or identity.
 CHANNEL_SETTINGS = (
     "description",
+    "tags",
     "enabled",
     "source_type",
     "source_config",

@@ -9,14 +9,20 @@
 
 Here: what a channel's source accepts, its ``source_config`` checked against the schema of its
 source type when it is saved, so a bad setting is refused with its key named instead of stopping
-a listener at its next start. The REST API goes through here (and the console will, when it edits
-channels)."""
+a listener at its next start. The console's source form and the REST API both go through
+``checked_source_config``; secrets the schemas declare (a TLS key's password) are write-only."""
 
 from __future__ import annotations
 
+import os
+from typing import Literal
+
+from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from adapters.registry import ConfigError
 from adapters.transports.mllp import ListenerLimits, ListenerOptions
+from channels_app.sealing import masked, merged, schema_secrets
 from channels_app.sources import json_map
 from channels_app.sources.file import PickupConfig
 
@@ -24,29 +30,134 @@ from channels_app.sources.file import PickupConfig
 class MLLPAddress(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    host: str | None = None
-    port: int = Field(ge=1, le=65535)
+    host: str | None = Field(
+        None, description="Address to listen on; blank listens on the hub's LISTEN_HOST."
+    )
+    port: int = Field(ge=1, le=65535, description="TCP port senders connect to.")
+
+
+class HTTPInbound(BaseModel):
+    """HTTP inbound takes HL7 v2 and FHIR JSON as they come, or custom JSON through a map."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    inbound: Literal["json"] | None = Field(
+        None,
+        title="Inbound format",
+        description="Blank: HL7 v2 and FHIR JSON. json: custom JSON, converted by the map below.",
+    )
+    json_map: dict | None = Field(
+        None,
+        title="JSON map",
+        description="The custom JSON map (resources, key, rules), for inbound json.",
+    )
 
 
 SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
     "mllp": (MLLPAddress, ListenerLimits, ListenerOptions),
     "file": (PickupConfig,),
-    "http": (),
+    "http": (HTTPInbound,),
 }
+
+
+def source_secrets(source_type: str) -> frozenset[str]:
+    return schema_secrets(*SCHEMAS.get(source_type, ()))
+
+
+def public_source_config(channel) -> dict:
+    """The channel's source_config for forms, the API and the audit: secrets as the marker."""
+    return masked(channel.source_config or {}, source_secrets(channel.source_type))
+
+
+def checked_source_config(
+    source_type: str, submitted, stored: dict | None = None, *, channel_id: int | None = None
+) -> dict:
+    """``submitted`` made ready to store: merged over ``stored`` (a secret left blank or sent back
+    as the marker keeps its stored value), checked against the source type's schemas, and for a
+    listener, its address free among the other channels. ConfigError's ``errors`` name each key."""
+    if not isinstance(submitted, dict):
+        raise ConfigError("must be a JSON object", errors=({"loc": (), "msg": "not an object"},))
+    secrets = source_secrets(source_type)
+    config = merged(stored, submitted, secrets) if stored is not None else submitted
+    errors = source_errors(source_type, config)
+    moved = _claim(source_type, config) != _claim(source_type, stored or {})
+    if not errors and (channel_id is None or moved):
+        errors = _claim_taken(source_type, config, channel_id)
+    if errors:
+        raise ConfigError(_text(errors), errors=tuple(errors))
+    return config
 
 
 def check_source_config(source_type: str, source_config: dict) -> None:
     """ValueError naming each key that is wrong (``port: Input should be ...``)."""
+    errors = source_errors(source_type, source_config)
+    if errors:
+        raise ValueError(_text(errors))
+
+
+def _text(errors: list[dict]) -> str:
+    """``port: Input should be ...; json_map.rules[2] ...`` (a map's error names its own part)."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"] for e in errors
+    )
+
+
+def source_errors(source_type: str, source_config: dict) -> list[dict]:
+    """Each problem as ``{"loc": (key, ...), "msg": ...}``; never the value (it may be secret)."""
+    errors = []
     for schema in SCHEMAS.get(source_type, ()):
         try:
             schema.model_validate(source_config)
         except ValidationError as exc:
-            raise ValueError(
-                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            ) from None
+            errors += [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
+    if not errors and source_type == "mllp":
+        errors += _tls_errors(source_config.get("tls"))
     if json_map.takes_json(source_config) and source_type != "http":
-        raise ValueError("custom JSON ('inbound': 'json') comes over HTTP inbound only")
+        errors.append({"loc": ("inbound",), "msg": "custom JSON comes over HTTP inbound only"})
     try:
         json_map.check_source_config(source_config)
     except json_map.BadSourceConfig as exc:
-        raise ValueError(str(exc)) from None
+        errors.append({"loc": (), "msg": str(exc)})
+    return errors
+
+
+def _tls_errors(tls: dict | None) -> list[dict]:
+    """What a TLS listener needs to start (the files themselves are read where it runs)."""
+    if not tls:
+        return []
+    needed = [("cert_file", "a TLS listener needs its certificate")]
+    needed.append(("key_file", "a TLS listener needs its private key"))
+    if tls.get("require_client_cert"):
+        needed.append(("ca_file", "client certificates are checked against this CA"))
+    return [{"loc": ("tls", key), "msg": msg} for key, msg in needed if not tls.get(key)]
+
+
+# What a source holds alone: a listener's address, a pickup's directory (named by its key).
+CLAIMS = {"mllp": "port", "file": "directory"}
+
+
+def _claim(source_type: str, config: dict) -> tuple | None:
+    if source_type == "mllp":
+        return (config.get("host") or settings.HUB["LISTEN_HOST"], config.get("port"))
+    if source_type == "file":
+        return (os.path.normpath(str(config.get("directory") or "")),)
+    return None
+
+
+def _claim_taken(source_type: str, config: dict, channel_id: int | None) -> list[dict]:
+    """The error when another channel (not archived) holds this source's address or directory."""
+    from channels_app.models import Channel
+
+    claim = _claim(source_type, config)
+    if claim is None:
+        return []
+    key = CLAIMS[source_type]
+    others = Channel.objects.filter(
+        source_type=source_type,
+        archived_at__isnull=True,
+        **{f"source_config__{key}": config.get(key)},
+    ).exclude(pk=channel_id)
+    for other in others.only("name", "source_type", "source_config"):
+        if _claim(source_type, other.source_config) == claim:
+            return [{"loc": (key,), "msg": f"channel “{other.name}” already uses this {key}"}]
+    return []

@@ -62,13 +62,17 @@ class PickupConfig(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    directory: Path
-    glob: str = "*.hl7"
-    interval_s: float = Field(5.0, gt=0)
+    directory: Path = Field(description="Folder to pick files up from (processed/, error/ inside).")
+    glob: str = Field("*.hl7", title="Pattern", description="Which files, e.g. *.hl7 or ADT_*.txt.")
+    interval_s: float = Field(5.0, gt=0, description="How often the folder is looked at.")
     # A file modified less than this long ago may still be growing: it waits for the next poll.
-    settle_s: float = Field(1.0, ge=0)
+    settle_s: float = Field(
+        1.0, ge=0, description="A file changed more recently waits: it may still be written."
+    )
     # Larger files go to error/ unread, so one huge file cannot exhaust the listener's memory.
-    max_file_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    max_file_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="Larger files go to error/ unread."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from adapters.registry import ConfigError
 from channels_app import sealing, sources
+from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline.replay import MAX_SELECTION
@@ -19,27 +20,28 @@ from console.roles import Role
 
 
 class ChannelSerializer(serializers.ModelSerializer):
+    """A channel's settings (Channel.EDITABLE) and state. Writes go through
+    console.channel_actions; ``source_config`` is checked by the console form's function, and
+    its secrets are write-only (they read back as the marker; sending it back keeps them)."""
+
     current_version = serializers.SerializerMethodField()
+    archived = serializers.BooleanField(read_only=True)
+    tags = serializers.JSONField(required=False, help_text='Labels to group by, e.g. ["lab"].')
 
     class Meta:
         model = Channel
         fields = [
             "id",
-            "name",
-            "description",
+            *Channel.EDITABLE,
             "enabled",
             "paused",
-            "source_type",
-            "source_config",
-            "dedupe_window_s",
-            "max_message_bytes",
-            "retention_days",
-            "route_filter",
+            "archived",
+            "archived_at",
             "current_version",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["paused", "created_at", "updated_at"]
+        read_only_fields = ["paused", "archived_at", "created_at", "updated_at"]
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_current_version(self, channel) -> int | None:
@@ -49,17 +51,65 @@ class ChannelSerializer(serializers.ModelSerializer):
     def validate_route_filter(self, value: str) -> str:
         return _checked_rule(value)
 
-    def validate_source_config(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("must be a JSON object")
-        return value
+    def to_representation(self, channel):
+        data = super().to_representation(channel)
+        data["source_config"] = sources.public_source_config(channel)
+        return data
+
+    def validate_tags(self, value):
+        try:
+            return checked_tags(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_enabled(self, value: bool) -> bool:
+        try:
+            return checked_enabled(self.instance, value) if self.instance else value
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate(self, attrs):
         source_type = attrs.get("source_type") or getattr(self.instance, "source_type", "mllp")
-        source_config = attrs.get("source_config", getattr(self.instance, "source_config", {}))
+        stored = getattr(self.instance, "source_config", None)
+        same_type = self.instance is not None and source_type == self.instance.source_type
+        submitted = attrs.get("source_config", stored or {})
         try:  # checked whole now, not when a listener starts or the first message comes
-            sources.check_source_config(source_type, source_config)
+            attrs["source_config"] = sources.checked_source_config(
+                source_type,
+                submitted,
+                stored if same_type else None,
+                channel_id=getattr(self.instance, "pk", None),
+            )
+        except ConfigError as exc:
+            raise serializers.ValidationError({"source_config": [str(exc)]}) from None
+        return attrs
+
+
+class CloneSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    source_config = serializers.JSONField(
+        required=False,
+        help_text="Merged over the original's source settings: an MLLP clone needs its own port.",
+    )
+
+    def validate_name(self, value):
+        try:
+            return checked_new_name(value)
         except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs):
+        original = self.context["channel"]
+        changed = attrs.get("source_config", {})
+        if not isinstance(changed, dict):
+            raise serializers.ValidationError({"source_config": ["must be a JSON object"]})
+        try:
+            attrs["source_config"] = sources.checked_source_config(
+                original.source_type,
+                {**sources.public_source_config(original), **changed},
+                original.source_config,
+            )
+        except ConfigError as exc:
             raise serializers.ValidationError({"source_config": [str(exc)]}) from None
         return attrs
 

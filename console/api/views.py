@@ -7,14 +7,20 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from channels_app.channels import DeleteRefused
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline import replay as replay_stage
-from console import audit, replays, tokens
+from console import audit, channel_actions, replays, tokens
 from console.api import serializers as s
 from console.audit import changes
 from console.message_phi import phi_by_message, phi_of_message_id
@@ -27,6 +33,11 @@ READ = {"list": VIEWER, "retrieve": VIEWER}
 
 
 BIGINT_MAX = 2**63 - 1
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
 
 
 def id_param(request, name: str) -> int | None:
@@ -81,7 +92,18 @@ class AuditedConfigViewSet(
         return Response(self.get_serializer(obj).data)
 
 
-class ChannelViewSet(AuditedConfigViewSet):
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("tag", str, description="Channels with this tag."),
+            OpenApiParameter("archived", bool, description="true: the archived channels only."),
+        ]
+    )
+)
+class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
+    """Channels: created, changed, cloned, archived and deleted through console.channel_actions,
+    the functions the Channels pages call, which audit each change with its diff."""
+
     queryset = Channel.objects.all()
     serializer_class = s.ChannelSerializer
     noun = "channel"
@@ -90,12 +112,70 @@ class ChannelViewSet(AuditedConfigViewSet):
         "create": ANALYST,
         "update": ANALYST,
         "partial_update": ANALYST,
+        "clone": ANALYST,
+        "archive": ANALYST,
+        "restore": ANALYST,
+        "destroy": ANALYST,
         "publish": ADMIN,
         "rollback": ADMIN,
         "versions": VIEWER,
         "pause": OPERATOR,
         "resume": OPERATOR,
     }
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action != "list":
+            return queryset
+        archived = self.request.query_params.get("archived") in ("true", "1")
+        queryset = queryset.filter(archived_at__isnull=not archived)
+        if tag := text_param(self.request, "tag"):
+            queryset = queryset.filter(tags__contains=[tag])
+        return queryset
+
+    def perform_create(self, serializer):
+        serializer.instance = channel_actions.create(self.request, serializer.validated_data)
+
+    def perform_update(self, serializer):
+        channel_actions.update(self.request, serializer.instance, serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        try:
+            channel_actions.delete(self.request, instance)
+        except DeleteRefused as exc:
+            raise Conflict(str(exc)) from None
+
+    @extend_schema(request=s.CloneSerializer, responses={201: s.ChannelSerializer})
+    @action(detail=True, methods=["post"])
+    def clone(self, request, pk=None):
+        """A disabled copy with its destinations and rules; give it a name (and an MLLP clone
+        its own port in ``source_config``)."""
+        channel = self.get_object()
+        form = s.CloneSerializer(data=request.data, context={"channel": channel})
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        copy = channel_actions.clone(request, channel, data["name"], data["source_config"])
+        return Response(
+            self.get_serializer(copy).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/channels/{copy.pk}/"},
+        )
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def archive(self, request, pk=None):
+        """Hide the channel and stop its source; its messages, versions and audit stay."""
+        channel = self.get_object()
+        channel_actions.archive(request, channel)
+        return Response(self.get_serializer(channel).data)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def restore(self, request, pk=None):
+        """List an archived channel again (still disabled)."""
+        channel = self.get_object()
+        channel_actions.restore(request, channel)
+        return Response(self.get_serializer(channel).data)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])

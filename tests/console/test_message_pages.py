@@ -88,8 +88,8 @@ def test_channels_page_lists_source_destinations_and_counts(signed_in, traffic):
     assert (
         "127.0.0.1:40001" in html
         and "FHIR sink" in html
-        and "2 received" in html
-        and "1 errors" in html
+        and "2 messages</a>" in html  # in the last hour
+        and "1 error</a>" in html
     )
 
 

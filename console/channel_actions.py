@@ -1,0 +1,83 @@
+"""Channels as analysts change them, from a page or the REST API alike: each action is one
+function here, which does the work (channels_app.channels) and writes its audit entry with the
+before/after diff of the channel's public form (secrets only as the marker). Values come validated:
+by console.forms.ChannelForm + SourceForm on the pages, by ChannelSerializer in the API, which
+share their checks (channels_app.sources, channels_app.channels.checked_tags)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from channels_app import channels
+from channels_app.models import Channel
+from channels_app.sources import public_source_config
+from console import audit
+
+
+def public(channel: Channel) -> dict:
+    """What the audit log records of a channel: its settings, secrets as the marker."""
+    data = {field: getattr(channel, field) for field in Channel.EDITABLE}
+    data["source_config"] = public_source_config(channel)
+    data["enabled"] = channel.enabled
+    data["archived"] = channel.archived
+    return data
+
+
+@transaction.atomic
+def create(request, values: dict) -> Channel:
+    channel = Channel.objects.create(**values)
+    audit.record_change(request, "channel", channel.pk, None, public(channel))
+    return channel
+
+
+@transaction.atomic
+def update(request, channel: Channel, values: dict) -> dict:
+    """Set ``values`` (any of Channel.EDITABLE and ``enabled``); the diff, as audited."""
+    before = public(channel)
+    for field, value in values.items():
+        setattr(channel, field, value)
+    channel.save()
+    return audit.record_change(request, "channel", channel.pk, before, public(channel))
+
+
+def set_enabled(request, channel: Channel, enabled: bool) -> dict:
+    return update(request, channel, {"enabled": enabled})
+
+
+@transaction.atomic
+def clone(request, channel: Channel, name: str, source_config: dict) -> Channel:
+    copy = channels.clone(channel, name, source_config)
+    detail = {
+        "from": channel.pk,
+        "destinations": copy.destinations.count(),
+        "changes": audit.changes({}, public(copy)),
+    }
+    audit.record(request, "channel.cloned", target=f"channel:{copy.pk}", detail=detail)
+    return copy
+
+
+@transaction.atomic
+def archive(request, channel: Channel) -> dict:
+    return _changed(request, channel, channels.archive, "channel.archived")
+
+
+@transaction.atomic
+def restore(request, channel: Channel) -> dict:
+    return _changed(request, channel, channels.restore, "channel.restored")
+
+
+def delete(request, channel: Channel) -> None:
+    """Delete a channel that never received a message (raises channels.DeleteRefused)."""
+    pk, before = channel.pk, public(channel)
+    with transaction.atomic():
+        channels.delete(channel)
+        detail = {"changes": audit.changes(before, {})}
+        audit.record(request, "channel.deleted", target=f"channel:{pk}", detail=detail)
+
+
+def _changed(request, channel: Channel, change, action: str) -> dict:
+    before = public(channel)
+    change(channel)
+    diff = audit.changes(before, public(channel))
+    audit.record(request, action, target=f"channel:{channel.pk}", detail={"changes": diff})
+    return diff
