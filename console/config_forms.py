@@ -34,6 +34,7 @@ from pydantic import AnyUrl, BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
+from adapters.codecs.bounded_json import BoundedDecoder
 from adapters.registry import ConfigError, transport_class
 from channels_app.destinations import checked_config
 from channels_app.sealing import SECRET_MARKER
@@ -189,7 +190,10 @@ def _default(info: FieldInfo) -> Any:
 
 
 class PrettyJSONField(forms.JSONField):
-    """A JSON textarea that shows its value indented."""
+    """A JSON textarea that shows its value indented; too deep a value is invalid JSON."""
+
+    def __init__(self, **kwargs):
+        super().__init__(decoder=BoundedDecoder, **kwargs)
 
     def prepare_value(self, value):
         if isinstance(value, InvalidJSONInput):

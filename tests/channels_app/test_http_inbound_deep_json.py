@@ -1,0 +1,51 @@
+"""Deeply nested JSON sent to HTTP inbound (a real HTTP server): refused 400 with the reason and
+stored with its error, as any unreadable message is; never a 500 with nothing stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.codecs.bounded_json import MAX_DEPTH
+from channels_app.models import Channel, Message
+from tests import factories
+from tests.support import inbound_client, post_inbound
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEPTH = 50_000  # far past Python's recursion limit, yet only 100 kB
+
+
+def deep_fhir() -> bytes:
+    return b'{"resourceType": "Patient", "extension": ' + b"[" * DEPTH + b"]" * DEPTH + b"}"
+
+
+@pytest.fixture
+def client(live_server):
+    with inbound_client(live_server.url, "deep-sender") as client:
+        yield client
+
+
+def test_deep_fhir_json_is_refused_and_stored_with_its_error(client):
+    channel = factories.channel(0, source_type=Channel.SourceType.HTTP, source_config={})
+    response = post_inbound(client, channel, deep_fhir(), "application/fhir+json")
+    assert response.status_code == 400, response.text
+    assert f"nested deeper than {MAX_DEPTH} levels" in response.json()["detail"]
+    kept = Message.objects.get(pk=response.json()["message_id"])
+    assert kept.status == Message.Status.ERROR and kept.error_stage == "parse"
+    assert "nested deeper" in kept.error_detail
+    assert kept.size == len(deep_fhir())  # what was sent is kept
+
+
+def test_deep_custom_json_is_refused_and_stored_with_its_error(client):
+    json_map = {"resources": ["Patient"], "rules": [{"source": "id", "target": "Patient.id"}]}
+    channel = factories.channel(
+        0,
+        source_type=Channel.SourceType.HTTP,
+        source_config={"inbound": "json", "json_map": json_map},
+    )
+    body = b'{"id": ' + b"[" * DEPTH + b"]" * DEPTH + b"}"
+    response = post_inbound(client, channel, body, "application/json")
+    assert response.status_code == 400, response.text
+    assert f"nested deeper than {MAX_DEPTH} levels" in response.json()["detail"]
+    kept = Message.objects.get(pk=response.json()["message_id"])
+    assert kept.status == Message.Status.ERROR and kept.error_stage == "parse"
