@@ -133,7 +133,8 @@ def _node(key: str, info: FieldInfo, name: str, conditional: bool) -> Node:
     inner, nullable, limits = _unwrap(info.annotation)
     limits = (*info.metadata, *limits)
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-    if extra.get("secret") or _is(inner, SecretStr):
+    # (A URL's user info and header values are secrets too, shown as the marker in their input.)
+    if extra.get("secret") is True or _is(inner, SecretStr):
         return Leaf(key, name, info, "secret", nullable, conditional)
     if isinstance(inner, tuple) and isinstance(info.discriminator, str):
         node = Variants(key, name, info, info.discriminator, nullable, conditional)
