@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
+from adapters.codecs import bounded_json
 from adapters.registry import register_transport
 from adapters.transports.base import Payload, SendResult, TransportError
 from adapters.transports.webhook import (
@@ -266,7 +267,7 @@ class TokenSource:
             raise TransportError(f"no OAuth2 token: {exc}")
         text = short(response.data).replace(secret_value, "***")
         try:
-            answer = json.loads(text)
+            answer = bounded_json.loads(text)
         except ValueError:
             answer = {}
         if not isinstance(answer, dict):
@@ -393,7 +394,7 @@ def _json(data: bytes) -> Any:
     if data[:64].lstrip()[:1] != b"{":
         return None
     try:
-        return json.loads(data)
+        return bounded_json.loads(data)  # a destination's answer is input too: bounded
     except ValueError:
         return None
 
