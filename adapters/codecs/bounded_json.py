@@ -4,24 +4,20 @@ Python's ``json`` parses nested arrays and objects by recursion, so a body of a 
 ``[[[[…`` ends in a RecursionError (a 500, and whatever else that stack held) instead of a clear
 refusal; and a document nested a thousand levels deep that did parse breaks every recursive
 consumer after it (validation, masking, templates). The depth is measured before parsing, at C
-speed: strings are cut out, every byte but brackets dropped, then innermost pairs peeled off one
-level at a time, at most ``max_depth`` times.
+speed: every byte but brackets dropped, strings cut out, then innermost pairs peeled off one level
+at a time, at most ``max_depth`` times.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 # Deeper than any FHIR resource or sensible custom JSON (a Bundle with nested extensions is ~15).
 MAX_DEPTH = 64
 
-# A string, its escapes, up to its closing quote or, unterminated, to the end (so this never
-# backtracks: the parser will name the unterminated string).
-_STRING = re.compile(rb'"[^"\\]*(?:\\[\s\S][^"\\]*)*"?')
 _OPENERS_CLOSERS = bytes.maketrans(b"{}", b"[]")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 
 
 class JsonLimitError(ValueError):
@@ -52,7 +48,7 @@ def check_depth(data: bytes, max_depth: int = MAX_DEPTH) -> None:
     """JsonLimitError if the arrays and objects in ``data`` nest deeper than ``max_depth``."""
     if data.count(b"[") + data.count(b"{") <= max_depth:
         return  # cannot be deeper than the brackets it has
-    brackets = _STRING.sub(b"", data).translate(_OPENERS_CLOSERS, _NOT_BRACKETS)
+    brackets = _outside_strings(data).translate(_OPENERS_CLOSERS)
     for _ in range(max_depth):
         peeled = brackets.replace(b"[]", b"")
         if peeled == brackets:
@@ -60,6 +56,19 @@ def check_depth(data: bytes, max_depth: int = MAX_DEPTH) -> None:
         brackets = peeled
     if b"[]" in brackets:  # pairs still left max_depth levels down
         raise _too_deep(max_depth)
+
+
+def _outside_strings(data: bytes) -> bytes:
+    """The brackets of ``data`` that are not inside a string. Escaped backslashes and quotes go
+    first, so every quote left opens or closes a string; then every byte but brackets and quotes.
+    Most strings are then ``""`` (dropping one, or a close and the next open, leaves what is
+    outside strings as it was); splitting the rest at the quotes leaves what is outside strings
+    at the even places."""
+    unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = unescaped.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' not in structure:
+        return structure
+    return b"".join(structure.split(b'"')[::2])
 
 
 def _too_deep(max_depth: int) -> JsonLimitError:

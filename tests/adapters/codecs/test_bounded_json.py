@@ -62,3 +62,21 @@ def test_the_decoder_class_says_too_deep_as_a_decode_error():
     with pytest.raises(json.JSONDecodeError, match="nested deeper"):
         json.loads(nested(MAX_DEPTH + 1).decode(), cls=bounded_json.BoundedDecoder)
     assert json.loads('{"a": [1]}', cls=bounded_json.BoundedDecoder) == {"a": [1]}
+
+
+def test_brackets_in_strings_cannot_hide_real_depth():
+    # Each level opens after a string holding "]" and closes after one holding "[": counting
+    # every bracket would see pairs one level deep; the real nesting is 200 levels.
+    depth = 200
+    text = '["]", ' * depth + "1" + ', "["]' * depth
+    assert json.loads(text)  # valid JSON
+    with pytest.raises(JsonLimitError):
+        bounded_json.loads(text)
+
+
+def test_escaped_quotes_and_backslashes_do_not_end_a_string_early():
+    text = json.dumps({"a": 'x\\"[[[[' * 30, "b": "\\\\", "c": [[['\\\\\\"]']]]})
+    assert bounded_json.loads(text) == json.loads(text)
+    deep = '{"a": "\\\\", "b": ' + "[" * 100 + "]" * 100 + "}"
+    with pytest.raises(JsonLimitError):
+        bounded_json.loads(deep)
