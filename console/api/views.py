@@ -13,7 +13,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from adapters.codecs import custom_json
+from adapters.codecs import bounded_json, custom_json
 from channels_app.destinations import secret_fingerprints, secrets_changed
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline import replay as replay_stage
@@ -375,7 +375,7 @@ def _mask_raw(message: Message, raw: str) -> str:
     if "json" in message.content_type:
         mask = mask_json if message.content_type == custom_json.MEDIA_TYPE else mask_fhir
         try:
-            return json.dumps(mask(json.loads(raw)), ensure_ascii=False)
+            return json.dumps(mask(bounded_json.loads(raw)), ensure_ascii=False)
         except ValueError:
             return mask_text(raw)
     return mask_hl7(raw)

@@ -8,7 +8,7 @@ import pytest
 from adapters.codecs.bounded_json import MAX_DEPTH
 from channels_app.models import Channel, Message
 from tests import factories
-from tests.support import inbound_client, post_inbound
+from tests.support import inbound_client, post_inbound, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,7 +25,7 @@ def client(live_server):
         yield client
 
 
-def test_deep_fhir_json_is_refused_and_stored_with_its_error(client):
+def test_deep_fhir_json_is_refused_and_stored_with_its_error(client, viewer_user):
     channel = factories.channel(0, source_type=Channel.SourceType.HTTP, source_config={})
     response = post_inbound(client, channel, deep_fhir(), "application/fhir+json")
     assert response.status_code == 400, response.text
@@ -34,6 +34,11 @@ def test_deep_fhir_json_is_refused_and_stored_with_its_error(client):
     assert kept.status == Message.Status.ERROR and kept.error_stage == "parse"
     assert "nested deeper" in kept.error_detail
     assert kept.size == len(deep_fhir())  # what was sent is kept
+    # ... and can be looked at: the page and the masked API body, as a viewer.
+    viewer = signed_in(viewer_user)
+    assert viewer.get(f"/messages/{kept.pk}/").status_code == 200
+    body = viewer.get(f"/api/v1/messages/{kept.pk}/body/")
+    assert body.status_code == 200 and body.json()["revealed"] is False
 
 
 def test_deep_custom_json_is_refused_and_stored_with_its_error(client):
