@@ -14,6 +14,7 @@ from django.db import connection
 from channels_app.models import Delivery, Destination
 from channels_app.sealing import SECRET_MARKER, open_config
 from tests import factories
+from tests.console.test_destination_form import Inputs, policy
 from tests.support import send, signed_in, wait_for
 
 KEY = Fernet.generate_key().decode()
@@ -95,7 +96,20 @@ def test_the_form_never_renders_them_and_keeps_them_when_saved(ehr, analyst_user
     client = signed_in(analyst_user)
     html = client.get(f"/destinations/{ehr.pk}/edit/").content.decode()
     assert PASSWORD not in html and API_KEY not in html
-    assert f"http://{SECRET_MARKER}@fhir.example/fhir" in html
+    shown = Inputs(html).controls
+    assert shown["config-base_url"]["value"] == f"http://{SECRET_MARKER}@fhir.example/fhir"
+    # Saved as shown (a timeout changed): the stored credentials stay as they were.
+    form = {
+        **policy(ehr, timeout_s=7),
+        "config-base_url": shown["config-base_url"]["value"],
+        "config-mode": "transaction",
+        "config-bearer_token": "",
+        "config-headers": shown["config-headers"]["text"],
+    }
+    assert client.post(f"/destinations/{ehr.pk}/edit/", form).status_code == 302
+    ehr.refresh_from_db()
+    assert ehr.timeout_s == 7
+    assert open_config(ehr.transport, ehr.config) == with_credentials("http://fhir.example/fhir")
 
 
 @pytest.mark.django_db(transaction=True)
