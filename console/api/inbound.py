@@ -20,6 +20,8 @@ from rest_framework.views import APIView
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json
 from adapters.codecs.hl7v2_ack import Header
+from adapters.transports.mllp import KEEP_OF_OVERSIZE
+from channels_app.listeners import storable
 from channels_app.models import Channel
 from channels_app.pipeline import ingest, json_source
 from console.roles import Role
@@ -86,9 +88,9 @@ class InboundView(APIView):
         raw = request.data if isinstance(request.data, bytes) else b""
         if not raw.strip():
             return _refuse(400, "the body is empty")
-        if len(raw) > channel.max_message_bytes:
-            return _refuse(413, f"the body is larger than {channel.max_message_bytes} bytes")
         media = request.content_type.split(";")[0].strip().lower()
+        if len(raw) > channel.max_message_bytes:
+            return _store_oversize(raw, channel, request, media)
         if json_source.takes_json(channel.source_config):  # the channel decides, not the body
             refused = _json_refusal(channel, media)
             if refused is not None:
@@ -211,6 +213,14 @@ def _store(item: ingest.Inbound, content_type: str) -> ingest.Stored:
                 [content_type, ids[0]],
             )
     return ingest.Stored(ids[0])
+
+
+def _store_oversize(raw: bytes, channel: Channel, request, media: str) -> Response:
+    """Kept like an oversize MLLP frame: its head, with the error; answered 413."""
+    reason = f"the body is larger than {channel.max_message_bytes} bytes"
+    item = ingest.framing_error(raw[:KEEP_OF_OVERSIZE], reason, **_common(channel, request))
+    stored = _store(storable(item), FHIR_JSON if media in FHIR_TYPES else HL7_TYPES[0])
+    return _refuse(413, reason, message_id=stored.message_id)
 
 
 def _dispatch(message_id: int) -> None:

@@ -1,5 +1,6 @@
-"""Deeply nested JSON sent to HTTP inbound (a real HTTP server): refused 400 with the reason and
-stored with its error, as any unreadable message is; never a 500 with nothing stored."""
+"""Bounds on what HTTP inbound reads (a real HTTP server): deeply nested JSON is refused 400 with
+the reason, an oversize body 413; both are stored with their error, as any unreadable message
+is (an oversize one by its head, like an MLLP frame); never a 500 with nothing stored."""
 
 from __future__ import annotations
 
@@ -54,3 +55,17 @@ def test_deep_custom_json_is_refused_and_stored_with_its_error(client):
     assert f"nested deeper than {MAX_DEPTH} levels" in response.json()["detail"]
     kept = Message.objects.get(pk=response.json()["message_id"])
     assert kept.status == Message.Status.ERROR and kept.error_stage == "parse"
+
+
+def test_an_oversize_body_is_refused_and_its_head_stored_with_the_error(client):
+    channel = factories.channel(
+        0, source_type=Channel.SourceType.HTTP, source_config={}, max_message_bytes=2000
+    )
+    body = factories.oru_r01("BIG-1", n_obx=40)
+    assert len(body) > 2000
+    response = post_inbound(client, channel, body, "x-application/hl7-v2+er7")
+    assert response.status_code == 413, response.text
+    assert "larger than 2000 bytes" in response.json()["detail"]
+    kept = Message.objects.get(pk=response.json()["message_id"])
+    assert kept.status == Message.Status.ERROR and kept.error_stage == "framing"
+    assert kept.control_id == "BIG-1"  # the header is read from the head that was kept
