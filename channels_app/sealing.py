@@ -29,7 +29,6 @@ import json
 import os
 from functools import lru_cache
 from typing import Any, get_args
-from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -37,13 +36,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from pydantic import BaseModel, SecretStr
+from pydantic import AnyUrl, BaseModel, SecretStr, TypeAdapter, ValidationError
 
 # A NUL first byte: no HL7 v2 or JSON body starts with one.
 SEALED_PREFIX = b"\x00hubsealed:1\x00"
 _KEY_ID, _NONCE = 4, 12
 _HEADER = len(SEALED_PREFIX) + _KEY_ID + _NONCE
 SECRET_MARKER = "••••"  # what forms, exports and snapshots show for a secret that is set
+_URL = TypeAdapter(AnyUrl)
 
 
 class SealError(Exception):
@@ -241,22 +241,54 @@ def _change(key: str, value: Any, secrets: dict[str, str], change) -> Any:
 
 
 def userinfo(url: Any) -> str | None:
-    """The ``user:password`` of ``url``, or None."""
-    if not isinstance(url, str):
-        return None
-    netloc = urlsplit(url).netloc
-    return netloc.rpartition("@")[0] if "@" in netloc else None
+    """The ``user:password`` of ``url`` as the schema reads it (percent-encoded), or None.
+    Read from the schema's own normal form: it accepts ``http:u:p@host`` and other spellings
+    that a look for ``://`` would miss, and a password must never be shown for that."""
+    normal = _normalized(url)
+    return _written_userinfo(normal) if normal else None
 
 
 def with_userinfo(url: str, info: str | None) -> str:
-    """``url`` with its user info replaced by ``info`` (removed when None)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{info}@{host}" if info else host))
+    """``url`` (written ``scheme://...``) with its user info replaced by ``info`` (removed when
+    None)."""
+    span = _authority(url)
+    if span is None:
+        return url
+    host = url[span[0] : span[1]].rpartition("@")[2]
+    return url[: span[0]] + (f"{info}@" if info else "") + host + url[span[1] :]
+
+
+def _normalized(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return None
+    try:
+        return str(_URL.validate_python(url))
+    except ValidationError:
+        return None
+
+
+def _written_userinfo(url: str) -> str | None:
+    span = _authority(url)
+    if span is None:
+        return None
+    authority = url[span[0] : span[1]]
+    return authority.rpartition("@")[0] if "@" in authority else None
+
+
+def _authority(url: str) -> tuple[int, int] | None:
+    """Where the authority (user info and host) of a ``scheme://...`` URL starts and ends."""
+    if "://" not in url:
+        return None
+    start = url.index("://") + 3
+    ends = [i for i in (url.find(c, start) for c in "/?#\\") if i >= 0]
+    return start, min(ends, default=len(url))
 
 
 def _shown_url(url: str) -> str:
-    return with_userinfo(url, SECRET_MARKER) if userinfo(url) else url
+    normal = _normalized(url)
+    if normal is None:  # not a URL: where a password would be cannot be told, so none is shown
+        return SECRET_MARKER if "@" in url else url
+    return with_userinfo(normal, SECRET_MARKER) if _written_userinfo(normal) else url
 
 
 # --- sealing, opening, showing, merging --------------------------------------------------------
@@ -347,7 +379,7 @@ def _merge_secret(old: Any, new: Any) -> Any:
 
 def _merge_userinfo(old: Any, new: Any) -> Any:
     """A URL whose user info is the marker keeps the stored user info (the rest may change)."""
-    if not isinstance(new, str) or userinfo(new) != SECRET_MARKER:
+    if not isinstance(new, str) or _written_userinfo(new) != SECRET_MARKER:
         return new
     stored = unseal_token(old["sealed"]).decode() if _is_sealed_entry(old) else old
     return with_userinfo(new, userinfo(stored))

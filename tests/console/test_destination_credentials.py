@@ -75,6 +75,23 @@ def test_without_a_key_they_are_still_masked(db, settings):
     assert PASSWORD not in shown and API_KEY not in shown
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http:svc:p4ss-WORD@fhir.example/fhir",  # spellings the schema accepts as well
+        "http:///svc:p4ss-WORD@fhir.example/fhir",
+        "HTTP:\\\\svc:p4ss-WORD@fhir.example/fhir",
+        "http://svc:p4ss[-WORD@fhir.example/fhir",  # one urlsplit refuses
+        "http://svc:p4ss-WORD@x@fhir.example/fhir",
+    ],
+)
+def test_every_spelling_of_url_credentials_is_masked(db, settings, url):
+    settings.HUB_ENCRYPTION_KEYS = []
+    d = factories.fhir_destination(factories.channel(40803), "", config={"base_url": url})
+    shown = d.public_config["base_url"]
+    assert "p4ss" not in shown and SECRET_MARKER in shown, shown
+
+
 def test_sending_the_markers_back_keeps_them_and_new_values_replace_them(ehr, analyst_user):
     client = signed_in(analyst_user)
     shown = client.get(f"/api/v1/destinations/{ehr.pk}/").json()["config"]
@@ -130,3 +147,12 @@ def test_the_sink_receives_the_url_credentials_and_the_header(
         request["authorization"] == "Basic " + base64.b64encode(f"svc:{PASSWORD}".encode()).decode()
     )
     assert request["api_key"] == API_KEY
+
+
+def test_a_url_that_does_not_parse_is_refused_naming_the_field(ehr, analyst_user):
+    response = signed_in(analyst_user).patch(
+        f"/api/v1/destinations/{ehr.pk}/",
+        data=json.dumps({"config": {"base_url": "http://u:p@[zz/"}}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and "base_url" in response.content.decode()
