@@ -5,11 +5,12 @@ them refuses the other refuses too.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from adapters.codecs import hl7v2
 from adapters.registry import ConfigError, build_transport
-from channels_app.sealing import merge_config, open_config, seal_config
+from channels_app.sealing import SealError, merge_config, open_config, seal_config, secret_values
 
 # The delivery policy's bounds (Destination fields), for the API serializer and the form alike.
 POLICY_LIMITS: dict[str, dict[str, float]] = {
@@ -30,6 +31,29 @@ def checked_config(transport: str, submitted: Any, stored: dict | None = None) -
     config = merge_config(transport, stored or {}, submitted) if stored is not None else submitted
     build_transport(transport, open_config(transport, config))
     return seal_config(transport, config)
+
+
+def secret_fingerprints(transport: str, config: dict | None) -> dict[str, str]:
+    """A digest of each set secret by its place in the config (``config.auth.token``), taken
+    before and after a save to say which secrets it changed: the public form shows every secret
+    as the same marker, so a change of a secret alone would otherwise leave no trace. Digests,
+    not values, so nothing secret is held longer than this call; none when they cannot be
+    opened (a key dropped), so every secret after counts as changed."""
+    try:
+        values = secret_values(transport, config or {})
+    except SealError:
+        return {}
+    return {
+        f"config.{place}": hashlib.sha256(value.encode()).hexdigest()
+        for place, value in values.items()
+    }
+
+
+def secrets_changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The places whose secret was set, changed or removed between two fingerprints."""
+    return sorted(
+        place for place in before.keys() | after.keys() if before.get(place) != after.get(place)
+    )
 
 
 def checked_ordering_key(text: str) -> str:

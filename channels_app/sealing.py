@@ -13,10 +13,12 @@ Values without the prefix are plaintext written before a key was set and come ba
 so turning sealing on needs no migration (``rotate_keys`` seals old rows when it is run).
 
 Destination secrets are the config fields a transport's pydantic schema marks with
-``json_schema_extra={"secret": True}`` (or types as ``SecretStr``). In ``Destination.config`` a
-sealed secret is stored as ``{"sealed": "<Fernet token>"}`` (``MultiFernet``: few and small);
-``open_config`` gives the transport its plain config, ``public_config`` shows forms, the API and
-snapshots a marker instead.
+``json_schema_extra={"secret": True}`` (or types as ``SecretStr``); ``"secret": "values"`` makes
+each value of a dict a secret (HTTP headers: names shown, values not), ``"secret": "userinfo"``
+the ``user:password@`` of a URL (the rest of it shown). In ``Destination.config`` a sealed secret
+is stored as ``{"sealed": "<Fernet token>"}`` (``MultiFernet``: few and small), a URL with user
+info as ``{"sealed": ..., "shown": "https://••••@host/"}``; ``open_config`` gives the transport
+its plain config, ``public_config`` shows forms, the API and snapshots a marker instead.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from pydantic import BaseModel, SecretStr
+from pydantic import AnyUrl, BaseModel, SecretStr, TypeAdapter, ValidationError
 
 # A NUL first byte: no HL7 v2 or JSON body starts with one.
 SEALED_PREFIX = b"\x00hubsealed:1\x00"
 _KEY_ID, _NONCE = 4, 12
 _HEADER = len(SEALED_PREFIX) + _KEY_ID + _NONCE
 SECRET_MARKER = "••••"  # what forms, exports and snapshots show for a secret that is set
+_URL = TypeAdapter(AnyUrl)
 
 
 class SealError(Exception):
@@ -164,40 +167,47 @@ def unseal_json(data: bytes | memoryview) -> Any:
 
 # --- destination secrets ----------------------------------------------------------------------
 
+# How a field is secret: its whole value, each value of its dict, or its URL's user info.
+VALUE, VALUES, USERINFO = "value", "values", "userinfo"
+
 
 @lru_cache(maxsize=64)
-def secret_fields(transport: str) -> frozenset[str]:
+def secret_fields(transport: str) -> dict[str, str]:
     """The config keys ``transport`` declares secret, at any depth of its schema (e.g. ``token``
-    inside ``auth``); none for a transport this build does not have."""
+    inside ``auth``), each with how it is secret; none for a transport this build lacks."""
     from adapters.registry import ConfigError, transport_class
 
     try:
         schema = transport_class(transport).Config
     except ConfigError:
-        return frozenset()
+        return {}
     return schema_secrets(schema)
 
 
-def schema_secrets(*schemas: type[BaseModel]) -> frozenset[str]:
-    """The keys these pydantic schemas declare secret, at any depth (a source's schemas too)."""
-    found: set[str] = set()
+def schema_secrets(*schemas: type[BaseModel]) -> dict[str, str]:
+    """The keys these pydantic schemas declare secret, at any depth (a source's schemas too),
+    each with how it is secret."""
+    found: dict[str, str] = {}
     seen: set[type] = set()
     for schema in schemas:
         _collect_secrets(schema, found, seen)
-    return frozenset(found)
+    return found
 
 
-def _collect_secrets(model: type[BaseModel], found: set[str], seen: set[type]) -> None:
+def _collect_secrets(model: type[BaseModel], found: dict[str, str], seen: set[type]) -> None:
     if model in seen:
         return
     seen.add(model)
     for name, field in model.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if extra.get("secret") or SecretStr in _types(field.annotation):
-            found.add(field.alias or name)
-        for kind in _types(field.annotation):
-            if isinstance(kind, type) and issubclass(kind, BaseModel):
-                _collect_secrets(kind, found, seen)
+        kind = extra.get("secret")
+        if kind in (VALUES, USERINFO):
+            found[field.alias or name] = kind
+        elif kind or SecretStr in _types(field.annotation):
+            found[field.alias or name] = VALUE
+        for inner in _types(field.annotation):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                _collect_secrets(inner, found, seen)
 
 
 def _types(annotation) -> set:
@@ -209,25 +219,87 @@ def _types(annotation) -> set:
 
 
 def _is_sealed_entry(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"sealed"}
+    return isinstance(value, dict) and "sealed" in value and set(value) <= {"sealed", "shown"}
 
 
 def _is_set(value: Any) -> bool:
     return value not in (None, "")
 
 
-def _walk(config: Any, secrets: frozenset[str], change) -> Any:
-    """A copy of ``config`` with ``change(value)`` applied to every secret, at any depth."""
+def _walk(config: Any, secrets: dict[str, str], change) -> Any:
+    """A copy of ``config`` with ``change(value, kind)`` applied to every secret, at any depth
+    (to each value of a VALUES dict)."""
     if isinstance(config, list):
         return [_walk(item, secrets, change) for item in config]
     if not isinstance(config, dict) or _is_sealed_entry(config):
         return config
-    return {
-        key: change(value)
-        if key in secrets or _is_sealed_entry(value)
-        else _walk(value, secrets, change)
-        for key, value in config.items()
-    }
+    return {key: _change(key, value, secrets, change) for key, value in config.items()}
+
+
+def _change(key: str, value: Any, secrets: dict[str, str], change) -> Any:
+    kind = secrets.get(key)
+    if kind == VALUES and isinstance(value, dict):
+        return {name: change(item, VALUE) for name, item in value.items()}
+    if kind is not None or _is_sealed_entry(value):
+        return change(value, kind or VALUE)
+    return _walk(value, secrets, change)
+
+
+# --- URL user info ---------------------------------------------------------------------------
+
+
+def userinfo(url: Any) -> str | None:
+    """The ``user:password`` of ``url`` as the schema reads it (percent-encoded), or None.
+    Read from the schema's own normal form: it accepts ``http:u:p@host`` and other spellings
+    that a look for ``://`` would miss, and a password must never be shown for that."""
+    normal = _normalized(url)
+    return _written_userinfo(normal) if normal else None
+
+
+def with_userinfo(url: str, info: str | None) -> str:
+    """``url`` (written ``scheme://...``) with its user info replaced by ``info`` (removed when
+    None)."""
+    span = _authority(url)
+    if span is None:
+        return url
+    host = url[span[0] : span[1]].rpartition("@")[2]
+    return url[: span[0]] + (f"{info}@" if info else "") + host + url[span[1] :]
+
+
+def _normalized(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return None
+    try:
+        return str(_URL.validate_python(url))
+    except ValidationError:
+        return None
+
+
+def _written_userinfo(url: str) -> str | None:
+    span = _authority(url)
+    if span is None:
+        return None
+    authority = url[span[0] : span[1]]
+    return authority.rpartition("@")[0] if "@" in authority else None
+
+
+def _authority(url: str) -> tuple[int, int] | None:
+    """Where the authority (user info and host) of a ``scheme://...`` URL starts and ends."""
+    if "://" not in url:
+        return None
+    start = url.index("://") + 3
+    ends = [i for i in (url.find(c, start) for c in "/?#\\") if i >= 0]
+    return start, min(ends, default=len(url))
+
+
+def _shown_url(url: str) -> str:
+    normal = _normalized(url)
+    if normal is None:  # not a URL: where a password would be cannot be told, so none is shown
+        return SECRET_MARKER if "@" in url else url
+    return with_userinfo(normal, SECRET_MARKER) if _written_userinfo(normal) else url
+
+
+# --- sealing, opening, showing, merging --------------------------------------------------------
 
 
 def seal_config(transport: str, config: dict) -> dict:
@@ -235,9 +307,13 @@ def seal_config(transport: str, config: dict) -> dict:
     if not enabled():
         return dict(config)
 
-    def seal_one(value):
+    def seal_one(value, kind):
         if not _is_set(value) or _is_sealed_entry(value) or not isinstance(value, str):
             return value
+        if kind == USERINFO:
+            if not userinfo(value):
+                return value  # nothing secret in it: stays readable
+            return {"sealed": seal_token(value), "shown": _shown_url(value)}
         return {"sealed": seal_token(value)}
 
     return _walk(config, secret_fields(transport), seal_one)
@@ -246,7 +322,7 @@ def seal_config(transport: str, config: dict) -> dict:
 def open_config(transport: str, config: dict) -> dict:
     """``config`` as the transport needs it: every sealed secret opened. Never log the result."""
 
-    def open_one(value):
+    def open_one(value, kind):
         if _is_sealed_entry(value):
             return unseal_token(value["sealed"]).decode()
         return value
@@ -256,12 +332,17 @@ def open_config(transport: str, config: dict) -> dict:
 
 def public_config(destination) -> dict:
     """The destination's config for forms, the API, exports and logs: a set secret shows as
-    ``SECRET_MARKER``, an unset one as None; secrets are write-only."""
-    return _walk(
-        dict(destination.config or {}),
-        secret_fields(destination.transport),
-        lambda value: SECRET_MARKER if _is_set(value) else None,
-    )
+    ``SECRET_MARKER``, an unset one as None, a URL's user info as the marker; secrets are
+    write-only."""
+    return _walk(dict(destination.config or {}), secret_fields(destination.transport), _shown)
+
+
+def _shown(value: Any, kind: str) -> Any:
+    if kind == USERINFO:
+        if _is_sealed_entry(value):
+            return value.get("shown") or SECRET_MARKER
+        return _shown_url(value) if isinstance(value, str) else value
+    return SECRET_MARKER if _is_set(value) else None
 
 
 def merge_config(transport: str, old: dict, new: dict) -> dict:
@@ -270,25 +351,81 @@ def merge_config(transport: str, old: dict, new: dict) -> dict:
     return _merge(old, new, secret_fields(transport))
 
 
-def masked(config: dict, secrets: frozenset[str]) -> dict:
+def masked(config: dict, secrets: dict[str, str]) -> dict:
     """``config`` with each of ``secrets`` shown as the marker (set) or None (unset)."""
-    return _walk(dict(config or {}), secrets, lambda v: SECRET_MARKER if _is_set(v) else None)
+    return _walk(dict(config or {}), secrets, _shown)
 
 
-def merged(old: dict, new: dict, secrets: frozenset[str]) -> dict:
+def merged(old: dict, new: dict, secrets: dict[str, str]) -> dict:
     """``merge_config`` for secrets named by the caller (a channel source's, say)."""
     return _merge(old, new, secrets)
 
 
-def _merge(old: Any, new: Any, secrets: frozenset[str]) -> Any:
+def _merge(old: Any, new: Any, secrets: dict[str, str]) -> Any:
     if not isinstance(new, dict) or not isinstance(old, dict):
         return new
     merged = {}
     for key, value in new.items():
-        if key in secrets and value in (None, "", SECRET_MARKER) and _is_set(old.get(key)):
-            merged[key] = old[key]
-        elif key in secrets and value == SECRET_MARKER:
-            continue  # a marker with nothing stored behind it is not a secret to keep
+        kind = secrets.get(key)
+        if kind == VALUES and isinstance(value, dict):
+            stored = old.get(key) if isinstance(old.get(key), dict) else {}
+            merged[key] = {
+                name: kept
+                for name, item in value.items()
+                if (kept := _merge_secret(stored.get(name), item)) is not _DROP
+            }
+        elif kind == USERINFO:
+            merged[key] = _merge_userinfo(old.get(key), value)
+        elif kind == VALUE:
+            if (kept := _merge_secret(old.get(key), value)) is not _DROP:
+                merged[key] = kept
         else:
             merged[key] = _merge(old.get(key), value, secrets)
     return merged
+
+
+_DROP = object()
+
+
+def _merge_secret(old: Any, new: Any) -> Any:
+    if new in (None, "", SECRET_MARKER) and _is_set(old):
+        return old
+    if new == SECRET_MARKER:
+        return _DROP  # a marker with nothing stored behind it is not a secret to keep
+    return new
+
+
+def _merge_userinfo(old: Any, new: Any) -> Any:
+    """A URL whose user info is the marker keeps the stored user info (the rest may change)."""
+    if not isinstance(new, str) or _written_userinfo(new) != SECRET_MARKER:
+        return new
+    stored = unseal_token(old["sealed"]).decode() if _is_sealed_entry(old) else old
+    return with_userinfo(new, userinfo(stored))
+
+
+def secret_values(transport: str, config: dict) -> dict[str, str]:
+    """Every set secret of ``config``, opened, by its dotted place (``auth.token``,
+    ``headers.X-Api-Key``, ``base_url`` for its user info): what an audit compares to say
+    which secrets changed, never what it writes."""
+    found: dict[str, str] = {}
+    _secret_leaves(open_config(transport, config), secret_fields(transport), "", found)
+    return found
+
+
+def _secret_leaves(config: Any, secrets: dict[str, str], where: str, found: dict) -> None:
+    if not isinstance(config, dict | list):
+        return
+    items = enumerate(config) if isinstance(config, list) else config.items()
+    for key, value in items:
+        place = f"{where}{key}"
+        kind = secrets.get(key) if isinstance(key, str) else None
+        if kind == VALUES and isinstance(value, dict):
+            found.update({f"{place}.{name}": v for name, v in value.items() if _is_set(v)})
+        elif kind == USERINFO:
+            if info := userinfo(value):
+                found[place] = info
+        elif kind == VALUE:
+            if _is_set(value):
+                found[place] = value
+        else:
+            _secret_leaves(value, secrets, f"{place}.", found)

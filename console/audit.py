@@ -7,6 +7,7 @@ a small JSON detail). Never put message bodies, passwords or tokens in ``detail`
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -106,12 +107,22 @@ def changes(before: dict, after: dict) -> dict:
     }
 
 
-def record_change(request, noun: str, pk, before: dict | None, after: dict) -> dict:
+SECRET_CHANGED = "secret changed"
+
+
+def record_change(
+    request, noun: str, pk, before: dict | None, after: dict, *, secrets: Sequence[str] = ()
+) -> dict:
     """Audit a config object's creation (``before`` None) or update with its diff, the one way
     the API and the console pages do it. ``before``/``after`` are its public form (secrets only as
-    the marker). An update that changed nothing writes nothing; the diff is returned."""
+    the marker); ``secrets`` names the secrets that changed, which the public form cannot show:
+    they are written as "secret changed", never their value. An update that changed nothing
+    writes nothing; what changed is returned."""
     diff = changes(before or {}, after)
-    if before is None or diff:
+    detail: dict[str, Any] = {"changes": diff}
+    if secrets and before is not None:
+        detail["secrets"] = {place: SECRET_CHANGED for place in secrets}
+    if before is None or diff or secrets:
         action = "created" if before is None else "updated"
-        record(request, f"{noun}.{action}", target=f"{noun}:{pk}", detail={"changes": diff})
-    return diff
+        record(request, f"{noun}.{action}", target=f"{noun}:{pk}", detail=detail)
+    return {**diff, **detail.get("secrets", {})}

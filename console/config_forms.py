@@ -35,6 +35,7 @@ from pydantic import AnyUrl, BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
+from adapters.codecs.bounded_json import BoundedDecoder
 from adapters.registry import ConfigError, transport_class
 from channels_app.destinations import checked_config
 from channels_app.sealing import SECRET_MARKER
@@ -136,7 +137,8 @@ def _node(key: str, info: FieldInfo, name: str, conditional: bool) -> Node:
     inner, nullable, limits = _unwrap(info.annotation)
     limits = (*info.metadata, *limits)
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-    if extra.get("secret") or _is(inner, SecretStr):
+    # (A URL's user info and header values are secrets too, shown as the marker in their input.)
+    if extra.get("secret") is True or _is(inner, SecretStr):
         return Leaf(key, name, info, "secret", nullable, conditional)
     if isinstance(inner, tuple) and isinstance(info.discriminator, str):
         node = Variants(key, name, info, info.discriminator, nullable, conditional)
@@ -200,7 +202,10 @@ def _default(info: FieldInfo) -> Any:
 
 
 class PrettyJSONField(forms.JSONField):
-    """A JSON textarea that shows its value indented."""
+    """A JSON textarea that shows its value indented; too deep a value is invalid JSON."""
+
+    def __init__(self, **kwargs):
+        super().__init__(decoder=BoundedDecoder, **kwargs)
 
     def prepare_value(self, value):
         if isinstance(value, InvalidJSONInput):

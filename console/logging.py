@@ -9,7 +9,9 @@ traceback, so every handler after it, and every formatter, sees only the scrubbe
 - HL7 composite values (``DOE^JANE^Q``), which name a patient even without their segment;
 - string literals and parameters of logged SQL (Django logs queries with DEBUG on);
 - bearer and token authorization values, ``password=``/``secret=``/``token=``/``api_key=`` pairs
-  (query strings, JSON, key=value), and passwords inside URLs (``scheme://user:pw@host``).
+  (query strings, JSON, key=value), and passwords inside URLs (``scheme://user:pw@host``);
+- the hub's own API tokens wherever they appear (``hub_<prefix>_<secret>``: the prefix, which
+  names the token, stays).
 
 The filter never drops a record: a log line that lost its detail still says that something happened.
 """
@@ -33,6 +35,7 @@ _SECRET_PAIR = re.compile(
     r"(?i)\b((?:password|passwd|pwd|secret|client_secret|token|access_token|api[_-]?key|"
     r"authorization)[\"']?\s*[=:]\s*[\"']?)([^\s&\"',;}]+)"
 )
+_HUB_TOKEN = re.compile(r"(?<![A-Za-z0-9])(hub_[A-Za-z0-9]{12}_)[A-Za-z0-9_-]{20,}")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@")
 
 
@@ -61,6 +64,8 @@ def scrub(text: str) -> str:
         text = _COMPOSITE.sub(_composite, text)
     text = _AUTHORIZATION.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _SECRET_PAIR.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    if "hub_" in text:
+        text = _HUB_TOKEN.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
 
 

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+from adapters.codecs import bounded_json
 from adapters.codecs.custom_json import MEDIA_TYPE as CUSTOM_JSON
 
 MASK: Final = "***"
@@ -403,7 +404,7 @@ def _raw_values(raw: str, content_type: str) -> list[str]:
     if "json" not in content_type:
         return list(_hl7_values(raw))
     try:
-        data = json.loads(raw)
+        data = bounded_json.loads(raw)
     except (ValueError, RecursionError):
         return _json_string_values(raw)
     if content_type == CUSTOM_JSON:
@@ -597,7 +598,7 @@ def mask_body(raw: str, content_type: str, *, indent: int | None = None) -> str:
     if "json" not in content_type:
         return mask_hl7(raw)
     try:
-        data = json.loads(raw)
+        data = bounded_json.loads(raw)
     except (ValueError, RecursionError):
         return MASK if raw else raw
     masked = mask_json(data) if content_type == CUSTOM_JSON else mask_fhir(data)

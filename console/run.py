@@ -29,7 +29,8 @@ def main() -> int:
     host, port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8000")
     embedded.VAR_DIR.mkdir(parents=True, exist_ok=True)
     commands = {
-        "web": [py, "-m", "daphne", "-b", host, "-p", port, "console.asgi:application"],
+        # daphne, with its access log scrubbed of tokens (console/web.py).
+        "web": [py, "-m", "console.web", "-b", host, "-p", port, "console.asgi:application"],
         # Processing is CPU-bound (processes); delivery waits on the network (threads).
         "worker": [
             py,

@@ -210,6 +210,12 @@ REST_FRAMEWORK = {
     ],
     # The role check itself runs in console.access.RoleMiddleware; this repeats it inside DRF.
     "DEFAULT_PERMISSION_CLASSES": ["console.api.auth.DeclaredRole"],
+    # JSON bodies bounded in depth and size (adapters/codecs/bounded_json.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "console.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "console.api.pagination.Pages",
     "PAGE_SIZE": 50,

@@ -25,6 +25,12 @@ from console.models import ApiToken
 from console.roles import Role
 
 TOKEN_RE = re.compile(r"^hub_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+# A hub token anywhere in a text, and the query parameters other APIs carry credentials in: a URL
+# is written to access logs, proxies and browser history, so a credential there is refused.
+TOKEN_IN_TEXT = re.compile(r"hub_[A-Za-z0-9]{12}_[A-Za-z0-9_-]{43}")
+CREDENTIAL_PARAMS = frozenset(
+    {"token", "access_token", "auth_token", "api_key", "apikey", "api-key", "bearer", "password"}
+)
 # Writing last_used_at on every request would turn reads into writes; a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 DURATION_RE = re.compile(r"^(\d+)\s*([dhm])$")
@@ -116,6 +122,15 @@ def authenticate(bearer: str) -> ApiToken | None:
     return token
 
 
+def credential_in_query(request) -> str | None:
+    """The query parameter of ``request`` that carries a credential (by its name, or a hub
+    token as its value), or None."""
+    for name, values in request.GET.lists():
+        if name.lower() in CREDENTIAL_PARAMS or any(TOKEN_IN_TEXT.search(v) for v in values):
+            return name
+    return None
+
+
 def bearer_of(request) -> str | None:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
@@ -127,12 +142,22 @@ def bearer_of(request) -> str | None:
 class TokenMiddleware:
     """``Authorization: Bearer hub_…`` signs the request in as the token's account, with the
     token's role (whatever groups the account is in). A bad, expired or revoked token gets 401
-    at once: a caller that sent credentials must never be served as anonymous."""
+    at once: a caller that sent credentials must never be served as anonymous. A credential in
+    the query string gets 400, whether or not it is valid: it is never used from there."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if (name := credential_in_query(request)) is not None:
+            return JsonResponse(
+                {
+                    "detail": f"Credentials are not accepted in the URL (query parameter "
+                    f"{name!r}): URLs are written to logs. Send a token as "
+                    "'Authorization: Bearer hub_…'."
+                },
+                status=400,
+            )
         bearer = bearer_of(request)
         if bearer is None:
             return self.get_response(request)

@@ -112,7 +112,14 @@ class FhirSink:
                 with sink.lock:
                     status = sink.next_status()
                     sink.requests.append(
-                        {"key": key, "body": body, "status": status, "path": self.path}
+                        {
+                            "key": key,
+                            "body": body,
+                            "status": status,
+                            "path": self.path,
+                            "authorization": self.headers.get("Authorization"),
+                            "api_key": self.headers.get("X-Api-Key"),
+                        }
                     )
                 if sink.hold_s:
                     time.sleep(sink.hold_s)

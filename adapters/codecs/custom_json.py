@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from adapters.codecs import bounded_json
 from adapters.mapping.codesystems import URI_SYSTEM
 from adapters.mapping.context import search_value, stable_uuid
 from adapters.mapping.field_rules import (
@@ -123,13 +124,13 @@ class JsonMap:
 def read(raw: bytes) -> Any:
     """The document in ``raw``; NotJson with the reason when it is not a JSON object or array."""
     try:
-        document = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        document = bounded_json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except bounded_json.JsonLimitError as exc:
+        raise NotJson(f"not JSON the hub can read: {exc}")
     except UnicodeDecodeError as exc:
         raise NotJson(f"not JSON: the body is not UTF-8 text ({exc.reason})", f"byte {exc.start}")
     except json.JSONDecodeError as exc:
         raise NotJson(f"not JSON: {exc.msg}", f"line {exc.lineno} column {exc.colno}")
-    except RecursionError:
-        raise NotJson("not JSON the hub can read: nested too deeply")
     if not isinstance(document, dict | list):
         raise NotJson(f"custom JSON must be an object or an array, not {type(document).__name__}")
     return document

@@ -3,9 +3,8 @@ valid R4 Bundle. A single resource becomes a one-entry transaction Bundle."""
 
 from __future__ import annotations
 
-import json
-
 from adapters.base import AdapterError
+from adapters.codecs import bounded_json
 from adapters.mapping.validation import validate
 
 MEDIA_TYPE = "application/fhir+json"
@@ -16,9 +15,10 @@ class NotFhir(AdapterError):
 
 
 def read(raw: bytes) -> dict:
-    """The canonical Bundle for ``raw``; raises ValueError (not JSON), NotFhir, or the
-    validator's MappingError (naming the field and its path)."""
-    resource = json.loads(raw)
+    """The canonical Bundle for ``raw``; raises ValueError (not JSON, or JSON nested too deeply:
+    bounded_json.JsonLimitError), NotFhir, or the validator's MappingError (naming the field and
+    its path)."""
+    resource = bounded_json.loads(raw)
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise NotFhir("JSON without a resourceType is not a FHIR resource", permanent=True)
     bundle = as_bundle(resource)

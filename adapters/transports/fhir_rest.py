@@ -36,9 +36,19 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
+from adapters.codecs import bounded_json
 from adapters.registry import register_transport
 from adapters.transports.base import Payload, SendResult, TransportError
-from adapters.transports.webhook import is_permanent, origin, request, secret, short
+from adapters.transports.webhook import (
+    headers_field,
+    is_permanent,
+    origin,
+    request,
+    secret,
+    short,
+    split_userinfo,
+    url_field,
+)
 
 # A cached token is replaced this long before it expires (at most), so no request carries a token
 # that expires in flight.
@@ -49,7 +59,7 @@ DEFAULT_TOKEN_LIFETIME_S = 300.0
 class OAuth2(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    token_url: HttpUrl
+    token_url: HttpUrl = url_field()
     client_id: str
     client_secret: SecretStr = secret()
     scope: str = ""
@@ -65,7 +75,9 @@ class FhirRestTransport:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        base_url: HttpUrl = Field(description="The FHIR server's base, e.g. https://ehr/fhir/R4.")
+        base_url: HttpUrl = url_field(
+            description="The FHIR server's base, e.g. https://ehr/fhir/R4."
+        )
         mode: Literal["transaction", "per_resource"] = Field(
             "transaction",
             description="One transaction Bundle per message, or each resource on its own "
@@ -75,7 +87,7 @@ class FhirRestTransport:
             None, "A static token; or use OAuth2 client credentials instead."
         )
         oauth2: OAuth2 | None = None
-        headers: dict[str, str] = Field({}, description="Extra HTTP headers, as a JSON object.")
+        headers: dict[str, str] = headers_field()
 
         @model_validator(mode="after")
         def _one_auth(self):
@@ -85,10 +97,12 @@ class FhirRestTransport:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.url = str(config.base_url).rstrip("/") + "/"
+        self.url, url_auth = split_userinfo(str(config.base_url).rstrip("/") + "/")
         self.where = origin(self.url, path=True)  # for messages: no user info, no query
         self.tokens = TokenSource(config.oauth2) if config.oauth2 else None
         self.headers = {"Accept": "application/fhir+json", **config.headers}
+        if url_auth:
+            self.headers["Authorization"] = url_auth
         if config.bearer_token:
             self.headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
 
@@ -253,7 +267,7 @@ class TokenSource:
             raise TransportError(f"no OAuth2 token: {exc}")
         text = short(response.data).replace(secret_value, "***")
         try:
-            answer = json.loads(text)
+            answer = bounded_json.loads(text)
         except ValueError:
             answer = {}
         if not isinstance(answer, dict):
@@ -380,7 +394,7 @@ def _json(data: bytes) -> Any:
     if data[:64].lstrip()[:1] != b"{":
         return None
     try:
-        return json.loads(data)
+        return bounded_json.loads(data)  # a destination's answer is input too: bounded
     except ValueError:
         return None
 

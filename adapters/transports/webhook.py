@@ -24,7 +24,7 @@ import base64
 import json
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import fhirpathpy
 import urllib3
@@ -83,6 +83,18 @@ def request(
         raise TransportError(f"cannot reach {url_shown}: {reason(exc)}")
 
 
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` and the Basic Authorization header that stands for
+    it (None without one): urllib3 drops user info from a URL, so it is sent as a header."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    header = "Basic " + base64.b64encode(pair).decode("ascii")
+    return urlunsplit(parts._replace(netloc=host)), header
+
+
 def origin(url: str, *, path: bool = False) -> str:
     """``scheme://host:port`` (and the path, if asked) without user info or query."""
     parts = urlsplit(url)
@@ -111,6 +123,21 @@ def short(data: bytes, limit: int = 1000) -> str:
 def secret(default: Any = ..., description: str | None = None) -> Any:
     """A config field holding a secret (a SecretStr: hidden in repr/str), marked for the UI form."""
     return Field(default, description=description, json_schema_extra={"secret": True})
+
+
+def url_field(default: Any = ..., description: str | None = None) -> Any:
+    """A URL whose ``user:password@``, if it has one, is a secret (sealed, shown as a marker)."""
+    return Field(default, description=description, json_schema_extra={"secret": "userinfo"})
+
+
+def headers_field() -> Any:
+    """Extra HTTP headers: their values are secrets (API keys travel there), their names not."""
+    return Field(
+        {},
+        description="Extra HTTP headers, as a JSON object. Values are write-only: stored ones "
+        "show as ••••, and sending •••• back keeps them.",
+        json_schema_extra={"secret": "values"},
+    )
 
 
 class NoAuth(BaseModel):
@@ -190,7 +217,7 @@ class WebhookTransport:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        url: HttpUrl = Field(description="Where each message is sent.")
+        url: HttpUrl = url_field(description="Where each message is sent.")
         method: Literal["POST", "PUT"] = "POST"
         body: Literal["canonical", "template"] = Field(
             "canonical",
@@ -201,7 +228,7 @@ class WebhookTransport:
             description='JSON whose "=expr" strings are FHIRPath on the Bundle, e.g. '
             '{"mrn": "=Bundle.entry.resource.ofType(Patient).identifier.value"}.',
         )
-        headers: dict[str, str] = Field({}, description="Extra HTTP headers, as a JSON object.")
+        headers: dict[str, str] = headers_field()
         auth: Auth = NoAuth()
 
         @model_validator(mode="after")
@@ -214,7 +241,7 @@ class WebhookTransport:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.url = str(config.url)
+        self.url, url_auth = split_userinfo(str(config.url))
         # Webhook URLs often carry a secret in their path or query: messages name the origin.
         self.where = origin(self.url)
         self.template = Template(config.template) if config.body == "template" else None
@@ -223,7 +250,7 @@ class WebhookTransport:
             "Accept": "application/json",
             **config.headers,
         }
-        if auth := config.auth.header():
+        if auth := config.auth.header() or url_auth:
             self.headers["Authorization"] = auth
 
     def send(self, payload: Payload, *, timeout: float) -> SendResult:

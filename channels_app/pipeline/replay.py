@@ -29,7 +29,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from adapters.base import AdapterError
-from adapters.codecs import fhir_json, hl7v2
+from adapters.codecs import bounded_json, fhir_json, hl7v2
 from adapters.codecs.hl7v2_ack import Header
 from channels_app.models import Delivery, Message, ReplayJob
 from channels_app.sealing import SealError, seal, unseal
@@ -384,7 +384,7 @@ def _read_json(original: Message, raw: bytes) -> dict:
         if fhir:
             fhir_json.read(raw)
         else:
-            json.loads(raw)
+            bounded_json.loads(raw)
     except (ValueError, AdapterError) as exc:
         kind = "FHIR JSON" if fhir else "JSON"
         raise ResendRefused(f"the edited {kind} cannot be read: {exc}") from None

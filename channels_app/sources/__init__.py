@@ -60,7 +60,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
 }
 
 
-def source_secrets(source_type: str) -> frozenset[str]:
+def source_secrets(source_type: str) -> dict[str, str]:
     return schema_secrets(*SCHEMAS.get(source_type, ()))
 
 

@@ -16,9 +16,11 @@ from django.db import connection, transaction
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json
 from adapters.codecs.hl7v2_ack import Header
+from adapters.transports.mllp import KEEP_OF_OVERSIZE
 from channels_app.models import Channel
 from channels_app.pipeline import ingest
 from channels_app.sources import json_map
+from channels_app.sources.mllp import storable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,11 @@ class Refused(Exception):
         self.status, self.detail = status, detail
 
 
+class Oversize(Refused):
+    """Larger than the channel takes: answered 413, but kept like an oversize MLLP frame (its
+    head, with the error), so the console shows what was refused."""
+
+
 def check_request(channel: Channel, raw: bytes) -> None:
     """Refused unless ``channel`` takes HTTP messages and ``raw`` is a body it can take."""
     if channel.source_type != Channel.SourceType.HTTP or not channel.enabled:
@@ -52,7 +59,7 @@ def check_request(channel: Channel, raw: bytes) -> None:
     if not raw.strip():
         raise Refused(400, "the body is empty")
     if len(raw) > channel.max_message_bytes:
-        raise Refused(413, f"the body is larger than {channel.max_message_bytes} bytes")
+        raise Oversize(413, f"the body is larger than {channel.max_message_bytes} bytes")
 
 
 def takes_json(channel: Channel) -> bool:
@@ -114,6 +121,12 @@ def store(item: ingest.Inbound) -> ingest.Stored:
         if stored.message_id and not item.error:
             transaction.on_commit(lambda: _dispatch(stored.message_id))
     return stored
+
+
+def store_oversize(raw: bytes, channel: Channel, sender: Sender, media: str, reason: str):
+    item = ingest.framing_error(raw[:KEEP_OF_OVERSIZE], reason, **_common(channel, sender))
+    item.content_type = FHIR_JSON if media in FHIR_TYPES else HL7_TYPES[0]
+    return store(storable(item))
 
 
 def error_answer(item: ingest.Inbound) -> tuple[int, str]:

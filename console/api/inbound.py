@@ -95,6 +95,9 @@ class InboundView(APIView):
                     )
             else:
                 return _refuse(415, f"send HL7 v2 ({HL7_TYPES[0]}) or FHIR JSON ({FHIR_JSON})")
+        except http.Oversize as refused:
+            stored = http.store_oversize(raw, channel, sender, media, refused.detail)
+            return _refuse(refused.status, refused.detail, message_id=stored.message_id)
         except http.Refused as refused:
             return _refuse(refused.status, refused.detail)
         stored = http.store(item)

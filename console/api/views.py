@@ -18,6 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from channels_app.channels import DeleteRefused
+from channels_app.destinations import secret_fingerprints, secrets_changed
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline import replay as replay_stage
 from console import audit, channel_actions, replays, tokens
@@ -72,11 +73,22 @@ class AuditedConfigViewSet(
 
     def perform_update(self, serializer):
         before = self.get_serializer(serializer.instance).data
+        secrets_before = self.secret_fingerprints(serializer.instance)
         with transaction.atomic():
             obj = serializer.save()
+            changed = secrets_changed(secrets_before, self.secret_fingerprints(obj))
             audit.record_change(
-                self.request, self.noun, obj.pk, before, self.get_serializer(obj).data
+                self.request,
+                self.noun,
+                obj.pk,
+                before,
+                self.get_serializer(obj).data,
+                secrets=changed,
             )
+
+    def secret_fingerprints(self, obj) -> dict[str, str]:
+        """The object's secrets, digested (see channels_app.destinations); none by default."""
+        return {}
 
     def _set_paused(self, request, paused: bool):
         from channels_app.pipeline import control
@@ -249,6 +261,9 @@ class DestinationViewSet(AuditedConfigViewSet):
         "pause": OPERATOR,
         "resume": OPERATOR,
     }
+
+    def secret_fingerprints(self, obj) -> dict[str, str]:
+        return secret_fingerprints(obj.transport, obj.config)
 
     def get_queryset(self):
         queryset = super().get_queryset()

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from adapters.registry import transport_class, transport_names
+from channels_app.destinations import secret_fingerprints, secrets_changed
 from channels_app.models import Channel, Destination
 from console import audit
 from console.access import requires
@@ -54,6 +55,7 @@ def _edit(request, destination: Destination):
     is_new = destination.pk is None
     # Before the forms are validated: a ModelForm writes what it cleans onto its instance.
     before = None if is_new else DestinationSerializer(destination).data
+    secrets_before = secret_fingerprints(destination.transport, destination.config)
     title = "New destination" if is_new else destination.name
     form = DestinationForm(data, instance=destination)
     config_form = ConfigForm(
@@ -68,7 +70,15 @@ def _edit(request, destination: Destination):
             destination.config = config_form.config  # merged, validated and sealed
             destination.save()
             after = DestinationSerializer(destination).data
-            diff = audit.record_change(request, "destination", destination.pk, before, after)
+            secrets_after = secret_fingerprints(destination.transport, destination.config)
+            diff = audit.record_change(
+                request,
+                "destination",
+                destination.pk,
+                before,
+                after,
+                secrets=secrets_changed(secrets_before, secrets_after),
+            )
         if is_new:
             messages.success(request, f"Destination “{destination.name}” added.")
         elif diff:

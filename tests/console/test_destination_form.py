@@ -212,7 +212,8 @@ def test_changing_the_transport_swaps_in_its_fields(analyst):
 
 def test_a_stored_secret_is_never_rendered_back(analyst, webhook):
     html = analyst.get(f"/destinations/{webhook.pk}/edit/").content.decode()
-    assert TOKEN not in html and SECRET_MARKER not in html and "gAAAAA" not in html
+    assert TOKEN not in html and "gAAAAA" not in html
+    assert SECRET_MARKER not in field_block(html, "config-auth__bearer__token")
     token = Inputs(html).controls["config-auth__bearer__token"]
     assert token["type"] == "password" and "value" not in token
     assert "stored — leave blank to keep" in field_block(html, "config-auth__bearer__token")
@@ -394,8 +395,12 @@ def test_a_save_writes_one_audit_row_with_the_diff(analyst, analyst_user, webhoo
     assert set(changes) == {"timeout_s", "config"}
     assert changes["timeout_s"] == [30.0, 12.0]
     before, after = changes["config"]
-    assert after["headers"] == {"X-Source": "hub", "X-Env": "prod"}
+    assert after["headers"] == {"X-Source": SECRET_MARKER, "X-Env": SECRET_MARKER}
     assert before["auth"]["token"] == after["auth"]["token"] == SECRET_MARKER
+    assert event.detail["secrets"] == {
+        "config.auth.token": "secret changed",
+        "config.headers.X-Env": "secret changed",
+    }
     assert TOKEN not in json.dumps(event.detail) and "tok-rotated" not in json.dumps(event.detail)
 
     # Saving again with nothing changed writes nothing.

@@ -42,9 +42,20 @@ def destination(db, settings):
 
 
 def test_the_schema_declares_which_fields_are_secret():
-    assert secret_fields("fhir_rest") == {"bearer_token", "client_secret"}  # oauth2.client_secret
-    assert secret_fields("webhook") == {"token", "password"}  # inside auth
-    assert secret_fields("no-such-transport") == frozenset()
+    assert secret_fields("fhir_rest") == {
+        "bearer_token": "value",
+        "client_secret": "value",  # oauth2.client_secret
+        "base_url": "userinfo",  # https://user:password@...
+        "token_url": "userinfo",
+        "headers": "values",  # every header's value
+    }
+    assert secret_fields("webhook") == {
+        "token": "value",  # inside auth
+        "password": "value",
+        "url": "userinfo",
+        "headers": "values",
+    }
+    assert secret_fields("no-such-transport") == {}
 
 
 def test_a_secret_is_sealed_in_the_database(destination):

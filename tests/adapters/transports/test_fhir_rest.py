@@ -10,6 +10,7 @@ import pytest
 
 from adapters.registry import ConfigError, build_transport
 from adapters.transports.base import Payload, TransportError
+from tests.adapters.transports.http_peer import HttpPeer, Reply
 from tests.support import FhirSink, free_port
 
 PAYLOAD = Payload(
@@ -77,3 +78,14 @@ def test_bearer_token_is_sent_and_never_shown(sink):
 def test_bad_config_names_the_field():
     with pytest.raises(ConfigError, match="base_url"):
         build_transport("fhir_rest", {"base_url": "not a url"})
+
+
+def test_a_deeply_nested_answer_is_not_json_to_read_not_a_crash():
+    deep = b'{"resourceType": "OperationOutcome", "issue": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    peer = HttpPeer({"/": lambda request: Reply(400, deep)}).start()
+    try:
+        with pytest.raises(TransportError) as caught:
+            transport(peer.url().rstrip("/") + "/fhir").send(PAYLOAD, timeout=5)
+    finally:
+        peer.stop()
+    assert caught.value.permanent and caught.value.status_code == 400

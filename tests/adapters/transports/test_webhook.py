@@ -239,3 +239,18 @@ def test_messages_name_the_origin_not_a_secret_in_the_url(server):
     with pytest.raises(TransportError) as caught:
         webhook(f"http://127.0.0.1:{free_port()}/hook-SECRET").send(PAYLOAD, timeout=2)
     assert "SECRET" not in str(caught.value)
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(server):
+    peer = server(500, b"upstream broke")
+    url = peer.url().replace("http://", "http://svc%40hub:pw%2FSECRET-3@")
+    t = webhook(url)
+    with pytest.raises(TransportError) as caught:
+        t.send(PAYLOAD, timeout=5)
+    assert "SECRET-3" not in str(caught.value)
+    expected = "Basic " + base64.b64encode(b"svc@hub:pw/SECRET-3").decode()
+    assert peer.requests[0].headers["Authorization"] == expected
+    # An auth setting wins over the URL's credentials.
+    with pytest.raises(TransportError):
+        webhook(url, auth={"type": "bearer", "token": "tok-4"}).send(PAYLOAD, timeout=5)
+    assert peer.requests[1].headers["Authorization"] == "Bearer tok-4"
