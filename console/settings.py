@@ -231,6 +231,7 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.deliver": {"queue": "deliver"},
     "channels_app.tasks.sweep": {"queue": "default"},
     "channels_app.tasks.prune_bodies": {"queue": "default"},
+    "channels_app.tasks.rollup_stats": {"queue": "default"},
     # Bulk replays: a few statements per 500 messages; the deliveries they reset go to "deliver".
     "channels_app.tasks.replay_job": {"queue": "default"},
 }
@@ -252,6 +253,12 @@ CELERY_BEAT_SCHEDULE = {
     "prune-bodies": {
         "task": "channels_app.tasks.prune_bodies",
         "schedule": env_int("RETENTION_EVERY_S", 3600),
+    },
+    # Closed minutes of statistics from Redis into PostgreSQL (channels_app/stats.py).
+    "rollup-stats": {
+        "task": "channels_app.tasks.rollup_stats",
+        "schedule": env_int("STATS_ROLLUP_EVERY_S", 30),
+        "options": {"expires": env_int("STATS_ROLLUP_EVERY_S", 30)},
     },
 }
 

@@ -1,5 +1,6 @@
 from channels_app.models.config import Channel, ChannelVersion, Destination
 from channels_app.models.replay import ReplayJob
+from channels_app.models.stats import StatMinute
 from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
 
 __all__ = [
@@ -11,4 +12,5 @@ __all__ = [
     "Destination",
     "Message",
     "ReplayJob",
+    "StatMinute",
 ]

@@ -17,6 +17,7 @@ import psycopg
 
 from adapters.codecs import hl7v2
 from adapters.codecs.hl7v2_ack import Header
+from channels_app import events
 from channels_app.sealing import seal
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,7 @@ class GroupCommitter:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+            events.received(items, results)
             if self.on_stored:
                 ids = [
                     r.message_id

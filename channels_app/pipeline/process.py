@@ -13,6 +13,7 @@ from django.utils import timezone
 from adapters import mapping
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json, hl7v2
+from channels_app import events
 from channels_app.models import Delivery, Destination, Message
 from channels_app.pipeline import json_source, lanes
 from channels_app.pipeline.deliver import LANE_HEAD
@@ -78,6 +79,7 @@ def process_messages(ids: list[int]) -> list[int]:
             deliveries += [_delivery(message, d, parsed, now) for d in targets]
         _save_outcomes(messages)
         created = _create_deliveries(deliveries)
+    events.processed(messages)
     return [d.id for d in created if d.status == Delivery.Status.PENDING] + _lanes_unblocked(
         created
     )
@@ -159,7 +161,10 @@ def _claim(ids: list[int]) -> list[Message]:
     open_messages = (
         Message.objects.select_for_update(skip_locked=True)
         .filter(status=Message.Status.RECEIVED)
-        .only("id", "channel_id", "raw", "content_type", "status", "canonical", "issues")
+        .only(
+            *("id", "channel_id", "raw", "content_type", "status", "canonical", "issues"),
+            *("received_at", "message_type"),  # reported through the events seam
+        )
     )
     messages = list(open_messages.filter(id__in=ids).order_by("id"))
     room = BATCH_MAX - len(messages)

@@ -129,7 +129,7 @@ def test_a_large_bulk_replay_answers_202_with_a_job_to_poll(
 ):
     monkeypatch.setattr(replay, "INLINE_MAX", 1)
     started = []
-    monkeypatch.setattr("channels_app.tasks.replay_job.delay", started.append)
+    monkeypatch.setattr("channels_app.events.start_replay_job", started.append)
     client = signed_in(operator_user)
     with django_capture_on_commit_callbacks(execute=True):
         response = post(client, "/api/v1/messages/replay/", {"mode": "redeliver"})

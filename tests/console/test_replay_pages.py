@@ -103,7 +103,7 @@ def test_bulk_replay_uses_the_filters_and_shows_the_job(operator_user, failed):
 
 def test_a_running_job_polls_itself(operator_user, failed, monkeypatch):
     monkeypatch.setattr(replay, "INLINE_MAX", 0)
-    monkeypatch.setattr("channels_app.tasks.replay_job.delay", lambda job_id: None)
+    monkeypatch.setattr("channels_app.events.start_replay_job", lambda job_id: None)
     client = signed_in(operator_user)
     html = client.post("/messages/replay/", {"mode": "reprocess"}, **HTMX).content.decode()
     job = ReplayJob.objects.get()
