@@ -1,24 +1,19 @@
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from console import oidc
-from console.access import public, requires, signed_in
+from console.access import public, signed_in
 from console.api.metrics import MetricsView
-from console.roles import Role
 from console.security import LoginForm
-from console.views import audit, channels, destinations, messages, replay
+from console.views import audit, channels, dashboard, destinations, messages, replay
 
-# Every view declares who may open it (console.access); the home redirect and Django's auth views
+# Every view declares who may open it (console.access); Django's auth views
 # are declared here because they are not ours to decorate.
 
 urlpatterns = [
-    path(
-        "",
-        requires(Role.VIEWER)(RedirectView.as_view(pattern_name="messages", permanent=False)),
-        name="home",
-    ),
+    path("", dashboard.dashboard_page, name="home"),
+    path("dashboard/data/", dashboard.dashboard_data, name="dashboard-data"),
     path(
         "login/",
         public(

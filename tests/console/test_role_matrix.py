@@ -25,6 +25,7 @@ VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Rol
 # Route name -> minimum access per method (PUBLIC: anyone; SIGNED_IN: any signed-in user).
 MATRIX = {
     "home": {"GET": VIEWER, "POST": VIEWER},
+    "dashboard-data": {"GET": VIEWER, "POST": VIEWER},
     "login": {"GET": PUBLIC, "POST": PUBLIC},
     "logout": {"GET": SIGNED_IN, "POST": SIGNED_IN},
     "messages": {"GET": VIEWER, "POST": VIEWER},
@@ -108,6 +109,20 @@ def test_every_websocket_consumer_declares_its_role():
         if declared(getattr(route.callback, "consumer_class", route.callback)) is None
     ]
     assert not undeclared, f"websocket consumers without a role declaration: {undeclared}"
+
+
+# Websocket route -> the role its consumer declares (refusals: tests/console/test_dashboard_consumer).
+WEBSOCKET_MATRIX = {"ws/dashboard/": VIEWER}
+
+
+def test_every_websocket_route_is_in_its_table():
+    from console.routing import websocket_urlpatterns
+
+    declared_roles = {
+        str(route.pattern): declared(getattr(route.callback, "consumer_class", route.callback))
+        for route in websocket_urlpatterns
+    }
+    assert declared_roles == WEBSOCKET_MATRIX
 
 
 def test_every_route_is_in_the_table():
