@@ -150,7 +150,7 @@ if OIDC_ENABLED:
     AUTHENTICATION_BACKENDS.append("console.oidc.RoleMappingBackend")
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "messages"
+LOGIN_REDIRECT_URL = "home"  # the Dashboard: every role lands there
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
