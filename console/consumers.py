@@ -23,10 +23,11 @@ ROLE_LOST = 4401
 @requires(Role.VIEWER)
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
     """The Dashboard live: a snapshot on connect, a fresh one (at most every REFRESH_S) when the
-    statistics move, each error as it happens, and the 24 h part again every DAY_EVERY_S."""
+    statistics move, each error as it happens, and a snapshot every TICK_S even when nothing
+    happens (the windows slide on)."""
 
     REFRESH_S = 0.3
-    DAY_EVERY_S = 60.0
+    TICK_S = 15.0
 
     async def connect(self):
         if await self._refusal() is not None:
@@ -36,14 +37,14 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.view = dashboard.Scope.of({k: v[0] for k, v in query.items()})
         self.names = dashboard.Names()
         self.refresh: asyncio.Task | None = None
-        self.day_timer: asyncio.Task | None = None
+        self.ticker: asyncio.Task | None = None
         await self.channel_layer.group_add(events.GROUP, self.channel_name)
         await self.accept()
-        await self._send_snapshot(day=True)
-        self.day_timer = asyncio.create_task(self._day_refresh())
+        await self._send_snapshot()
+        self.ticker = asyncio.create_task(self._tick())
 
     async def disconnect(self, code):
-        for task in (getattr(self, "refresh", None), getattr(self, "day_timer", None)):
+        for task in (getattr(self, "refresh", None), getattr(self, "ticker", None)):
             if task is not None:
                 task.cancel()
         await self.channel_layer.group_discard(events.GROUP, self.channel_name)
@@ -81,16 +82,16 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def _refresh_soon(self):
         await asyncio.sleep(self.REFRESH_S)  # events of the next moments ride along
-        await self._send_snapshot(day=False)
+        await self._send_snapshot()
 
-    async def _day_refresh(self):
+    async def _tick(self):
         with contextlib.suppress(asyncio.CancelledError):
             while True:
-                await asyncio.sleep(self.DAY_EVERY_S)
-                await self._send_snapshot(day=True)
+                await asyncio.sleep(self.TICK_S)
+                await self._send_snapshot()
 
-    async def _send_snapshot(self, *, day: bool):
-        data = await database_sync_to_async(dashboard.snapshot)(self.view, day=day, errors=False)
+    async def _send_snapshot(self):
+        data = await database_sync_to_async(dashboard.snapshot)(self.view, errors=False)
         await self.send_json({"type": "snapshot", "data": data})
 
 

@@ -30,7 +30,7 @@ def dashboard_page(request):
 def dashboard_data(request):
     """The same snapshot as JSON: the page's fallback while its websocket is down."""
     view = dashboard.Scope.of(request.GET)
-    return JsonResponse(dashboard.snapshot(view, day=request.GET.get("day") != "0"))
+    return JsonResponse(dashboard.snapshot(view))
 
 
 def _label(view: dashboard.Scope) -> str:

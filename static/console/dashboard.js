@@ -9,7 +9,7 @@
   const POLL_MS = 3000;
   const RETRY_MS = 2000;
   const MAX_ERRORS = 50;
-  const state = { span: "hour", data: null, charts: {}, socket: null, pollTimer: null, polls: 0 };
+  const state = { span: "hour", data: null, charts: {}, socket: null, pollTimer: null };
 
   // --- figures
 
@@ -141,9 +141,9 @@
   }
 
   const CHARTS = {
-    throughput: { title: "Messages per step", series: [["received", "Received", "#0d6efd"], ["delivered", "Delivered", "#198754"]] },
-    errors: { title: "Errors per step", series: [["errors", "Errors", "#dc3545"]] },
-    latency: { title: "Latency received → delivered (ms)", series: [["p50", "p50", "#6c757d"], ["p95", "p95", "#fd7e14"], ["p99", "p99", "#dc3545"]] },
+    throughput: { title: "Messages", series: [["received", "Received", "#0d6efd"], ["delivered", "Delivered", "#198754"]] },
+    errors: { title: "Errors", series: [["errors", "Errors", "#dc3545"]] },
+    latency: { title: "Latency, received → delivered (ms)", latency: true, series: [["p50", "p50", "#6c757d"], ["p95", "p95", "#fd7e14"], ["p99", "p99", "#dc3545"]] },
   };
 
   function columns(series, spec) {
@@ -161,11 +161,15 @@
       }
       if (chart) chart.plot.destroy();
       const target = document.getElementById("chart-" + name);
+      const per = state.span === "hour" ? " per minute" : " per 10 minutes";
       const options = {
-        title: spec.title,
+        title: spec.title + (spec.latency ? "" : per),
         width: chartWidth(),
         height: 160,
-        series: [{}].concat(spec.series.map(([, label, color]) => ({ label: label, stroke: color, width: 1.5, spanGaps: name === "latency" }))),
+        series: [{}].concat(spec.series.map(([, label, color]) => ({
+          label: label, stroke: color, width: 1.5, spanGaps: !!spec.latency,
+          points: { show: !!spec.latency, size: 4 },
+        }))),
         axes: [{}, { size: 50 }],
       };
       state.charts[name] = { span: state.span, plot: new uPlot(options, columns(series, spec), target) };
@@ -187,12 +191,6 @@
   // --- applying a snapshot
 
   function apply(data) {
-    // A snapshot without the day part keeps the last day part seen.
-    if (!data.day && state.data && state.data.day) {
-      data.day = state.data.day;
-      const day = state.data.windows.find((w) => w.key === "24h");
-      if (day && !data.windows.some((w) => w.key === "24h")) data.windows.push(day);
-    }
     state.data = data;
     showFigures(data);
     showTables(data);
@@ -216,8 +214,6 @@
 
   function poll() {
     const url = new URL(root.dataset.poll, window.location.href);
-    state.polls += 1;
-    if (state.polls % 20 !== 1) url.searchParams.set("day", "0"); // the day part once a minute
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status)))))
       .then(apply)
@@ -226,7 +222,6 @@
 
   function startPolling() {
     if (state.pollTimer) return;
-    state.polls = 0;
     poll();
     state.pollTimer = window.setInterval(poll, POLL_MS);
   }
