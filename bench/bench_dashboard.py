@@ -103,10 +103,7 @@ class DashboardSocket:
 
 
 def main() -> None:
-    configured_redis = os.environ.get("REDIS_URL")
     db_url, redis_url = bench_urls()
-    # The configured Redis database itself: several benches side by side must not share one.
-    redis_url = configured_redis or redis_url
     os.environ.update(
         DATABASE_URL=db_url, REDIS_URL=redis_url, DJANGO_SETTINGS_MODULE="console.settings"
     )

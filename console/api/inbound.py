@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json
 from adapters.codecs.hl7v2_ack import Header
+from channels_app import events
 from channels_app.models import Channel
 from channels_app.pipeline import ingest, json_source
 from console.roles import Role
@@ -110,6 +111,7 @@ class InboundView(APIView):
         else:
             return _refuse(415, f"send HL7 v2 ({HL7_TYPES[0]}) or FHIR JSON ({FHIR_JSON})")
         stored = _store(item, content_type)
+        events.received([item], [stored])
         if stored.duplicate:
             return Response({"message_id": None, "status": "DUPLICATE", "duplicate": True})
         if item.error:
@@ -214,10 +216,8 @@ def _store(item: ingest.Inbound, content_type: str) -> ingest.Stored:
 
 
 def _dispatch(message_id: int) -> None:
-    from channels_app.tasks import process_messages
-
     try:
-        process_messages.delay([message_id])
+        events.enqueue_processing([message_id])
     except Exception as exc:  # the broker is down: the sweeper picks the message up
         log.warning(
             "could not enqueue message %s for processing (%s); the sweeper will", message_id, exc
