@@ -119,6 +119,8 @@ def received(items: Iterable, results: Iterable) -> None:
             continue  # a duplicate, or not stored: nothing new happened
         scope = (item.channel_id, 0)
         tally.count(item.received_at, scope, stats.RECEIVED)
+        if item.message_type:
+            tally.count(item.received_at, scope, stats.TYPE_PREFIX + item.message_type)
         if item.error:
             tally.count(item.received_at, scope, stats.ERROR_PREFIX + item.error_stage)
             errors.append(

@@ -38,6 +38,7 @@ CLOSED_AFTER: Final = timedelta(seconds=75)
 RECEIVED, PROCESSED, FILTERED = "received", "processed", "filtered"
 DELIVERED, FAILED, RETRYING = "delivered", "failed", "retrying"
 ERROR_PREFIX, ATTEMPT_PREFIX = "error:", "attempt:"
+TYPE_PREFIX = "type:"  # received, by message type (ADT^A01): inactivity alerts read it
 # Latency metrics: received -> delivered, received -> processed, processed -> delivered.
 TOTAL, PROCESS, DELIVER = "total", "process", "deliver"
 METRICS: Final = (TOTAL, PROCESS, DELIVER)
@@ -228,6 +229,44 @@ def combined(by_minute: Iterable[Minute], keep=lambda scope: True) -> Cell:
             if keep(scope):
                 cell.add(part)
     return cell
+
+
+# --- the queue now (three aggregate queries over partial indexes)
+
+OPEN_DELIVERIES: Final = """
+SELECT destination_id, status, count(*), extract(epoch FROM now() - min(created_at))
+FROM channels_app_delivery WHERE status IN ('PENDING', 'SENDING', 'RETRY', 'QUEUED')
+GROUP BY destination_id, status
+"""
+UNPROCESSED: Final = """
+SELECT channel_id, count(*) FROM channels_app_message WHERE status = 'RECEIVED' GROUP BY channel_id
+"""
+
+
+@dataclass(slots=True)
+class QueueState:
+    """Open deliveries per destination and status, their oldest age, and unprocessed messages
+    per channel, as the database sees them now."""
+
+    open: dict[tuple[int, str], int]
+    oldest: dict[int, float]
+    unprocessed: dict[int, int]
+
+    def open_by_destination(self, destination_id: int) -> int:
+        return sum(n for (d, _), n in self.open.items() if d == destination_id)
+
+
+def queue_state() -> QueueState:
+    with connection.cursor() as cursor:
+        cursor.execute(OPEN_DELIVERIES)
+        open_rows = cursor.fetchall()
+        cursor.execute(UNPROCESSED)
+        unprocessed = dict(cursor.fetchall())
+    state = QueueState({}, {}, unprocessed)
+    for destination_id, status, count, seconds in open_rows:
+        state.open[destination_id, status] = count
+        state.oldest[destination_id] = max(state.oldest.get(destination_id, 0.0), float(seconds))
+    return state
 
 
 def errors_by_stage(cell: Cell) -> dict[str, int]:

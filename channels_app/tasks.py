@@ -11,7 +11,7 @@ from celery.signals import task_prerun, worker_process_init
 from django.db import connections
 from django.utils import timezone
 
-from channels_app import stats
+from channels_app import alerts, stats
 from channels_app.events import enqueue_deliveries, enqueue_processing, start_replay_job
 from channels_app.models import Delivery
 from channels_app.pipeline import control
@@ -101,6 +101,13 @@ def sweep() -> dict:
             len(swept.delivery_ids),
         )
     return {"messages": len(swept.message_ids), "deliveries": len(swept.delivery_ids)}
+
+
+@shared_task
+def evaluate_alerts() -> dict[str, int]:
+    """Alerts (beat): open and resolve alerts by their rules, one notice per move."""
+    notices = alerts.evaluate()
+    return dict(Counter(event for _, event in notices))
 
 
 @shared_task

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 
 from channels_app import histogram, stats
 from channels_app.events import ErrorRow
-from channels_app.models import Attempt, Channel, Delivery, Destination, Message
+from channels_app.models import Alert, Attempt, Channel, Delivery, Destination, Message
+from channels_app.stats import QueueState, queue_state
 from console import phi
 
 WINDOWS: Final = (("1m", "1 min", 1), ("15m", "15 min", 15), ("1h", "1 hour", 60))
@@ -27,15 +27,6 @@ QUANTILES: Final = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 DAY_STEP_MIN: Final = 10  # the day chart has one point per ten minutes
 TABLE_WINDOW_MIN: Final = 15
 RECENT_ERRORS: Final = 25
-
-OPEN_DELIVERIES: Final = """
-SELECT destination_id, status, count(*), extract(epoch FROM now() - min(created_at))
-FROM channels_app_delivery WHERE status IN ('PENDING', 'SENDING', 'RETRY', 'QUEUED')
-GROUP BY destination_id, status
-"""
-UNPROCESSED: Final = """
-SELECT channel_id, count(*) FROM channels_app_message WHERE status = 'RECEIVED' GROUP BY channel_id
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +71,7 @@ def snapshot(scope: Scope = Scope(), *, errors: bool = True) -> dict:
         "hour": series(by_minute, current, 60, 1, scope.keeps),
         "day": series(by_minute, current, 24 * 60, DAY_STEP_MIN, scope.keeps),
         **tables(_last(by_minute, current, TABLE_WINDOW_MIN), scope),
+        "alerts_open": Alert.objects.exclude(state=Alert.State.RESOLVED).count(),
     }
     if errors:
         data["errors"] = recent_errors(scope)
@@ -218,32 +210,6 @@ def _destination_row(destination: Destination, minutes, queue: QueueState) -> di
         "oldest_s": round(queue.oldest.get(destination.pk, 0.0), 1),
         "url": f"{reverse('home')}?destination={destination.pk}",
     }
-
-
-@dataclass(slots=True)
-class QueueState:
-    """Open deliveries per destination and status, their oldest age, and unprocessed messages
-    per channel, as the database sees them now."""
-
-    open: dict[tuple[int, str], int]
-    oldest: dict[int, float]
-    unprocessed: dict[int, int]
-
-    def open_by_destination(self, destination_id: int) -> int:
-        return sum(n for (d, _), n in self.open.items() if d == destination_id)
-
-
-def queue_state() -> QueueState:
-    with connection.cursor() as cursor:
-        cursor.execute(OPEN_DELIVERIES)
-        open_rows = cursor.fetchall()
-        cursor.execute(UNPROCESSED)
-        unprocessed = dict(cursor.fetchall())
-    state = QueueState({}, {}, unprocessed)
-    for destination_id, status, count, seconds in open_rows:
-        state.open[destination_id, status] = count
-        state.oldest[destination_id] = max(state.oldest.get(destination_id, 0.0), float(seconds))
-    return state
 
 
 # --- the error stream

@@ -232,6 +232,7 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.sweep": {"queue": "default"},
     "channels_app.tasks.prune_bodies": {"queue": "default"},
     "channels_app.tasks.rollup_stats": {"queue": "default"},
+    "channels_app.tasks.evaluate_alerts": {"queue": "default"},
     # Bulk replays: a few statements per 500 messages; the deliveries they reset go to "deliver".
     "channels_app.tasks.replay_job": {"queue": "default"},
 }
@@ -254,6 +255,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "channels_app.tasks.prune_bodies",
         "schedule": env_int("RETENTION_EVERY_S", 3600),
     },
+    # Alert rules measured against the statistics and the queue (channels_app/alerts.py).
+    "evaluate-alerts": {
+        "task": "channels_app.tasks.evaluate_alerts",
+        "schedule": env_int("ALERTS_EVERY_S", 15),
+        "options": {"expires": env_int("ALERTS_EVERY_S", 15)},
+    },
     # Closed minutes of statistics from Redis into PostgreSQL (channels_app/stats.py).
     "rollup-stats": {
         "task": "channels_app.tasks.rollup_stats",
@@ -261,6 +268,12 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": env_int("STATS_ROLLUP_EVERY_S", 30)},
     },
 }
+
+# Alert notices by email: printed to the console unless a real backend is configured.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
 
 # --- Pipeline knobs
 HUB = {

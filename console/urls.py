@@ -6,7 +6,7 @@ from console import oidc
 from console.access import public, signed_in
 from console.api.metrics import MetricsView
 from console.security import LoginForm
-from console.views import audit, channels, dashboard, destinations, messages, replay
+from console.views import alerts, audit, channels, dashboard, destinations, messages, replay
 
 # Every view declares who may open it (console.access); Django's auth views
 # are declared here because they are not ours to decorate.
@@ -40,6 +40,11 @@ urlpatterns = [
     path("destinations/<int:pk>/edit/", destinations.destination_edit, name="destination-edit"),
     path("destinations/<int:pk>/pause/", channels.destination_pause, name="destination-pause"),
     path("destinations/<int:pk>/resume/", channels.destination_resume, name="destination-resume"),
+    path("alerts/", alerts.alert_list, name="alerts"),
+    path("alerts/<int:pk>/acknowledge/", alerts.alert_acknowledge, name="alert-acknowledge"),
+    path("alerts/<int:pk>/resolve/", alerts.alert_resolve, name="alert-resolve"),
+    path("alerts/rules/new/", alerts.rule_new, name="alert-rule-new"),
+    path("alerts/rules/<int:pk>/edit/", alerts.rule_edit, name="alert-rule-edit"),
     path("audit/", audit.audit_list, name="audit"),
     path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("audit/unlock/", audit.audit_unlock, name="audit-unlock"),

@@ -1,9 +1,12 @@
+from channels_app.models.alerts import Alert, AlertRule
 from channels_app.models.config import Channel, ChannelVersion, Destination
 from channels_app.models.replay import ReplayJob
 from channels_app.models.stats import StatMinute
 from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
 
 __all__ = [
+    "Alert",
+    "AlertRule",
     "Attempt",
     "Channel",
     "ChannelVersion",

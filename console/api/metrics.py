@@ -4,7 +4,7 @@ Two collectors, both reading shared state, so every process (web, workers, liste
 view whichever web process is scraped:
 - the queue as the database sees it at scrape time (open deliveries per destination and status,
   their oldest age, messages waiting to be processed, breaker and pause state): three aggregate
-  queries over partial indexes (console.dashboard.queue_state);
+  queries over partial indexes (channels_app.stats.queue_state);
 - traffic since Redis last started empty (channels_app.stats totals, one HGETALL): messages by
   status, errors by stage, delivery attempts by outcome, and latency histograms with the
   statistics' own log-spaced buckets. A Redis restart resets them, as counters may.
@@ -29,7 +29,7 @@ from rest_framework.views import APIView
 
 from channels_app import histogram, stats
 from channels_app.models import Channel, Destination
-from console.dashboard import queue_state
+from channels_app.stats import queue_state
 from console.roles import Role
 
 log = logging.getLogger(__name__)

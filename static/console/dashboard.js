@@ -43,6 +43,9 @@
       const value = data.queue[cell.dataset.queue];
       cell.textContent = cell.dataset.queue === "oldest_s" ? Number(value).toFixed(1) : String(value);
     });
+    const alertsOpen = document.getElementById("alerts-open");
+    alertsOpen.classList.toggle("d-none", !data.alerts_open);
+    alertsOpen.querySelector("[data-figure-alerts]").textContent = String(data.alerts_open);
     const updated = document.getElementById("updated-at");
     updated.setAttribute("datetime", data.generated_at);
     updated.textContent = data.generated_at.slice(11, 19);
