@@ -21,7 +21,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from channels_app import histogram, stats
+from channels_app import histogram, sealing, stats
 from channels_app.models import Alert, AlertRule, Destination
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,22 @@ def notify(alert: Alert, event: str) -> None:
         _post_webhook(alert.rule, body)
 
 
+SEALED_PREFIX = "sealed:"
+
+
+def seal_secret(text: str) -> str:
+    """A webhook secret as stored: sealed when encryption at rest is on, as given otherwise."""
+    if not text or not sealing.enabled():
+        return text
+    return SEALED_PREFIX + sealing.seal_token(text)
+
+
+def open_secret(stored: str) -> str:
+    if stored.startswith(SEALED_PREFIX):
+        return sealing.unseal_token(stored.removeprefix(SEALED_PREFIX)).decode()
+    return stored
+
+
 def signature(secret: str, payload: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
 
@@ -275,9 +291,9 @@ def signature(secret: str, payload: bytes) -> str:
 def _post_webhook(rule: AlertRule, body: dict) -> None:
     payload = json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
-    if rule.webhook_secret:
-        headers["X-Hub-Signature-256"] = signature(rule.webhook_secret, payload)
     try:
+        if rule.webhook_secret:
+            headers["X-Hub-Signature-256"] = signature(open_secret(rule.webhook_secret), payload)
         httpx.post(rule.webhook_url, content=payload, headers=headers, timeout=WEBHOOK_TIMEOUT_S)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, sealing.SealError) as exc:
         log.warning("alert rule %s: webhook not reached: %s", rule.pk, exc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
+from channels_app import alerts
 from channels_app.destinations import POLICY_LIMITS, checked_ordering_key
 from channels_app.models import AlertRule, Destination
 
@@ -175,7 +176,8 @@ class AlertRuleForm(forms.ModelForm):
             field.widget.attrs.setdefault("class", css)
 
     def clean_webhook_secret(self):
-        return self.cleaned_data.get("webhook_secret") or self.saved_secret
+        given = self.cleaned_data.get("webhook_secret")
+        return alerts.seal_secret(given) if given else self.saved_secret
 
     def clean(self):
         data = super().clean()

@@ -40,7 +40,8 @@ class AlertRule(models.Model):
     enabled = models.BooleanField(default=True)
     notify_emails = models.TextField(blank=True)  # comma-separated
     webhook_url = models.URLField(blank=True)
-    webhook_secret = models.CharField(max_length=200, blank=True)  # signs the body (HMAC-SHA256)
+    # Signs the body (HMAC-SHA256); sealed at rest when HUB_ENCRYPTION_KEYS is set (alerts.py).
+    webhook_secret = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

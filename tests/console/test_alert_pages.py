@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from channels_app import alerts
 from channels_app.models import Alert, AlertRule
 from console.models import AuditEvent
 from console.roles import Role
@@ -70,7 +71,8 @@ def test_an_analyst_adds_and_edits_a_rule_with_a_write_only_secret(client):
     }
     assert analyst.post("/alerts/rules/new/", form).status_code == 302
     rule = AlertRule.objects.get()
-    assert rule.webhook_secret == "s3cret-value" and rule.active_from.hour == 7
+    assert alerts.open_secret(rule.webhook_secret) == "s3cret-value"
+    assert rule.active_from.hour == 7
     page = analyst.get(f"/alerts/rules/{rule.pk}/edit/").content.decode()
     assert "s3cret-value" not in page and "A secret is saved" in page
     assert (
@@ -80,10 +82,30 @@ def test_an_analyst_adds_and_edits_a_rule_with_a_write_only_secret(client):
         == 302
     )
     rule.refresh_from_db()
-    assert rule.webhook_secret == "s3cret-value" and rule.window_min == 30
+    assert alerts.open_secret(rule.webhook_secret) == "s3cret-value" and rule.window_min == 30
     created, updated = AuditEvent.objects.filter(action__startswith="alert-rule.").order_by("id")
     assert created.action == "alert-rule.created" and "s3cret" not in str(created.detail)
     assert updated.detail["changes"] == {"window_min": [15, 30]}
+
+
+def test_the_webhook_secret_is_sealed_at_rest_when_keys_are_set(client, settings):
+    from cryptography.fernet import Fernet
+
+    settings.HUB_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    channel = factories.channel(40805)
+    form = {
+        "name": "sealed",
+        "kind": "errors",
+        "channel": channel.pk,
+        "threshold": 1,
+        "window_min": 5,
+        "webhook_url": "http://127.0.0.1:9/hook",
+        "webhook_secret": "plain-secret",
+    }
+    assert signed_in(client, Role.ANALYST).post("/alerts/rules/new/", form).status_code == 302
+    stored = AlertRule.objects.get().webhook_secret
+    assert "plain-secret" not in stored and stored.startswith(alerts.SEALED_PREFIX)
+    assert alerts.open_secret(stored) == "plain-secret"
 
 
 def test_a_rule_refuses_a_destination_of_another_channel(client):
