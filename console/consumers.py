@@ -37,6 +37,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.view = dashboard.Scope.of({k: v[0] for k, v in query.items()})
         self.names = dashboard.Names()
         self.refresh: asyncio.Task | None = None
+        self.stale = False
         self.ticker: asyncio.Task | None = None
         await self.channel_layer.group_add(events.GROUP, self.channel_name)
         await self.accept()
@@ -62,8 +63,17 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         event = message["event"]
         if event["type"] == "errors":
             await self._send_errors(event["errors"])
-        elif event["type"] == "stats" and (self.refresh is None or self.refresh.done()):
+        elif event["type"] == "stats":
+            self._refresh_later()
+
+    def _refresh_later(self):
+        """One snapshot for the events of the next moments; an event that arrives while one is
+        being read asks for another after it (its data may have come too late for this one)."""
+        if self.refresh is None or self.refresh.done():
+            self.stale = False
             self.refresh = asyncio.create_task(self._refresh_soon())
+        else:
+            self.stale = True
 
     async def _refusal(self) -> str | None:
         """The declared role checked against the user as the database has them now (a role
@@ -82,7 +92,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def _refresh_soon(self):
         await asyncio.sleep(self.REFRESH_S)  # events of the next moments ride along
-        await self._send_snapshot()
+        while True:
+            self.stale = False
+            await self._send_snapshot()
+            if not self.stale:
+                return
 
     async def _tick(self):
         with contextlib.suppress(asyncio.CancelledError):

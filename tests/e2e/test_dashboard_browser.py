@@ -70,17 +70,17 @@ def test_the_dashboard_is_live_and_falls_back_to_polling(page, asgi_server, hub,
     expect(received).to_have_text("0")
 
     send(mllp_port, factories.adt_a01("DASH-1"))
-    expect(received).to_have_text("1")  # over the socket, no reload
+    expect(received).to_have_text("1", timeout=15_000)  # over the socket, no reload
     expect(delivered).to_have_text("1", timeout=20_000)
     expect(page.locator("#chart-throughput .uplot")).to_be_visible()
 
     send(mllp_port, UNMAPPABLE)
     row = page.locator("#error-stream tbody tr").first
-    expect(row).to_contain_text("ZZZ^Z01")
+    expect(row).to_contain_text("ZZZ^Z01", timeout=15_000)
     expect(row).to_contain_text("map")
     expect(row).to_contain_text("Admissions")
     expect(page.locator('#traffic [data-window="1h"][data-figure="errors_by_stage"]')).to_have_text(
-        "map 1"
+        "map 1", timeout=15_000
     )
 
     switch.cut_off()
