@@ -4,6 +4,7 @@ pipeline's events arrive, errors arrive masked for every role, and a role taken 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -24,14 +25,16 @@ def end_consumer_connections():
     yield
     from django.db import connections
 
-    asyncio.run(sync_to_async(connections.close_all)())
+    run(sync_to_async(connections.close_all)())
 
 
 PHI_REASON = "PID-7 date '19620315' of SMITH^JOHN is not a date"
 
 
 def run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, 30))
+    """In a thread of its own: a browser test's Playwright keeps an event loop in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(coroutine, 30)).result()
 
 
 async def connected(user, path="/ws/dashboard/"):
