@@ -22,7 +22,8 @@ $(VENDOR)/.stamp: package-lock.json $(VENV)/.installed
 	$(NPM) ci --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/htmx.org/dist/htmx.min.js \
-	   node_modules/bootstrap-icons/font/bootstrap-icons.min.css $(VENDOR)/
+	   node_modules/bootstrap-icons/font/bootstrap-icons.min.css \
+	   node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
 	cp -r node_modules/bootstrap-icons/font/fonts $(VENDOR)/
 	touch $@
 

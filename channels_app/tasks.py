@@ -11,6 +11,8 @@ from celery.signals import task_prerun, worker_process_init
 from django.db import connections
 from django.utils import timezone
 
+from channels_app import alerts, stats
+from channels_app.events import enqueue_deliveries, enqueue_processing, start_replay_job
 from channels_app.models import Delivery
 from channels_app.pipeline import control
 from channels_app.pipeline import deliver as deliver_stage
@@ -34,12 +36,6 @@ def warm_up(**_) -> None:
     from adapters import mapping
 
     mapping.warm_up()
-
-
-# One task carries many ids: the listener batches messages per commit, processing batches
-# deliveries; per-message task overhead would otherwise dominate.
-PROCESS_CHUNK = 200
-DELIVER_CHUNK = 50
 
 
 @shared_task(acks_late=True)
@@ -97,7 +93,7 @@ def sweep() -> dict:
     enqueue_processing(swept.message_ids)
     enqueue_deliveries(swept.delivery_ids)
     for job_id in replay_stage.stalled_jobs():  # a bulk replay whose task was lost
-        replay_job.delay(job_id)
+        start_replay_job(job_id)
     if swept.message_ids or swept.delivery_ids:
         log.warning(
             "sweeper re-enqueued %d message(s) and %d deliverie(s)",
@@ -107,14 +103,17 @@ def sweep() -> dict:
     return {"messages": len(swept.message_ids), "deliveries": len(swept.delivery_ids)}
 
 
-def enqueue_processing(message_ids: list[int]) -> None:
-    for start in range(0, len(message_ids), PROCESS_CHUNK):
-        process_messages.delay(message_ids[start : start + PROCESS_CHUNK])
+@shared_task
+def evaluate_alerts() -> dict[str, int]:
+    """Alerts (beat): open and resolve alerts by their rules, one notice per move."""
+    notices = alerts.evaluate()
+    return dict(Counter(event for _, event in notices))
 
 
-def enqueue_deliveries(delivery_ids: list[int]) -> None:
-    for start in range(0, len(delivery_ids), DELIVER_CHUNK):
-        deliver.delay(delivery_ids[start : start + DELIVER_CHUNK])
+@shared_task
+def rollup_stats() -> int:
+    """Statistics (beat): closed minutes from Redis into PostgreSQL, so charts outlive Redis."""
+    return stats.rollup()
 
 
 @shared_task(time_limit=3600)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
+from channels_app import alerts
 from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_ordering_key
-from channels_app.models import Channel, Destination
+from channels_app.models import AlertRule, Channel, Destination
 from channels_app.routing import RuleError, checked_rule
 
 
@@ -213,3 +214,70 @@ class CloneForm(BootstrapForm):
             return checked_new_name(self.cleaned_data["name"])
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None
+
+
+class AlertRuleForm(forms.ModelForm):
+    """An alert rule; the webhook secret is write-only (left empty, the saved one stays)."""
+
+    webhook_url = forms.URLField(required=False, assume_scheme="https", label="Webhook URL")
+    webhook_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Signs each webhook body (X-Hub-Signature-256: sha256=HMAC). Leave empty to "
+        "keep the saved one.",
+    )
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "name",
+            "kind",
+            "channel",
+            "destination",
+            "threshold",
+            "window_min",
+            "message_type",
+            "active_from",
+            "active_until",
+            "enabled",
+            "notify_emails",
+            "webhook_url",
+            "webhook_secret",
+        ]
+        labels = {"window_min": "Window (minutes)", "notify_emails": "Email to"}
+        help_texts = {
+            "channel": "Empty: every channel.",
+            "destination": "Empty: every destination of the channel (or everywhere).",
+            "message_type": "Inactivity only: e.g. ADT^A01; empty counts every message.",
+            "active_from": "Inactivity only: looked for between these times (HH:MM).",
+            "notify_emails": "Comma-separated addresses.",
+        }
+        widgets = {
+            "active_from": forms.TimeInput(attrs={"type": "time"}),
+            "active_until": forms.TimeInput(attrs={"type": "time"}),
+            "notify_emails": forms.TextInput(),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.saved_secret = self.instance.webhook_secret
+        for field in self.fields.values():
+            css = "form-check-input" if isinstance(field, forms.BooleanField) else "form-control"
+            if isinstance(field.widget, forms.Select):
+                css = "form-select"
+            field.widget.attrs.setdefault("class", css)
+
+    def clean_webhook_secret(self):
+        given = self.cleaned_data.get("webhook_secret")
+        return alerts.seal_secret(given) if given else self.saved_secret
+
+    def clean(self):
+        data = super().clean()
+        destination, channel = data.get("destination"), data.get("channel")
+        if destination and channel and destination.channel_id != channel.pk:
+            self.add_error("destination", "This destination belongs to another channel.")
+        if data.get("kind") == AlertRule.Kind.BREAKER_OPEN and data.get("threshold") is None:
+            data["threshold"] = 0
+        if (data.get("active_from") is None) != (data.get("active_until") is None):
+            self.add_error("active_until", "Give both times, or neither.")
+        return data

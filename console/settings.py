@@ -161,7 +161,7 @@ if OIDC_ENABLED:
     AUTHENTICATION_BACKENDS.append("console.oidc.RoleMappingBackend")
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "messages"
+LOGIN_REDIRECT_URL = "home"  # the Dashboard: every role lands there
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
@@ -248,6 +248,8 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.deliver": {"queue": "deliver"},
     "channels_app.tasks.sweep": {"queue": "default"},
     "channels_app.tasks.prune_bodies": {"queue": "default"},
+    "channels_app.tasks.rollup_stats": {"queue": "default"},
+    "channels_app.tasks.evaluate_alerts": {"queue": "default"},
     # Bulk replays: a few statements per 500 messages; the deliveries they reset go to "deliver".
     "channels_app.tasks.replay_job": {"queue": "default"},
 }
@@ -270,7 +272,25 @@ CELERY_BEAT_SCHEDULE = {
         "task": "channels_app.tasks.prune_bodies",
         "schedule": env_int("RETENTION_EVERY_S", 3600),
     },
+    # Alert rules measured against the statistics and the queue (channels_app/alerts.py).
+    "evaluate-alerts": {
+        "task": "channels_app.tasks.evaluate_alerts",
+        "schedule": env_int("ALERTS_EVERY_S", 15),
+        "options": {"expires": env_int("ALERTS_EVERY_S", 15)},
+    },
+    # Closed minutes of statistics from Redis into PostgreSQL (channels_app/stats.py).
+    "rollup-stats": {
+        "task": "channels_app.tasks.rollup_stats",
+        "schedule": env_int("STATS_ROLLUP_EVERY_S", 30),
+        "options": {"expires": env_int("STATS_ROLLUP_EVERY_S", 30)},
+    },
 }
+
+# Alert notices by email: printed to the console unless a real backend is configured.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
 
 # --- Pipeline knobs
 HUB = {

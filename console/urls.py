@@ -1,24 +1,29 @@
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from console import oidc
-from console.access import public, requires, signed_in
+from console.access import public, signed_in
 from console.api.metrics import MetricsView
-from console.roles import Role
 from console.security import LoginForm
-from console.views import audit, channel_config, channels, destinations, messages, replay, system
+from console.views import (
+    alerts,
+    audit,
+    channel_config,
+    channels,
+    dashboard,
+    destinations,
+    messages,
+    replay,
+    system,
+)
 
-# Every view declares who may open it (console.access); the home redirect and Django's auth views
+# Every view declares who may open it (console.access); Django's auth views
 # are declared here because they are not ours to decorate.
 
 urlpatterns = [
-    path(
-        "",
-        requires(Role.VIEWER)(RedirectView.as_view(pattern_name="messages", permanent=False)),
-        name="home",
-    ),
+    path("", dashboard.dashboard_page, name="home"),
+    path("dashboard/data/", dashboard.dashboard_data, name="dashboard-data"),
     path(
         "login/",
         public(
@@ -58,6 +63,11 @@ urlpatterns = [
     path("destinations/<int:pk>/edit/", destinations.destination_edit, name="destination-edit"),
     path("destinations/<int:pk>/pause/", channels.destination_pause, name="destination-pause"),
     path("destinations/<int:pk>/resume/", channels.destination_resume, name="destination-resume"),
+    path("alerts/", alerts.alert_list, name="alerts"),
+    path("alerts/<int:pk>/acknowledge/", alerts.alert_acknowledge, name="alert-acknowledge"),
+    path("alerts/<int:pk>/resolve/", alerts.alert_resolve, name="alert-resolve"),
+    path("alerts/rules/new/", alerts.rule_new, name="alert-rule-new"),
+    path("alerts/rules/<int:pk>/edit/", alerts.rule_edit, name="alert-rule-edit"),
     path("audit/", audit.audit_list, name="audit"),
     path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("audit/unlock/", audit.audit_unlock, name="audit-unlock"),

@@ -1,9 +1,13 @@
+from channels_app.models.alerts import Alert, AlertRule
 from channels_app.models.config import Channel, ChannelVersion, Destination
 from channels_app.models.heartbeat import SourceHeartbeat
 from channels_app.models.replay import ReplayJob
+from channels_app.models.stats import StatMinute
 from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
 
 __all__ = [
+    "Alert",
+    "AlertRule",
     "Attempt",
     "Channel",
     "ChannelVersion",
@@ -13,4 +17,5 @@ __all__ = [
     "Message",
     "ReplayJob",
     "SourceHeartbeat",
+    "StatMinute",
 ]

@@ -78,6 +78,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["channel", "-received_at"], name="message_channel_recent"),
             models.Index(fields=["control_id"], name="message_control_id"),
+            # The dashboard's error stream: the newest errors without walking every message.
+            models.Index(fields=["-id"], name="message_errors", condition=models.Q(status="ERROR")),
             models.Index(
                 fields=["sweep_after"],
                 name="message_unprocessed",

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from channels_app import events
 from channels_app.models import Channel, Destination
 from channels_app.pipeline import breaker, ratelimit
 from channels_app.pipeline.deliver import LEASE_ROUNDS
@@ -79,9 +80,7 @@ def release(destination_ids: list[int] | None = None) -> list[int]:
     destination. Safe to call any time: a delivery still held stays QUEUED."""
     released = release_ids(destination_ids)
     if released:
-        from channels_app.tasks import enqueue_deliveries  # tasks import the pipeline, not back
-
-        transaction.on_commit(lambda: enqueue_deliveries(released))
+        transaction.on_commit(lambda: events.enqueue_deliveries(released))
     return released
 
 

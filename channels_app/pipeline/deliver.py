@@ -30,6 +30,7 @@ from django.utils import timezone
 from adapters.base import AdapterError
 from adapters.registry import build_transport, transport_class
 from adapters.transports.base import Payload, SendResult
+from channels_app import events
 from channels_app.models import Attempt, Delivery, Destination
 from channels_app.pipeline import breaker, ratelimit
 from channels_app.sealing import SealError, open_config, unseal
@@ -135,7 +136,8 @@ RETURNING d.id, v.go, v.probe, d.attempt_count, d.attempts_at_replay, d.message_
 
 # The raw inbound bytes only when a destination in the batch forwards them (e.g. MLLP).
 LOAD_BODIES = """
-SELECT id, canonical::text, canonical_sealed, CASE WHEN %(with_source)s THEN raw END
+SELECT id, canonical::text, canonical_sealed, CASE WHEN %(with_source)s THEN raw END,
+       channel_id, message_type, received_at, processed_at
 FROM channels_app_message WHERE id = ANY(%(ids)s)
 """
 
@@ -212,10 +214,11 @@ def deliver(delivery_ids: list[int]) -> Batch:
     if not claimed:
         return Batch(held)
     sending, deferred = _take_tokens(claimed)
+    bodies = _load_bodies(sending) if sending else {}
     if sending:
-        bodies = _load_bodies(sending)
         list(_senders.map(lambda c: _send(c, bodies.get(c.delivery.message_id)), sending))
     batch = _settle(sending, deferred)
+    events.delivered(_reports(sending, batch.outcomes, bodies))
     batch.outcomes += held
     return batch
 
@@ -224,6 +227,11 @@ def deliver(delivery_ids: list[int]) -> Batch:
 class Body:
     canonical: str | None  # the FHIR JSON as stored, as text: sent as is, never re-encoded
     source: bytes | None  # the message as received, when a destination asked for it
+    # What the events seam reports with the outcome (loaded with the body: no query of its own).
+    channel_id: int = 0
+    message_type: str = ""
+    received_at: datetime | None = None
+    processed_at: datetime | None = None
 
 
 def _load_bodies(claimed: list[_Claimed]) -> dict[int, Body]:
@@ -239,9 +247,36 @@ def _load_bodies(claimed: list[_Claimed]) -> dict[int, Body]:
         message_id: Body(
             canonical if sealed is None else unseal(sealed).decode(),
             unseal(source) if source is not None else None,
+            *about,
         )
-        for message_id, canonical, sealed, source in rows
+        for message_id, canonical, sealed, source, *about in rows
     }
+
+
+def _reports(sent: list[_Claimed], outcomes: list[Outcome], bodies: dict) -> list[events.Sent]:
+    """The settled attempts as the events seam takes them (outcomes start with those of sent)."""
+    reports = []
+    for c, outcome in zip(sent, outcomes, strict=False):
+        body = bodies.get(c.delivery.message_id) or Body(None, None)
+        error = c.error
+        reports.append(
+            events.Sent(
+                channel_id=body.channel_id,
+                destination_id=c.destination.id,
+                message_id=c.delivery.message_id,
+                message_type=body.message_type,
+                status=outcome.status,
+                attempt="success" if error is None else _attempt_kind(error),
+                received_at=body.received_at,
+                processed_at=body.processed_at,
+                error="" if error is None else str(error),
+            )
+        )
+    return reports
+
+
+def _attempt_kind(error: AdapterError) -> str:
+    return "permanent" if error.permanent else "transient"
 
 
 def _claim(delivery_ids: list[int]) -> tuple[list[_Claimed], list[Outcome]]:

@@ -21,6 +21,7 @@ import psycopg
 
 from adapters.codecs import hl7v2
 from adapters.codecs.hl7v2_ack import Header
+from channels_app import events
 from channels_app.sealing import seal
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,7 @@ class GroupCommitter:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+            events.received(items, results)
             if self.on_stored:
                 ids = [
                     r.message_id

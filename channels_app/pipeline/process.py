@@ -14,6 +14,7 @@ from adapters import mapping
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json, hl7v2
 from adapters.routing import RuleError, Verdict, header_variables
+from channels_app import events
 from channels_app.models import Delivery, Destination, Message
 from channels_app.pipeline import lanes
 from channels_app.pipeline.deliver import LANE_HEAD
@@ -83,6 +84,7 @@ def process_messages(ids: list[int]) -> list[int]:
             deliveries += [_delivery(message, d, parsed, now) for d in targets]
         _save_outcomes(messages)
         created = _create_deliveries(deliveries)
+    events.processed(messages)
     return [d.id for d in created if d.status == Delivery.Status.PENDING] + _lanes_unblocked(
         created
     )
@@ -165,16 +167,9 @@ def _claim(ids: list[int]) -> list[Message]:
         Message.objects.select_for_update(skip_locked=True)
         .filter(status=Message.Status.RECEIVED)
         .only(
-            "id",
-            "channel_id",
-            "raw",
-            "content_type",
-            "status",
-            "canonical",
-            "issues",
-            "message_type",
-            "sending_application",
-            "sending_facility",
+            *("id", "channel_id", "raw", "content_type", "status", "canonical", "issues"),
+            *("message_type", "sending_application", "sending_facility"),  # routing's header
+            "received_at",  # reported through the events seam
         )
     )
     messages = list(open_messages.filter(id__in=ids).order_by("id"))

@@ -31,6 +31,7 @@ from django.utils import timezone
 from adapters.base import AdapterError
 from adapters.codecs import bounded_json, fhir_json, hl7v2
 from adapters.codecs.hl7v2_ack import Header
+from channels_app import events
 from channels_app.models import Delivery, Message, ReplayJob
 from channels_app.sealing import SealError, seal, unseal
 
@@ -138,8 +139,6 @@ def parse_mode(mode: str) -> str:
 
 
 def _replay_batch(ids: list[int], mode: str) -> Replayed:
-    from channels_app.tasks import enqueue_deliveries, enqueue_processing  # tasks import us
-
     statement = REDELIVER if mode == Mode.REDELIVER else REPROCESS
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -147,7 +146,9 @@ def _replay_batch(ids: list[int], mode: str) -> Replayed:
             rows = cursor.fetchall()
         result = _judge(ids, mode, rows)
         if result.enqueued:
-            enqueue = enqueue_deliveries if mode == Mode.REDELIVER else enqueue_processing
+            enqueue = (
+                events.enqueue_deliveries if mode == Mode.REDELIVER else events.enqueue_processing
+            )
             work = list(result.enqueued)
             transaction.on_commit(lambda: enqueue(work))
     return result
@@ -215,9 +216,7 @@ def start_job(message_ids: list[int], mode: str, *, selection: dict, user=None) 
     )
     if len(ids) <= INLINE_MAX:
         return run_job(job.pk)
-    from channels_app.tasks import replay_job
-
-    transaction.on_commit(lambda: replay_job.delay(job.pk))
+    transaction.on_commit(lambda: events.start_replay_job(job.pk))
     return job
 
 
@@ -299,8 +298,6 @@ def edit_and_resend(message_id: int, new_raw: str | bytes, user=None, *, remote_
     """Store the edited body as a new message on the same channel, linked to the original (which
     is never changed), and send it through the normal pipeline. Raises ResendRefused when the
     edit cannot be read, and Message.DoesNotExist when there is no such message."""
-    from channels_app.tasks import enqueue_processing
-
     original = Message.objects.select_related("channel").get(pk=message_id)
     json_body = _is_json(original)
     raw = _edited_bytes(original, new_raw, json_body=json_body)
@@ -323,7 +320,7 @@ def edit_and_resend(message_id: int, new_raw: str | bytes, user=None, *, remote_
             resent_by=user if getattr(user, "is_authenticated", False) else None,
             **fields,
         )
-        transaction.on_commit(lambda: enqueue_processing([copy.pk]))
+        transaction.on_commit(lambda: events.enqueue_processing([copy.pk]))
     return copy
 
 

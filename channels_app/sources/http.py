@@ -17,6 +17,7 @@ from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json
 from adapters.codecs.hl7v2_ack import Header
 from adapters.transports.mllp import KEEP_OF_OVERSIZE
+from channels_app import events
 from channels_app.models import Channel
 from channels_app.pipeline import ingest
 from channels_app.sources import json_map
@@ -120,6 +121,7 @@ def store(item: ingest.Inbound) -> ingest.Stored:
         [stored] = ingest.store_now(cursor, [item])
         if stored.message_id and not item.error:
             transaction.on_commit(lambda: _dispatch(stored.message_id))
+    events.received([item], [stored])
     return stored
 
 
@@ -153,10 +155,8 @@ def _keyed_by_sender(item: ingest.Inbound, sender: Sender) -> None:
 
 
 def _dispatch(message_id: int) -> None:
-    from channels_app.tasks import process_messages
-
     try:
-        process_messages.delay([message_id])
+        events.enqueue_processing([message_id])
     except Exception as exc:  # the broker is down: the sweeper picks the message up
         log.warning(
             "could not enqueue message %s for processing (%s); the sweeper will", message_id, exc

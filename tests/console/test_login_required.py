@@ -34,5 +34,5 @@ def test_login_page_is_reachable_and_signs_in(client, django_user_model):
     )
     assert client.get("/login/").status_code == 200
     response = client.post("/login/", {"username": "ana", "password": "a-long-enough-password"})
-    assert response.status_code == 302 and response.url == "/messages/"
+    assert response.status_code == 302 and response.url == "/"
     assert client.get("/messages/").status_code == 200

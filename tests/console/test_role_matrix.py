@@ -25,6 +25,7 @@ VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Rol
 # Route name -> minimum access per method (PUBLIC: anyone; SIGNED_IN: any signed-in user).
 MATRIX = {
     "home": {"GET": VIEWER, "POST": VIEWER},
+    "dashboard-data": {"GET": VIEWER, "POST": VIEWER},
     "login": {"GET": PUBLIC, "POST": PUBLIC},
     "logout": {"GET": SIGNED_IN, "POST": SIGNED_IN},
     "messages": {"GET": VIEWER, "POST": VIEWER},
@@ -50,6 +51,11 @@ MATRIX = {
     "destination-edit": {"GET": ANALYST, "POST": ANALYST},
     "destination-pause": {"GET": OPERATOR, "POST": OPERATOR},
     "destination-resume": {"GET": OPERATOR, "POST": OPERATOR},
+    "alerts": {"GET": VIEWER, "POST": VIEWER},
+    "alert-acknowledge": {"GET": OPERATOR, "POST": OPERATOR},
+    "alert-resolve": {"GET": OPERATOR, "POST": OPERATOR},
+    "alert-rule-new": {"GET": ANALYST, "POST": ANALYST},
+    "alert-rule-edit": {"GET": ANALYST, "POST": ANALYST},
     "audit": {"GET": ADMIN, "POST": ADMIN},
     "audit-export": {"GET": ADMIN, "POST": ADMIN},
     "audit-unlock": {"GET": ADMIN, "POST": ADMIN},
@@ -68,7 +74,7 @@ GRANTED = {RESEND_EDITED: {"resender"}}
 
 # Websocket route, as console/routing.py writes it (e.g. "ws/dashboard/") -> the access its
 # consumer declares; connect() checks access.decide() on that declaration.
-WEBSOCKET_MATRIX: dict = {}
+WEBSOCKET_MATRIX = {"ws/dashboard/": VIEWER}  # refusals: test_dashboard_consumer
 
 
 def page_patterns():

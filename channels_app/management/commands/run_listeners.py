@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
+from channels_app import events
 from channels_app.models import Channel
 from channels_app.pipeline.ingest import GroupCommitter
 from channels_app.sources.file import PickupSpec, pickup_config
@@ -94,8 +95,6 @@ class Dispatcher:
             self.ready.notify()
 
     def _run(self) -> None:
-        from channels_app.tasks import enqueue_processing
-
         while True:
             with self.ready:
                 while not self.pending:
@@ -104,7 +103,7 @@ class Dispatcher:
             with self.ready:
                 ids, self.pending = self.pending, []
             try:
-                enqueue_processing(ids)
+                events.enqueue_processing(ids)
             except Exception as exc:
                 log.warning(
                     "could not enqueue %d stored message(s), the sweeper will: %s", len(ids), exc
