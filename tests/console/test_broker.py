@@ -7,6 +7,8 @@ import pytest
 from django.conf import settings
 from kombu import Connection, Consumer, Exchange, Queue
 
+from console import broker
+from console.celery import app
 from tests.faults.services import RedisServer
 
 TASKS = Queue("probe", Exchange("probe"), "probe")
@@ -21,8 +23,9 @@ def redis_server(tmp_path):
     server.stop()
 
 
-def test_settings_use_the_hub_transport():
-    assert settings.CELERY_BROKER_TRANSPORT == "console.broker:Transport"
+def test_workers_consume_with_the_hub_transport():
+    with app.connection_for_read() as connection:
+        assert isinstance(connection.transport, broker.Transport)
 
 
 def test_worker_connection_closes_after_redis_vanished_mid_brpop(redis_server):
