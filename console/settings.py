@@ -254,6 +254,9 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.replay_job": {"queue": "default"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.partition("://")[0] in ("redis", "rediss"):
+    # kombu's, closing cleanly after Redis vanished; else a worker may exit when Redis restarts.
+    CELERY_BROKER_TRANSPORT = "console.broker:Transport"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_TIME_LIMIT = 300
 # Celery's Django fixup would close the database connection around every task (a new connection
