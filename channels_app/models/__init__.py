@@ -1,4 +1,5 @@
 from channels_app.models.config import Channel, ChannelVersion, Destination
+from channels_app.models.processes import ProcessHeartbeat
 from channels_app.models.replay import ReplayJob
 from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
 
@@ -10,5 +11,6 @@ __all__ = [
     "Delivery",
     "Destination",
     "Message",
+    "ProcessHeartbeat",
     "ReplayJob",
 ]

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
+from channels_app import heartbeat
 from channels_app.listeners import ListenerSpec, MLLPServer
 from channels_app.models import Channel
 from channels_app.pickup import FilePoller, PickupSpec, pickup_config
@@ -148,6 +149,7 @@ class Command(BaseCommand):
         if not specs and not pickups:
             self.stderr.write("no enabled MLLP or file channel to listen for (run seed_demo?)")
             return
+        heartbeat.start("listeners", [f"{spec.host}:{spec.port}" for spec in specs])
         conninfo = database_conninfo()
         connection.close()  # the listener writes through its own async connection
 
