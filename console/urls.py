@@ -8,7 +8,7 @@ from console.access import public, requires, signed_in
 from console.api.metrics import MetricsView
 from console.roles import Role
 from console.security import LoginForm
-from console.views import audit, channels, destinations, messages, replay, system
+from console.views import api_docs, audit, channels, destinations, messages, replay, system
 
 # Every view declares who may open it (console.access); the home redirect and Django's auth views
 # are declared here because they are not ours to decorate.
@@ -49,6 +49,7 @@ urlpatterns = [
     path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("audit/unlock/", audit.audit_unlock, name="audit-unlock"),
     path("system/", system.system, name="system"),
+    path("api/docs/", api_docs.api_docs, name="api-docs"),
     path("api/v1/", include("console.api.urls")),
     path("metrics", MetricsView.as_view(), name="metrics"),
 ]
