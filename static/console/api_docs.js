@@ -7,7 +7,7 @@ document.addEventListener("DOMContentLoaded", () => {
     url: root.dataset.schemaUrl,
     domNode: root,
     deepLinking: true,
-    docExpansion: "none",
+    docExpansion: "list",
     // "Try it out" runs with the signed-in session; Django wants the CSRF token on writes.
     requestInterceptor: (request) => {
       if (csrf) request.headers["X-CSRFToken"] = decodeURIComponent(csrf[1]);
