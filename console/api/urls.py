@@ -1,6 +1,8 @@
 """/api/v1/: the routes of the REST API and its OpenAPI schema."""
 
 from django.urls import path, reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
@@ -20,6 +22,7 @@ class IndexView(APIView):
 
     required_roles = {"get": Role.VIEWER}
 
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Index of the API's collections")
     def get(self, request):
         link = request.build_absolute_uri
         return Response(
