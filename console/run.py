@@ -193,7 +193,7 @@ class Supervisor:
         # A process that ran a while before dying starts over at the shortest backoff.
         ran_s = now - self.started_at[role]
         self.failures[role] = 1 if ran_s > 60 else self.failures[role] + 1
-        delay = min(self.backoff_max_s, 2.0 ** (self.failures[role] - 1))
+        delay = min(self.backoff_max_s, 2.0 ** min(self.failures[role] - 1, 16))
         self.due[role] = now + delay
         print(
             f"[runner] {role} (pid {proc.pid}) {_how_it_ended(proc.returncode)} after {ran_s:.0f} s;"
@@ -204,7 +204,10 @@ class Supervisor:
 
 def _how_it_ended(returncode: int) -> str:
     if returncode < 0:
-        return f"was killed by {signal.Signals(-returncode).name}"
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
     return f"exited with code {returncode}"
 
 
