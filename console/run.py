@@ -31,7 +31,32 @@ def main() -> int:
     subprocess.run([*manage, "seed_demo"], check=True, env=env, cwd=ROOT)
     host, port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8000")
     embedded.VAR_DIR.mkdir(parents=True, exist_ok=True)
-    commands = {
+    supervisor = Supervisor(_commands(py, manage, host, port), env)
+    user = os.environ.get("DEMO_ADMIN_USER", "admin")
+    password = os.environ.get("DEMO_ADMIN_PASSWORD", "hub-demo-admin-2575")
+    supervisor.start_all()
+    print(
+        f"\n  Console:   http://{host}:{port}/   (sign in as {user} / {password})\n"
+        f"  MLLP demo: 127.0.0.1:{os.environ.get('DEMO_MLLP_PORT', '2575')}   Ctrl-C stops everything.\n",
+        flush=True,
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    while not stopping.wait(0.3):
+        supervisor.tend()
+    print("[runner] stopping every process...", flush=True)
+    supervisor.stop_all()
+    if started_embedded:
+        embedded.stop_redis()
+        embedded.stop_postgres()
+    print("stopped.", flush=True)
+    return 0
+
+
+def _commands(py: str, manage: list[str], host: str, port: str) -> dict[str, list[str]]:
+    """The hub's processes, by the role each reports on the System page."""
+    return {
         "web": [py, "-m", "daphne", "-b", host, "-p", port, "console.asgi:application"],
         # Processing is CPU-bound (processes); delivery waits on the network (threads).
         "worker": [
@@ -82,27 +107,6 @@ def main() -> int:
         ],
         "listeners": [*manage, "run_listeners"],
     }
-    user = os.environ.get("DEMO_ADMIN_USER", "admin")
-    password = os.environ.get("DEMO_ADMIN_PASSWORD", "hub-demo-admin-2575")
-    supervisor = Supervisor(commands, env)
-    supervisor.start_all()
-    print(
-        f"\n  Console:   http://{host}:{port}/   (sign in as {user} / {password})\n"
-        f"  MLLP demo: 127.0.0.1:{os.environ.get('DEMO_MLLP_PORT', '2575')}   Ctrl-C stops everything.\n",
-        flush=True,
-    )
-    stopping = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    while not stopping.wait(0.3):
-        supervisor.tend()
-    print("[runner] stopping every process...", flush=True)
-    supervisor.stop_all()
-    if started_embedded:
-        embedded.stop_redis()
-        embedded.stop_postgres()
-    print("stopped.", flush=True)
-    return 0
 
 
 def _ensure_services() -> bool:
