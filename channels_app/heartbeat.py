@@ -50,6 +50,10 @@ class Heartbeat:
         atexit.register(self.stop)
         return self
 
+    def hold(self, sockets: Sequence[str]) -> None:
+        """What the process holds now (a listener's bound sockets); written with the next beat."""
+        self.sockets = list(sockets)
+
     def stop(self) -> None:
         """A clean exit leaves no row behind: only a process that died keeps one, silent."""
         if self._stopped.is_set():

@@ -93,6 +93,11 @@ def test_each_process_of_the_runner_comes_back_and_nothing_acknowledged_is_lost(
             what="every process's first heartbeat",
         )
         assert runner.poll() is None, output.read_text()
+        wait_for(
+            lambda: _live("listeners").sockets == [f"127.0.0.1:{mllp_port}"],
+            timeout=30,
+            what="the listener's socket on its heartbeat",
+        )
         traffic = _traffic(mllp_port)
         for role in ROLES:
             _kill_and_see_it_back(role, runner, output)

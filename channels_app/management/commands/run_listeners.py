@@ -8,7 +8,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -113,12 +113,15 @@ async def serve(
     conninfo: str,
     stop: asyncio.Event,
     pickups: Sequence[PickupSpec] = (),
+    on_listening: Callable[[list[str]], None] | None = None,
 ) -> None:
     committer = GroupCommitter(conninfo, on_stored=Dispatcher())
     await committer.start()
     servers = [MLLPServer(spec, committer) for spec in specs]
     for server in servers:
         await server.start()
+    if on_listening:
+        on_listening([f"{s.host}:{s.port}" for s in specs])
     pollers = [
         asyncio.create_task(FilePoller(spec, committer).run(stop), name=f"pickup {spec.channel_id}")
         for spec in pickups
@@ -149,7 +152,7 @@ class Command(BaseCommand):
         if not specs and not pickups:
             self.stderr.write("no enabled MLLP or file channel to listen for (run seed_demo?)")
             return
-        heartbeat.start("listeners", [f"{spec.host}:{spec.port}" for spec in specs])
+        beat = heartbeat.start("listeners")
         conninfo = database_conninfo()
         connection.close()  # the listener writes through its own async connection
 
@@ -158,6 +161,6 @@ class Command(BaseCommand):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await serve(specs, conninfo, stop, pickups)
+            await serve(specs, conninfo, stop, pickups, beat.hold if beat else None)
 
         asyncio.run(main())
