@@ -18,10 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 # Front-end assets come from the npm registry through package-lock.json, never committed.
 assets: $(VENDOR)/.stamp
-$(VENDOR)/.stamp: package-lock.json $(VENV)/.installed
+$(VENDOR)/.stamp: package-lock.json Makefile $(VENV)/.installed
 	$(NPM) ci --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/htmx.org/dist/htmx.min.js \
+	   node_modules/bootstrap/dist/js/bootstrap.bundle.min.js \
 	   node_modules/bootstrap-icons/font/bootstrap-icons.min.css \
 	   node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
 	cp -r node_modules/bootstrap-icons/font/fonts $(VENDOR)/

@@ -1,4 +1,5 @@
-"""`make run`: start every process of the hub on one machine, stop them all on Ctrl-C.
+"""`make run`: start every process of the hub on one machine, keep them running, stop them all on
+Ctrl-C or SIGTERM.
 
 web (daphne) · celery worker · celery beat · MLLP listeners; plus embedded PostgreSQL and Redis
 when DATABASE_URL / REDIS_URL are unset. Production runs each process on its own instead.
@@ -6,10 +7,12 @@ when DATABASE_URL / REDIS_URL are unset. Production runs each process on its own
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +31,32 @@ def main() -> int:
     subprocess.run([*manage, "seed_demo"], check=True, env=env, cwd=ROOT)
     host, port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8000")
     embedded.VAR_DIR.mkdir(parents=True, exist_ok=True)
-    commands = {
+    supervisor = Supervisor(_commands(py, manage, host, port), env)
+    user = os.environ.get("DEMO_ADMIN_USER", "admin")
+    password = os.environ.get("DEMO_ADMIN_PASSWORD", "hub-demo-admin-2575")
+    supervisor.start_all()
+    print(
+        f"\n  Console:   http://{host}:{port}/   (sign in as {user} / {password})\n"
+        f"  MLLP demo: 127.0.0.1:{os.environ.get('DEMO_MLLP_PORT', '2575')}   Ctrl-C stops everything.\n",
+        flush=True,
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    while not stopping.wait(0.3):
+        supervisor.tend()
+    print("[runner] stopping every process...", flush=True)
+    supervisor.stop_all()
+    if started_embedded:
+        embedded.stop_redis()
+        embedded.stop_postgres()
+    print("stopped.", flush=True)
+    return 0
+
+
+def _commands(py: str, manage: list[str], host: str, port: str) -> dict[str, list[str]]:
+    """The hub's processes, by the role each reports on the System page."""
+    return {
         # daphne, with its access log scrubbed of tokens (console/web.py).
         "web": [py, "-m", "console.web", "-b", host, "-p", port, "console.asgi:application"],
         # Processing is CPU-bound (processes); delivery waits on the network (threads).
@@ -80,35 +108,6 @@ def main() -> int:
         ],
         "listeners": [*manage, "run_listeners"],
     }
-    procs = {name: subprocess.Popen(cmd, env=env, cwd=ROOT) for name, cmd in commands.items()}
-    user = os.environ.get("DEMO_ADMIN_USER", "admin")
-    password = os.environ.get("DEMO_ADMIN_PASSWORD", "hub-demo-admin-2575")
-    print(
-        f"\n  Console:   http://{host}:{port}/   (sign in as {user} / {password})\n"
-        f"  MLLP demo: 127.0.0.1:{os.environ.get('DEMO_MLLP_PORT', '2575')}   Ctrl-C stops everything.\n",
-        flush=True,
-    )
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"{name} exited with {proc.returncode}; stopping the rest", flush=True)
-                stopping, exit_code = True, 1
-        time.sleep(0.3)
-    _stop_all(procs)
-    if started_embedded:
-        embedded.stop_redis()
-        embedded.stop_postgres()
-    print("stopped.", flush=True)
-    return exit_code
 
 
 def _ensure_services() -> bool:
@@ -131,16 +130,98 @@ def _ensure_services() -> bool:
     return True
 
 
-def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for proc in procs.values():
+class Supervisor:
+    """Keeps every process running: one that exits is started again after a backoff that grows
+    while it keeps failing, and the others are never touched. Only stop_all() ends them.
+
+    Each process runs in its own session, so Ctrl-C reaches the runner alone (it stops the
+    processes in order) and a dead process's leftovers (prefork children) can be ended with it.
+    """
+
+    def __init__(self, commands: dict[str, list[str]], env: dict[str, str]) -> None:
+        self.commands = commands
+        self.env = env
+        self.backoff_max_s = float(os.environ.get("RESTART_BACKOFF_MAX_S", "30"))
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.started_at: dict[str, float] = {}
+        self.restarts: dict[str, int] = dict.fromkeys(commands, 0)
+        self.failures: dict[str, int] = dict.fromkeys(commands, 0)  # in a row, for the backoff
+        self.due: dict[str, float] = {}  # role -> when to start it again
+
+    def start_all(self) -> None:
+        for role in self.commands:
+            self._start(role)
+
+    def tend(self) -> None:
+        """Notice what exited, start again what is due."""
+        now = time.monotonic()
+        for role, proc in list(self.procs.items()):
+            if proc.poll() is not None:
+                self._exited(role, proc, now)
+        for role, when in list(self.due.items()):
+            if now >= when:
+                del self.due[role]
+                self.restarts[role] += 1
+                self._start(role)
+
+    def stop_all(self, timeout_s: float = 15) -> None:
+        self.due.clear()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for role, proc in self.procs.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"[runner] {role} did not stop in {timeout_s:.0f} s: killed", flush=True)
+            _end_group(proc)
+
+    def _start(self, role: str) -> None:
+        env = {
+            **self.env,
+            "HUB_PROCESS_ROLE": role,
+            "HUB_PROCESS_RESTARTS": str(self.restarts[role]),
+        }
+        proc = subprocess.Popen(self.commands[role], env=env, cwd=ROOT, start_new_session=True)
+        self.procs[role] = proc
+        self.started_at[role] = time.monotonic()
+        if self.restarts[role]:
+            print(
+                f"[runner] {role} started again (pid {proc.pid}, restart {self.restarts[role]})",
+                flush=True,
+            )
+
+    def _exited(self, role: str, proc: subprocess.Popen, now: float) -> None:
+        del self.procs[role]
+        _end_group(proc)
+        # A process that ran a while before dying starts over at the shortest backoff.
+        ran_s = now - self.started_at[role]
+        self.failures[role] = 1 if ran_s > 60 else self.failures[role] + 1
+        delay = min(self.backoff_max_s, 2.0 ** min(self.failures[role] - 1, 16))
+        self.due[role] = now + delay
+        print(
+            f"[runner] {role} (pid {proc.pid}) {_how_it_ended(proc.returncode)} after {ran_s:.0f} s;"
+            f" starting it again in {delay:.0f} s. The other processes keep running.",
+            flush=True,
+        )
+
+
+def _how_it_ended(returncode: int) -> str:
+    if returncode < 0:
         try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """Whatever the process left behind in its session (pool children) goes with it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
 
 
 if __name__ == "__main__":

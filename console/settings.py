@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "django_htmx",
     "channels",
     "channels_app",
@@ -304,6 +305,8 @@ HUB = {
     "LISTEN_HOST": env_str("LISTEN_HOST", "127.0.0.1"),
     "MAX_MESSAGE_BYTES": env_int("MAX_MESSAGE_BYTES", 1024 * 1024),
     "OUTBOX_DIR": env_str("OUTBOX_DIR", str(BASE_DIR / "var" / "outbox")),
+    # Every hub process writes its heartbeat this often (channels_app/heartbeat.py); 0: none.
+    "HEARTBEAT_EVERY_S": env_int("HEARTBEAT_EVERY_S", 10),
 }
 
 # --- Encryption at rest (channels_app/sealing.py): comma-separated Fernet keys, the first seals,

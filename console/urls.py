@@ -8,6 +8,7 @@ from console.api.metrics import MetricsView
 from console.security import LoginForm
 from console.views import (
     alerts,
+    api_docs,
     audit,
     channel_config,
     channels,
@@ -72,6 +73,7 @@ urlpatterns = [
     path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("audit/unlock/", audit.audit_unlock, name="audit-unlock"),
     path("system/", system.system, name="system"),
+    path("api/docs/", api_docs.api_docs, name="api-docs"),
     path("api/v1/", include("console.api.urls")),
     path("metrics", MetricsView.as_view(), name="metrics"),
 ]

@@ -1,6 +1,7 @@
 from channels_app.models.alerts import Alert, AlertRule
 from channels_app.models.config import Channel, ChannelVersion, Destination
 from channels_app.models.heartbeat import SourceHeartbeat
+from channels_app.models.processes import ProcessHeartbeat
 from channels_app.models.replay import ReplayJob
 from channels_app.models.stats import StatMinute
 from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
@@ -15,6 +16,7 @@ __all__ = [
     "Delivery",
     "Destination",
     "Message",
+    "ProcessHeartbeat",
     "ReplayJob",
     "SourceHeartbeat",
     "StatMinute",

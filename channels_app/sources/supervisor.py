@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -235,8 +236,14 @@ def _utc(timestamp: float | None) -> datetime | None:
 
 
 class Supervisor:
-    def __init__(self, committer: GroupCommitter, conninfo: str) -> None:
+    def __init__(
+        self,
+        committer: GroupCommitter,
+        conninfo: str,
+        on_listening: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self.committer = committer
+        self.on_listening = on_listening  # told the sockets held whenever they change
         self.sources: dict[int, Source] = {}
         self.stopped: dict[int, float] = {}  # channel id -> when its source stopped here
         self.heartbeat = Heartbeat(conninfo, self.reports)
@@ -269,6 +276,8 @@ class Supervisor:
                 source.take_over(plan)
         if changed:
             self.heartbeat.poke()
+            if self.on_listening:
+                self.on_listening(self.listening_sockets())
 
     async def follow(
         self,
@@ -294,6 +303,14 @@ class Supervisor:
         await self.heartbeat.close()
         await asyncio.get_running_loop().run_in_executor(self._planner, _close_connection)
         self._planner.shutdown(wait=False)
+
+    def listening_sockets(self) -> list[str]:
+        """The MLLP addresses this process is listening on now (for the System page)."""
+        return sorted(
+            f"{source.plan.spec.host}:{source.plan.spec.port}"
+            for source in self.sources.values()
+            if source.state == "listening" and isinstance(source.plan.spec, ListenerSpec)
+        )
 
     def reports(self) -> list[Report]:
         now = time.monotonic()

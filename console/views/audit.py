@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from django import forms
@@ -64,6 +65,48 @@ class AuditFilter(forms.Form):
         )
 
 
+@dataclass(frozen=True)
+class DetailLine:
+    """One line of an entry's detail: ``key: value``, or for a change ``key: before → after``."""
+
+    key: str
+    value: str = ""
+    before: str | None = None
+    after: str | None = None
+
+    @property
+    def is_change(self) -> bool:
+        return self.before is not None
+
+
+def detail_lines(detail: dict | None) -> list[DetailLine]:
+    lines = []
+    for key, value in (detail or {}).items():
+        if key == "changes" and isinstance(value, dict):
+            lines += [_change(field, pair) for field, pair in value.items()]
+        else:
+            lines.append(DetailLine(str(key), _readable(value)))
+    return lines
+
+
+def _change(field: str, pair) -> DetailLine:
+    if isinstance(pair, list | tuple) and len(pair) == 2:
+        return DetailLine(str(field), before=_readable(pair[0]), after=_readable(pair[1]))
+    return DetailLine(str(field), _readable(pair))
+
+
+def _readable(value) -> str:
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_readable(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_readable(v) for v in value)
+    return str(value)
+
+
 def _day_start(day) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
@@ -73,6 +116,8 @@ def audit_list(request):
     form = AuditFilter(request.GET or None)
     events = form.apply(AuditEvent.objects.all()) if form.is_bound else AuditEvent.objects.all()
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
+    for event in page:
+        event.detail_lines = detail_lines(event.detail)
     query = request.GET.copy()
     query.pop("page", None)
     context = {

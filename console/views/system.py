@@ -1,6 +1,8 @@
-"""The System page, for admins: what protects the data at rest and whom the app connects as.
+"""The System page, for admins: the hub's processes, what protects the data at rest and whom
+the app connects as.
 
-Read-only: every fact here comes from the settings and the live database connection.
+Read-only: every fact here comes from the settings, the live database connection and the
+heartbeats the processes write (channels_app/heartbeat.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from django.conf import settings
 from django.db import connection
 from django.shortcuts import render
 
+from channels_app import heartbeat
+from channels_app.models import ProcessHeartbeat
 from console import embedded
 from console.access import requires
 from console.db_roles import connected_role
@@ -45,12 +49,36 @@ def _user_of(url: str) -> str:
     return urlparse(url).username or "" if url else ""
 
 
+@dataclass(frozen=True)
+class RunningProcess:
+    row: ProcessHeartbeat
+    silent: bool  # no beat for three periods: dead or stuck
+
+
+# The order `make run` starts them in, which is also the order of the README's table.
+ROLE_ORDER = ["web", "worker", "deliver", "beat", "listeners"]
+
+
+def running_processes() -> list[RunningProcess]:
+    rows = sorted(
+        ProcessHeartbeat.objects.all(),
+        key=lambda r: (_role_rank(r.role), r.host, r.started_at),
+    )
+    return [RunningProcess(row, heartbeat.is_silent(row.beat_at)) for row in rows]
+
+
+def _role_rank(role: str) -> int:
+    return ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
+
+
 @requires(Role.ADMIN)
 def system(request):
     return render(
         request,
         "system/index.html",
         {
+            "processes": running_processes(),
+            "heartbeat_every_s": heartbeat.every_s(),
             "encryption": encryption_at_rest(),
             "role": connected_role(connection),
             "database": _server(settings.DATABASE_URL),

@@ -162,3 +162,16 @@ def test_metrics_are_read_with_a_viewer_token():
     assert f'hub_deliveries_open{{{label},status="PENDING"}} 1.0' in text
     assert f"hub_destination_breaker_open{{{label}}} 0.0" in text
     assert Client().get("/metrics").status_code == 401
+
+
+@pytest.mark.django_db
+def test_the_api_root_answers_an_index(client, viewer_user):
+    client.force_login(viewer_user)
+    index = client.get("/api/v1/").json()
+    assert index["schema"].endswith("/api/v1/schema/") and index["docs"].endswith("/api/docs/")
+    assert index["collections"]["messages"].endswith("/api/v1/messages/")
+    assert set(index["collections"]) >= {"channels", "destinations", "deliveries", "replay-jobs"}
+    for url in index["collections"].values():
+        assert client.get(url).status_code in (200, 403)  # each is a real route
+    client.logout()
+    assert client.get("/api/v1/").status_code == 401

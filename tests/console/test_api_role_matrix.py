@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db
 
 VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Role.ADMIN
 API_MATRIX = {
+    "api-index": {"GET": VIEWER},
     "api-schema": {"GET": VIEWER},
     "metrics": {"GET": VIEWER},
     "api-inbound": {"POST": OPERATOR},

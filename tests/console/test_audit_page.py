@@ -150,3 +150,23 @@ def test_deleted_users_keep_their_name_on_the_page(admin, django_user_model):
     admin_client.force_login(django_user_model.objects.get(username="admin"))
     html = admin_client.get("/audit/", {"actor": "gone"}).content.decode()
     assert "gone" in html and "deleted" in html
+
+
+def test_detail_reads_as_key_value_and_changes_as_before_to_after(admin):
+    add(
+        "destination.updated",
+        actor="ana",
+        target="destination:7",
+        detail={"changes": {"timeout_s": [30.0, 5.0], "enabled": [True, False]}, "note": None},
+    )
+    add("audit.export", actor="ana", target="audit", detail={"filters": {"actor": "bo"}, "rows": 3})
+    page = admin.get("/audit/").content.decode()
+    detail = page.split('class="small audit-detail"')
+    export, change = detail[1], detail[2]  # newest first
+    assert "filters:</span> actor=bo" in export and "rows:</span> 3" in export
+    assert '<span class="audit-before">30.0</span>' in change
+    assert '<span class="audit-after">5.0</span>' in change and "→" in change
+    assert 'enabled:</span> <span class="audit-before">yes</span>' in change
+    assert "note:</span> —" in change
+    assert "{&#x27;" not in page  # no dict dumped as Python
+    assert '<td class="audit-target">destination:7</td>' in page

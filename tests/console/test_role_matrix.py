@@ -60,6 +60,7 @@ MATRIX = {
     "audit-export": {"GET": ADMIN, "POST": ADMIN},
     "audit-unlock": {"GET": ADMIN, "POST": ADMIN},
     "system": {"GET": ADMIN, "POST": ADMIN},
+    "api-docs": {"GET": VIEWER, "POST": VIEWER},
 }
 IDENTITIES = ("anonymous", "none", "viewer", "operator", "analyst", "admin", "resender")
 ROLE_OF = {

@@ -11,14 +11,14 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
-from channels_app import events
+from channels_app import events, heartbeat
 from channels_app.models import Channel
 from channels_app.pipeline.ingest import GroupCommitter
 from channels_app.sources.file import PickupSpec, pickup_config
@@ -115,6 +115,7 @@ async def serve(
     conninfo: str,
     stop: asyncio.Event,
     pickups: Sequence[PickupSpec] = (),
+    on_listening: Callable[[list[str]], None] | None = None,
     *,
     follow: bool = False,
     channel_names: list[str] | None = None,
@@ -124,8 +125,8 @@ async def serve(
     the configuration as it changes."""
     committer = GroupCommitter(conninfo, on_stored=Dispatcher())
     await committer.start()
-    supervisor = Supervisor(committer, conninfo)
-    heartbeat = asyncio.create_task(supervisor.heartbeat.run(stop), name="heartbeat")
+    supervisor = Supervisor(committer, conninfo, on_listening)
+    beating = asyncio.create_task(supervisor.heartbeat.run(stop), name="heartbeat")
     try:
         if follow:
             await supervisor.follow(stop, channel_names)
@@ -136,7 +137,7 @@ async def serve(
             await stop.wait()
     finally:
         stop.set()  # the heartbeat ends after its beat in progress; then the last one is written
-        await asyncio.gather(heartbeat, return_exceptions=True)
+        await asyncio.gather(beating, return_exceptions=True)
         try:
             await supervisor.close()
         finally:
@@ -164,6 +165,7 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"starting: {', '.join(p.describe() for p in plans.values())}")
+        beat = heartbeat.start("listeners")
         conninfo = database_conninfo()
         connection.close()  # the sources write through their own async connections
 
@@ -172,6 +174,13 @@ class Command(BaseCommand):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await serve([], conninfo, stop, follow=True, channel_names=names)
+            await serve(
+                [],
+                conninfo,
+                stop,
+                on_listening=beat.hold if beat else None,
+                follow=True,
+                channel_names=names,
+            )
 
         asyncio.run(main())
