@@ -182,8 +182,18 @@ class ChannelForm(BootstrapForm, forms.ModelForm):
         help_texts = {
             "enabled": "Off: its source stops listening or picking up files.",
             "max_message_bytes": "Larger messages are refused (NAK, 413).",
+            "route_filter": "A FHIRPath condition on the message's canonical Bundle, checked "
+            "before any destination's rule, e.g. %messageCode = 'ORU'. The HL7 v2 header is "
+            "there as %messageType, %messageCode, %triggerEvent, %sendingApplication, "
+            "%sendingFacility. A message it is false for is filtered. Blank: every message "
+            "passes.",
         }
-        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "route_filter": forms.Textarea(
+                attrs={"rows": 2, "class": "font-monospace", "spellcheck": "false"}
+            ),
+        }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -45,6 +45,7 @@ LAID_OUT = {
     "dedupe_window_s",
     "max_message_bytes",
     "retention_days",
+    "route_filter",
 }
 
 

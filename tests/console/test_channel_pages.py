@@ -228,3 +228,32 @@ def test_an_http_source_takes_a_custom_json_map_checked_by_the_field(analyst_use
     assert saved.status_code == 302
     channel = Channel.objects.get(name="Lab results")
     assert channel.source_config == {"inbound": "json", "json_map": JSON_MAP}
+
+
+def test_the_list_shows_the_rules_to_viewers_without_any_edit_control(viewer_user, analyst_user):
+    rule = "entry.resource.ofType(DiagnosticReport).where(status = 'final').exists()"
+    lab = factories.channel(41300, name="Lab feed", route_filter="%messageCode = 'ORU'")
+    factories.fhir_destination(lab, "http://127.0.0.1:9/fhir", name="Finals", route_when=rule)
+    factories.fhir_destination(lab, "http://127.0.0.1:9/fhir", name="Everything")
+    plain = factories.channel(41301, name="ADT feed")
+
+    html = signed_in(viewer_user).get("/channels/").content.decode()
+    assert '<code class="rule" data-route-filter>%messageCode = &#x27;ORU&#x27;</code>' in html
+    assert html.count("data-route-when>") == 1 and "where(status = &#x27;final&#x27;)" in html
+    assert "data-route-when-none" in html  # "Everything" takes every message
+    assert html.count("data-route-filter-none") == 1  # ADT feed has no filter
+    assert "data-channel-actions" not in html and 'data-action="edit-destination"' not in html
+    assert 'data-action="new-channel"' not in html and 'data-action="add-destination"' not in html
+
+    html = signed_in(analyst_user).get("/channels/").content.decode()
+    assert f'href="/channels/{plain.pk}/edit/"' in html and 'data-action="add-destination"' in html
+
+
+def test_the_channel_form_lays_out_the_filter_under_routing(analyst_user):
+    lab = factories.channel(41302, name="Lab feed", route_filter="%messageCode = 'ORU'")
+    html = signed_in(analyst_user).get(f"/channels/{lab.pk}/edit/").content.decode()
+    routing = html[html.index('id="routing-fields"') : html.index('id="source-card"')]
+    assert 'name="route_filter"' in routing and "font-monospace" in field_html(
+        routing, "route_filter"
+    )
+    assert 'id="more-fields"' not in html  # nothing left over to lay out
