@@ -37,7 +37,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
 from adapters.registry import register_transport
-from adapters.transports.base import Payload, SendResult, TransportError
+from adapters.transports.base import Encoded, Payload, SendResult, TransportError
 from adapters.transports.webhook import is_permanent, origin, request, secret, short
 
 # A cached token is replaced this long before it expires (at most), so no request carries a token
@@ -91,6 +91,11 @@ class FhirRestTransport:
         self.headers = {"Accept": "application/fhir+json", **config.headers}
         if config.bearer_token:
             self.headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
+
+    def encode(self, payload: Payload) -> Encoded:
+        """The transaction Bundle as stored (per_resource mode sends its entries one by one)."""
+        how = "each entry to" if self.config.mode == "per_resource" else "POST"
+        return Encoded(payload.body, payload.content_type, f"{how} {self.where}")
 
     def send(self, payload: Payload, *, timeout: float) -> SendResult:
         if self.config.mode == "per_resource":

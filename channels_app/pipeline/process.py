@@ -68,11 +68,11 @@ def process_messages(ids: list[int]) -> list[int]:
         deliveries: list[Delivery] = []
         json_maps = json_source.JsonMaps()  # each channel's map read once per batch
         for message in messages:
-            parsed = _convert(message, json_maps)
+            parsed = convert_message(message, json_maps)
             message.processed_at = now
             if message.status == Message.Status.ERROR:
                 continue
-            targets = _route(message, destinations.get(message.channel_id, []))
+            targets = route_message(message, destinations.get(message.channel_id, []))
             if message.status == Message.Status.ERROR:
                 continue
             if not targets:
@@ -237,7 +237,7 @@ def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destinatio
     return found
 
 
-def _route(message: Message, targets: list[Destination]) -> list[Destination]:
+def route_message(message: Message, targets: list[Destination]) -> list[Destination]:
     """The destinations the channel's rules send ``message`` to; the decision, with a reason per
     destination, is kept on the message. A rule that fails on it puts it in ERROR (stage route)
     and sends it nowhere."""
@@ -279,7 +279,7 @@ def _quoted(error: RuleError) -> str:
     return f"`{error.expression}`: {error.problem}"
 
 
-def _convert(
+def convert_message(
     message: Message, json_maps: json_source.JsonMaps | None = None
 ) -> hl7v2.Message | None:
     """Fill in the canonical bundle, or the error that stopped the message (with its place);

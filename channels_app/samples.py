@@ -1,0 +1,101 @@
+"""A channel's regression suite: its samples run through the dry run and compared with the output
+each one had accepted. Shared by the bench page and the REST API.
+
+A sample ``passed`` when its result is the accepted one, ``changed`` when it differs, ``failed``
+when the message no longer gets through (an error) where it used to, and is ``unaccepted`` until
+an analyst accepts an output. The diff is a unified diff of both results written out readably
+(JSON pretty-printed, HL7 v2 one segment a line).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from channels_app.dry_run import DryRun, dry_run
+from channels_app.models import Channel, ChannelSample
+
+PASSED, CHANGED, FAILED, UNACCEPTED = "passed", "changed", "failed", "unaccepted"
+
+
+@dataclass
+class SampleOutcome:
+    sample: ChannelSample
+    status: str
+    diff: str
+    result: DryRun
+
+    def as_dict(self) -> dict:
+        return {
+            "sample": self.sample.pk,
+            "name": self.sample.name,
+            "status": self.status,
+            "diff": self.diff,
+        }
+
+
+def run_sample(sample: ChannelSample) -> DryRun:
+    return dry_run(sample.channel, sample.raw, sample.content_type)
+
+
+def check_sample(sample: ChannelSample) -> SampleOutcome:
+    result = run_sample(sample)
+    current = result.comparable()
+    if sample.accepted is None:
+        return SampleOutcome(sample, UNACCEPTED, "", result)
+    if current == sample.accepted:
+        return SampleOutcome(sample, PASSED, "", result)
+    status = FAILED if result.error and not sample.accepted.get("error") else CHANGED
+    return SampleOutcome(sample, status, diff(sample.accepted, current), result)
+
+
+def run_suite(channel: Channel) -> list[SampleOutcome]:
+    return [check_sample(s) for s in channel.samples.select_related("channel").order_by("name")]
+
+
+def tally(outcomes: list[SampleOutcome]) -> dict[str, int]:
+    counts = dict.fromkeys((PASSED, CHANGED, FAILED, UNACCEPTED), 0)
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    return counts
+
+
+@transaction.atomic
+def accept(sample: ChannelSample) -> DryRun:
+    """Keep the sample's current result as its accepted output."""
+    result = run_sample(sample)
+    sample.accepted = result.comparable()
+    sample.accepted_at = timezone.now()
+    sample.save(update_fields=["accepted", "accepted_at"])
+    return result
+
+
+def diff(accepted: dict, current: dict) -> str:
+    lines = difflib.unified_diff(
+        readable(accepted), readable(current), "accepted", "now", n=3, lineterm=""
+    )
+    return "\n".join(lines)
+
+
+def readable(result: dict) -> list[str]:
+    """The result as lines a person can compare: output bodies unfolded (JSON parsed, HL7 v2 split
+    into its segments) so a changed field shows as one changed line."""
+    shown = dict(result)
+    shown["outputs"] = {
+        name: {**output, "body": _unfolded(output.get("body"))}
+        for name, output in (result.get("outputs") or {}).items()
+    }
+    return json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def _unfolded(body):
+    if not isinstance(body, str):
+        return body
+    try:
+        return json.loads(body)
+    except ValueError:
+        return [segment for segment in body.replace("\n", "\r").split("\r") if segment]
