@@ -363,3 +363,41 @@ class ResentSerializer(serializers.Serializer):
     original = serializers.IntegerField()
     message = serializers.IntegerField(help_text="The new message, linked to the original.")
     status = serializers.CharField()
+
+
+class DryRunRequestSerializer(serializers.Serializer):
+    raw = serializers.CharField(required=False, trim_whitespace=False, help_text="The message.")
+    content_type = serializers.CharField(required=False, allow_blank=True, default="")
+    sample = serializers.IntegerField(required=False, help_text="Or run a saved sample.")
+
+    def validate(self, attrs):
+        if ("raw" in attrs) == ("sample" in attrs):
+            raise serializers.ValidationError("give either raw or sample")
+        return attrs
+
+
+class SampleSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    channel = serializers.IntegerField(source="channel_id")
+    name = serializers.CharField(max_length=100)
+    raw = serializers.CharField(required=False, trim_whitespace=False)
+    content_type = serializers.CharField(required=False, allow_blank=True, default="")
+    message = serializers.IntegerField(
+        required=False, write_only=True, help_text="Copy this stored message's body (audited)."
+    )
+    accepted = serializers.JSONField(read_only=True)
+    accepted_at = serializers.DateTimeField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    def validate(self, attrs):
+        if ("raw" in attrs) == ("message" in attrs):
+            raise serializers.ValidationError("give either raw or message")
+        return attrs
+
+
+class SampleOutcomeSerializer(serializers.Serializer):
+    sample = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(["passed", "changed", "failed", "unaccepted"])
+    diff = serializers.CharField(help_text="Unified diff, accepted → now.")

@@ -14,9 +14,19 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from adapters.codecs import custom_json
-from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
+from channels_app import samples as suite
+from channels_app.dry_run import dry_run
+from channels_app.models import (
+    Attempt,
+    Channel,
+    ChannelSample,
+    Delivery,
+    Destination,
+    Message,
+    ReplayJob,
+)
 from channels_app.pipeline import replay as replay_stage
-from console import audit, replays, tokens
+from console import audit, bench, replays, tokens
 from console.api import serializers as s
 from console.audit import changes
 from console.models import ApiToken, AuditEvent
@@ -96,7 +106,34 @@ class ChannelViewSet(AuditedConfigViewSet):
         "versions": VIEWER,
         "pause": OPERATOR,
         "resume": OPERATOR,
+        "test": ANALYST,
+        "suite": ANALYST,
     }
+
+    @extend_schema(request=s.DryRunRequestSerializer, responses=OpenApiResponse())
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        """Dry run: the parse tree, Bundle, issues, routing and each routed destination's encoded
+        output for a message (or a saved sample); nothing is stored, nothing is sent."""
+        channel = self.get_object()
+        form = s.DryRunRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        if "sample" in form.validated_data:
+            sample = get_object_or_404(channel.samples, pk=form.validated_data["sample"])
+            result = suite.run_sample(sample)
+        else:
+            data = form.validated_data
+            result = dry_run(channel, data["raw"], data["content_type"])
+        return Response(result.as_dict())
+
+    @extend_schema(request=None, responses=s.SampleOutcomeSerializer(many=True))
+    @action(detail=True, methods=["post"])
+    def suite(self, request, pk=None):
+        """Run every sample of the channel against its accepted output."""
+        outcomes = suite.run_suite(self.get_object())
+        return Response(
+            {"counts": suite.tally(outcomes), "samples": [o.as_dict() for o in outcomes]}
+        )
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
@@ -332,6 +369,58 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
             status=status.HTTP_201_CREATED,
             headers={"Location": f"/api/v1/messages/{copy.pk}/"},
         )
+
+
+class SampleViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """A channel's test samples (?channel= to list one channel's); analysts and above."""
+
+    serializer_class = s.SampleSerializer
+    required_roles = {
+        "list": ANALYST,
+        "retrieve": ANALYST,
+        "create": ANALYST,
+        "destroy": ANALYST,
+        "accept": ANALYST,
+    }
+
+    def get_queryset(self):
+        found = ChannelSample.objects.select_related("created_by").order_by("channel_id", "name")
+        channel = id_param(self.request, "channel")
+        return found.filter(channel_id=channel) if channel is not None else found
+
+    def create(self, request):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        channel = get_object_or_404(Channel, pk=data["channel_id"])
+        try:
+            if "message" in data:
+                sample = bench.copy_message(request, channel, data["message"], data["name"])
+            else:
+                sample = bench.save_sample(
+                    request, channel, data["name"], data["raw"], data["content_type"]
+                )
+        except Message.DoesNotExist:
+            raise serializers.ValidationError({"message": ["no such message"]})
+        except bench.SampleRefused as exc:
+            raise serializers.ValidationError({exc.field: [exc.reason]})
+        return Response(self.get_serializer(sample).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        bench.delete_sample(self.request, instance)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        """Keep the sample's current dry-run result as its accepted output."""
+        sample = self.get_object()
+        bench.accept(request, sample)
+        return Response(self.get_serializer(sample).data)
 
 
 class ReplayJobViewSet(viewsets.ReadOnlyModelViewSet):
