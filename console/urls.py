@@ -8,7 +8,7 @@ from console.access import public, requires, signed_in
 from console.api.metrics import MetricsView
 from console.roles import Role
 from console.security import LoginForm
-from console.views import audit, channels, destinations, messages, replay
+from console.views import audit, bench, channels, destinations, messages, replay
 
 # Every view declares who may open it (console.access); the home redirect and Django's auth views
 # are declared here because they are not ours to decorate.
@@ -37,6 +37,14 @@ urlpatterns = [
     path("channels/", channels.channel_list, name="channels"),
     path("channels/<int:pk>/pause/", channels.channel_pause, name="channel-pause"),
     path("channels/<int:pk>/resume/", channels.channel_resume, name="channel-resume"),
+    path("channels/<int:pk>/bench/", bench.bench_page, name="bench"),
+    path("channels/<int:pk>/bench/run/", bench.bench_run, name="bench-run"),
+    path("channels/<int:pk>/bench/samples/", bench.bench_sample_new, name="bench-sample-new"),
+    path("channels/<int:pk>/bench/copy/", bench.bench_sample_copy, name="bench-sample-copy"),
+    path("channels/<int:pk>/bench/suite/", bench.bench_suite, name="bench-suite"),
+    path("bench/samples/<int:pk>/run/", bench.bench_sample_run, name="bench-sample-run"),
+    path("bench/samples/<int:pk>/accept/", bench.bench_sample_accept, name="bench-sample-accept"),
+    path("bench/samples/<int:pk>/delete/", bench.bench_sample_delete, name="bench-sample-delete"),
     path(
         "channels/<int:pk>/destinations/new/",
         destinations.destination_new,
