@@ -75,10 +75,34 @@ def accept(sample: ChannelSample) -> DryRun:
 
 
 def diff(accepted: dict, current: dict) -> str:
+    accepted, current = _sent_or_not(accepted, current)
     lines = difflib.unified_diff(
         readable(accepted), readable(current), "accepted", "now", n=3, lineterm=""
     )
     return "\n".join(lines)
+
+
+def _sent_or_not(accepted: dict, current: dict) -> tuple[dict, dict]:
+    """An output only one side has is shown as one line each side ("not sent" against what was
+    sent), not as its whole body: routing that flips reads as one change."""
+    before, after = accepted.get("outputs") or {}, current.get("outputs") or {}
+    only = set(before) ^ set(after)
+    if not only:
+        return accepted, current
+
+    def folded(outputs: dict) -> dict:
+        shown = {n: o for n, o in outputs.items() if n not in only}
+        shown |= {n: _sent(outputs[n]) if n in outputs else "not sent" for n in only}
+        return shown
+
+    return {**accepted, "outputs": folded(before)}, {**current, "outputs": folded(after)}
+
+
+def _sent(output: dict) -> str:
+    if "error" in output:
+        return f"not encoded: {output['error']}"
+    size = len(output.get("body") or "")
+    return f"sent: {output.get('content_type')} to {output.get('target')} ({size} characters)"
 
 
 def readable(result: dict) -> list[str]:
@@ -87,6 +111,8 @@ def readable(result: dict) -> list[str]:
     shown = dict(result)
     shown["outputs"] = {
         name: {**output, "body": _unfolded(output.get("body"))}
+        if isinstance(output, dict)
+        else output  # a folded "not sent" line
         for name, output in (result.get("outputs") or {}).items()
     }
     return json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False).splitlines()

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from channels_app import samples
 from channels_app.dry_run import dry_run
-from channels_app.models import Delivery, Destination, Message
+from channels_app.models import ChannelSample, Delivery, Destination, Message
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -107,3 +108,28 @@ def test_a_rule_failing_on_the_message_is_shown_at_stage_route(channel):
     )
     result = dry_run(channel, factories.oru_r01(n_obx=3))
     assert result.error["stage"] == "route" and "mrn hook" in result.error["where"]
+
+
+def test_the_suite_diff_reads_a_routing_flip_as_one_change(channel):
+    sample = ChannelSample.objects.create(
+        channel=channel, name="adt", raw=factories.adt_a01("DIFF-1").decode()
+    )
+    samples.accept(sample)
+    assert samples.check_sample(sample).status == samples.PASSED
+    Destination.objects.filter(name="mrn hook").update(route_when="%messageCode = 'ORU'")
+    outcome = samples.check_sample(sample)
+    assert outcome.status == samples.CHANGED
+    removed = [line for line in outcome.diff.splitlines() if line.startswith("-  ")]
+    assert any('"mrn hook": "sent: application/json' in line for line in removed)
+    assert any('"mrn hook": "not sent"' in line for line in outcome.diff.splitlines())
+    assert len(outcome.diff.splitlines()) < 40
+
+
+def test_a_sample_that_no_longer_reads_has_failed(channel):
+    sample = ChannelSample.objects.create(
+        channel=channel, name="adt", raw=factories.adt_a01("FAIL-1").decode()
+    )
+    samples.accept(sample)
+    ChannelSample.objects.filter(pk=sample.pk).update(raw="MSH|^~\\&|A\rPID")
+    sample.refresh_from_db()
+    assert samples.check_sample(sample).status == samples.FAILED
