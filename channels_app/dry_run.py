@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from django.db import connection
+from django.db import DataError, connection, transaction
 
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json, hl7v2
@@ -108,9 +108,13 @@ def stored_text(bundle: dict) -> str:
     value (jsonb orders keys its own way), or the sealed form's JSON when sealing is on."""
     if sealing_enabled():
         return json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT %s::jsonb::text", [json.dumps(bundle, ensure_ascii=False)])
-        return cursor.fetchone()[0]
+    text = json.dumps(bundle, ensure_ascii=False)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT %s::jsonb::text", [text])
+            return cursor.fetchone()[0]
+    except DataError:  # e.g. a \u0000 jsonb refuses: the message could not be stored either
+        return text
 
 
 def _output(destination: Destination, message: Message) -> dict:

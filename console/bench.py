@@ -31,6 +31,8 @@ def checked_sample(channel: Channel, name: str, raw: str, content_type: str = ""
         raise SampleRefused("name", "at most 100 characters")
     if not raw.strip():
         raise SampleRefused("raw", "the message is empty")
+    if "\x00" in raw:
+        raise SampleRefused("raw", "holds NUL characters, which cannot be stored")
     if content_type and content_type not in CONTENT_TYPES:
         raise SampleRefused("content_type", f"one of {', '.join(CONTENT_TYPES)} or blank")
     if channel.samples.filter(name=name).exists():

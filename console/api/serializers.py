@@ -11,6 +11,7 @@ from rest_framework import serializers
 from adapters.registry import ConfigError
 from channels_app import sealing, sources
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
+from channels_app.dry_run import CONTENT_TYPES
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline.replay import MAX_SELECTION
 from channels_app.routing import RuleError, checked_rule
@@ -365,9 +366,14 @@ class ResentSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
+SAMPLE_TYPES = ["", *CONTENT_TYPES]
+
+
 class DryRunRequestSerializer(serializers.Serializer):
     raw = serializers.CharField(required=False, trim_whitespace=False, help_text="The message.")
-    content_type = serializers.CharField(required=False, allow_blank=True, default="")
+    content_type = serializers.ChoiceField(
+        SAMPLE_TYPES, required=False, default="", help_text="Blank: as the channel takes it."
+    )
     sample = serializers.IntegerField(required=False, help_text="Or run a saved sample.")
 
     def validate(self, attrs):
@@ -381,7 +387,7 @@ class SampleSerializer(serializers.Serializer):
     channel = serializers.IntegerField(source="channel_id")
     name = serializers.CharField(max_length=100)
     raw = serializers.CharField(required=False, trim_whitespace=False)
-    content_type = serializers.CharField(required=False, allow_blank=True, default="")
+    content_type = serializers.ChoiceField(SAMPLE_TYPES, required=False, default="")
     message = serializers.IntegerField(
         required=False, write_only=True, help_text="Copy this stored message's body (audited)."
     )
