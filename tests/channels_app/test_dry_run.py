@@ -133,3 +133,30 @@ def test_a_sample_that_no_longer_reads_has_failed(channel):
     ChannelSample.objects.filter(pk=sample.pk).update(raw="MSH|^~\\&|A\rPID")
     sample.refresh_from_db()
     assert samples.check_sample(sample).status == samples.FAILED
+
+
+def test_a_custom_json_channel_is_tried_with_its_map(fhir_sink):
+    from tests.channels_app.test_http_inbound_json import JSON_MAP, order
+
+    channel = factories.channel(0, source_config={"inbound": "json", "json_map": JSON_MAP})
+    factories.fhir_destination(channel, fhir_sink.url)
+    result = dry_run(channel, json.dumps(order("ORD-DRY")))
+    assert result.content_type == "application/vnd.hl7hub.custom+json"
+    assert result.error is None and result.parse_tree is None
+    types = [e["resource"]["resourceType"] for e in result.bundle["entry"]]
+    assert types == ["Patient", "Encounter"]
+    assert "M-5150" in result.outputs["FHIR sink"]["body"]
+
+
+def test_fhir_json_is_taken_as_the_canonical_bundle(channel):
+    patient = {"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "P-1"}]}
+    result = dry_run(channel, json.dumps(patient))
+    assert result.content_type == "application/fhir+json" and result.error is None
+    assert result.bundle["entry"][0]["resource"] == patient
+    assert result.routing and "FHIR sink" in result.outputs
+    assert not Message.objects.exists()
+
+
+def test_json_that_is_not_fhir_is_refused_at_validate(channel):
+    result = dry_run(channel, '{"hello": "world"}')
+    assert result.error["stage"] == "validate" and "resourceType" in result.error["detail"]
