@@ -44,13 +44,13 @@ def run_sample(sample: ChannelSample) -> DryRun:
 
 def check_sample(sample: ChannelSample) -> SampleOutcome:
     result = run_sample(sample)
-    current = result.comparable()
-    if sample.accepted is None:
+    current, accepted = result.comparable(), sample.accepted
+    if accepted is None:
         return SampleOutcome(sample, UNACCEPTED, "", result)
-    if current == sample.accepted:
+    if current == accepted:
         return SampleOutcome(sample, PASSED, "", result)
-    status = FAILED if result.error and not sample.accepted.get("error") else CHANGED
-    return SampleOutcome(sample, status, diff(sample.accepted, current), result)
+    status = FAILED if result.error and not accepted.get("error") else CHANGED
+    return SampleOutcome(sample, status, diff(accepted, current), result)
 
 
 def run_suite(channel: Channel) -> list[SampleOutcome]:
@@ -70,7 +70,7 @@ def accept(sample: ChannelSample) -> DryRun:
     result = run_sample(sample)
     sample.accepted = result.comparable()
     sample.accepted_at = timezone.now()
-    sample.save(update_fields=["accepted", "accepted_at"])
+    sample.save(update_fields=["accepted_sealed", "accepted_at"])
     return result
 
 

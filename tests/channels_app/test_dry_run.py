@@ -130,8 +130,8 @@ def test_a_sample_that_no_longer_reads_has_failed(channel):
         channel=channel, name="adt", raw=factories.adt_a01("FAIL-1").decode()
     )
     samples.accept(sample)
-    ChannelSample.objects.filter(pk=sample.pk).update(raw="MSH|^~\\&|A\rPID")
-    sample.refresh_from_db()
+    sample.raw = "MSH|^~\\&|A\rPID"
+    sample.save()
     assert samples.check_sample(sample).status == samples.FAILED
 
 

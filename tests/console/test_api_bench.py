@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 from django.test import Client
 
 from channels_app.models import ChannelSample, Destination, Message
@@ -92,3 +93,16 @@ def test_a_sample_is_deleted_with_an_audit_entry(analyst, channel):
     sample = ChannelSample.objects.create(channel=channel, name="gone", raw="MSH|^~\\&|A")
     assert analyst.delete(f"/api/v1/samples/{sample.pk}/").status_code == 204
     assert AuditEvent.objects.filter(action="sample.deleted").exists()
+
+
+def test_a_sample_and_its_accepted_output_are_sealed_at_rest(analyst, channel, settings):
+    settings.HUB_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    raw = factories.adt_a01("SEALED-1", family="SEALEDNAME").decode()
+    made = post(analyst, "/api/v1/samples/", {"channel": channel.pk, "name": "s", "raw": raw})
+    post(analyst, f"/api/v1/samples/{made.json()['id']}/accept/", {})
+    stored = ChannelSample.objects.values_list("raw_sealed", "accepted_sealed").get()
+    assert all(b"SEALEDNAME" not in bytes(value) for value in stored)
+    sample = ChannelSample.objects.get()
+    assert "SEALEDNAME" in sample.raw and "SEALEDNAME" in str(sample.accepted)
+    suite = post(analyst, f"/api/v1/channels/{channel.pk}/suite/", {}).json()
+    assert suite["counts"]["passed"] == 1
