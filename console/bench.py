@@ -22,8 +22,11 @@ class SampleRefused(ValueError):
         self.field, self.reason = field, reason
 
 
-def checked_sample(channel: Channel, name: str, raw: str, content_type: str = "") -> dict:
-    """The one validation of a sample, for the page's form and the API."""
+def checked_sample(
+    channel: Channel, name: str, raw: str, content_type: str = "", *, other_than: int | None = None
+) -> dict:
+    """The one validation of a sample, for the page's form and the API (``other_than``: the
+    sample being changed, whose own name is not a clash)."""
     name, raw = (name or "").strip(), raw or ""
     if not name:
         raise SampleRefused("name", "a sample needs a name")
@@ -35,7 +38,7 @@ def checked_sample(channel: Channel, name: str, raw: str, content_type: str = ""
         raise SampleRefused("raw", "holds NUL characters, which cannot be stored")
     if content_type and content_type not in CONTENT_TYPES:
         raise SampleRefused("content_type", f"one of {', '.join(CONTENT_TYPES)} or blank")
-    if channel.samples.filter(name=name).exists():
+    if channel.samples.filter(name=name).exclude(pk=other_than).exists():
         raise SampleRefused("name", f"the channel has a sample named {name!r} already")
     return {"name": name, "raw": raw, "content_type": content_type}
 
@@ -61,6 +64,25 @@ def copy_message(request, channel: Channel, message_id: int, name: str) -> Chann
             target=f"message:{message.pk}",
             detail={"sample": sample.pk, "channel": channel.pk},
         )
+    return sample
+
+
+def change_sample(request, sample: ChannelSample, changes: dict) -> ChannelSample:
+    """Rename a sample or replace its message; its accepted output stays, so the suite shows what
+    the new message changes."""
+    fields = {
+        "name": changes.get("name", sample.name),
+        "raw": changes.get("raw", sample.raw),
+        "content_type": changes.get("content_type", sample.content_type),
+    }
+    fields = checked_sample(sample.channel, **fields, other_than=sample.pk)
+    changed = sorted(k for k, v in fields.items() if getattr(sample, k) != v)
+    for key in changed:
+        setattr(sample, key, fields[key])
+    if changed:
+        sample.save()
+        detail = {"name": sample.name, "changed": changed}
+        audit.record(request, "sample.updated", target=f"sample:{sample.pk}", detail=detail)
     return sample
 
 

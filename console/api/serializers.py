@@ -402,6 +402,12 @@ class SampleSerializer(serializers.Serializer):
         return attrs
 
 
+class SampleChangeSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False)
+    raw = serializers.CharField(required=False, trim_whitespace=False)
+    content_type = serializers.ChoiceField(SAMPLE_TYPES, required=False)
+
+
 class SampleOutcomeSerializer(serializers.Serializer):
     sample = serializers.IntegerField()
     name = serializers.CharField()

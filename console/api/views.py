@@ -384,6 +384,7 @@ class SampleViewSet(
         "list": ANALYST,
         "retrieve": ANALYST,
         "create": ANALYST,
+        "partial_update": ANALYST,
         "destroy": ANALYST,
         "accept": ANALYST,
     }
@@ -410,6 +411,17 @@ class SampleViewSet(
         except bench.SampleRefused as exc:
             raise serializers.ValidationError({exc.field: [exc.reason]})
         return Response(self.get_serializer(sample).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        """Rename the sample or replace its message (its accepted output stays)."""
+        sample = self.get_object()
+        form = s.SampleChangeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            bench.change_sample(request, sample, form.validated_data)
+        except bench.SampleRefused as exc:
+            raise serializers.ValidationError({exc.field: [exc.reason]})
+        return Response(self.get_serializer(sample).data)
 
     def perform_destroy(self, instance):
         bench.delete_sample(self.request, instance)

@@ -106,3 +106,18 @@ def test_a_sample_and_its_accepted_output_are_sealed_at_rest(analyst, channel, s
     assert "SEALEDNAME" in sample.raw and "SEALEDNAME" in str(sample.accepted)
     suite = post(analyst, f"/api/v1/channels/{channel.pk}/suite/", {}).json()
     assert suite["counts"]["passed"] == 1
+
+
+def test_a_sample_is_renamed_and_its_message_replaced(analyst, channel):
+    sample = ChannelSample.objects.create(channel=channel, name="old", raw="MSH|^~\\&|A")
+    ChannelSample.objects.create(channel=channel, name="taken", raw="MSH|^~\\&|A")
+    url = f"/api/v1/samples/{sample.pk}/"
+    clash = analyst.patch(url, {"name": "taken"}, content_type="application/json")
+    assert clash.status_code == 400 and "name" in clash.json()
+    raw = factories.adt_a01("PATCHED").decode()
+    answer = analyst.patch(url, {"name": "new", "raw": raw}, content_type="application/json")
+    assert answer.status_code == 200 and answer.json()["name"] == "new"
+    sample.refresh_from_db()
+    assert "PATCHED" in sample.raw
+    event = AuditEvent.objects.get(action="sample.updated")
+    assert event.detail["changed"] == ["name", "raw"] and "PATCHED" not in str(event.detail)

@@ -33,7 +33,7 @@ API_MATRIX = {
     "api-channel-test": {"POST": ANALYST},
     "api-channel-suite": {"POST": ANALYST},
     "api-sample-list": {"GET": ANALYST, "POST": ANALYST},
-    "api-sample-detail": {"GET": ANALYST, "DELETE": ANALYST},
+    "api-sample-detail": {"GET": ANALYST, "PATCH": ANALYST, "DELETE": ANALYST},
     "api-sample-accept": {"POST": ANALYST},
     "api-destination-list": {"GET": VIEWER, "POST": ANALYST},
     "api-destination-detail": {"GET": VIEWER, "PUT": ANALYST, "PATCH": ANALYST},
