@@ -48,6 +48,16 @@ class Payload:
     message_id: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """What a destination would receive for a payload, without sending it: the bytes, their media
+    type and where they would go (a file name, an origin, a peer)."""
+
+    body: bytes
+    content_type: str
+    target: str = ""
+
+
 @runtime_checkable
 class Transport(Protocol):
     name: ClassVar[str]
@@ -56,3 +66,5 @@ class Transport(Protocol):
     needs_source: ClassVar[bool]
 
     def send(self, payload: Payload, *, timeout: float) -> SendResult: ...
+
+    def encode(self, payload: Payload) -> Encoded: ...

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_val
 
 from adapters.codecs import bounded_json
 from adapters.registry import register_transport
-from adapters.transports.base import Payload, SendResult, TransportError
+from adapters.transports.base import Encoded, Payload, SendResult, TransportError
 from adapters.transports.webhook import (
     headers_field,
     is_permanent,
@@ -105,6 +105,11 @@ class FhirRestTransport:
             self.headers["Authorization"] = url_auth
         if config.bearer_token:
             self.headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
+
+    def encode(self, payload: Payload) -> Encoded:
+        """The transaction Bundle as stored (per_resource mode sends its entries one by one)."""
+        how = "each entry to" if self.config.mode == "per_resource" else "POST"
+        return Encoded(payload.body, payload.content_type, f"{how} {self.where}")
 
     def send(self, payload: Payload, *, timeout: float) -> SendResult:
         if self.config.mode == "per_resource":

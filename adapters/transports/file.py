@@ -49,7 +49,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adapters.registry import register_transport
-from adapters.transports.base import Payload, SendResult, TransportError
+from adapters.transports.base import Encoded, Payload, SendResult, TransportError
 
 PART = ".part"
 PLACEHOLDERS = {"name", "message_id", "key", "date", "ext", "batch"}
@@ -127,6 +127,20 @@ class FileTransport:
         # validated (API, forms), and that must not touch the directory.
         self.recovered = False
 
+    def encode(self, payload: Payload, when: datetime | None = None) -> Encoded:
+        """The bytes written for ``payload`` and the file's name (in batch mode, the line appended
+        and the name a batch opened ``when`` would get)."""
+        json_body = "json" in payload.content_type
+        if self.config.batch:
+            ext, body = ("ndjson" if json_body else "hl7"), _record(payload.body, json_body)
+            target = self._target(payload, ext=ext, when=when, batch="BATCH")
+        else:
+            body, target = (
+                payload.body,
+                self._target(payload, ext="json" if json_body else "hl7", when=when),
+            )
+        return Encoded(body, payload.content_type, target.name)
+
     def send(self, payload: Payload, *, timeout: float) -> SendResult:
         if self.config.batch:
             return self._append(payload)
@@ -149,11 +163,7 @@ class FileTransport:
 
     def _append(self, payload: Payload) -> SendResult:
         json_body = "json" in payload.content_type
-        record = (
-            payload.body.replace(b"\r\n", b" ").replace(b"\n", b" ")
-            if json_body
-            else payload.body.rstrip(b"\n")
-        ) + b"\n"
+        record = _record(payload.body, json_body)
         with self.lock:
             if not self.recovered:
                 complete_leftovers(self.directory)
@@ -229,6 +239,12 @@ class FileTransport:
             batch=batch,
         )
         return self.directory / name
+
+
+def _record(body: bytes, json_body: bool) -> bytes:
+    """One line of a batch file: JSON on one line, HL7 v2 as is (segments end with CR)."""
+    line = body.replace(b"\r\n", b" ").replace(b"\n", b" ") if json_body else body.rstrip(b"\n")
+    return line + b"\n"
 
 
 class _Batch:

@@ -40,7 +40,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.registry import register_transport
-from adapters.transports.base import Payload, SendResult, TransportError
+from adapters.transports.base import Encoded, Payload, SendResult, TransportError
 from adapters.transports.mllp import FrameReader, FramingError, frame
 from adapters.transports.webhook import secret
 
@@ -228,13 +228,17 @@ class MllpSender:
         self._tls_context: ssl.SSLContext | None = None
         self._tls_lock = threading.Lock()
 
-    def send(self, payload: Payload, *, timeout: float) -> SendResult:
-        message = payload.source
-        if not message:
+    def encode(self, payload: Payload) -> Encoded:
+        """The message this sender forwards: the source as received (framed on the wire)."""
+        if not payload.source:
             raise TransportError(
                 "no HL7 v2 message to forward (the source was not loaded or was pruned)",
                 permanent=True,
             )
+        return Encoded(payload.source, "x-application/hl7-v2+er7", f"MLLP {self.peer}")
+
+    def send(self, payload: Payload, *, timeout: float) -> SendResult:
+        message = self.encode(payload).body
         control_id = control_id_of(message)
         sent = f"MLLP {self.peer} ({len(message)} bytes, MSH-10 {control_id})"
         deadline = time.monotonic() + timeout

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_val
 
 from adapters.mapping.field_rules import fhirpath_syntax_error
 from adapters.registry import register_transport
-from adapters.transports.base import Payload, SendResult, TransportError
+from adapters.transports.base import Encoded, Payload, SendResult, TransportError
 
 # "Later", not "never": every other 4xx means the request itself is wrong.
 RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -253,7 +253,9 @@ class WebhookTransport:
         if auth := config.auth.header() or url_auth:
             self.headers["Authorization"] = auth
 
-    def send(self, payload: Payload, *, timeout: float) -> SendResult:
+    def encode(self, payload: Payload) -> Encoded:
+        """The body this webhook sends for ``payload``: the stored JSON, or the template filled in
+        (TransportError, permanent, when the data cannot fill it)."""
         if self.template is None:
             body = payload.body  # the stored JSON, never re-encoded
             content_type = payload.content_type
@@ -268,9 +270,15 @@ class WebhookTransport:
                     permanent=True,
                 )
             content_type = "application/json"
+        content_type = self.config.headers.get("Content-Type", content_type)
+        return Encoded(body, content_type, f"{self.config.method} {self.where}")
+
+    def send(self, payload: Payload, *, timeout: float) -> SendResult:
+        encoded = self.encode(payload)
+        body = encoded.body
         headers = {
             **self.headers,
-            "Content-Type": self.config.headers.get("Content-Type", content_type),
+            "Content-Type": encoded.content_type,
             "Idempotency-Key": payload.idempotency_key,
         }
         method = self.config.method

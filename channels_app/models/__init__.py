@@ -3,6 +3,7 @@ from channels_app.models.config import Channel, ChannelVersion, Destination
 from channels_app.models.heartbeat import SourceHeartbeat
 from channels_app.models.processes import ProcessHeartbeat
 from channels_app.models.replay import ReplayJob
+from channels_app.models.samples import ChannelSample
 from channels_app.models.stats import StatMinute
 from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
 
@@ -11,6 +12,7 @@ __all__ = [
     "AlertRule",
     "Attempt",
     "Channel",
+    "ChannelSample",
     "ChannelVersion",
     "DedupeEntry",
     "Delivery",

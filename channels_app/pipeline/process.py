@@ -70,11 +70,11 @@ def process_messages(ids: list[int]) -> list[int]:
         deliveries: list[Delivery] = []
         json_maps = json_map.JsonMaps()  # each channel's map read once per batch
         for message in messages:
-            parsed = _convert(message, json_maps)
+            parsed = convert_message(message, json_maps)
             message.processed_at = now
             if message.status == Message.Status.ERROR:
                 continue
-            targets = _route(message, destinations.get(message.channel_id, []))
+            targets = route_message(message, destinations.get(message.channel_id, []))
             if message.status == Message.Status.ERROR:
                 continue
             if not targets:
@@ -233,7 +233,7 @@ def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destinatio
     return found
 
 
-def _route(message: Message, targets: list[Destination]) -> list[Destination]:
+def route_message(message: Message, targets: list[Destination]) -> list[Destination]:
     """The destinations the channel's rules send ``message`` to; the decision, with a reason per
     destination, is kept on the message. A rule that fails on it puts it in ERROR (stage route)
     and sends it nowhere."""
@@ -275,7 +275,9 @@ def _quoted(error: RuleError) -> str:
     return f"`{error.expression}`: {error.problem}"
 
 
-def _convert(message: Message, json_maps: json_map.JsonMaps | None = None) -> hl7v2.Message | None:
+def convert_message(
+    message: Message, json_maps: json_map.JsonMaps | None = None
+) -> hl7v2.Message | None:
     """Fill in the canonical bundle, or the error that stopped the message (with its place);
     returns the parsed message (its lanes are read from it) when it got that far."""
     message.error_stage = message.error_class = message.error_path = message.error_detail = ""

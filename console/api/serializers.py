@@ -12,6 +12,7 @@ from adapters.registry import ConfigError
 from channels_app import sealing, sources
 from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
+from channels_app.dry_run import CONTENT_TYPES
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline.replay import MAX_SELECTION
 from channels_app.routing import RuleError, checked_rule
@@ -416,3 +417,52 @@ class ResentSerializer(serializers.Serializer):
     original = serializers.IntegerField()
     message = serializers.IntegerField(help_text="The new message, linked to the original.")
     status = serializers.CharField()
+
+
+SAMPLE_TYPES = ["", *CONTENT_TYPES]
+
+
+class DryRunRequestSerializer(serializers.Serializer):
+    raw = serializers.CharField(required=False, trim_whitespace=False, help_text="The message.")
+    content_type = serializers.ChoiceField(
+        SAMPLE_TYPES, required=False, default="", help_text="Blank: as the channel takes it."
+    )
+    sample = serializers.IntegerField(required=False, help_text="Or run a saved sample.")
+
+    def validate(self, attrs):
+        if ("raw" in attrs) == ("sample" in attrs):
+            raise serializers.ValidationError("give either raw or sample")
+        return attrs
+
+
+class SampleSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    channel = serializers.IntegerField(source="channel_id")
+    name = serializers.CharField(max_length=100)
+    raw = serializers.CharField(required=False, trim_whitespace=False)
+    content_type = serializers.ChoiceField(SAMPLE_TYPES, required=False, default="")
+    message = serializers.IntegerField(
+        required=False, write_only=True, help_text="Copy this stored message's body (audited)."
+    )
+    accepted = serializers.JSONField(read_only=True)
+    accepted_at = serializers.DateTimeField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    def validate(self, attrs):
+        if ("raw" in attrs) == ("message" in attrs):
+            raise serializers.ValidationError("give either raw or message")
+        return attrs
+
+
+class SampleChangeSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False)
+    raw = serializers.CharField(required=False, trim_whitespace=False)
+    content_type = serializers.ChoiceField(SAMPLE_TYPES, required=False)
+
+
+class SampleOutcomeSerializer(serializers.Serializer):
+    sample = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(["passed", "changed", "failed", "unaccepted"])
+    diff = serializers.CharField(help_text="Unified diff, accepted → now.")

@@ -17,11 +17,21 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from channels_app import samples as suite
 from channels_app.channels import DeleteRefused
 from channels_app.destinations import secret_fingerprints, secrets_changed
-from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
+from channels_app.dry_run import dry_run
+from channels_app.models import (
+    Attempt,
+    Channel,
+    ChannelSample,
+    Delivery,
+    Destination,
+    Message,
+    ReplayJob,
+)
 from channels_app.pipeline import replay as replay_stage
-from console import audit, channel_actions, replays, tokens
+from console import audit, bench, channel_actions, replays, tokens
 from console.api import serializers as s
 from console.audit import changes
 from console.message_phi import phi_by_message, phi_of_message_id
@@ -133,6 +143,8 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         "versions": VIEWER,
         "pause": OPERATOR,
         "resume": OPERATOR,
+        "test": ANALYST,
+        "suite": ANALYST,
     }
 
     def get_queryset(self):
@@ -188,6 +200,31 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         channel = self.get_object()
         channel_actions.restore(request, channel)
         return Response(self.get_serializer(channel).data)
+
+    @extend_schema(request=s.DryRunRequestSerializer, responses=OpenApiResponse())
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        """Dry run: the parse tree, Bundle, issues, routing and each routed destination's encoded
+        output for a message (or a saved sample); nothing is stored, nothing is sent."""
+        channel = self.get_object()
+        form = s.DryRunRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        if "sample" in form.validated_data:
+            sample = get_object_or_404(channel.samples, pk=form.validated_data["sample"])
+            result = suite.run_sample(sample)
+        else:
+            data = form.validated_data
+            result = dry_run(channel, data["raw"], data["content_type"])
+        return Response(result.as_dict())
+
+    @extend_schema(request=None, responses=s.SampleOutcomeSerializer(many=True))
+    @action(detail=True, methods=["post"])
+    def suite(self, request, pk=None):
+        """Run every sample of the channel against its accepted output."""
+        outcomes = suite.run_suite(self.get_object())
+        return Response(
+            {"counts": suite.tally(outcomes), "samples": [o.as_dict() for o in outcomes]}
+        )
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
@@ -435,6 +472,70 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
             status=status.HTTP_201_CREATED,
             headers={"Location": f"/api/v1/messages/{copy.pk}/"},
         )
+
+
+class SampleViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """A channel's test samples (?channel= to list one channel's); analysts and above."""
+
+    serializer_class = s.SampleSerializer
+    required_roles = {
+        "list": ANALYST,
+        "retrieve": ANALYST,
+        "create": ANALYST,
+        "partial_update": ANALYST,
+        "destroy": ANALYST,
+        "accept": ANALYST,
+    }
+
+    def get_queryset(self):
+        found = ChannelSample.objects.select_related("created_by").order_by("channel_id", "name")
+        channel = id_param(self.request, "channel")
+        return found.filter(channel_id=channel) if channel is not None else found
+
+    def create(self, request):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        channel = get_object_or_404(Channel, pk=data["channel_id"])
+        try:
+            if "message" in data:
+                sample = bench.copy_message(request, channel, data["message"], data["name"])
+            else:
+                sample = bench.save_sample(
+                    request, channel, data["name"], data["raw"], data["content_type"]
+                )
+        except Message.DoesNotExist:
+            raise serializers.ValidationError({"message": ["no such message"]})
+        except bench.SampleRefused as exc:
+            raise serializers.ValidationError({exc.field: [exc.reason]})
+        return Response(self.get_serializer(sample).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        """Rename the sample or replace its message (its accepted output stays)."""
+        sample = self.get_object()
+        form = s.SampleChangeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            bench.change_sample(request, sample, form.validated_data)
+        except bench.SampleRefused as exc:
+            raise serializers.ValidationError({exc.field: [exc.reason]})
+        return Response(self.get_serializer(sample).data)
+
+    def perform_destroy(self, instance):
+        bench.delete_sample(self.request, instance)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        """Keep the sample's current dry-run result as its accepted output."""
+        sample = self.get_object()
+        bench.accept(request, sample)
+        return Response(self.get_serializer(sample).data)
 
 
 class ReplayJobViewSet(viewsets.ReadOnlyModelViewSet):

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from channels_app.models import Channel, Delivery, Message, ReplayJob
+from channels_app.models import Channel, ChannelSample, Delivery, Message, ReplayJob
 from console import tokens
 from console.access import declared, is_api_view
 from console.models import AuditEvent
@@ -34,6 +34,11 @@ API_MATRIX = {
     "api-channel-versions": {"GET": VIEWER},
     "api-channel-pause": {"POST": OPERATOR},
     "api-channel-resume": {"POST": OPERATOR},
+    "api-channel-test": {"POST": ANALYST},
+    "api-channel-suite": {"POST": ANALYST},
+    "api-sample-list": {"GET": ANALYST, "POST": ANALYST},
+    "api-sample-detail": {"GET": ANALYST, "PATCH": ANALYST, "DELETE": ANALYST},
+    "api-sample-accept": {"POST": ANALYST},
     "api-destination-list": {"GET": VIEWER, "POST": ANALYST},
     "api-destination-detail": {"GET": VIEWER, "PUT": ANALYST, "PATCH": ANALYST},
     "api-destination-pause": {"POST": OPERATOR},
@@ -89,6 +94,7 @@ def objects():
     message = Message.objects.create(channel=channel, raw=factories.adt_a01("API-1"))
     delivery = Delivery.objects.create(message=message, destination=destination)
     event = AuditEvent.objects.create(action="test.event")
+    sample = ChannelSample.objects.create(channel=channel, name="s", raw="MSH|^~\\&|A")
     job = ReplayJob.objects.create(mode=ReplayJob.Mode.REDELIVER, state=ReplayJob.State.DONE)
     target = tokens.issue(tokens.service_account("target"), VIEWER, lifetime=timedelta(days=1))
     ids = {
@@ -99,6 +105,7 @@ def objects():
         "audit": event.pk,
         "token": target.token.pk,
         "replay": job.pk,
+        "sample": sample.pk,
     }
     return ids
 

@@ -1,0 +1,55 @@
+"""Samples an analyst keeps on a channel to try it with, each with the output they accepted.
+
+Both hold PHI as message bodies do, so both are sealed at rest the same way (HUB_ENCRYPTION_KEYS);
+``raw`` and ``accepted`` read and write them in the clear."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from channels_app.models.config import Channel
+from channels_app.sealing import seal, seal_json, unseal, unseal_json
+
+
+class ChannelSample(models.Model):
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="samples")
+    name = models.CharField(max_length=100)
+    raw_sealed = models.BinaryField()
+    content_type = models.CharField(
+        max_length=60, blank=True, help_text="Blank: as the channel would take it."
+    )
+    # The dry run's result (bundle, issues, routing, outputs, error) as accepted; null until then.
+    accepted_sealed = models.BinaryField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "name"], name="channel_sample_name_unique")
+        ]
+        ordering = ["channel", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} / {self.name}"
+
+    @property
+    def raw(self) -> str:
+        return unseal(self.raw_sealed).decode("utf-8", errors="replace")
+
+    @raw.setter
+    def raw(self, text: str) -> None:
+        self.raw_sealed = seal(text.encode())
+
+    @property
+    def accepted(self) -> dict[str, Any] | None:
+        return None if self.accepted_sealed is None else unseal_json(self.accepted_sealed)
+
+    @accepted.setter
+    def accepted(self, result: dict[str, Any] | None) -> None:
+        self.accepted_sealed = None if result is None else seal_json(result)

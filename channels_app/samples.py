@@ -1,0 +1,127 @@
+"""A channel's regression suite: its samples run through the dry run and compared with the output
+each one had accepted. Shared by the bench page and the REST API.
+
+A sample ``passed`` when its result is the accepted one, ``changed`` when it differs, ``failed``
+when the message no longer gets through (an error) where it used to, and is ``unaccepted`` until
+an analyst accepts an output. The diff is a unified diff of both results written out readably
+(JSON pretty-printed, HL7 v2 one segment a line).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from channels_app.dry_run import DryRun, dry_run
+from channels_app.models import Channel, ChannelSample
+
+PASSED, CHANGED, FAILED, UNACCEPTED = "passed", "changed", "failed", "unaccepted"
+
+
+@dataclass
+class SampleOutcome:
+    sample: ChannelSample
+    status: str
+    diff: str
+    result: DryRun
+
+    def as_dict(self) -> dict:
+        return {
+            "sample": self.sample.pk,
+            "name": self.sample.name,
+            "status": self.status,
+            "diff": self.diff,
+        }
+
+
+def run_sample(sample: ChannelSample) -> DryRun:
+    return dry_run(sample.channel, sample.raw, sample.content_type)
+
+
+def check_sample(sample: ChannelSample) -> SampleOutcome:
+    result = run_sample(sample)
+    current, accepted = result.comparable(), sample.accepted
+    if accepted is None:
+        return SampleOutcome(sample, UNACCEPTED, "", result)
+    if current == accepted:
+        return SampleOutcome(sample, PASSED, "", result)
+    status = FAILED if result.error and not accepted.get("error") else CHANGED
+    return SampleOutcome(sample, status, diff(accepted, current), result)
+
+
+def run_suite(channel: Channel) -> list[SampleOutcome]:
+    return [check_sample(s) for s in channel.samples.select_related("channel").order_by("name")]
+
+
+def tally(outcomes: list[SampleOutcome]) -> dict[str, int]:
+    counts = dict.fromkeys((PASSED, CHANGED, FAILED, UNACCEPTED), 0)
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    return counts
+
+
+@transaction.atomic
+def accept(sample: ChannelSample) -> DryRun:
+    """Keep the sample's current result as its accepted output."""
+    result = run_sample(sample)
+    sample.accepted = result.comparable()
+    sample.accepted_at = timezone.now()
+    sample.save(update_fields=["accepted_sealed", "accepted_at"])
+    return result
+
+
+def diff(accepted: dict, current: dict) -> str:
+    accepted, current = _sent_or_not(accepted, current)
+    lines = difflib.unified_diff(
+        readable(accepted), readable(current), "accepted", "now", n=3, lineterm=""
+    )
+    return "\n".join(lines)
+
+
+def _sent_or_not(accepted: dict, current: dict) -> tuple[dict, dict]:
+    """An output only one side has is shown as one line each side ("not sent" against what was
+    sent), not as its whole body: routing that flips reads as one change."""
+    before, after = accepted.get("outputs") or {}, current.get("outputs") or {}
+    only = set(before) ^ set(after)
+    if not only:
+        return accepted, current
+
+    def folded(outputs: dict) -> dict:
+        shown = {n: o for n, o in outputs.items() if n not in only}
+        shown |= {n: _sent(outputs[n]) if n in outputs else "not sent" for n in only}
+        return shown
+
+    return {**accepted, "outputs": folded(before)}, {**current, "outputs": folded(after)}
+
+
+def _sent(output: dict) -> str:
+    if "error" in output:
+        return f"not encoded: {output['error']}"
+    size = len(output.get("body") or "")
+    return f"sent: {output.get('content_type')} to {output.get('target')} ({size} characters)"
+
+
+def readable(result: dict) -> list[str]:
+    """The result as lines a person can compare: output bodies unfolded (JSON parsed, HL7 v2 split
+    into its segments) so a changed field shows as one changed line."""
+    shown = dict(result)
+    shown["outputs"] = {
+        name: {**output, "body": _unfolded(output.get("body"))}
+        if isinstance(output, dict)
+        else output  # a folded "not sent" line
+        for name, output in (result.get("outputs") or {}).items()
+    }
+    return json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def _unfolded(body):
+    if not isinstance(body, str):
+        return body
+    try:
+        return json.loads(body)
+    except ValueError:
+        return [segment for segment in body.replace("\n", "\r").split("\r") if segment]
