@@ -7,7 +7,7 @@ from adapters.mapping.context import Context
 from adapters.mapping.messages.adt import map_patient_details
 from adapters.mapping.messages.common import map_subject
 from adapters.mapping.registry import handles
-from adapters.mapping.segments.financial import map_account, map_charge
+from adapters.mapping.segments.financial import map_account, map_charges
 
 
 @handles("DFT", "P03", "P11")
@@ -21,5 +21,4 @@ def dft(ctx: Context) -> None:
         )
     map_patient_details(ctx, [s for s in segments if s.name != "GT1"])
     account = map_account(ctx, [s for s in segments if s.name == "GT1"])
-    for ft1 in charges:
-        map_charge(ctx, ft1, account)
+    map_charges(ctx, charges, account)

@@ -7,6 +7,7 @@ from adapters.mapping.context import Context
 from adapters.mapping.messages.common import map_subject
 from adapters.mapping.messages.oru import note_text
 from adapters.mapping.registry import handles
+from adapters.mapping.segments.financial import map_charges
 from adapters.mapping.segments.pharmacy import map_medication_request
 
 
@@ -42,6 +43,7 @@ def rde(ctx: Context) -> None:
             f"the {ctx.message.message_type} message has no RXE segment",
             segment_name="RXE",
         )
+    map_charges(ctx, ctx.message.segments[1:])
     for order in encoded:
         map_medication_request(
             ctx,

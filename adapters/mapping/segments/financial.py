@@ -270,6 +270,7 @@ def map_charge(ctx: Context, ft1: hl7v2.Segment, account: str | None = None) -> 
     product = dt.cwe(ctx.comps(ft1, 29), cs.coding_system("NDC"))
     if product:
         charge["productCodeableConcept"] = product
+        map_dispensed_drug(ctx, ft1, product)
     if account:
         charge["account"] = [ref(account)]
     key = (
@@ -284,6 +285,49 @@ def map_charge(ctx: Context, ft1: hl7v2.Segment, account: str | None = None) -> 
         )
     )
     return ctx.add(charge, identity=identity, key=key, global_key=key is not None)
+
+
+def map_dispensed_drug(ctx: Context, ft1: hl7v2.Segment, drug: dict) -> str | None:
+    """FT1-29 (NDC code) with FT1-43 (NDC quantity and unit) and FT1-42 (prescription number)
+    -> MedicationDispense: the drug a charge
+    bills for was handed out; whether the dispense is complete the charge does not say."""
+    dispense: dict = {
+        "resourceType": "MedicationDispense",
+        "status": "unknown",
+        "medicationCodeableConcept": drug,
+        "subject": ref(ctx.patient),
+    }
+    quantity = _drug_quantity(ctx, ft1)
+    if quantity:
+        dispense["quantity"] = quantity
+    if ctx.encounter:
+        dispense["context"] = ref(ctx.encounter)
+    prescription = ctx.value(ft1, 42)
+    if prescription:
+        number = {"type": dt.identifier_type("PRN"), "value": prescription}
+        dispense["authorizingPrescription"] = [{"identifier": number}]
+    key = ctx.about("dispense", ctx.value(ft1, 29), ctx.value(ft1, 2), str(ctx.occurrence(ft1)))
+    return ctx.add(dispense, key=key)
+
+
+def _drug_quantity(ctx: Context, ft1: hl7v2.Segment) -> dict | None:
+    """FT1-43 (CQ: quantity ^ units as CWE) -> SimpleQuantity."""
+    field = ctx.comps(ft1, 43)
+    value = ctx.attempt(ft1, 43, "MedicationDispense.quantity", lambda f: dt.decimal(f.c(1)))
+    if value is None:
+        return None
+    quantity: dict = {"value": value}
+    unit = field.s(2, 2) or field.s(2, 1)
+    if unit:
+        quantity["unit"] = unit
+    return quantity
+
+
+def map_charges(ctx: Context, segments: list[hl7v2.Segment], account: str | None = None) -> None:
+    """Every FT1 of a message -> ChargeItem (orders and results carry charges too)."""
+    for ft1 in segments:
+        if ft1.name == "FT1":
+            map_charge(ctx, ft1, account)
 
 
 def _money(ctx: Context, seg: hl7v2.Segment, n: int, target: str) -> dict | None:
