@@ -8,6 +8,7 @@ from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
 from adapters.mapping.segments import actors
+from adapters.mapping.segments.patient import add_patient_details
 from adapters.mapping.segments.related import related_person, relationship
 
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
@@ -32,6 +33,8 @@ def map_coverage(ctx: Context, in1: hl7v2.Segment, in2: hl7v2.Segment | None = N
         insured_id.setdefault("type", dt.identifier_type("SN"))
         identifiers.append(insured_id)
     if in2 is not None:
+        insured_patient_details(ctx, in2)
+        ctx.segment = in1
         for n, kind in ((6, "MC"), (8, "MA")):
             value = ctx.value(in2, n)
             if value:
@@ -178,6 +181,7 @@ def map_account(ctx: Context, gt1_segments: list[hl7v2.Segment]) -> str | None:
 def _guarantor(ctx: Context, gt1: hl7v2.Segment) -> dict | None:
     relation_field = ctx.comps(gt1, 11)
     if relation_field.c(1).upper() == "SEL":
+        _guarantor_is_patient(ctx, gt1)
         return ref(ctx.patient)
     names = [n for n in (dt.xpn(f) for f in ctx.reps(gt1, 3)) if n]
     if not names:
@@ -207,6 +211,40 @@ def _guarantor(ctx: Context, gt1: hl7v2.Segment) -> dict | None:
         key=f"guarantor|{ctx.value(gt1, 3)}|{relation_field.c(1)}",
     )
     return ref(url) if url else None
+
+
+def _guarantor_is_patient(ctx: Context, gt1: hl7v2.Segment) -> None:
+    """GT1 of the patient (GT1-11 SEL) -> Patient: number 2, name 3, address 5, phones 6/7,
+    SSN 12, employee id 19 (IG: GT1 -> Patient when the guarantor is the patient)."""
+    identifiers = [i for n in (2, 19) for i in (dt.cx(f) for f in ctx.reps(gt1, n)) if i]
+    ssn = ctx.value(gt1, 12)
+    if ssn:
+        identifiers.append({"type": dt.identifier_type("SS"), "system": cs.US_SSN, "value": ssn})
+    telecom = [t for t in (dt.xtn(f, "home") for f in ctx.reps(gt1, 6)) if t]
+    telecom += [t for t in (dt.xtn(f, "work") for f in ctx.reps(gt1, 7)) if t]
+    add_patient_details(
+        ctx,
+        identifier=identifiers,
+        name=[n for n in (dt.xpn(f) for f in ctx.reps(gt1, 3)) if n],
+        address=[a for a in (dt.xad(f) for f in ctx.reps(gt1, 5)) if a],
+        telecom=telecom,
+    )
+
+
+def insured_patient_details(ctx: Context, in2: hl7v2.Segment) -> None:
+    """IN2 -> Patient: Medicare number 6 (MC), Medicaid case name 7 and number 8 (MA),
+    military id 10, patient member number 61 (MB) (IG: IN2 -> Patient)."""
+    identifiers = []
+    for n, kind in ((6, "MC"), (8, "MA"), (10, "MI")):
+        value = ctx.value(in2, n)
+        if value:
+            identifiers.append({"type": dt.identifier_type(kind), "value": value})
+    member = dt.cx(ctx.comps(in2, 61))
+    if member:
+        member.setdefault("type", dt.identifier_type("MB"))
+        identifiers.append(member)
+    names = [n for n in (dt.xpn(f) for f in ctx.reps(in2, 7)) if n]
+    add_patient_details(ctx, identifier=identifiers, name=names)
 
 
 def map_charge(ctx: Context, ft1: hl7v2.Segment, account: str | None = None) -> str | None:

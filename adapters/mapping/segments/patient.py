@@ -19,7 +19,8 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
     if identifiers:
         patient["identifier"] = identifiers
 
-    names = [n for n in (dt.xpn(f) for f in ctx.reps(pid, 5)) if n]
+    # PID-9 (alias, deprecated but still sent) -> more names (IG: PID-9 -> Patient.name).
+    names = [n for k in (5, 9) for n in (dt.xpn(f) for f in ctx.reps(pid, k)) if n]
     if names:
         patient["name"] = names
     mothers = ctx.comps(pid, 6)
@@ -30,6 +31,7 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
 
     telecom = [t for t in (dt.xtn(f, "home") for f in ctx.reps(pid, 13)) if t]
     telecom += [t for t in (dt.xtn(f, "work") for f in ctx.reps(pid, 14)) if t]
+    telecom += [t for t in (dt.xtn(f) for f in ctx.reps(pid, 40)) if t]  # v2.7+ telecoms
     if telecom:
         patient["telecom"] = telecom
 
@@ -88,6 +90,22 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
         _pd1(ctx, pd1, patient)
         ctx.segment = pid
     return full_url
+
+
+def add_patient_details(ctx: Context, **lists: list[dict]) -> None:
+    """Add what another segment says about the patient (IN2, a GT1 whose guarantor is the
+    patient) to the Patient: ``identifier``, ``name``, ``address``, ``telecom`` lists, each
+    item once."""
+    patient = ctx.resource(ctx.patient) if ctx.patient else None
+    if patient is None:
+        return
+    for element, items in lists.items():
+        known = patient.setdefault(element, [])
+        for item in items:
+            if item not in known:
+                known.append(item)
+        if not known:
+            del patient[element]
 
 
 def _identifiers(ctx: Context, pid: hl7v2.Segment) -> tuple[list[dict], dict | None]:

@@ -1,0 +1,85 @@
+"""What other segments say about the patient or the charge lands where the IG puts it: PID-9
+and PID-40, IN2 and a GT1 of the patient itself -> Patient; FT1-29/42/43 -> MedicationDispense;
+FT1 in orders and results -> ChargeItem."""
+
+from __future__ import annotations
+
+from adapters.mapping import convert
+
+from .conftest import PID, PV1, message, one, oru, resources
+
+IN1 = (
+    "IN1|1|BAV^Blue Advantage|IC-1^^^BCBS&1.2.3&ISO|Blue Cross||||||||||||||||||||||||||||||||PN-1"
+)
+IN2 = "IN2||||||MC-55|Poor^Patty|MA-66||MIL-77" + "|" * 51 + "MEM-88^^^HOSP&1.2.3.4.5&ISO^MB"
+GT1_SELF = (
+    "GT1|1|G-1^^^HOSP&1.2.3.4.5&ISO|Everyman^Adam|Paying^Person|9 Bill St^^Payville^IL^62702"
+    "|^PRN^PH^^^217^5550001|||||SEL|123-45-6789"
+)
+FT1 = (
+    "FT1|1|TX-9||20240301|20240301|CG|71045^Xray chest^C4|||2|100&USD"
+    + "|" * 18
+    + "0182-1061-05^ASPIRIN EC^NDC"
+    + "|" * 13
+    + "RX-42|5^385049006&Capsule&SCT"
+)
+
+
+def test_alias_and_v27_telecom_join_the_patient(convert_segments):
+    fields = PID.split("|") + [""] * 30
+    fields[9] = "Everyman^Eddie"
+    fields[40] = "^WPN^Internet^adam@work.example"
+    patient = one(convert_segments("A01", "|".join(fields)), "Patient")
+    assert {"family": "Everyman", "given": ["Eddie"]} in [
+        {k: n[k] for k in ("family", "given") if k in n} for n in patient["name"]
+    ]
+    assert "adam@work.example" in [t["value"] for t in patient["telecom"]]
+
+
+def test_in2_numbers_and_medicaid_name_join_the_patient(convert_segments):
+    patient = one(convert_segments("A01", PID, IN1, IN2), "Patient")
+    values = {
+        i["value"]: i.get("type", {}).get("coding", [{}])[0].get("code")
+        for i in patient["identifier"]
+    }
+    assert values["MC-55"] == "MC" and values["MA-66"] == "MA"
+    assert values["MIL-77"] == "MI" and values["MEM-88"] == "MB"
+    assert "Poor" in [n.get("family") for n in patient["name"]]
+
+
+def test_guarantor_who_is_the_patient_adds_to_the_patient(convert_segments):
+    result = convert_segments("A01", PID, GT1_SELF)
+    patient = one(result, "Patient")
+    assert {"G-1", "123-45-6789"} <= {i["value"] for i in patient["identifier"]}
+    assert "Payville" in [a.get("city") for a in patient["address"]]
+    assert "RelatedPerson" not in [e["resource"]["resourceType"] for e in result.bundle["entry"]]
+
+
+def test_other_guarantor_stays_a_related_person(convert_segments):
+    result = convert_segments("A01", PID, GT1_SELF.replace("|SEL|", "|BRO|"))
+    patient = one(result, "Patient")
+    assert "G-1" not in {i["value"] for i in patient["identifier"]}
+    assert resources(result, "RelatedPerson")
+
+
+def test_ft1_drug_becomes_a_medication_dispense():
+    result = convert(
+        message(
+            "MSH|^~\\&|BILL|FAC|EHR|HUB|20240301101500+0100||DFT^P03|DFT-1|P|2.8",
+            "EVN|P03|20240301",
+            PID,
+            PV1,
+            FT1,
+        )
+    )
+    dispense = one(result, "MedicationDispense")
+    assert dispense["medicationCodeableConcept"]["coding"][0]["code"] == "0182-1061-05"
+    assert dispense["quantity"] == {"value": 5, "unit": "Capsule"}
+    assert dispense["authorizingPrescription"][0]["identifier"]["value"] == "RX-42"
+    assert dispense["status"] == "unknown"
+    assert one(result, "ChargeItem")["quantity"] == {"value": 2}
+
+
+def test_ft1_in_a_result_message_becomes_a_charge():
+    result = convert(oru(PID, "OBR|1|P-1|F-1|718-7^Hemoglobin^LN", FT1))
+    assert one(result, "ChargeItem")["code"]["coding"][0]["code"] == "71045"
