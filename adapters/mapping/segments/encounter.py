@@ -12,8 +12,11 @@ from adapters.mapping.segments import actors
 
 # Encounter.status follows the IG: finished when PV1-45 (discharge) is valued, else from the
 # patient class (table-hl70004-to-encounter-status: P -> planned, the others in-progress).
-# Events that cancel, pre-admit or undo a discharge say more than PV1 does and win.
+# Events that admit, transfer, cancel, pre-admit or undo a discharge say more than PV1 does
+# and win (an A01 for a pre-admitted class P patient is an admission: in progress).
 EVENT_STATUS = {
+    "A01": "in-progress",
+    "A02": "in-progress",
     "A03": "finished",
     "A05": "planned",
     "A11": "cancelled",

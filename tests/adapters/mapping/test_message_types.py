@@ -120,7 +120,8 @@ def test_siu_becomes_an_appointment_with_participants():
     actors = [p["actor"].get("reference") for p in appointment["participant"]]
     assert entry_of(result, one(result, "Patient"))["fullUrl"] in actors
     assert entry_of(result, one(result, "Practitioner"))["fullUrl"] in actors
-    assert entry_of(result, one(result, "Location"))["fullUrl"] in actors
+    clinic = next(p for p in resources(result, "Location") if p["name"] == "CLINIC")
+    assert entry_of(result, clinic)["fullUrl"] in actors
     assert entry_of(result, appointment)["request"]["url"].startswith("Appointment?identifier=")
 
 
