@@ -530,10 +530,13 @@ def pv1_segment(b: _Bundle, encounter: Mapping[str, Any] | None, enc: Encoding) 
     return _segment("PV1", fields, enc)
 
 
-def pv2_segment(encounter: Mapping[str, Any] | None, enc: Encoding) -> str | None:
+def pv2_segment(b: _Bundle, encounter: Mapping[str, Any] | None, enc: Encoding) -> str | None:
     if not encounter:
         return None
     fields: dict[int, Any] = {3: cwe(_first(encounter.get("reasonCode")))}
+    planned = [loc for loc in encounter.get("location") or [] if loc.get("status") == "planned"]
+    if len(planned) > 1:  # the forward map reads PV1-42 and then PV2-1 as planned
+        fields[1] = pl(b, planned[1].get("location"))
     length = encounter.get("length") or {}
     if length.get("code") == "d" and length.get("value") is not None:
         fields[11] = _number(length["value"])
@@ -832,7 +835,7 @@ def _adt_body(
     related = [r for r in b.all("RelatedPerson") if b.refers(r.get("patient"), patient)]
     segments += [nk1_segment(r, i, enc) for i, r in enumerate(related, start=1)]
     segments.append(pv1_segment(b, encounter, enc))
-    pv2 = pv2_segment(encounter, enc)
+    pv2 = pv2_segment(b, encounter, enc)
     if pv2:
         segments.append(pv2)
     return segments

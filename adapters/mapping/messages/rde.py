@@ -4,6 +4,7 @@ RXR, TQ1 and notes)."""
 from __future__ import annotations
 
 from adapters.mapping.context import Context
+from adapters.mapping.messages.adt import map_patient_details
 from adapters.mapping.messages.common import map_subject
 from adapters.mapping.messages.oru import note_text
 from adapters.mapping.registry import handles
@@ -14,6 +15,9 @@ from adapters.mapping.segments.pharmacy import map_medication_request
 @handles("RDE", "O01", "O11", "O25")
 def rde(ctx: Context) -> None:
     map_subject(ctx)
+    segments = ctx.message.segments[1:]
+    first_order = next((i for i, seg in enumerate(segments) if seg.name == "ORC"), len(segments))
+    map_patient_details(ctx, segments[:first_order])
     orders: list[dict] = []
     for seg in ctx.message.segments[1:]:
         name = seg.name

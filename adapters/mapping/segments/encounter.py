@@ -143,6 +143,9 @@ def map_encounter(
         place = actors.location(ctx, ctx.comps(pv1, n))
         if place:
             locations.append({"location": place, "status": status})
+    pending = actors.location(ctx, ctx.comps(pv2, 1)) if pv2 is not None else None
+    if pending:  # PV2-1 prior pending location: where the patient is going
+        locations.append({"location": pending, "status": "planned"})
     if locations:
         enc["location"] = locations
 

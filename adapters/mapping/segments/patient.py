@@ -7,6 +7,7 @@ from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
 from adapters.mapping.segments import actors
+from adapters.mapping.segments.related import related_person
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
 
@@ -85,11 +86,21 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
     if ctx.patient is None:
         ctx.patient = full_url
         ctx.patient_key = ctx.key_of(full_url)
+    _mother(ctx, pid)
     if pd1 is not None:
         ctx.segment = pd1
         _pd1(ctx, pd1, patient)
         ctx.segment = pid
     return full_url
+
+
+def _mother(ctx: Context, pid: hl7v2.Segment) -> None:
+    """PID-21 (mother's identifier) -> RelatedPerson with relationship MTH (IG: PID ->
+    RelatedPerson)."""
+    identifiers = [i for i in (dt.cx(f) for f in ctx.reps(pid, 21)) if i]
+    if identifiers:
+        mother = {"coding": [{"system": cs.V3_ROLE_CODE, "code": "MTH", "display": "mother"}]}
+        related_person(ctx, names=[], relationships=[mother], identifiers=identifiers, key="mother")
 
 
 def add_patient_details(ctx: Context, **lists: list[dict]) -> None:

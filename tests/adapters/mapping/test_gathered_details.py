@@ -83,3 +83,35 @@ def test_ft1_drug_becomes_a_medication_dispense():
 def test_ft1_in_a_result_message_becomes_a_charge():
     result = convert(oru(PID, "OBR|1|P-1|F-1|718-7^Hemoglobin^LN", FT1))
     assert one(result, "ChargeItem")["code"]["coding"][0]["code"] == "71045"
+
+
+def test_mothers_identifier_becomes_a_related_person(convert_segments):
+    fields = PID.split("|") + [""] * 30
+    fields[21] = "M-77^^^HOSP&1.2.3.4.5&ISO^MR"
+    result = convert_segments("A01", "|".join(fields))
+    [mother] = resources(result, "RelatedPerson")
+    assert mother["identifier"][0]["value"] == "M-77"
+    assert mother["relationship"][0]["coding"][0]["code"] == "MTH"
+
+
+def test_pending_location_is_a_planned_encounter_location(convert_segments):
+    result = convert_segments("A01", PID, PV1, "PV2|5W^512^A^GOOD HEALTH")
+    locations = one(result, "Encounter")["location"]
+    assert [(loc["location"]["display"], loc["status"]) for loc in locations] == [
+        ("4E", "active"),
+        ("5W", "planned"),
+    ]
+
+
+def test_pharmacy_order_carries_the_guarantor_and_insurance(convert_segments):
+    result = convert(
+        message(
+            "MSH|^~\\&|PHARM|FAC|EHR|HUB|20240301101500+0100||RDE^O11|RDE-1|P|2.8",
+            PID,
+            IN1,
+            GT1_SELF.replace("|SEL|", "|BRO|"),
+            "ORC|NW|ORD-1",
+            "RXE||00047040230^Ampicillin 250 mg caps^NDC|2||caps^capsule",
+        )
+    )
+    assert one(result, "Coverage") and resources(result, "RelatedPerson")
