@@ -120,6 +120,7 @@ def _result_group(ctx: Context, group: ResultGroup) -> None:
         notes=group.notes,
         tq1=group.tq1,
         default_status="completed" if done else "active",
+        intent="filler-order",  # the order as the lab that fills it reports it
     )
     specimens = [s for s in (map_specimen(ctx, spm) for spm in group.specimens) if s]
     specimen = specimens[0] if len(specimens) == 1 else None

@@ -66,7 +66,16 @@ def _per_segment(resource_type: str, segment: str):
 
 def _check_orders(message, result) -> None:
     _check_patient(message, result)
-    requests = result.resources("ServiceRequest")
+    parents = {
+        based_on["reference"]
+        for entry in result.bundle["entry"]
+        for based_on in entry["resource"].get("basedOn", [])
+    }
+    requests = [  # the orders themselves, not the parent orders they name (ORC-8, OBR-29)
+        e["resource"]
+        for e in result.bundle["entry"]
+        if e["resource"]["resourceType"] == "ServiceRequest" and e["fullUrl"] not in parents
+    ]
     assert len(requests) == max(_count(message, "ORC"), _count(message, "OBR"))
     for request in requests:
         assert request["intent"] == "order" and request["status"]

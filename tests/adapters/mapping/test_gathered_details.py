@@ -115,3 +115,29 @@ def test_pharmacy_order_carries_the_guarantor_and_insurance(convert_segments):
         )
     )
     assert one(result, "Coverage") and resources(result, "RelatedPerson")
+
+
+def test_parent_order_becomes_the_request_this_one_is_based_on():
+    result = convert(
+        message(
+            "MSH|^~\\&|LAB|FAC|EHR|HUB|20240301101500+0100||ORM^O01|ORM-1|P|2.5.1",
+            PID,
+            "ORC|NW|P-2^LAB||||||PAR-P^PAR-F",
+            "OBR|1|P-2^LAB||718-7^Hemoglobin^LN",
+        )
+    )
+    parent, child = sorted(resources(result, "ServiceRequest"), key=lambda r: "code" in r)
+    assert [i["value"] for i in parent["identifier"]] == ["PAR-P", "PAR-F"]
+    parent_url = next(e["fullUrl"] for e in result.bundle["entry"] if e["resource"] is parent)
+    assert child["basedOn"] == [{"reference": parent_url}]
+
+
+def test_referral_becomes_a_service_request(convert_segments):
+    rf1 = (
+        "RF1|P^Pending^HL70283|A^ASAP^HL70280|EXTERNAL|||REF-1^name|||19900501|R-1^Reason^C4|REF-2"
+    )
+    request = one(convert_segments("A01", PID, rf1), "ServiceRequest")
+    assert request["status"] == "on-hold" and request["intent"] == "order"
+    assert [i["value"] for i in request["identifier"]] == ["REF-1", "REF-2"]
+    assert request["reasonCode"][0]["coding"][0]["code"] == "R-1"
+    assert request["priority"] == "asap"
