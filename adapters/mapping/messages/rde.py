@@ -9,6 +9,7 @@ from adapters.mapping.messages.common import map_subject
 from adapters.mapping.messages.oru import note_text
 from adapters.mapping.registry import handles
 from adapters.mapping.segments.financial import map_charges
+from adapters.mapping.segments.observation import map_observation
 from adapters.mapping.segments.pharmacy import map_medication_request
 
 
@@ -33,6 +34,8 @@ def rde(ctx: Context) -> None:
             orders[-1]["rxr"] = seg  # the last RXR: the one after RXE gives the route
         elif name == "TQ1":
             orders[-1]["tq1"] = seg
+        elif name == "OBX":
+            map_observation(ctx, seg)
         elif name == "NTE":
             text = note_text(ctx, seg)
             if text:

@@ -18,7 +18,6 @@ VIS_TYPE = "69764-9"
 VIS_VACCINE = "30956-7"
 VIS_PUBLISHED = "29768-9"
 VIS_PRESENTED = "29769-7"
-ON_IMMUNIZATION = {ELIGIBILITY, FUNDING_SOURCE, VIS_TYPE, VIS_VACCINE, VIS_PUBLISHED, VIS_PRESENTED}
 
 
 def map_immunization(
@@ -176,7 +175,3 @@ def _from_observations(ctx: Context, imm: dict, observations: list[hl7v2.Segment
     entries = [e for e in education.values() if "documentType" in e]
     if entries:
         imm["education"] = entries
-
-
-def is_immunization_obx(ctx: Context, obx: hl7v2.Segment) -> bool:
-    return ctx.value(obx, 3) in ON_IMMUNIZATION
