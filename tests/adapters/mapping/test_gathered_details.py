@@ -141,3 +141,23 @@ def test_referral_becomes_a_service_request(convert_segments):
     assert [i["value"] for i in request["identifier"]] == ["REF-1", "REF-2"]
     assert request["reasonCode"][0]["coding"][0]["code"] == "R-1"
     assert request["priority"] == "asap"
+
+
+def test_rxo_becomes_the_original_order_the_encoded_one_is_based_on():
+    result = convert(
+        message(
+            "MSH|^~\\&|PHARM|FAC|EHR|HUB|20240301101500+0100||RDE^O11|RDE-2|P|2.8",
+            PID,
+            "ORC|NW|ORD-2",
+            "RXO|00047040230^Ampicillin 250 mg caps^NDC|2||caps^capsule|||||G||10|caps^capsule|3",
+            "RXE||0143963401^Nicardipine bag^NDC|5||mg",
+        )
+    )
+    by_intent = {r["intent"]: r for r in resources(result, "MedicationRequest")}
+    original, encoded = by_intent["original-order"], by_intent["order"]
+    assert original["medicationCodeableConcept"]["coding"][0]["code"] == "00047040230"
+    assert original["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 2
+    assert original["dispenseRequest"]["quantity"]["value"] == 10
+    assert original["dispenseRequest"]["numberOfRepeatsAllowed"] == 3
+    url = next(e["fullUrl"] for e in result.bundle["entry"] if e["resource"] is original)
+    assert encoded["basedOn"] == [{"reference": url}]
