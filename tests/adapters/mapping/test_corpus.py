@@ -94,6 +94,15 @@ def _check_document(message, result) -> None:
     assert document["content"]
 
 
+def _check_pharmacy_order(message, result) -> None:
+    """One encoded MedicationRequest per RXE (and an original-order one per RXO beside it)."""
+    _check_patient(message, result)
+    requests = result.resources("MedicationRequest")
+    encoded = [r for r in requests if r["intent"] != "original-order"]
+    assert len(encoded) == _count(message, "RXE")
+    assert len(requests) - len(encoded) <= _count(message, "RXO")
+
+
 CHECKS = {
     "ADT": _check_patient,
     "ORU": _check_oru,
@@ -103,7 +112,7 @@ CHECKS = {
     "VXU": _per_segment("Immunization", "RXA"),
     "MDM": _check_document,
     "DFT": _per_segment("ChargeItem", "FT1"),
-    "RDE": _per_segment("MedicationRequest", "RXE"),
+    "RDE": _check_pharmacy_order,
 }
 
 
