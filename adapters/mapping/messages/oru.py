@@ -10,7 +10,7 @@ from adapters.mapping.context import Context
 from adapters.mapping.registry import handles
 from adapters.mapping.segments import report as reports
 from adapters.mapping.segments.encounter import has_visit, map_encounter
-from adapters.mapping.segments.financial import map_charges
+from adapters.mapping.segments.financial import map_account, map_charges
 from adapters.mapping.segments.observation import (
     TEXT_TYPES,
     ed_attachment,
@@ -103,6 +103,7 @@ def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
     for group in groups:
         _result_group(ctx, group)
     map_charges(ctx, segments)
+    map_account(ctx, [], pid)
 
 
 def _result_group(ctx: Context, group: ResultGroup) -> None:

@@ -143,13 +143,15 @@ def _payor(ctx: Context, in1: hl7v2.Segment) -> dict:
     return ref(url, name or None)
 
 
-def map_account(ctx: Context, gt1_segments: list[hl7v2.Segment]) -> str | None:
+def map_account(
+    ctx: Context, gt1_segments: list[hl7v2.Segment], pid: hl7v2.Segment | None = None
+) -> str | None:
     """PID-18 (patient account number) and GT1 -> Account: status active, subject the patient,
     one guarantor per GT1 (the patient itself when GT1-11 is SEL, else a RelatedPerson or, for
     GT1-21, an Organization)."""
     if not ctx.patient:
         return None
-    pid = ctx.message.first("PID")
+    pid = pid if pid is not None else ctx.message.first("PID")
     account_number = dt.cx(ctx.comps(pid, 18)) if pid is not None else None
     if account_number is None and not gt1_segments:
         return None
@@ -362,10 +364,30 @@ def _drug_quantity(ctx: Context, ft1: hl7v2.Segment) -> dict | None:
 
 
 def map_charges(ctx: Context, segments: list[hl7v2.Segment], account: str | None = None) -> None:
-    """Every FT1 of a message -> ChargeItem (orders and results carry charges too)."""
-    for ft1 in segments:
-        if ft1.name == "FT1":
-            map_charge(ctx, ft1, account)
+    """Every FT1 of a message -> ChargeItem (orders and results carry charges too); BLG-3
+    (billing account) -> Account."""
+    for seg in segments:
+        if seg.name == "FT1":
+            map_charge(ctx, seg, account)
+        elif seg.name == "BLG":
+            map_billing_account(ctx, seg)
+
+
+def map_billing_account(ctx: Context, blg: hl7v2.Segment) -> str | None:
+    """BLG-3 (account id, CX) -> Account of the patient (IG: BLG -> Account)."""
+    ctx.segment = blg
+    number = dt.cx(ctx.comps(blg, 3))
+    if number is None or not ctx.patient:
+        return None
+    account = {
+        "resourceType": "Account",
+        "identifier": [number],
+        "status": "active",
+        "subject": [ref(ctx.patient)],
+    }
+    identity = number if number.get("system") else None
+    key = None if identity else ctx.about("account", number["value"])
+    return ctx.add(account, identity=identity, key=key, global_key=key is not None)
 
 
 def _money(ctx: Context, seg: hl7v2.Segment, n: int, target: str) -> dict | None:

@@ -161,3 +161,11 @@ def test_rxo_becomes_the_original_order_the_encoded_one_is_based_on():
     assert original["dispenseRequest"]["numberOfRepeatsAllowed"] == 3
     url = next(e["fullUrl"] for e in result.bundle["entry"] if e["resource"] is original)
     assert encoded["basedOn"] == [{"reference": url}]
+
+
+def test_account_number_and_billing_account_become_accounts():
+    fields = PID.split("|") + [""] * 30
+    fields[18] = "AC-1^^^HOSP&1.2.3.4.5&ISO^AN"
+    result = convert(oru("|".join(fields), "OBR|1|P-1|F-1|718-7^Hemoglobin^LN", "BLG||CR|AI-7"))
+    numbers = sorted(a["identifier"][0]["value"] for a in resources(result, "Account"))
+    assert numbers == ["AC-1", "AI-7"]
