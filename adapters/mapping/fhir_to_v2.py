@@ -600,13 +600,18 @@ def obx_segments(
     """One OBX (+ an NTE per note); an Observation with components and no value gives one OBX
     per component, numbered by the sub-id (OBX-4)."""
     rows: list[tuple[Mapping[str, Any], Mapping[str, Any], str]] = []
-    if _has_value(obs) or not obs.get("component"):
+    components = obs.get("component") or []
+    repeated = bool(components) and all(c.get("code") == obs.get("code") for c in components)
+    if _has_value(obs) or not components or repeated:
         rows.append((obs, obs, ""))
     else:
-        rows += [(obs, c, str(i)) for i, c in enumerate(obs["component"], start=1)]
+        rows += [(obs, c, str(i)) for i, c in enumerate(components, start=1)]
     out = []
     for n, (parent, part, sub_id) in enumerate(rows):
-        vtype, value, units = _value(b, parent, part)
+        if repeated and not _has_value(obs):
+            vtype, value, units = _repeated_value(b, obs, components)
+        else:
+            vtype, value, units = _value(b, parent, part)
         rng = _first(part.get("referenceRange"))
         if not units and rng:  # a coded or text result can still carry units for its range
             units = _units(rng.get("low") or rng.get("high") or {})
@@ -664,6 +669,16 @@ def _xon(b: _Bundle, performers: list[Mapping[str, Any]]) -> list[Any]:
             ]
             return _trim(row + ["", "", ident.get("value", "")])
     return []
+
+
+def _repeated_value(
+    b: _Bundle, obs: Mapping[str, Any], components: list[Mapping[str, Any]]
+) -> tuple[str, Any, list[Any]]:
+    """Components under the Observation's own code: the forward map's repeated OBX-5, sent
+    back as one OBX with a repetition per component."""
+    values = [_value(b, obs, c) for c in components]
+    vtype, _, units = values[0]
+    return vtype, tuple(value for _, value, _ in values), units
 
 
 def _has_value(obs: Mapping[str, Any]) -> bool:
