@@ -308,6 +308,12 @@ def xpn(field: Comps) -> dict | None:
     return name
 
 
+def called_by(field: Comps) -> dict | None:
+    """XPN-15 (called by, v2.7+) -> a HumanName of use nickname: the name a person goes by."""
+    nickname = field.c(15)
+    return {"use": "nickname", "given": [nickname]} if nickname else None
+
+
 def xcn_name(field: Comps) -> dict | None:
     """The name part of an XCN (family 2, given 3/4, suffix 5, prefix 6, degree 7)."""
     family = field.c(2)
@@ -356,7 +362,8 @@ def xad(field: Comps) -> dict | None:
     # unless one already holds the other ("1000&Hospital Lane" -> "1000", "Hospital Lane").
     street = [field.c(1)]
     street += [p for p in (field.s(1, 2), field.s(1, 3)) if p and p not in street[0]]
-    lines = [x for x in (*street, field.c(2)) if x]
+    # XAD-19 addressee: the "c/o" line a postal address carries (v2.7+)
+    lines = [x for x in (*street, field.c(2), field.c(19)) if x]
     city, state, postal, country = field.c(3), field.c(4), field.c(5), field.c(6)
     district = field.c(9)
     if not (lines or city or state or postal or country or district):

@@ -22,6 +22,7 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
 
     # PID-9 (alias, deprecated but still sent) -> more names (IG: PID-9 -> Patient.name).
     names = [n for k in (5, 9) for n in (dt.xpn(f) for f in ctx.reps(pid, k)) if n]
+    names += [n for n in (dt.called_by(f) for f in ctx.reps(pid, 5)) if n]
     if names:
         patient["name"] = names
     mothers = ctx.comps(pid, 6)

@@ -243,3 +243,16 @@ def test_reference_range(text, low, high):
 
 def test_reference_range_free_text():
     assert dt.reference_range("negative", None) == {"text": "negative"}
+
+
+def test_xad_addressee_is_a_line_of_its_own():
+    address = dt.xad(comps("1 Main St^^Springfield^IL" + "^" * 15 + "c/o Jane Roe"))
+    assert address["line"] == ["1 Main St", "c/o Jane Roe"]
+
+
+def test_xpn_called_by_is_a_nickname():
+    assert dt.called_by(comps("Everyman^Adam" + "^" * 13 + "Addy")) == {
+        "use": "nickname",
+        "given": ["Addy"],
+    }
+    assert dt.called_by(comps("Everyman^Adam")) is None
