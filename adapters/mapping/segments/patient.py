@@ -120,6 +120,16 @@ def add_patient_details(ctx: Context, **lists: list[dict]) -> None:
             del patient[element]
 
 
+def map_disability_identifier(ctx: Context, db1: hl7v2.Segment) -> None:
+    """DB1-3 (disabled person identifier) -> Patient.identifier when DB1-2 says the disabled
+    person is the patient (PT, or not said)."""
+    ctx.segment = db1
+    if ctx.value(db1, 2).upper() not in ("", "PT"):
+        return
+    identifiers = [i for i in (dt.cx(f) for f in ctx.reps(db1, 3)) if i]
+    add_patient_details(ctx, identifier=identifiers)
+
+
 def _identifiers(ctx: Context, pid: hl7v2.Segment) -> tuple[list[dict], dict | None]:
     """PID-3 (+ PID-2, PID-4, PID-19 SSN, PID-20 driver's licence). The identity used for the
     conditional update is the first PID-3 of type MR, else the first PID-3."""

@@ -169,3 +169,10 @@ def test_account_number_and_billing_account_become_accounts():
     result = convert(oru("|".join(fields), "OBR|1|P-1|F-1|718-7^Hemoglobin^LN", "BLG||CR|AI-7"))
     numbers = sorted(a["identifier"][0]["value"] for a in resources(result, "Account"))
     assert numbers == ["AC-1", "AI-7"]
+
+
+def test_disabled_patients_identifier_joins_the_patient(convert_segments):
+    result = convert_segments("A01", PID, "DB1|1|PT|DB-9^^^HOSP&1.2.3.4.5&ISO^MR|Y")
+    assert "DB-9" in {i["value"] for i in one(result, "Patient")["identifier"]}
+    other = convert_segments("A01", PID, "DB1|1|SP|DB-8^^^HOSP&1.2.3.4.5&ISO^MR|Y")
+    assert "DB-8" not in {i["value"] for i in one(other, "Patient")["identifier"]}
