@@ -90,8 +90,8 @@ def main() -> int:
     parser.add_argument("--files", action="store_true", help="also list each file's figures")
     parser.add_argument("--diff", metavar="TYPE", help="list missing (-) and extra (+) facts")
     args = parser.parse_args()
-    if not CORPUS.is_dir():
-        print(f"corpus not found at {CORPUS}: skipped")
+    if not CORPUS.is_dir() or not (CORPUS.parent / "tools" / "compare_fhir.py").exists():
+        print(f"corpus or tools/compare_fhir.py not found beside {CORPUS}: skipped")
         return 0
     reports, summary = measure()
     if args.diff:

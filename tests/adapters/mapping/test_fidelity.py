@@ -25,7 +25,7 @@ TYPE_RECALL_FLOOR = {
 }
 
 pytestmark = pytest.mark.skipif(
-    not (CORPUS / "../tools/compare_fhir.py").exists() or not reference_files(),
+    not (CORPUS.parent / "tools" / "compare_fhir.py").exists() or not reference_files(),
     reason=f"corpus with FHIR-Converter outputs and compare_fhir.py not found beside {CORPUS}",
 )
 
