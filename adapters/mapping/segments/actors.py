@@ -146,7 +146,9 @@ def _location(ctx: Context, pl: Comps) -> dict | None:
     url, _, name = referenced
     if description and description != name:
         ctx.resource(url).setdefault("description", description)
-    return ref(url, name)
+    # The display says where the patient is to the bed ("4E 401 B"), as senders write it.
+    where = " ".join(level for level, kind in levels if kind in ("wa", "ro", "bd"))
+    return ref(url, where or name)
 
 
 def _location_level(ctx: Context, name: str, kind: str, key: str, parent: str | None) -> str:

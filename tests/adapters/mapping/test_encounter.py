@@ -37,7 +37,7 @@ def test_pv1_maps_class_identifier_period_participants_location(convert_segments
     assert places["B"]["partOf"]["reference"] == url["401"]
     assert places["401"]["partOf"]["reference"] == url["4E"]
     assert places["4E"]["partOf"]["reference"] == url["GOOD HEALTH"]
-    assert enc["location"][0]["location"] == {"reference": url["4E"], "display": "4E"}
+    assert enc["location"][0]["location"] == {"reference": url["4E"], "display": "4E 401 B"}
 
 
 @pytest.mark.parametrize(

@@ -98,8 +98,8 @@ def test_pending_location_is_a_planned_encounter_location(convert_segments):
     result = convert_segments("A01", PID, PV1, "PV2|5W^512^A^GOOD HEALTH")
     locations = one(result, "Encounter")["location"]
     assert [(loc["location"]["display"], loc["status"]) for loc in locations] == [
-        ("4E", "active"),
-        ("5W", "planned"),
+        ("4E 401 B", "active"),
+        ("5W 512 A", "planned"),
     ]
 
 
