@@ -308,6 +308,12 @@ def xpn(field: Comps) -> dict | None:
     return name
 
 
+def called_by(field: Comps) -> dict | None:
+    """XPN-15 (called by, v2.7+) -> a HumanName of use nickname: the name a person goes by."""
+    nickname = field.c(15)
+    return {"use": "nickname", "given": [nickname]} if nickname else None
+
+
 def xcn_name(field: Comps) -> dict | None:
     """The name part of an XCN (family 2, given 3/4, suffix 5, prefix 6, degree 7)."""
     family = field.c(2)
@@ -352,12 +358,12 @@ def xcn_identifier(field: Comps) -> dict | None:
 def xad(field: Comps) -> dict | None:
     """XAD -> Address: lines (1, 2), city 3, state 4, postal code 5, country 6, use/type 7,
     district 9, period 13/14 (or 12 as a range in older versions)."""
-    street = field.c(1)
-    if not street:  # SAD.2 street name / SAD.3 dwelling number without SAD.1
-        street = " ".join(p for p in (field.s(1, 3), field.s(1, 2)) if p)
-    elif field.s(1, 2) and field.s(1, 2) not in street and street.replace(" ", "").isdigit():
-        street = f"{street} {field.s(1, 2)}"  # "1000&Hospital Lane": number and street apart
-    lines = [x for x in (street, field.c(2)) if x]
+    # SAD: street or mailing address 1, street name 2, dwelling number 3, each its own line
+    # unless one already holds the other ("1000&Hospital Lane" -> "1000", "Hospital Lane").
+    street = [field.c(1)]
+    street += [p for p in (field.s(1, 2), field.s(1, 3)) if p and p not in street[0]]
+    # XAD-19 addressee: the "c/o" line a postal address carries (v2.7+)
+    lines = [x for x in (*street, field.c(2), field.c(19)) if x]
     city, state, postal, country = field.c(3), field.c(4), field.c(5), field.c(6)
     district = field.c(9)
     if not (lines or city or state or postal or country or district):
@@ -390,14 +396,14 @@ def xad(field: Comps) -> dict | None:
 
 
 def xtn(field: Comps, default_use: str | None = None) -> dict | None:
-    """XTN -> ContactPoint. Email from XTN-4; a number from XTN-1, else XTN-12, else composed
-    from country 5, area 6, local 7 and extension 8."""
+    """XTN -> ContactPoint. Email from XTN-4; a number from XTN-12 (unformatted, which the IG
+    prefers), else XTN-1, else composed from country 5, area 6, local 7 and extension 8."""
     equipment = field.c(3)
     email = field.c(4)
     if email and equipment in ("Internet", "X.400", ""):
         value, system = email, "email"
     else:
-        value = field.c(1) or field.c(12)
+        value = field.c(12) or field.c(1)
         if not value:
             local = field.c(7)
             if local:

@@ -103,6 +103,8 @@ RELATIONSHIP = {v3: v2 for v2, v3 in cs.RELATIONSHIP_V3.items()} | {"EXT": "EXF"
 PARTICIPANT_FIELDS = {"ATND": 7, "REF": 8, "CON": 9, "ADM": 17}
 # A Location's physical type -> how many PL levels (point of care, room, bed) its name holds.
 LOCATION_LEVELS = {"bd": 3, "ro": 2, "wa": 1}
+# A Location level's physical type -> its PL component.
+PL_COMPONENT = {"wa": 1, "ro": 2, "bd": 3, "si": 4, "bu": 7, "lvl": 8}
 # MIME type -> ED type of data (table 0191) and subtype
 ED_TYPES = {
     "application/pdf": ("AP", "PDF"),
@@ -373,29 +375,46 @@ def cnn(b: _Bundle, reference: Mapping[str, Any] | None) -> list[Any]:
 
 
 def pl(b: _Bundle, reference: Mapping[str, Any] | None) -> list[Any]:
-    """Reference(Location) -> PL. The forward map names a Location by its levels joined with
-    spaces; they are split back when the count matches the physical type (bed: 3 levels), else
-    the whole name is the point of care. A ``partOf`` chain of Locations is read level by level."""
+    """Reference(Location) -> PL. Each level is a Location of its physical type (site >
+    building > floor > point of care > room > bed), ``partOf`` the level above; the levels
+    above the referenced one are read up its ``partOf`` chain, those below (room, bed) from the
+    Locations that are ``partOf`` it. An older single Location named by its levels joined with
+    spaces is split back when the count matches its physical type (bed: 3 levels)."""
     place = b.resolve(reference)
     if place is None:
         display = (reference or {}).get("display", "")
         return [display] if display else []
+    chain = _location_chain(b, place)
+    components = [""] * 9
+    if len(chain) == 1:
+        parts = place.get("name", "").split(" ")
+        expected = LOCATION_LEVELS.get(code_of(place.get("physicalType")), 1)
+        levels = parts if len(parts) == expected else [place.get("name", "")]
+        components[: len(levels)] = levels
+    else:
+        for loc in chain:
+            n = PL_COMPONENT.get(code_of(loc.get("physicalType")))
+            if n and not components[n - 1]:
+                components[n - 1] = loc.get("name", "")
+    components[8] = place.get("description", "")
+    return _trim(components)
+
+
+def _location_chain(b: _Bundle, place: dict) -> list[dict]:
+    """The referenced Location, the ones it is partOf, and its room and bed below it."""
     chain = [place]
-    while len(chain) < 4:
+    while len(chain) < 6:
         parent = b.resolve(chain[-1].get("partOf"))
         if parent is None or parent in chain:
             break
         chain.append(parent)
-    name = place.get("name", "")
-    kind = code_of(place.get("physicalType"))
-    if len(chain) > 1:
-        levels = [loc.get("name", "") for loc in reversed(chain)][-3:]
-    else:
-        parts = name.split(" ")
-        expected = LOCATION_LEVELS.get(kind, 1)
-        levels = parts if len(parts) == expected else [name]
-    description = place.get("description", "")
-    return _trim([*levels, *[""] * (3 - len(levels)), "", "", "", "", "", description])
+    child = place
+    for _ in range(2):
+        child = next((c for c in b.all("Location") if b.refers(c.get("partOf"), child)), None)
+        if child is None or child in chain:
+            break
+        chain.append(child)
+    return chain
 
 
 def pid_segment(b: _Bundle, patient: Mapping[str, Any], enc: Encoding, set_id: int = 1) -> str:
@@ -511,10 +530,13 @@ def pv1_segment(b: _Bundle, encounter: Mapping[str, Any] | None, enc: Encoding) 
     return _segment("PV1", fields, enc)
 
 
-def pv2_segment(encounter: Mapping[str, Any] | None, enc: Encoding) -> str | None:
+def pv2_segment(b: _Bundle, encounter: Mapping[str, Any] | None, enc: Encoding) -> str | None:
     if not encounter:
         return None
     fields: dict[int, Any] = {3: cwe(_first(encounter.get("reasonCode")))}
+    planned = [loc for loc in encounter.get("location") or [] if loc.get("status") == "planned"]
+    if len(planned) > 1:  # the forward map reads PV1-42 and then PV2-1 as planned
+        fields[1] = pl(b, planned[1].get("location"))
     length = encounter.get("length") or {}
     if length.get("code") == "d" and length.get("value") is not None:
         fields[11] = _number(length["value"])
@@ -578,13 +600,18 @@ def obx_segments(
     """One OBX (+ an NTE per note); an Observation with components and no value gives one OBX
     per component, numbered by the sub-id (OBX-4)."""
     rows: list[tuple[Mapping[str, Any], Mapping[str, Any], str]] = []
-    if _has_value(obs) or not obs.get("component"):
+    components = obs.get("component") or []
+    repeated = bool(components) and all(c.get("code") == obs.get("code") for c in components)
+    if _has_value(obs) or not components or repeated:
         rows.append((obs, obs, ""))
     else:
-        rows += [(obs, c, str(i)) for i, c in enumerate(obs["component"], start=1)]
+        rows += [(obs, c, str(i)) for i, c in enumerate(components, start=1)]
     out = []
     for n, (parent, part, sub_id) in enumerate(rows):
-        vtype, value, units = _value(b, parent, part)
+        if repeated and not _has_value(obs):
+            vtype, value, units = _repeated_value(b, obs, components)
+        else:
+            vtype, value, units = _value(b, parent, part)
         rng = _first(part.get("referenceRange"))
         if not units and rng:  # a coded or text result can still carry units for its range
             units = _units(rng.get("low") or rng.get("high") or {})
@@ -642,6 +669,16 @@ def _xon(b: _Bundle, performers: list[Mapping[str, Any]]) -> list[Any]:
             ]
             return _trim(row + ["", "", ident.get("value", "")])
     return []
+
+
+def _repeated_value(
+    b: _Bundle, obs: Mapping[str, Any], components: list[Mapping[str, Any]]
+) -> tuple[str, Any, list[Any]]:
+    """Components under the Observation's own code: the forward map's repeated OBX-5, sent
+    back as one OBX with a repetition per component."""
+    values = [_value(b, obs, c) for c in components]
+    vtype, _, units = values[0]
+    return vtype, tuple(value for _, value, _ in values), units
 
 
 def _has_value(obs: Mapping[str, Any]) -> bool:
@@ -813,7 +850,7 @@ def _adt_body(
     related = [r for r in b.all("RelatedPerson") if b.refers(r.get("patient"), patient)]
     segments += [nk1_segment(r, i, enc) for i, r in enumerate(related, start=1)]
     segments.append(pv1_segment(b, encounter, enc))
-    pv2 = pv2_segment(encounter, enc)
+    pv2 = pv2_segment(b, encounter, enc)
     if pv2:
         segments.append(pv2)
     return segments

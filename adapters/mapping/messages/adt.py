@@ -11,7 +11,12 @@ from adapters.mapping.segments.clinical import map_allergy, map_condition, map_p
 from adapters.mapping.segments.encounter import has_visit, map_encounter
 from adapters.mapping.segments.financial import map_account, map_coverage
 from adapters.mapping.segments.observation import map_observation
-from adapters.mapping.segments.patient import map_merge, map_patient
+from adapters.mapping.segments.order import map_referral
+from adapters.mapping.segments.patient import (
+    map_disability_identifier,
+    map_merge,
+    map_patient,
+)
 from adapters.mapping.segments.related import map_next_of_kin
 
 VISIT_EVENTS = [f"A{n:02d}" for n in range(1, 33) if n not in (18, 24, 30)]
@@ -45,6 +50,10 @@ def map_patient_details(ctx: Context, segments: list[hl7v2.Segment]) -> None:
             map_condition(ctx, seg)
         elif name == "PR1":
             map_procedure(ctx, seg)
+        elif name == "RF1":
+            map_referral(ctx, seg)
+        elif name == "DB1":
+            map_disability_identifier(ctx, seg)
         elif name == "OBX":
             map_observation(ctx, seg)
         elif name == "IN1":

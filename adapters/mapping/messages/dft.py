@@ -7,7 +7,8 @@ from adapters.mapping.context import Context
 from adapters.mapping.messages.adt import map_patient_details
 from adapters.mapping.messages.common import map_subject
 from adapters.mapping.registry import handles
-from adapters.mapping.segments.financial import map_account, map_charge
+from adapters.mapping.segments.financial import map_account, map_charges
+from adapters.mapping.segments.order import map_service_request
 
 
 @handles("DFT", "P03", "P11")
@@ -21,5 +22,16 @@ def dft(ctx: Context) -> None:
         )
     map_patient_details(ctx, [s for s in segments if s.name != "GT1"])
     account = map_account(ctx, [s for s in segments if s.name == "GT1"])
-    for ft1 in charges:
-        map_charge(ctx, ft1, account)
+    _billed_orders(ctx, segments)
+    map_charges(ctx, charges, account)
+
+
+def _billed_orders(ctx: Context, segments: list) -> None:
+    """ORC/OBR of the common order group -> ServiceRequest, done since it is billed."""
+    orc = None
+    for seg in segments:
+        if seg.name == "ORC":
+            orc = seg
+        elif seg.name == "OBR":
+            map_service_request(ctx, orc, seg, default_status="completed")
+            orc = None

@@ -6,6 +6,7 @@ from adapters.mapping.context import Context, ref
 from adapters.mapping.messages.common import map_subject
 from adapters.mapping.registry import handles
 from adapters.mapping.segments.document import map_document
+from adapters.mapping.segments.financial import map_account
 from adapters.mapping.segments.order import map_service_request
 
 
@@ -20,6 +21,7 @@ def mdm(ctx: Context) -> None:
     request = None
     if orc is not None or obr is not None:
         request = map_service_request(ctx, orc, obr, default_status="completed")
+    map_account(ctx, [])
     url = map_document(ctx, txa, message.all("OBX"))
     if request:
         doc = ctx.resource(url)

@@ -13,6 +13,7 @@ from adapters.mapping.messages.common import map_subject
 from adapters.mapping.messages.oru import note_text
 from adapters.mapping.registry import handles
 from adapters.mapping.segments.clinical import map_condition
+from adapters.mapping.segments.financial import map_charges
 from adapters.mapping.segments.observation import map_observation
 from adapters.mapping.segments.order import map_service_request
 from adapters.mapping.segments.report import order_identifiers, order_key
@@ -84,6 +85,7 @@ def orders(ctx: Context) -> None:
         )
     for order in found:
         _order(ctx, order)
+    map_charges(ctx, ctx.message.segments[1:])
 
 
 def _order(ctx: Context, order: Order) -> None:

@@ -10,6 +10,7 @@ from adapters.mapping.context import Context
 from adapters.mapping.registry import handles
 from adapters.mapping.segments import report as reports
 from adapters.mapping.segments.encounter import has_visit, map_encounter
+from adapters.mapping.segments.financial import map_account, map_charges
 from adapters.mapping.segments.observation import (
     TEXT_TYPES,
     ed_attachment,
@@ -101,6 +102,8 @@ def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
         map_observation(ctx, obx, notes=notes)
     for group in groups:
         _result_group(ctx, group)
+    map_charges(ctx, segments)
+    map_account(ctx, [], pid)
 
 
 def _result_group(ctx: Context, group: ResultGroup) -> None:
@@ -118,6 +121,7 @@ def _result_group(ctx: Context, group: ResultGroup) -> None:
         notes=group.notes,
         tq1=group.tq1,
         default_status="completed" if done else "active",
+        intent="filler-order",  # the order as the lab that fills it reports it
     )
     specimens = [s for s in (map_specimen(ctx, spm) for spm in group.specimens) if s]
     specimen = specimens[0] if len(specimens) == 1 else None

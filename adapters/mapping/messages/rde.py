@@ -4,15 +4,21 @@ RXR, TQ1 and notes)."""
 from __future__ import annotations
 
 from adapters.mapping.context import Context
+from adapters.mapping.messages.adt import map_patient_details
 from adapters.mapping.messages.common import map_subject
 from adapters.mapping.messages.oru import note_text
 from adapters.mapping.registry import handles
+from adapters.mapping.segments.financial import map_charges
+from adapters.mapping.segments.observation import map_observation
 from adapters.mapping.segments.pharmacy import map_medication_request
 
 
 @handles("RDE", "O01", "O11", "O25")
 def rde(ctx: Context) -> None:
     map_subject(ctx)
+    segments = ctx.message.segments[1:]
+    first_order = next((i for i, seg in enumerate(segments) if seg.name == "ORC"), len(segments))
+    map_patient_details(ctx, segments[:first_order])
     orders: list[dict] = []
     for seg in ctx.message.segments[1:]:
         name = seg.name
@@ -28,6 +34,8 @@ def rde(ctx: Context) -> None:
             orders[-1]["rxr"] = seg  # the last RXR: the one after RXE gives the route
         elif name == "TQ1":
             orders[-1]["tq1"] = seg
+        elif name == "OBX":
+            map_observation(ctx, seg)
         elif name == "NTE":
             text = note_text(ctx, seg)
             if text:
@@ -42,6 +50,7 @@ def rde(ctx: Context) -> None:
             f"the {ctx.message.message_type} message has no RXE segment",
             segment_name="RXE",
         )
+    map_charges(ctx, ctx.message.segments[1:])
     for order in encoded:
         map_medication_request(
             ctx,

@@ -8,6 +8,8 @@ from adapters.mapping.messages.common import map_subject
 from adapters.mapping.messages.oru import note_text
 from adapters.mapping.registry import handles
 from adapters.mapping.segments.clinical import map_condition
+from adapters.mapping.segments.financial import map_account
+from adapters.mapping.segments.observation import map_observation
 from adapters.mapping.segments.scheduling import map_appointment
 
 RESOURCE_SEGMENTS = ("AIS", "AIG", "AIL", "AIP")
@@ -38,6 +40,9 @@ def siu(ctx: Context) -> None:
             current = None  # notes after PID belong to nothing the Appointment holds
         elif name == "DG1" and seen_patient:
             map_condition(ctx, seg)
+        elif name == "OBX" and seen_patient:
+            map_observation(ctx, seg)
+    map_account(ctx, [])
     map_appointment(
         ctx, sch, tq1=tq1, notes=notes, resources=resources, event=ctx.message.trigger_event.upper()
     )

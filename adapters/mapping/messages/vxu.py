@@ -7,8 +7,9 @@ from adapters.mapping.context import Context
 from adapters.mapping.messages.adt import map_patient_details
 from adapters.mapping.messages.common import map_subject
 from adapters.mapping.registry import handles
-from adapters.mapping.segments.immunization import is_immunization_obx, map_immunization
+from adapters.mapping.segments.immunization import map_immunization
 from adapters.mapping.segments.observation import map_observation
+from adapters.mapping.segments.order import map_service_request
 
 
 @handles("VXU", "V04")
@@ -36,9 +37,12 @@ def vxu(ctx: Context) -> None:
             None, None, "", "Immunization", "the VXU message has no RXA segment", segment_name="RXA"
         )
     for group in groups:
+        if group["orc"] is not None:  # the order behind the dose (IG: ORC -> ServiceRequest)
+            map_service_request(ctx, group["orc"], None, default_status="unknown")
         url = map_immunization(
             ctx, group["rxa"], orc=group["orc"], rxr=group["rxr"], observations=group["obx"]
         )
+        # Every OBX is an Observation (IG: VXU OBX -> Observation), also those the
+        # Immunization reads its funding and VIS details from.
         for obx in group["obx"]:
-            if not is_immunization_obx(ctx, obx):
-                map_observation(ctx, obx, part_of=url)
+            map_observation(ctx, obx, part_of=url)

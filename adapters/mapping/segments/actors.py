@@ -111,8 +111,10 @@ def organization_from_hd(ctx: Context, hd: Comps) -> dict | None:
 
 def location(ctx: Context, pl: Comps) -> dict | None:
     """PL (point of care ^ room ^ bed ^ facility ^ status ^ type ^ building ^ floor ^
-    description) -> Reference(Location). One Location for the most specific level named, its
-    name the levels joined; keyed globally by all levels so the same bed is one record."""
+    description) -> Reference(Location). Each level named is its own Location, partOf the
+    level above (facility > building > floor > point of care > room > bed); the reference is
+    to the point of care (the IG maps PL.1 to Encounter.location.location), else the first
+    level below it. A level is keyed globally by its path, so a bed is one record."""
     if not pl:
         return None
     memo_key = ("PL", pl.source)
@@ -124,25 +126,40 @@ def location(ctx: Context, pl: Comps) -> dict | None:
     return dict(reference) if reference else None
 
 
+# PL components from the widest level to the narrowest, with their physical type.
+PL_LEVELS = ((4, "si"), (7, "bu"), (8, "lvl"), (1, "wa"), (2, "ro"), (3, "bd"))
+
+
 def _location(ctx: Context, pl: Comps) -> dict | None:
-    poc, room, bed = pl.c(1), pl.c(2), pl.c(3)
-    facility, building, floor, description = pl.c(4), pl.c(7), pl.c(8), pl.c(9)
-    levels = [x for x in (poc, room, bed) if x]
-    name = " ".join(levels) or description or " ".join(x for x in (building, floor) if x)
-    if not name and not facility:
+    levels = [(pl.c(n), kind) for n, kind in PL_LEVELS if pl.c(n)]
+    description = pl.c(9)
+    if not levels and description:
+        levels = [(description, "")]
+    if not levels:
         return None
-    if not name:
-        name = facility
+    parent, path, referenced = None, [], None
+    for name, kind in levels:
+        path.append(f"{kind}={name}")
+        parent = _location_level(ctx, name, kind, "|".join(path), parent)
+        if referenced is None or kind in ("wa",) or referenced[1] in ("si", "bu", "lvl"):
+            referenced = (parent, kind, name)
+    url, _, name = referenced
+    if description and description != name:
+        ctx.resource(url).setdefault("description", description)
+    # The display says where the patient is to the bed ("4E 401 B"), as senders write it.
+    where = " ".join(level for level, kind in levels if kind in ("wa", "ro", "bd"))
+    return ref(url, where or name)
+
+
+def _location_level(ctx: Context, name: str, kind: str, key: str, parent: str | None) -> str:
     resource: dict = {"resourceType": "Location", "status": "active", "mode": "instance"}
     resource["name"] = name
-    if description and description != name:
-        resource["description"] = description
-    kind = "bd" if bed else "ro" if room else "wa" if poc else "lvl" if floor else "bu"
-    if levels or building or floor:
+    if kind:
         resource["physicalType"] = {"coding": [{"system": LOCATION_PHYSICAL_TYPE, "code": kind}]}
+    if parent:
+        resource["partOf"] = ref(parent)
     # Keyed without the message: a bed is the same bed in every message.
-    key = "|".join((facility, building, floor, poc, room, bed, description))
-    return ref(ctx.add(resource, key=key, global_key=True, update=False), name)
+    return ctx.add(resource, key="PL|" + key, global_key=True, update=False)
 
 
 def _display(name: dict) -> str:

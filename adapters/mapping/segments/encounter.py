@@ -12,8 +12,11 @@ from adapters.mapping.segments import actors
 
 # Encounter.status follows the IG: finished when PV1-45 (discharge) is valued, else from the
 # patient class (table-hl70004-to-encounter-status: P -> planned, the others in-progress).
-# Events that cancel, pre-admit or undo a discharge say more than PV1 does and win.
+# Events that admit, transfer, cancel, pre-admit or undo a discharge say more than PV1 does
+# and win (an A01 for a pre-admitted class P patient is an admission: in progress).
 EVENT_STATUS = {
+    "A01": "in-progress",
+    "A02": "in-progress",
     "A03": "finished",
     "A05": "planned",
     "A11": "cancelled",
@@ -46,30 +49,11 @@ def map_encounter(
 ) -> str:
     ctx.segment = pv1
     enc: dict = {"resourceType": "Encounter"}
-    identity = None
-    identifiers = []
-    visit = dt.cx(ctx.comps(pv1, 19))
-    if visit:
-        visit.setdefault("type", dt.identifier_type("VN"))
-        identifiers.append(visit)
-        identity = visit
-    alternate = dt.cx(ctx.comps(pv1, 50))
-    if alternate:
-        identifiers.append(alternate)
-        identity = identity or alternate
+    identifiers = _identifiers(ctx, pv1)
+    identity = identifiers[0] if identifiers else None
     if identifiers:
         enc["identifier"] = identifiers
-
-    start = ctx.dtm(pv1, 44, "Encounter.period.start")
-    end = ctx.dtm(pv1, 45, "Encounter.period.end")
-    patient_class = ctx.value(pv1, 2).upper()
-    enc["status"] = EVENT_STATUS.get(event) or (
-        "finished"
-        if ctx.value(pv1, 45)
-        else CLASS_STATUS.get(patient_class, "in-progress")
-        if patient_class
-        else "unknown"
-    )
+    enc["status"] = _status(ctx, pv1, event)
     enc["class"] = _class(ctx, pv1)
 
     admission_type = dt.cwe(ctx.comps(pv1, 4), cs.V2 + "0007")
@@ -85,38 +69,10 @@ def map_encounter(
     if ctx.patient:
         enc["subject"] = ref(ctx.patient)
 
-    participants = []
-    for n, code, display in PARTICIPANTS:
-        for person in actors.practitioners(ctx, pv1, n):
-            participants.append(
-                {
-                    "type": [
-                        {
-                            "coding": [
-                                {"system": cs.V3_PARTICIPATION, "code": code, "display": display}
-                            ]
-                        }
-                    ],
-                    "individual": person,
-                }
-            )
+    participants = _participants(ctx, pv1)
     if participants:
         enc["participant"] = participants
-
-    period = {}
-    if start:
-        period["start"] = ctx.datetime_text(start)
-    if end:
-        period["end"] = ctx.datetime_text(end)
-        if "start" in period and _before(period["end"], period["start"]):
-            ctx.issue(
-                pv1,
-                45,
-                ctx.value(pv1, 45),
-                "Encounter.period.end",
-                "discharge is before admission; left out",
-            )
-            del period["end"]
+    period = _period(ctx, pv1)
     if period:
         enc["period"] = period
 
@@ -129,17 +85,7 @@ def map_encounter(
     if hospitalization:
         enc["hospitalization"] = hospitalization
 
-    locations = []
-    for n, status in (
-        (3, "active"),
-        (11, "active"),
-        (6, "completed"),
-        (43, "completed"),
-        (42, "planned"),
-    ):
-        place = actors.location(ctx, ctx.comps(pv1, n))
-        if place:
-            locations.append({"location": place, "status": status})
+    locations = _locations(ctx, pv1, pv2)
     if locations:
         enc["location"] = locations
 
@@ -156,6 +102,82 @@ def map_encounter(
         ctx.encounter = full_url
         ctx.encounter_key = ctx.key_of(full_url)
     return full_url
+
+
+def _identifiers(ctx: Context, pv1: hl7v2.Segment) -> list[dict]:
+    """PV1-19 visit number (type VN), then PV1-50 alternate visit id; the first is the
+    Encounter's identity."""
+    identifiers = []
+    visit = dt.cx(ctx.comps(pv1, 19))
+    if visit:
+        visit.setdefault("type", dt.identifier_type("VN"))
+        identifiers.append(visit)
+    alternate = dt.cx(ctx.comps(pv1, 50))
+    if alternate:
+        identifiers.append(alternate)
+    return identifiers
+
+
+def _status(ctx: Context, pv1: hl7v2.Segment, event: str) -> str:
+    patient_class = ctx.value(pv1, 2).upper()
+    if event in EVENT_STATUS:
+        return EVENT_STATUS[event]
+    if ctx.value(pv1, 45):
+        return "finished"
+    return CLASS_STATUS.get(patient_class, "in-progress") if patient_class else "unknown"
+
+
+def _participants(ctx: Context, pv1: hl7v2.Segment) -> list[dict]:
+    """PV1-7/8/9/17 attending, referring, consulting, admitting doctors."""
+    participants = []
+    for n, code, display in PARTICIPANTS:
+        role = {"coding": [{"system": cs.V3_PARTICIPATION, "code": code, "display": display}]}
+        for person in actors.practitioners(ctx, pv1, n):
+            participants.append({"type": [role], "individual": person})
+    return participants
+
+
+def _period(ctx: Context, pv1: hl7v2.Segment) -> dict:
+    """PV1-44 admit and PV1-45 discharge; a discharge before the admission is left out."""
+    start = ctx.dtm(pv1, 44, "Encounter.period.start")
+    end = ctx.dtm(pv1, 45, "Encounter.period.end")
+    period = {}
+    if start:
+        period["start"] = ctx.datetime_text(start)
+    if end:
+        period["end"] = ctx.datetime_text(end)
+        if "start" in period and _before(period["end"], period["start"]):
+            ctx.issue(
+                pv1,
+                45,
+                ctx.value(pv1, 45),
+                "Encounter.period.end",
+                "discharge is before admission; left out",
+            )
+            del period["end"]
+    return period
+
+
+# PV1 location fields and the Encounter.location status each gives.
+LOCATION_FIELDS = (
+    (3, "active"),
+    (11, "active"),
+    (6, "completed"),
+    (43, "completed"),
+    (42, "planned"),
+)
+
+
+def _locations(ctx: Context, pv1: hl7v2.Segment, pv2: hl7v2.Segment | None) -> list[dict]:
+    locations = []
+    for n, status in LOCATION_FIELDS:
+        place = actors.location(ctx, ctx.comps(pv1, n))
+        if place:
+            locations.append({"location": place, "status": status})
+    pending = actors.location(ctx, ctx.comps(pv2, 1)) if pv2 is not None else None
+    if pending:  # PV2-1 prior pending location: where the patient is going
+        locations.append({"location": pending, "status": "planned"})
+    return locations
 
 
 def _before(a: str, b: str) -> bool:

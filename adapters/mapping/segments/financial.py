@@ -8,6 +8,7 @@ from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
 from adapters.mapping.segments import actors
+from adapters.mapping.segments.patient import add_patient_details
 from adapters.mapping.segments.related import related_person, relationship
 
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
@@ -32,6 +33,8 @@ def map_coverage(ctx: Context, in1: hl7v2.Segment, in2: hl7v2.Segment | None = N
         insured_id.setdefault("type", dt.identifier_type("SN"))
         identifiers.append(insured_id)
     if in2 is not None:
+        insured_patient_details(ctx, in2)
+        ctx.segment = in1
         for n, kind in ((6, "MC"), (8, "MA")):
             value = ctx.value(in2, n)
             if value:
@@ -140,13 +143,15 @@ def _payor(ctx: Context, in1: hl7v2.Segment) -> dict:
     return ref(url, name or None)
 
 
-def map_account(ctx: Context, gt1_segments: list[hl7v2.Segment]) -> str | None:
+def map_account(
+    ctx: Context, gt1_segments: list[hl7v2.Segment], pid: hl7v2.Segment | None = None
+) -> str | None:
     """PID-18 (patient account number) and GT1 -> Account: status active, subject the patient,
     one guarantor per GT1 (the patient itself when GT1-11 is SEL, else a RelatedPerson or, for
     GT1-21, an Organization)."""
     if not ctx.patient:
         return None
-    pid = ctx.message.first("PID")
+    pid = pid if pid is not None else ctx.message.first("PID")
     account_number = dt.cx(ctx.comps(pid, 18)) if pid is not None else None
     if account_number is None and not gt1_segments:
         return None
@@ -178,6 +183,7 @@ def map_account(ctx: Context, gt1_segments: list[hl7v2.Segment]) -> str | None:
 def _guarantor(ctx: Context, gt1: hl7v2.Segment) -> dict | None:
     relation_field = ctx.comps(gt1, 11)
     if relation_field.c(1).upper() == "SEL":
+        _guarantor_is_patient(ctx, gt1)
         return ref(ctx.patient)
     names = [n for n in (dt.xpn(f) for f in ctx.reps(gt1, 3)) if n]
     if not names:
@@ -207,6 +213,40 @@ def _guarantor(ctx: Context, gt1: hl7v2.Segment) -> dict | None:
         key=f"guarantor|{ctx.value(gt1, 3)}|{relation_field.c(1)}",
     )
     return ref(url) if url else None
+
+
+def _guarantor_is_patient(ctx: Context, gt1: hl7v2.Segment) -> None:
+    """GT1 of the patient (GT1-11 SEL) -> Patient: number 2, name 3, address 5, phones 6/7,
+    SSN 12, employee id 19 (IG: GT1 -> Patient when the guarantor is the patient)."""
+    identifiers = [i for n in (2, 19) for i in (dt.cx(f) for f in ctx.reps(gt1, n)) if i]
+    ssn = ctx.value(gt1, 12)
+    if ssn:
+        identifiers.append({"type": dt.identifier_type("SS"), "system": cs.US_SSN, "value": ssn})
+    telecom = [t for t in (dt.xtn(f, "home") for f in ctx.reps(gt1, 6)) if t]
+    telecom += [t for t in (dt.xtn(f, "work") for f in ctx.reps(gt1, 7)) if t]
+    add_patient_details(
+        ctx,
+        identifier=identifiers,
+        name=[n for n in (dt.xpn(f) for f in ctx.reps(gt1, 3)) if n],
+        address=[a for a in (dt.xad(f) for f in ctx.reps(gt1, 5)) if a],
+        telecom=telecom,
+    )
+
+
+def insured_patient_details(ctx: Context, in2: hl7v2.Segment) -> None:
+    """IN2 -> Patient: Medicare number 6 (MC), Medicaid case name 7 and number 8 (MA),
+    military id 10, patient member number 61 (MB) (IG: IN2 -> Patient)."""
+    identifiers = []
+    for n, kind in ((6, "MC"), (8, "MA"), (10, "MI")):
+        value = ctx.value(in2, n)
+        if value:
+            identifiers.append({"type": dt.identifier_type(kind), "value": value})
+    member = dt.cx(ctx.comps(in2, 61))
+    if member:
+        member.setdefault("type", dt.identifier_type("MB"))
+        identifiers.append(member)
+    names = [n for n in (dt.xpn(f) for f in ctx.reps(in2, 7)) if n]
+    add_patient_details(ctx, identifier=identifiers, name=names)
 
 
 def map_charge(ctx: Context, ft1: hl7v2.Segment, account: str | None = None) -> str | None:
@@ -270,6 +310,7 @@ def map_charge(ctx: Context, ft1: hl7v2.Segment, account: str | None = None) -> 
     product = dt.cwe(ctx.comps(ft1, 29), cs.coding_system("NDC"))
     if product:
         charge["productCodeableConcept"] = product
+        map_dispensed_drug(ctx, ft1, product)
     if account:
         charge["account"] = [ref(account)]
     key = (
@@ -284,6 +325,69 @@ def map_charge(ctx: Context, ft1: hl7v2.Segment, account: str | None = None) -> 
         )
     )
     return ctx.add(charge, identity=identity, key=key, global_key=key is not None)
+
+
+def map_dispensed_drug(ctx: Context, ft1: hl7v2.Segment, drug: dict) -> str | None:
+    """FT1-29 (NDC code) with FT1-43 (NDC quantity and unit) and FT1-42 (prescription number)
+    -> MedicationDispense: the drug a charge
+    bills for was handed out; whether the dispense is complete the charge does not say."""
+    dispense: dict = {
+        "resourceType": "MedicationDispense",
+        "status": "unknown",
+        "medicationCodeableConcept": drug,
+        "subject": ref(ctx.patient),
+    }
+    quantity = _drug_quantity(ctx, ft1)
+    if quantity:
+        dispense["quantity"] = quantity
+    if ctx.encounter:
+        dispense["context"] = ref(ctx.encounter)
+    prescription = ctx.value(ft1, 42)
+    if prescription:
+        number = {"type": dt.identifier_type("PRN"), "value": prescription}
+        dispense["authorizingPrescription"] = [{"identifier": number}]
+    key = ctx.about("dispense", ctx.value(ft1, 29), ctx.value(ft1, 2), str(ctx.occurrence(ft1)))
+    return ctx.add(dispense, key=key)
+
+
+def _drug_quantity(ctx: Context, ft1: hl7v2.Segment) -> dict | None:
+    """FT1-43 (CQ: quantity ^ units as CWE) -> SimpleQuantity."""
+    field = ctx.comps(ft1, 43)
+    value = ctx.attempt(ft1, 43, "MedicationDispense.quantity", lambda f: dt.decimal(f.c(1)))
+    if value is None:
+        return None
+    quantity: dict = {"value": value}
+    unit = field.s(2, 2) or field.s(2, 1)
+    if unit:
+        quantity["unit"] = unit
+    return quantity
+
+
+def map_charges(ctx: Context, segments: list[hl7v2.Segment], account: str | None = None) -> None:
+    """Every FT1 of a message -> ChargeItem (orders and results carry charges too); BLG-3
+    (billing account) -> Account."""
+    for seg in segments:
+        if seg.name == "FT1":
+            map_charge(ctx, seg, account)
+        elif seg.name == "BLG":
+            map_billing_account(ctx, seg)
+
+
+def map_billing_account(ctx: Context, blg: hl7v2.Segment) -> str | None:
+    """BLG-3 (account id, CX) -> Account of the patient (IG: BLG -> Account)."""
+    ctx.segment = blg
+    number = dt.cx(ctx.comps(blg, 3))
+    if number is None or not ctx.patient:
+        return None
+    account = {
+        "resourceType": "Account",
+        "identifier": [number],
+        "status": "active",
+        "subject": [ref(ctx.patient)],
+    }
+    identity = number if number.get("system") else None
+    key = None if identity else ctx.about("account", number["value"])
+    return ctx.add(account, identity=identity, key=key, global_key=key is not None)
 
 
 def _money(ctx: Context, seg: hl7v2.Segment, n: int, target: str) -> dict | None:

@@ -18,7 +18,6 @@ VIS_TYPE = "69764-9"
 VIS_VACCINE = "30956-7"
 VIS_PUBLISHED = "29768-9"
 VIS_PRESENTED = "29769-7"
-ON_IMMUNIZATION = {ELIGIBILITY, FUNDING_SOURCE, VIS_TYPE, VIS_VACCINE, VIS_PUBLISHED, VIS_PRESENTED}
 
 
 def map_immunization(
@@ -64,20 +63,50 @@ def map_immunization(
     imm["patient"] = ref(ctx.patient)
     if ctx.encounter:
         imm["encounter"] = ref(ctx.encounter)
+    _occurrence(ctx, rxa, when, imm)
+    _source(ctx, rxa, imm)
+    _product(ctx, rxa, imm)
+    if rxr is not None:
+        ctx.segment = rxr
+        _route_and_site(ctx, rxr, imm)
+        ctx.segment = rxa
+    amount = ctx.value(rxa, 6)
+    if amount and amount != "999":
+        number = ctx.attempt(
+            rxa, 6, "Immunization.doseQuantity.value", lambda f: dt.decimal(f.c(1))
+        )
+        if number is not None:
+            imm["doseQuantity"] = dt.quantity(number, ctx.comps(rxa, 7))
+    performers = _performers(ctx, rxa, orc)
+    if performers:
+        imm["performer"] = performers
+    _from_observations(ctx, imm, observations)
+    identity = filler or placer
+    key = None
+    if identity is None:
+        key = ctx.about("imm", ctx.value(rxa, 5), ctx.value(rxa, 3))
+    return ctx.add(imm, identity=identity, key=key, global_key=key is not None)
+
+
+def _occurrence(ctx: Context, rxa: hl7v2.Segment, when, imm: dict) -> None:
     if when:
         imm["occurrenceDateTime"] = ctx.datetime_text(when)
-    else:
-        raw = ctx.value(rxa, 3)
-        # occurrence[x] is required: keep the sender's text rather than drop the record
-        imm["occurrenceString"] = raw or "unknown"
-        if not raw:
-            ctx.issue(
-                rxa,
-                3,
-                "",
-                "Immunization.occurrence[x]",
-                "RXA-3 (date administered) is empty; occurrence is 'unknown'",
-            )
+        return
+    raw = ctx.value(rxa, 3)
+    # occurrence[x] is required: keep the sender's text rather than drop the record
+    imm["occurrenceString"] = raw or "unknown"
+    if not raw:
+        ctx.issue(
+            rxa,
+            3,
+            "",
+            "Immunization.occurrence[x]",
+            "RXA-3 (date administered) is empty; occurrence is 'unknown'",
+        )
+
+
+def _source(ctx: Context, rxa: hl7v2.Segment, imm: dict) -> None:
+    """RXA-9 (NIP001): 00 = administered here (primarySource), else where the record is from."""
     source = ctx.comps(rxa, 9)
     code = source.c(1)
     if code:
@@ -86,6 +115,10 @@ def map_immunization(
             origin = dt.cwe(source, "urn:oid:2.16.840.1.114222.4.5.274")
             if origin:
                 imm["reportOrigin"] = origin
+
+
+def _product(ctx: Context, rxa: hl7v2.Segment, imm: dict) -> None:
+    """RXA-17 manufacturer (MVX), RXA-15 lot number, RXA-16 expiration date."""
     manufacturer = ctx.comps(rxa, 17)
     if manufacturer.c(1) or manufacturer.c(2):
         reference: dict = {}
@@ -100,22 +133,19 @@ def map_immunization(
     expiry = ctx.date(rxa, 16, "Immunization.expirationDate")
     if expiry:
         imm["expirationDate"] = expiry
-    if rxr is not None:
-        ctx.segment = rxr
-        site = dt.cwe(ctx.comps(rxr, 2), cs.V2 + "0163")
-        if site:
-            imm["site"] = site
-        route = dt.cwe(ctx.comps(rxr, 1), cs.V2 + "0162")
-        if route:
-            imm["route"] = route
-        ctx.segment = rxa
-    amount = ctx.value(rxa, 6)
-    if amount and amount != "999":
-        number = ctx.attempt(
-            rxa, 6, "Immunization.doseQuantity.value", lambda f: dt.decimal(f.c(1))
-        )
-        if number is not None:
-            imm["doseQuantity"] = dt.quantity(number, ctx.comps(rxa, 7))
+
+
+def _route_and_site(ctx: Context, rxr: hl7v2.Segment, imm: dict) -> None:
+    site = dt.cwe(ctx.comps(rxr, 2), cs.V2 + "0163")
+    if site:
+        imm["site"] = site
+    route = dt.cwe(ctx.comps(rxr, 1), cs.V2 + "0162")
+    if route:
+        imm["route"] = route
+
+
+def _performers(ctx: Context, rxa: hl7v2.Segment, orc: hl7v2.Segment | None) -> list[dict]:
+    """RXA-10 administering provider (AP), ORC-12 ordering provider (OP)."""
     performers = [
         {"function": _function("AP"), "actor": p} for p in actors.practitioners(ctx, rxa, 10)
     ]
@@ -123,14 +153,7 @@ def map_immunization(
         performers += [
             {"function": _function("OP"), "actor": p} for p in actors.practitioners(ctx, orc, 12)
         ]
-    if performers:
-        imm["performer"] = performers
-    _from_observations(ctx, imm, observations)
-    identity = filler or placer
-    key = None
-    if identity is None:
-        key = ctx.about("imm", ctx.value(rxa, 5), ctx.value(rxa, 3))
-    return ctx.add(imm, identity=identity, key=key, global_key=key is not None)
+    return performers
 
 
 def _function(code: str) -> dict:
@@ -176,7 +199,3 @@ def _from_observations(ctx: Context, imm: dict, observations: list[hl7v2.Segment
     entries = [e for e in education.values() if "documentType" in e]
     if entries:
         imm["education"] = entries
-
-
-def is_immunization_obx(ctx: Context, obx: hl7v2.Segment) -> bool:
-    return ctx.value(obx, 3) in ON_IMMUNIZATION

@@ -45,6 +45,9 @@ MIME = {
 _BASE64 = re.compile(r"^[A-Za-z0-9+/\s]*={0,2}\s*$")
 
 
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
 def map_observation(
     ctx: Context,
     obx: hl7v2.Segment,
@@ -75,34 +78,13 @@ def map_observation(
     identity = dt.ei(ctx.comps(obx, 21))
     if identity:
         obs["identifier"] = [identity]
-    status_code = ctx.value(obx, 11)
-    status = cs.OBSERVATION_STATUS.get(status_code.upper())
-    if status is None:
-        status = "unknown"
-        ctx.issue(
-            obx,
-            11,
-            status_code,
-            "Observation.status",
-            "empty or not a code of table 0085; status unknown",
-            severity="warning" if status_code else "information",
-        )
     if based_on:
         obs["basedOn"] = [ref(based_on)]
     if part_of:
         obs["partOf"] = [ref(part_of)]
-    obs["status"] = status
+    obs["status"] = _status(ctx, obx)
     if category:
-        obs["category"] = [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": category,
-                    }
-                ]
-            }
-        ]
+        obs["category"] = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}]
     obs["code"] = code
     if ctx.patient:
         obs["subject"] = ref(ctx.patient)
@@ -111,35 +93,14 @@ def map_observation(
     when = ctx.datetime(obx, 14, "Observation.effectiveDateTime") or effective
     if when:
         obs["effectiveDateTime"] = when
-    performers = actors.practitioners(ctx, obx, 16)
-    lab = actors.organization(ctx, ctx.comps(obx, 23))
-    if lab:
-        performers.append(lab)
+    performers = _performers(ctx, obx)
     if performers:
         obs["performer"] = performers
 
     units = dt.unit_fields(ctx.comps(obx, 6))
     _value(ctx, obx, obs, units)
 
-    interpretation = []
-    for f in ctx.reps(obx, 8):
-        flag = f.c(1)
-        if flag in cs.INTERPRETATION:
-            interpretation.append(
-                {
-                    "coding": [
-                        {
-                            "system": cs.V3_INTERPRETATION,
-                            "code": flag,
-                            "display": cs.INTERPRETATION[flag],
-                        }
-                    ]
-                }
-            )
-        else:
-            concept = dt.cwe(f, cs.V2 + "0078")
-            if concept:
-                interpretation.append(concept)
+    interpretation = _interpretations(ctx, obx)
     if interpretation:
         obs["interpretation"] = interpretation
     if notes:
@@ -153,15 +114,60 @@ def map_observation(
     if specimen:
         obs["specimen"] = ref(specimen)
 
-    key = None
-    if identity is None and order_key:
-        # Identity from the order and the test (OBX-3 + sub-id): a corrected result for the
-        # same test updates the earlier Observation even when sent in a new message.
-        test = ctx.value(obx, 3) or ctx.text(obx, 3)
-        key = f"{order_key}|{test}|{ctx.value(obx, 4)}"
-        if ctx.known("Observation", key):  # the same test twice in one order
-            key += f"|{ctx.value(obx, 1)}|{ctx.occurrence(obx)}"
+    key = _result_key(ctx, obx, order_key) if identity is None and order_key else None
     return ctx.add(obs, identity=identity, key=key, global_key=key is not None)
+
+
+def _status(ctx: Context, obx: hl7v2.Segment) -> str:
+    """OBX-11 (table 0085) -> Observation.status; unknown (and reported) otherwise."""
+    status_code = ctx.value(obx, 11)
+    status = cs.OBSERVATION_STATUS.get(status_code.upper())
+    if status is None:
+        status = "unknown"
+        ctx.issue(
+            obx,
+            11,
+            status_code,
+            "Observation.status",
+            "empty or not a code of table 0085; status unknown",
+            severity="warning" if status_code else "information",
+        )
+    return status
+
+
+def _performers(ctx: Context, obx: hl7v2.Segment) -> list[dict]:
+    """OBX-16 responsible observers and OBX-23 performing organization."""
+    performers = actors.practitioners(ctx, obx, 16)
+    lab = actors.organization(ctx, ctx.comps(obx, 23))
+    if lab:
+        performers.append(lab)
+    return performers
+
+
+def _interpretations(ctx: Context, obx: hl7v2.Segment) -> list[dict]:
+    """OBX-8 flags: v3 ObservationInterpretation where the code is one, else as sent."""
+    interpretation = []
+    for f in ctx.reps(obx, 8):
+        flag = f.c(1)
+        if flag in cs.INTERPRETATION:
+            coding = {"system": cs.V3_INTERPRETATION, "code": flag}
+            coding["display"] = cs.INTERPRETATION[flag]
+            interpretation.append({"coding": [coding]})
+        else:
+            concept = dt.cwe(f, cs.V2 + "0078")
+            if concept:
+                interpretation.append(concept)
+    return interpretation
+
+
+def _result_key(ctx: Context, obx: hl7v2.Segment, order_key: str) -> str:
+    """Identity from the order and the test (OBX-3 + sub-id): a corrected result for the
+    same test updates the earlier Observation even when sent in a new message."""
+    test = ctx.value(obx, 3) or ctx.text(obx, 3)
+    key = f"{order_key}|{test}|{ctx.value(obx, 4)}"
+    if ctx.known("Observation", key):  # the same test twice in one order
+        key += f"|{ctx.value(obx, 1)}|{ctx.occurrence(obx)}"
+    return key
 
 
 def _value(ctx: Context, obx: hl7v2.Segment, obs: dict, units: dict) -> None:
@@ -185,38 +191,55 @@ def _value(ctx: Context, obx: hl7v2.Segment, obs: dict, units: dict) -> None:
         _attachment(ctx, obx, obs, reps[0])
         return
     if len(reps) > 1:
-        ctx.issue(
-            obx,
-            5,
-            ctx.text(obx, 5),
-            "Observation.value[x]",
-            f"{len(reps)} repetitions of a {vtype} value; only the first is kept",
-            severity="warning",
-            rep=2,
-        )
-    field = reps[0]
+        # A repeating value: one component per repetition, each under the OBX-3 code.
+        components = [_component(ctx, obx, vtype, f, units, obs["code"]) for f in reps]
+        obs["component"] = [c for c in components if c]
+        return
+    _typed_value(ctx, obx, vtype, reps[0], units, obs, _text(ctx, obx))
+
+
+def _component(
+    ctx: Context, obx: hl7v2.Segment, vtype: str, field: Comps, units: dict, code: dict
+) -> dict | None:
+    component: dict = {"code": code}
+    text = hl7v2.unescape(field.source, ctx.enc)
+    _typed_value(ctx, obx, vtype, field, units, component, text)
+    return component if len(component) > 1 else None
+
+
+def _typed_value(
+    ctx: Context,
+    obx: hl7v2.Segment,
+    vtype: str,
+    field: Comps,
+    units: dict,
+    target: dict,
+    text: str,
+) -> None:
+    """One OBX-5 value of type ``vtype`` -> value[x] of ``target`` (an Observation or one of
+    its components); a value that does not parse is kept as ``text``."""
     try:
         if vtype == "NM":
             number = dt.decimal(field.c(1))
             if number is not None:
-                obs["valueQuantity"] = dt.quantity(number, units)
+                target["valueQuantity"] = dt.quantity(number, units)
         elif vtype == "SN":
             name, value = dt.sn(field, units)
-            obs[name] = value
+            target[name] = value
         elif vtype in CODED_TYPES:
             concept = dt.cwe(field)
             if concept:
-                obs["valueCodeableConcept"] = concept
+                target["valueCodeableConcept"] = concept
         elif vtype in DATE_TYPES:
             parsed = dt.parse_dtm(field.c(1))
             if parsed:
-                obs["valueDateTime"] = ctx.datetime_text(parsed)
+                target["valueDateTime"] = ctx.datetime_text(parsed)
         elif vtype == "TM":
-            obs["valueTime"] = _time(field.c(1))
+            target["valueTime"] = _time(field.c(1))
         elif vtype in ("CQ",):
             number = dt.decimal(field.c(1))
             if number is not None:
-                obs["valueQuantity"] = dt.quantity(number, field.sub(2) or units)
+                target["valueQuantity"] = dt.quantity(number, field.sub(2) or units)
         else:
             ctx.issue(
                 obx,
@@ -227,9 +250,8 @@ def _value(ctx: Context, obx: hl7v2.Segment, obs: dict, units: dict) -> None:
                 origin="map",
                 severity="information",
             )
-            obs["valueString"] = _text(ctx, obx)
+            target["valueString"] = text
     except BadValue as exc:
-        text = _text(ctx, obx)
         ctx.issue(
             obx,
             5,
@@ -239,7 +261,7 @@ def _value(ctx: Context, obx: hl7v2.Segment, obs: dict, units: dict) -> None:
             comp=exc.component,
         )
         if text:
-            obs["valueString"] = text
+            target["valueString"] = text
 
 
 def _text(ctx: Context, obx: hl7v2.Segment) -> str:

@@ -46,6 +46,7 @@ def map_service_request(
     specimens: list[str] | None = None,
     supporting: list[str] | None = None,
     reasons: list[dict] | None = None,
+    intent: str = "order",
 ) -> str | None:
     """ORC/OBR: placer 2 and filler 3 -> identifier, ORC-4 -> requisition, status ORC-5 /
     ORC-1, OBR-4 -> code, ORC-9 -> authoredOn, ORC-12 / OBR-16 -> requester, priority TQ1-9 /
@@ -63,7 +64,7 @@ def map_service_request(
         if group:
             request["requisition"] = group
     request["status"] = order_status(ctx, orc, default_status)
-    request["intent"] = "order"
+    request["intent"] = intent
     priority = _priority(ctx, obr, tq1)
     if priority:
         request["priority"] = priority
@@ -74,25 +75,14 @@ def map_service_request(
     request["subject"] = ref(ctx.patient)
     if ctx.encounter:
         request["encounter"] = ref(ctx.encounter)
-    occurrence = None
-    if tq1 is not None:
-        occurrence = ctx.datetime(tq1, 7, "ServiceRequest.occurrenceDateTime")
-    if occurrence is None and obr is not None:
-        occurrence = ctx.attempt(
-            obr, 27, "ServiceRequest.occurrenceDateTime", lambda f: dt.parse_dtm(f.c(4))
-        )
-        occurrence = ctx.datetime_text(occurrence) if occurrence else None
+    occurrence = _occurrence(ctx, obr, tq1)
     if occurrence:
         request["occurrenceDateTime"] = occurrence
     if orc is not None:
         authored = ctx.datetime(orc, 9, "ServiceRequest.authoredOn")
         if authored:
             request["authoredOn"] = authored
-    requester = None
-    if orc is not None:
-        requester = actors.practitioner(ctx, ctx.comps(orc, 12))
-    if requester is None and obr is not None:
-        requester = actors.practitioner(ctx, ctx.comps(obr, 16))
+    requester = _requester(ctx, orc, obr)
     if requester:
         request["requester"] = requester
     reason_codes = list(reasons or [])
@@ -100,6 +90,9 @@ def map_service_request(
         reason_codes += [r for r in (dt.cwe(f) for f in ctx.reps(obr, 31)) if r]
     if reason_codes:
         request["reasonCode"] = reason_codes
+    parent = _parent_order(ctx, orc, obr, request["status"], intent)
+    if parent:
+        request["basedOn"] = [ref(parent)]
     if supporting:
         request["supportingInfo"] = [ref(s) for s in supporting]
     if specimens:
@@ -108,6 +101,84 @@ def map_service_request(
         request["note"] = [{"text": n} for n in notes]
     identity = placer or filler
     return ctx.add(request, identity=identity)
+
+
+# RF1-1 referral status (table 0283) -> ServiceRequest.status
+REFERRAL_STATUS = {"A": "active", "P": "on-hold", "R": "revoked", "E": "revoked"}
+
+
+def map_referral(ctx: Context, rf1: hl7v2.Segment) -> str | None:
+    """RF1 -> ServiceRequest (the referral): status 1, priority 2, type 3 -> category,
+    original and external referral ids 6/11 -> identifier, reason 10 -> reasonCode."""
+    if not ctx.patient:
+        return None
+    ctx.segment = rf1
+    request: dict = {"resourceType": "ServiceRequest"}
+    identifiers = [i for n in (6, 11) if (i := dt.ei(ctx.comps(rf1, n)))]
+    if identifiers:
+        request["identifier"] = identifiers
+    request["status"] = REFERRAL_STATUS.get(ctx.value(rf1, 1).upper(), "unknown")
+    request["intent"] = "order"
+    priority = PRIORITY.get(ctx.value(rf1, 2).upper())
+    if priority:
+        request["priority"] = priority
+    category = dt.cwe(ctx.comps(rf1, 3))
+    if category:
+        request["category"] = [category]
+    request["subject"] = ref(ctx.patient)
+    reasons = [r for r in (dt.cwe(f) for f in ctx.reps(rf1, 10)) if r]
+    if reasons:
+        request["reasonCode"] = reasons
+    return ctx.add(request, identity=identifiers[0] if identifiers else None)
+
+
+def _occurrence(ctx: Context, obr: hl7v2.Segment | None, tq1: hl7v2.Segment | None) -> str | None:
+    """TQ1-7 (start), else OBR-27.4 (quantity/timing start)."""
+    occurrence = None
+    if tq1 is not None:
+        occurrence = ctx.datetime(tq1, 7, "ServiceRequest.occurrenceDateTime")
+    if occurrence is None and obr is not None:
+        start = ctx.attempt(
+            obr, 27, "ServiceRequest.occurrenceDateTime", lambda f: dt.parse_dtm(f.c(4))
+        )
+        occurrence = ctx.datetime_text(start) if start else None
+    return occurrence
+
+
+def _requester(ctx: Context, orc: hl7v2.Segment | None, obr: hl7v2.Segment | None) -> dict | None:
+    requester = None
+    if orc is not None:
+        requester = actors.practitioner(ctx, ctx.comps(orc, 12))
+    if requester is None and obr is not None:
+        requester = actors.practitioner(ctx, ctx.comps(obr, 16))
+    return requester
+
+
+def _parent_order(
+    ctx: Context, orc: hl7v2.Segment | None, obr: hl7v2.Segment | None, status: str, intent: str
+) -> str | None:
+    """ORC-8, else OBR-29 (parent order: placer id ^ filler id) -> the ServiceRequest this
+    one is basedOn (IG: ORC-8 -> ServiceRequest.basedOn)."""
+    parent = ctx.comps(orc, 8) if orc is not None else None
+    if not parent and obr is not None:
+        parent = ctx.comps(obr, 29)
+    if not parent:
+        return None
+    identifiers = []
+    for n, kind in ((1, "PLAC"), (2, "FILL")):
+        value = parent.c(n)
+        if value:
+            identifiers.append({"type": dt.identifier_type(kind), "value": value})
+    if not identifiers:
+        return None
+    request = {
+        "resourceType": "ServiceRequest",
+        "identifier": identifiers,
+        "status": status,
+        "intent": intent,
+        "subject": ref(ctx.patient),
+    }
+    return ctx.add(request, identity=identifiers[0])
 
 
 def _priority(ctx: Context, obr: hl7v2.Segment | None, tq1: hl7v2.Segment | None) -> str | None:

@@ -7,6 +7,7 @@ from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
 from adapters.mapping.segments import actors
+from adapters.mapping.segments.related import related_person
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
 
@@ -19,7 +20,9 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
     if identifiers:
         patient["identifier"] = identifiers
 
-    names = [n for n in (dt.xpn(f) for f in ctx.reps(pid, 5)) if n]
+    # PID-9 (alias, deprecated but still sent) -> more names (IG: PID-9 -> Patient.name).
+    names = [n for k in (5, 9) for n in (dt.xpn(f) for f in ctx.reps(pid, k)) if n]
+    names += [n for n in (dt.called_by(f) for f in ctx.reps(pid, 5)) if n]
     if names:
         patient["name"] = names
     mothers = ctx.comps(pid, 6)
@@ -30,6 +33,7 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
 
     telecom = [t for t in (dt.xtn(f, "home") for f in ctx.reps(pid, 13)) if t]
     telecom += [t for t in (dt.xtn(f, "work") for f in ctx.reps(pid, 14)) if t]
+    telecom += [t for t in (dt.xtn(f) for f in ctx.reps(pid, 40)) if t]  # v2.7+ telecoms
     if telecom:
         patient["telecom"] = telecom
 
@@ -83,11 +87,47 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
     if ctx.patient is None:
         ctx.patient = full_url
         ctx.patient_key = ctx.key_of(full_url)
+    _mother(ctx, pid)
     if pd1 is not None:
         ctx.segment = pd1
         _pd1(ctx, pd1, patient)
         ctx.segment = pid
     return full_url
+
+
+def _mother(ctx: Context, pid: hl7v2.Segment) -> None:
+    """PID-21 (mother's identifier) -> RelatedPerson with relationship MTH (IG: PID ->
+    RelatedPerson)."""
+    identifiers = [i for i in (dt.cx(f) for f in ctx.reps(pid, 21)) if i]
+    if identifiers:
+        mother = {"coding": [{"system": cs.V3_ROLE_CODE, "code": "MTH", "display": "mother"}]}
+        related_person(ctx, names=[], relationships=[mother], identifiers=identifiers, key="mother")
+
+
+def add_patient_details(ctx: Context, **lists: list[dict]) -> None:
+    """Add what another segment says about the patient (IN2, a GT1 whose guarantor is the
+    patient) to the Patient: ``identifier``, ``name``, ``address``, ``telecom`` lists, each
+    item once."""
+    patient = ctx.resource(ctx.patient) if ctx.patient else None
+    if patient is None:
+        return
+    for element, items in lists.items():
+        known = patient.setdefault(element, [])
+        for item in items:
+            if item not in known:
+                known.append(item)
+        if not known:
+            del patient[element]
+
+
+def map_disability_identifier(ctx: Context, db1: hl7v2.Segment) -> None:
+    """DB1-3 (disabled person identifier) -> Patient.identifier when DB1-2 says the disabled
+    person is the patient (PT, or not said)."""
+    ctx.segment = db1
+    if ctx.value(db1, 2).upper() not in ("", "PT"):
+        return
+    identifiers = [i for i in (dt.cx(f) for f in ctx.reps(db1, 3)) if i]
+    add_patient_details(ctx, identifier=identifiers)
 
 
 def _identifiers(ctx: Context, pid: hl7v2.Segment) -> tuple[list[dict], dict | None]:

@@ -87,9 +87,47 @@ def map_medication_request(
     substitution = ctx.value(rxe, 9).upper()
     if substitution:
         request["substitution"] = {"allowedBoolean": substitution != "N"}
+    original = map_original_order(ctx, rxo, orc) if rxo is not None else None
+    if original:
+        request["basedOn"] = [ref(original)]
     identity = placer or filler
     key = None if identity else ctx.about("rx", ctx.value(rxe, 2), str(ctx.occurrence(rxe)))
     return ctx.add(request, identity=identity, key=key, global_key=key is not None)
+
+
+def map_original_order(ctx: Context, rxo: hl7v2.Segment, orc: hl7v2.Segment | None) -> str | None:
+    """RXO (the order as the prescriber wrote it) -> MedicationRequest, intent original-order,
+    that the pharmacy's encoded order (RXE) is basedOn: requested give code 1 -> medication,
+    amount 2/3 + units 4 -> dose, dispense amount/units 11/12 -> dispenseRequest.quantity,
+    refills 13, substitution 9 (IG: RXO -> MedicationRequest)."""
+    ctx.segment = rxo
+    medication = dt.cwe(ctx.comps(rxo, 1))
+    if medication is None:
+        return None
+    request: dict = {
+        "resourceType": "MedicationRequest",
+        "status": medication_status(ctx, orc),
+        "intent": "original-order",
+        "medicationCodeableConcept": medication,
+        "subject": ref(ctx.patient),
+    }
+    if ctx.encounter:
+        request["encounter"] = ref(ctx.encounter)
+    dose = ctx.attempt(rxo, 2, "MedicationRequest.dosageInstruction", lambda f: dt.decimal(f.c(1)))
+    if dose is not None:
+        quantity = dt.quantity(dose, ctx.comps(rxo, 4))
+        request["dosageInstruction"] = [{"doseAndRate": [{"doseQuantity": quantity}]}]
+    amount = ctx.attempt(
+        rxo, 11, "MedicationRequest.dispenseRequest.quantity", lambda f: dt.decimal(f.c(1))
+    )
+    if amount is not None:
+        quantity = dt.quantity(amount, ctx.comps(rxo, 12))
+        request["dispenseRequest"] = {"quantity": quantity}
+    refills = ctx.value(rxo, 13)
+    if refills.isdigit():
+        request.setdefault("dispenseRequest", {})["numberOfRepeatsAllowed"] = int(refills)
+    key = ctx.about("rx-original", ctx.value(rxo, 1), str(ctx.occurrence(rxo)))
+    return ctx.add(request, key=key)
 
 
 def _dosage(ctx, rxe, rxr, tq1) -> dict:

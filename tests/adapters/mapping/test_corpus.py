@@ -65,7 +65,16 @@ def _per_segment(resource_type: str, segment: str):
 
 def _check_orders(message, result) -> None:
     _check_patient(message, result)
-    requests = result.resources("ServiceRequest")
+    parents = {
+        based_on["reference"]
+        for entry in result.bundle["entry"]
+        for based_on in entry["resource"].get("basedOn", [])
+    }
+    requests = [  # the orders themselves, not the parent orders they name (ORC-8, OBR-29)
+        e["resource"]
+        for e in result.bundle["entry"]
+        if e["resource"]["resourceType"] == "ServiceRequest" and e["fullUrl"] not in parents
+    ]
     assert len(requests) == max(_count(message, "ORC"), _count(message, "OBR"))
     for request in requests:
         assert request["intent"] == "order" and request["status"]
@@ -84,6 +93,15 @@ def _check_document(message, result) -> None:
     assert document["content"]
 
 
+def _check_pharmacy_order(message, result) -> None:
+    """One encoded MedicationRequest per RXE (and an original-order one per RXO beside it)."""
+    _check_patient(message, result)
+    requests = result.resources("MedicationRequest")
+    encoded = [r for r in requests if r["intent"] != "original-order"]
+    assert len(encoded) == _count(message, "RXE")
+    assert len(requests) - len(encoded) <= _count(message, "RXO")
+
+
 CHECKS = {
     "ADT": _check_patient,
     "ORU": _check_oru,
@@ -93,7 +111,7 @@ CHECKS = {
     "VXU": _per_segment("Immunization", "RXA"),
     "MDM": _check_document,
     "DFT": _per_segment("ChargeItem", "FT1"),
-    "RDE": _per_segment("MedicationRequest", "RXE"),
+    "RDE": _check_pharmacy_order,
 }
 
 

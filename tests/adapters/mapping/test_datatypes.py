@@ -103,8 +103,18 @@ def test_xad_lines_city_state_zip_country_and_use():
 def test_xad_mailing_type_and_street_number_apart():
     address = dt.xad(comps("1000&Hospital Lane^^Ann Arbor ^MI^99999^USA^M"))
     assert address["type"] == "postal"
-    assert address["line"] == ["1000 Hospital Lane"]
+    assert address["line"] == ["1000", "Hospital Lane"]
     assert address["city"] == "Ann Arbor"
+
+
+def test_xad_street_name_already_in_the_street_line_is_not_repeated():
+    address = dt.xad(comps("12 Main St&Main St&12^Apt 4"))
+    assert address["line"] == ["12 Main St", "Apt 4"]
+
+
+def test_xtn_unformatted_number_wins_over_the_deprecated_one():
+    point = dt.xtn(comps("78788788^^CP^^^^1111^^^^^2222"))
+    assert point["value"] == "2222" and point["use"] == "mobile"
 
 
 def test_xtn_composes_a_number_from_its_parts():
@@ -233,3 +243,16 @@ def test_reference_range(text, low, high):
 
 def test_reference_range_free_text():
     assert dt.reference_range("negative", None) == {"text": "negative"}
+
+
+def test_xad_addressee_is_a_line_of_its_own():
+    address = dt.xad(comps("1 Main St^^Springfield^IL" + "^" * 15 + "c/o Jane Roe"))
+    assert address["line"] == ["1 Main St", "c/o Jane Roe"]
+
+
+def test_xpn_called_by_is_a_nickname():
+    assert dt.called_by(comps("Everyman^Adam" + "^" * 13 + "Addy")) == {
+        "use": "nickname",
+        "given": ["Addy"],
+    }
+    assert dt.called_by(comps("Everyman^Adam")) is None

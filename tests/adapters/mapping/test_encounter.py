@@ -27,9 +27,17 @@ def test_pv1_maps_class_identifier_period_participants_location(convert_segments
     assert entry_of(result, doctor)["request"]["method"] == "POST"  # referenced, not owned
     assert enc["serviceType"]["coding"][0]["code"] == "MED"
     assert enc["hospitalization"]["admitSource"]["coding"][0]["code"] == "7"
-    location = one(result, "Location")
-    assert location["name"] == "4E 401 B"
-    assert enc["location"][0]["location"]["reference"] == entry_of(result, location)["fullUrl"]
+    # PL levels as a Location hierarchy: facility > point of care > room > bed, the
+    # encounter at the point of care
+    places = {p["name"]: p for p in resources(result, "Location")}
+    assert list(places) == ["GOOD HEALTH", "4E", "401", "B"]
+    kinds = [p["physicalType"]["coding"][0]["code"] for p in places.values()]
+    assert kinds == ["si", "wa", "ro", "bd"]
+    url = {name: entry_of(result, p)["fullUrl"] for name, p in places.items()}
+    assert places["B"]["partOf"]["reference"] == url["401"]
+    assert places["401"]["partOf"]["reference"] == url["4E"]
+    assert places["4E"]["partOf"]["reference"] == url["GOOD HEALTH"]
+    assert enc["location"][0]["location"] == {"reference": url["4E"], "display": "4E 401 B"}
 
 
 @pytest.mark.parametrize(
@@ -44,6 +52,12 @@ def test_pv1_maps_class_identifier_period_participants_location(convert_segments
 )
 def test_status_follows_the_trigger_event(convert_segments, event, status):
     assert one(convert_segments(event, PID, PV1), "Encounter")["status"] == status
+
+
+def test_admission_of_a_preadmitted_patient_is_in_progress(convert_segments):
+    preadmit = PV1.replace("PV1|1|I|", "PV1|1|P|")
+    assert one(convert_segments("A01", PID, preadmit), "Encounter")["status"] == "in-progress"
+    assert one(convert_segments("A02", PID, preadmit), "Encounter")["status"] == "in-progress"
 
 
 def test_a08_derives_status_from_discharge_and_class(convert_segments):

@@ -6,7 +6,9 @@ import base64
 
 import pytest
 
+from adapters.codecs import hl7v2
 from adapters.mapping import convert
+from adapters.mapping.fhir_to_v2 import to_v2
 
 from .conftest import PID, entry_of, one, oru, resources
 
@@ -159,3 +161,16 @@ def test_same_test_twice_in_one_order_gives_two_observations():
     result = convert(oru(PID, OBR, "OBX|1|ST|1-8^X^LN||a||||||F", "OBX|2|ST|1-8^X^LN||b||||||F"))
     urls = {entry_of(result, o)["request"]["url"] for o in resources(result, "Observation")}
     assert len(urls) == 2
+
+
+def test_repeated_value_becomes_one_component_per_repetition():
+    message = oru(
+        PID, "OBR|1|P-1|F-1|8867-4^Heart rate^LN", "OBX|1|NM|8867-4^Heart rate^LN||160~120"
+    )
+    result = convert(message)
+    obs = one(result, "Observation")
+    assert "valueQuantity" not in obs
+    assert [c["valueQuantity"]["value"] for c in obs["component"]] == [160, 120]
+    assert all(c["code"] == obs["code"] for c in obs["component"])
+    back = hl7v2.parse(to_v2(result.bundle, "ORU^R01", control_id="RT"))
+    assert [obx[5] for obx in back.all("OBX")] == ["160~120"]  # one OBX, two repetitions
