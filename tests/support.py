@@ -66,6 +66,11 @@ class FhirSink:
     def accepted(self, key: str, body: bytes) -> None:
         """A request was answered 200 (called under ``lock``); subclasses keep more."""
 
+    def outcome(self, status: int, body: bytes) -> dict:
+        """The OperationOutcome a failed request is answered with; subclasses say more."""
+        issue = {"severity": "error", "code": "transient", "diagnostics": f"sink says {status}"}
+        return {"resourceType": "OperationOutcome", "issue": [issue]}
+
     def start(self) -> FhirSink:
         sink = self
 
@@ -95,16 +100,7 @@ class FhirSink:
                         sink.accepted(key, body)
                     reply = {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
                 else:
-                    reply = {
-                        "resourceType": "OperationOutcome",
-                        "issue": [
-                            {
-                                "severity": "error",
-                                "code": "transient",
-                                "diagnostics": f"sink says {status}",
-                            }
-                        ],
-                    }
+                    reply = sink.outcome(status, body)
                 data = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/fhir+json")
@@ -125,6 +121,44 @@ class FhirSink:
 
     def bundles(self) -> list[dict]:
         return [json.loads(r["body"]) for r in self.requests if r["status"] == 200]
+
+
+class PatientNamingSink(FhirSink):
+    """A FHIR server that refuses a patient and says whom, unquoted, as real servers do: name,
+    record number, birth date, city and phone in ``diagnostics``. ``refuse_every`` answers every
+    n-th request 400 (1: all of them); ``fail_next`` still comes first."""
+
+    def __init__(self, port: int | None = None, *, refuse_every: int = 0) -> None:
+        super().__init__(port)
+        self.refuse_every = refuse_every
+        self.answered = 0
+
+    def next_status(self) -> int:
+        self.answered += 1
+        if self.failures:
+            return self.failures.pop(0)
+        return 400 if self.refuse_every and self.answered % self.refuse_every == 0 else 200
+
+    def outcome(self, status: int, body: bytes) -> dict:
+        resources = [e.get("resource") or {} for e in json.loads(body).get("entry", [])]
+        patient = next((r for r in resources if r.get("resourceType") == "Patient"), {})
+        issue = {
+            "severity": "error",
+            "code": "duplicate",
+            "diagnostics": f"Patient {_who(patient)} rejected: duplicate record",
+            "expression": ["Patient.identifier[0]"],
+        }
+        return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def _who(patient: dict) -> str:
+    name = (patient.get("name") or [{}])[0]
+    given = " ".join(name.get("given") or [])
+    mrn = ((patient.get("identifier") or [{}])[0]).get("value", "")
+    city = ((patient.get("address") or [{}])[0]).get("city", "")
+    phone = ((patient.get("telecom") or [{}])[0]).get("value", "")
+    born = patient.get("birthDate", "")
+    return f"{name.get('family', '')} {given} (MRN {mrn}, born {born}, {city}, tel {phone})"
 
 
 class IdempotentSink(FhirSink):

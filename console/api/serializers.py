@@ -178,11 +178,14 @@ class MessageSerializer(serializers.ModelSerializer):
         return message.routing if self.context.get("reveal") else mask_routing(message.routing)
 
     def get_error_detail(self, message) -> str:
-        from console.phi import mask_text
+        """Masked against the message's PHI values, which the view reads once per page
+        (``context["phi"]``)."""
+        from console.phi import UNKNOWN_PHI, mask_free_text
 
-        return (
-            message.error_detail if self.context.get("reveal") else mask_text(message.error_detail)
-        )
+        if self.context.get("reveal"):
+            return message.error_detail
+        phi = self.context.get("phi", {}).get(message.pk, UNKNOWN_PHI)
+        return mask_free_text(message.error_detail, phi)
 
 
 class AttemptSerializer(serializers.ModelSerializer):

@@ -3,7 +3,6 @@ middleware refuses anything undeclared. Changes are audited with a before/after 
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from django.db import transaction
@@ -13,14 +12,14 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from adapters.codecs import custom_json
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.pipeline import replay as replay_stage
 from console import audit, replays, tokens
 from console.api import serializers as s
 from console.audit import changes
+from console.message_phi import phi_by_message, phi_of_message_id
 from console.models import ApiToken, AuditEvent
-from console.phi import mask_fhir, mask_hl7, mask_issue, mask_json, mask_text
+from console.phi import mask_body, mask_fhir, mask_free_text, message_phi
 from console.roles import RESEND_EDITED, Role
 
 VIEWER, OPERATOR, ANALYST, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ANALYST, Role.ADMIN
@@ -243,6 +242,15 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         )
         return filter_messages(queryset, message_filters(self.request)).order_by("-id")
 
+    def get_serializer(self, *args, **kwargs):
+        """Listed or retrieved messages carry the PHI values their error details are masked
+        against, read once for the whole page."""
+        if args and self.action in ("list", "retrieve"):
+            shown = args[0] if kwargs.get("many") else [args[0]]
+            context = kwargs.setdefault("context", self.get_serializer_context())
+            context["phi"] = phi_by_message(m.pk for m in shown if m.error_detail)
+        return super().get_serializer(*args, **kwargs)
+
     @extend_schema(responses=s.MessageBodySerializer)
     @action(detail=True, methods=["get"])
     def body(self, request, pk=None):
@@ -345,25 +353,14 @@ class ReplayJobViewSet(viewsets.ReadOnlyModelViewSet):
 def _body(message: Message, *, reveal: bool) -> dict:
     canonical = message.canonical_json
     raw = message.raw_text
+    issues = message.issues or []
     if not reveal:
+        pruned = bool(message.pruned_at)
+        phi = message_phi(raw, canonical, message.content_type, pruned=pruned)
+        issues = mask_free_text(issues, phi)
         canonical = mask_fhir(canonical) if canonical else canonical
-        raw = _mask_raw(message, raw)
-    return {
-        "revealed": reveal,
-        "raw": raw,
-        "canonical": canonical,
-        "issues": [i if reveal else mask_issue(i) for i in message.issues or []],
-    }
-
-
-def _mask_raw(message: Message, raw: str) -> str:
-    if "json" in message.content_type:
-        mask = mask_json if message.content_type == custom_json.MEDIA_TYPE else mask_fhir
-        try:
-            return json.dumps(mask(json.loads(raw)), ensure_ascii=False)
-        except ValueError:
-            return mask_text(raw)
-    return mask_hl7(raw)
+        raw = mask_body(raw, message.content_type)
+    return {"revealed": reveal, "raw": raw, "canonical": canonical, "issues": issues}
 
 
 @extend_schema(
@@ -389,13 +386,16 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses=s.AttemptSerializer(many=True))
     @action(detail=True, methods=["get"])
     def attempts(self, request, pk=None):
-        """Every attempt at this delivery; error texts masked (they may quote a value)."""
+        """Every attempt at this delivery; what the destination said is masked against the
+        message's PHI values and PHI-looking patterns (it may repeat the patient's data)."""
         delivery = self.get_object()
+        phi = phi_of_message_id(delivery.message_id)
         rows = []
         for attempt in Attempt.objects.filter(delivery=delivery).order_by("number"):
             row = s.AttemptSerializer(attempt).data
-            row["error"] = mask_text(attempt.error or attempt.response_summary)
-            row["issues"] = [mask_issue(i) for i in attempt.issues or []]
+            row["request_summary"] = mask_free_text(attempt.request_summary, phi)
+            row["error"] = mask_free_text(attempt.error or attempt.response_summary, phi)
+            row["issues"] = mask_free_text(attempt.issues or [], phi)
             rows.append(row)
         return Response(rows)
 

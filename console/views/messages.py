@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q
@@ -17,7 +18,15 @@ from django.views.decorators.http import require_POST
 from channels_app.models import Attempt, Channel, Delivery, Message, ReplayJob
 from console import audit
 from console.access import requires
-from console.phi import mask_fhir, mask_hl7, mask_issue, mask_routing, mask_text
+from console.message_phi import phi_by_message
+from console.phi import (
+    UNKNOWN_PHI,
+    mask_body,
+    mask_fhir,
+    mask_free_text,
+    mask_routing,
+    message_phi,
+)
 from console.roles import RESEND_EDITED, Role, has_permission, has_role
 
 PAGE_SIZE = 50
@@ -47,8 +56,10 @@ def message_list(request):
     filters = page_filters(request.GET)
     messages = filtered(messages, filters)
     page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
-    for m in page:  # the list never reveals: an error detail may quote a patient's value
-        m.shown_error = mask_text(m.error_detail)
+    # The list never reveals: an error detail may quote a patient's value.
+    phi = phi_by_message(m.pk for m in page if m.error_detail)
+    for m in page:
+        m.shown_error = mask_free_text(m.error_detail, phi.get(m.pk, UNKNOWN_PHI))
         if m.status == Message.Status.FILTERED:
             m.shown_routing = _filtered_because(m.routing or [])
     context = {
@@ -102,11 +113,13 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
     attempts = Prefetch("attempts", queryset=Attempt.objects.order_by("number"))
     message = get_object_or_404(Message.objects.select_related("channel", "channel_version"), pk=pk)
     deliveries = list(message.deliveries.select_related("destination").prefetch_related(attempts))
-    shown = (lambda text: text) if reveal else mask_text
-    raw = message.raw_text if reveal else mask_hl7(message.raw_text)
-    canonical = message.canonical_json  # opened here when sealed at rest
-    if canonical and not reveal:
-        canonical = mask_fhir(canonical)
+    raw, canonical = message.raw_text, message.canonical_json  # opened here when sealed at rest
+    shown = _as_is
+    if not reveal:
+        phi = message_phi(raw, canonical, message.content_type, pruned=bool(message.pruned_at))
+        shown = partial(mask_free_text, phi=phi)
+        raw = mask_body(raw, message.content_type, indent=2)
+        canonical = mask_fhir(canonical) if canonical else canonical
     for d in deliveries:
         d.shown_error = shown(d.last_error)
         for a in d.attempts.all():
@@ -118,7 +131,7 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
         "segments": raw.replace("\r\n", "\r").replace("\n", "\r").split("\r"),
         "canonical": json.dumps(canonical, indent=2, ensure_ascii=False) if canonical else "",
         "error_detail": shown(message.error_detail),
-        "issues": [i if reveal else mask_issue(i) for i in message.issues or []],
+        "issues": shown(message.issues or []),
         "routing": [
             {**d, "parts": _reason_parts(d["reason"])}
             for d in (message.routing if reveal else mask_routing(message.routing or []))
@@ -139,6 +152,10 @@ def _filtered_because(routing: list[dict]) -> str:
 def _reason_parts(reason: str) -> list[tuple[str, bool]]:
     """A routing reason as (text, is_code) parts: the rules it quotes (in backticks) as code."""
     return [(part, i % 2 == 1) for i, part in enumerate(re.split(r"`([^`]*)`", reason)) if part]
+
+
+def _as_is(value):
+    return value
 
 
 OPEN = {Delivery.Status.PENDING, Delivery.Status.SENDING, Delivery.Status.RETRY}

@@ -91,3 +91,16 @@ def test_an_operator_reveal_shows_the_quoted_value(operator_user, delivery):
 def test_the_message_page_masks_the_issue_for_a_viewer(viewer_user, delivery):
     html = signed_in(viewer_user).get(f"/messages/{delivery.message_id}/").content.decode()
     assert "no valid birth date" in html and NAME not in html and MRN not in html
+
+
+def test_once_the_body_is_pruned_what_the_destination_said_is_masked_whole(viewer_user, delivery):
+    Attempt.objects.filter(delivery=delivery).update(
+        error=f"answered 422: Patient {NAME} Jane refused"  # unquoted: only the body could tell
+    )
+    Message.objects.filter(pk=delivery.message_id).update(raw=b"", pruned_at=timezone.now())
+    client = signed_in(viewer_user)
+    [attempt] = client.get(f"/api/v1/deliveries/{delivery.pk}/attempts/").json()
+    assert attempt["error"] == "***" and attempt["status_code"] == 422
+    assert attempt["issues"][0] == {"severity": "error", "code": "invariant", "diagnostics": "***"}
+    html = client.get(f"/messages/{delivery.message_id}/").content.decode()
+    assert NAME not in html and "Jane" not in html
