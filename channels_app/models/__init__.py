@@ -1,6 +1,6 @@
 from channels_app.models.config import Channel, ChannelVersion, Destination
 from channels_app.models.replay import ReplayJob
-from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
+from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message, MessageKey
 
 __all__ = [
     "Attempt",
@@ -10,5 +10,6 @@ __all__ = [
     "Delivery",
     "Destination",
     "Message",
+    "MessageKey",
     "ReplayJob",
 ]

@@ -230,3 +230,29 @@ class DedupeEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.duplicates} duplicates)"
+
+
+class MessageKey(models.Model):
+    """A business key a message carries (adapters.keys), stored once at processing so that a
+    search by MRN, name or order number reads an index, never a body."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="keys")
+    kind = models.CharField(max_length=20)
+    value = models.CharField(max_length=200)
+    # A patient identifier's assigning authority (PID-3.4); blank for other kinds.
+    authority = models.CharField(max_length=200, blank=True)
+    # Lower case, accents stripped: what a search compares, exactly or by its beginning.
+    normalised = models.CharField(max_length=200)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["normalised"],
+                name="messagekey_search",
+                opclasses=["varchar_pattern_ops"],
+                include=["kind", "message"],
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value} of message #{self.message_id}"
