@@ -188,7 +188,7 @@ def generate(url: str, channel: int, destination: int) -> float:
                 )
         cur.execute(
             "CREATE INDEX messagekey_search ON channels_app_messagekey "
-            "(normalised varchar_pattern_ops) INCLUDE (kind, message_id)"
+            "(normalised) INCLUDE (kind, message_id)"
         )
         cur.execute(f"SELECT setval('channels_app_message_id_seq', {MESSAGES})")
         conn.commit()

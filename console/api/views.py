@@ -18,6 +18,7 @@ from channels_app.models import Attempt, Channel, Delivery, Destination, Message
 from channels_app.pipeline import replay as replay_stage
 from console import audit, message_filters, replays, timeline, tokens
 from console.api import serializers as s
+from console.api.pagination import MessagePages
 from console.audit import changes
 from console.message_filters import MessageFilter, listed_messages
 from console.message_phi import phi_by_message, phi_of_message_id
@@ -219,6 +220,7 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
 
     filter_backends = [DjangoFilterBackend]
     filterset_class = MessageFilter
+    pagination_class = MessagePages
 
     def get_queryset(self):
         return listed_messages().order_by("-id")

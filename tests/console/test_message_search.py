@@ -235,3 +235,14 @@ def test_reprocessing_replaces_the_keys(traffic):
     Message.objects.filter(pk=message.pk).update(status=Message.Status.RECEIVED)
     process_messages([message.pk])
     assert MessageKey.objects.filter(message=message).count() == before
+
+
+def test_the_api_counts_messages_up_to_a_cap(viewer_user, traffic, monkeypatch):
+    from console.api import pagination
+
+    client = signed_in(viewer_user)
+    found = client.get("/api/v1/messages/", {"q": "jane"}).json()
+    assert (found["count"], found["count_capped"]) == (2, False)
+    monkeypatch.setattr(pagination, "COUNT_CAP", 1)
+    capped = client.get("/api/v1/messages/", {"q": "jane"}).json()
+    assert (capped["count"], capped["count_capped"], len(capped["results"])) == (1, True, 2)
