@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = int(os.environ.get("BENCH_SEARCH_MESSAGES", 1_000_000))
 PATIENTS = max(MESSAGES // 5, 1)
 SAMPLES = int(os.environ.get("BENCH_SEARCH_SAMPLES", 200))
+# Search the messages the previous run made, when they are there (to measure again quickly).
+REUSE = os.environ.get("BENCH_SEARCH_REUSE") == "1"
 FAMILIES = [
     f"{stem}{end}"
     for stem in (
@@ -103,8 +105,10 @@ def bench_url() -> str:
     db = urlparse(os.environ["DATABASE_URL"])
     name = (db.path.lstrip("/") or "postgres") + "_search_bench"
     with psycopg.connect(urlunparse(db._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not (REUSE and found):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
     return urlunparse(db._replace(path=f"/{name}"))
 
 
@@ -217,13 +221,11 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     from channels_app.models import Channel, Destination
-    from console.roles import Role, set_role
 
+    if REUSE and Channel.objects.filter(name="Bench").exists():
+        measure()
+        return
     channel = Channel.objects.create(name="Bench", source_config={"host": "127.0.0.1", "port": 1})
     destination = Destination.objects.create(
         channel=channel,
@@ -234,8 +236,18 @@ def main() -> None:
     seconds = generate(url, channel.pk, destination.pk)
     print(f"generated {MESSAGES:,} messages with their keys and deliveries in {seconds:.0f} s")
 
+    measure()
+
+
+def measure() -> None:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from console.roles import Role, set_role
+
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    viewer = get_user_model().objects.create_user("bench-viewer")
+    viewer, _ = get_user_model().objects.get_or_create(username="bench-viewer")
     set_role(viewer, Role.VIEWER)
     client = Client(secure=True)
     client.force_login(viewer)
