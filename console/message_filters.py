@@ -54,13 +54,23 @@ class MessageFilter(django_filters.FilterSet):
     def search(self, messages, name, value):
         """Every word is a key the message carries: exactly (an MRN, an order, accession or
         visit number, a birth date) or by its beginning (a name, a control id)."""
-        for word in _words(value):
-            # Two index-only scans (an OR of both would read the table for every key found).
-            exact = MessageKey.objects.filter(normalised=word).values("message_id")
-            prefix = MessageKey.objects.filter(
+        first, *others = _words(value) or [""]
+        if not first:
+            return messages
+        # The first word by two index-only scans (an OR of both would read the table for every
+        # key found); each other word is checked on the messages found, by their own keys.
+        exact = MessageKey.objects.filter(normalised=first).values("message_id")
+        prefix = MessageKey.objects.filter(
+            kind__in=keys.PREFIX_KINDS, normalised__startswith=first
+        ).values("message_id")
+        messages = messages.filter(id__in=exact.union(prefix, all=True))
+        for word in others:
+            carried = Q(normalised=word) | Q(
                 kind__in=keys.PREFIX_KINDS, normalised__startswith=word
-            ).values("message_id")
-            messages = messages.filter(id__in=exact.union(prefix, all=True))
+            )
+            messages = messages.filter(
+                Exists(MessageKey.objects.filter(carried, message_id=OuterRef("pk")))
+            )
         return messages
 
     def by_type(self, messages, name, value):
