@@ -20,7 +20,9 @@ BATCH = 1000
 ACTOR = "system:retention"
 
 # Closed deliveries are named, not open ones: a status added later counts as open until listed.
+# A pruned message's business keys (names, identifiers) go with its body.
 PRUNE_BATCH = """
+WITH pruned AS (
 UPDATE channels_app_message AS m
 SET raw = ''::bytea, canonical = NULL, canonical_sealed = NULL, pruned_at = %(now)s
 WHERE m.id IN (
@@ -34,6 +36,10 @@ WHERE m.id IN (
     ORDER BY old.received_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
 )
 RETURNING m.id
+), forgotten AS (
+    DELETE FROM channels_app_messagekey AS k USING pruned WHERE k.message_id = pruned.id
+)
+SELECT id FROM pruned
 """
 
 

@@ -12,9 +12,8 @@ from console import audit
 def replay_message(request, message_id: int, mode: str, *, via: str = "") -> dict:
     """Replay one message; its counts (replayed, skipped by reason) as audited."""
     counts = replay.replay([message_id], mode).counts()
-    audit.record(
-        request, "message.replayed", target=f"message:{message_id}", detail=_via(counts, via)
-    )
+    detail = _via({"mode": mode, **counts}, via)
+    audit.record(request, "message.replayed", target=f"message:{message_id}", detail=detail)
     return counts
 
 

@@ -5,7 +5,7 @@ from channels_app.models.processes import ProcessHeartbeat
 from channels_app.models.replay import ReplayJob
 from channels_app.models.samples import ChannelSample
 from channels_app.models.stats import StatMinute
-from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message
+from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message, MessageKey
 
 __all__ = [
     "Alert",
@@ -18,6 +18,7 @@ __all__ = [
     "Delivery",
     "Destination",
     "Message",
+    "MessageKey",
     "ProcessHeartbeat",
     "ReplayJob",
     "SourceHeartbeat",

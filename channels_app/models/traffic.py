@@ -232,3 +232,29 @@ class DedupeEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.duplicates} duplicates)"
+
+
+class MessageKey(models.Model):
+    """A business key a message carries (adapters.keys), stored once at processing so that a
+    search by MRN, name or order number reads an index, never a body."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="keys")
+    kind = models.CharField(max_length=20)
+    value = models.CharField(max_length=200)
+    # A patient identifier's assigning authority (PID-3.4); blank for other kinds.
+    authority = models.CharField(max_length=200, blank=True)
+    # Lower case, accents stripped: what a search compares, exactly or by its beginning. In
+    # byte order ("C"): one plain index serves both, and the planner's statistics are in the
+    # index's order, so it estimates a prefix's matches well (and picks a plan that fits).
+    normalised = models.CharField(max_length=200, db_collation="C")
+
+    class Meta:
+        indexes = [
+            # Holds kind and message too: a search reads the index only, never the table.
+            models.Index(
+                fields=["normalised"], name="messagekey_search", include=["kind", "message"]
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value} of message #{self.message_id}"

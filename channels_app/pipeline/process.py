@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from adapters import mapping
+from adapters import keys, mapping
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json, hl7v2
 from adapters.routing import RuleError, Verdict, header_variables
@@ -69,9 +69,12 @@ def process_messages(ids: list[int]) -> list[int]:
         now = timezone.now()
         deliveries: list[Delivery] = []
         json_maps = json_map.JsonMaps()  # each channel's map read once per batch
+        found_keys: dict[int, list[keys.Key]] = {}
         for message in messages:
             parsed = convert_message(message, json_maps)
             message.processed_at = now
+            if isinstance(parsed, hl7v2.Message):
+                found_keys[message.id] = keys.extract(parsed)
             if message.status == Message.Status.ERROR:
                 continue
             targets = route_message(message, destinations.get(message.channel_id, []))
@@ -83,6 +86,7 @@ def process_messages(ids: list[int]) -> list[int]:
             message.status = Message.Status.PROCESSED
             deliveries += [_delivery(message, d, parsed, now) for d in targets]
         _save_outcomes(messages)
+        _save_keys([m.id for m in messages], found_keys)
         created = _create_deliveries(deliveries)
     events.processed(messages)
     return [d.id for d in created if d.status == Delivery.Status.PENDING] + _lanes_unblocked(
@@ -128,6 +132,27 @@ def _create_deliveries(deliveries: list[Delivery]) -> list[Delivery]:
         Delivery(id=i, message_id=m, destination_id=dest, status=status, ordering_key=key)
         for i, m, dest, status, key in sorted(rows)
     ]
+
+
+# A message processed again (a replay) has its keys replaced, not added to.
+SAVE_KEYS = """
+WITH gone AS (DELETE FROM channels_app_messagekey WHERE message_id = ANY(%(messages)s))
+INSERT INTO channels_app_messagekey (message_id, kind, value, authority, normalised)
+SELECT * FROM unnest(%(message)s::bigint[], %(kind)s::text[], %(value)s::text[],
+                     %(authority)s::text[], %(normalised)s::text[])
+"""
+
+
+def _save_keys(message_ids: list[int], found: dict[int, list[keys.Key]]) -> None:
+    rows = [(message_id, *key) for message_id, found_keys in found.items() for key in found_keys]
+    columns = list(zip(*rows, strict=True)) or [[]] * 5
+    params = dict(
+        zip(("message", "kind", "value", "authority", "normalised"), columns, strict=True)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            SAVE_KEYS, {"messages": message_ids, **{k: list(v) for k, v in params.items()}}
+        )
 
 
 def _delivery(message: Message, destination: Destination, parsed, now) -> Delivery:
@@ -279,7 +304,7 @@ def convert_message(
     message: Message, json_maps: json_map.JsonMaps | None = None
 ) -> hl7v2.Message | None:
     """Fill in the canonical bundle, or the error that stopped the message (with its place);
-    returns the parsed message (its lanes are read from it) when it got that far."""
+    returns the parsed message (its lanes and keys are read from it) when it got that far."""
     message.error_stage = message.error_class = message.error_path = message.error_detail = ""
     try:
         raw = unseal(message.raw)
@@ -302,10 +327,10 @@ def convert_message(
         target = getattr(exc, "target", "") or ""
         where = " → ".join(p for p in (str(path), str(target)) if p)
         message.record_error("map", exc, where)
-        return
+        return parsed  # its keys are still worth finding it by
     except Exception as exc:  # a bug in a map must not stop the batch: record it on the message
         message.record_error("map", exc, "", f"internal error in the canonical map: {exc!r}")
-        return
+        return parsed
     message.canonical = result.bundle
     message.issues = [issue_dict(i) for i in result.issues]
     return parsed

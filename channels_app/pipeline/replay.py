@@ -191,6 +191,13 @@ def candidates(messages, mode: str):
     return messages.filter(Q(status=Message.Status.ERROR) | (failed & ~received))
 
 
+def selected_ids(messages, mode: str) -> list[int]:
+    """The ids a bulk replay of ``messages`` would take, one past the limit (so that a selection
+    too large is refused, not cut short)."""
+    selected = candidates(messages, mode).order_by("id")
+    return list(selected.values_list("id", flat=True)[: MAX_SELECTION + 1])
+
+
 # --- bulk
 
 

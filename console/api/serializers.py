@@ -14,6 +14,8 @@ from channels_app.channels import checked_enabled, checked_new_name, checked_tag
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.dry_run import CONTENT_TYPES
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
+from channels_app.outcome import Outcome, destination_states
+from channels_app.outcome import of as outcome_of
 from channels_app.pipeline.replay import MAX_SELECTION
 from channels_app.routing import RuleError, checked_rule
 from console.models import ApiToken, AuditEvent
@@ -193,8 +195,22 @@ class RoutingDecisionSerializer(serializers.Serializer):
     reason = serializers.CharField(help_text="The rule and what it gave, or the error.")
 
 
+class DestinationStateSerializer(serializers.Serializer):
+    destination = serializers.IntegerField()
+    destination_name = serializers.CharField()
+    status = serializers.ChoiceField(choices=Delivery.Status.choices)
+    label = serializers.CharField()
+    attempts = serializers.IntegerField()
+
+
 class MessageSerializer(serializers.ModelSerializer):
     channel_name = serializers.CharField(source="channel.name", read_only=True)
+    outcome = serializers.SerializerMethodField(
+        help_text="What happened to the message as a whole, from its deliveries "
+        "(status says only how far the pipeline took it: PROCESSED is routed, not delivered)."
+    )
+    outcome_label = serializers.SerializerMethodField()
+    destinations = serializers.SerializerMethodField(help_text="Each destination's state.")
     error_detail = serializers.SerializerMethodField()
     routing = serializers.SerializerMethodField(
         help_text="Where routing sent the message and why, per destination."
@@ -207,6 +223,9 @@ class MessageSerializer(serializers.ModelSerializer):
             "channel",
             "channel_name",
             "status",
+            "outcome",
+            "outcome_label",
+            "destinations",
             "received_at",
             "processed_at",
             "message_type",
@@ -221,6 +240,29 @@ class MessageSerializer(serializers.ModelSerializer):
             "error_detail",
             "routing",
         ]
+
+    @extend_schema_field(serializers.ChoiceField(choices=Outcome.choices))
+    def get_outcome(self, message) -> str:
+        return self._outcome(message)
+
+    def get_outcome_label(self, message) -> str:
+        return Outcome.labels.get(self._outcome(message), "")
+
+    @extend_schema_field(DestinationStateSerializer(many=True))
+    def get_destinations(self, message) -> list[dict]:
+        return self._states(message)
+
+    def _states(self, message) -> list[dict]:
+        known = self.context.get("destinations")
+        if known is None:  # one message: read here
+            known = self.context["destinations"] = destination_states([message.pk])
+        return known.get(message.pk, [])
+
+    def _outcome(self, message) -> str:
+        found = getattr(message, "outcome", None)
+        if found is None:
+            found = outcome_of(message.status, (d["status"] for d in self._states(message)))
+        return found
 
     @extend_schema_field(RoutingDecisionSerializer(many=True))
     def get_routing(self, message) -> list[dict]:
@@ -237,6 +279,30 @@ class MessageSerializer(serializers.ModelSerializer):
             return message.error_detail
         phi = self.context.get("phi", {}).get(message.pk, UNKNOWN_PHI)
         return mask_free_text(message.error_detail, phi)
+
+
+class TimelineEntrySerializer(serializers.Serializer):
+    at = serializers.DateTimeField(allow_null=True)
+    kind = serializers.ChoiceField(
+        choices=[
+            "received",
+            "resent_from",
+            "processed",
+            "error",
+            "routing",
+            "attempt",
+            "delivered",
+            "failed",
+            "replay",
+            "resent_as",
+        ]
+    )
+    title = serializers.CharField()
+    detail = serializers.CharField()
+    message = serializers.IntegerField(required=False, help_text="The linked message.")
+    replay_job = serializers.IntegerField(required=False)
+    delivery = serializers.IntegerField(required=False)
+    destination = serializers.IntegerField(required=False)
 
 
 class AttemptSerializer(serializers.ModelSerializer):

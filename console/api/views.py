@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -17,6 +18,7 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from channels_app import outcome
 from channels_app import samples as suite
 from channels_app.channels import DeleteRefused
 from channels_app.destinations import secret_fingerprints, secrets_changed
@@ -31,9 +33,11 @@ from channels_app.models import (
     ReplayJob,
 )
 from channels_app.pipeline import replay as replay_stage
-from console import audit, bench, channel_actions, replays, tokens
+from console import audit, bench, channel_actions, message_filters, replays, timeline, tokens
 from console.api import serializers as s
+from console.api.pagination import MessagePages
 from console.audit import changes
+from console.message_filters import MessageFilter, listed_messages
 from console.message_phi import phi_by_message, phi_of_message_id
 from console.models import ApiToken, AuditEvent
 from console.phi import mask_body, mask_fhir, mask_free_text, message_phi
@@ -319,42 +323,19 @@ class DestinationViewSet(AuditedConfigViewSet):
         return self._set_paused(request, False)
 
 
-MESSAGE_FILTERS = [
-    OpenApiParameter("channel", int),
-    OpenApiParameter("status", str, enum=Message.Status.values),
-    OpenApiParameter("control_id", str),
-]
-
-
 # A bulk replay's audit entry lists the ids given up to this many.
 AUDITED_IDS = 100
-# The list's filters mean nothing to one message's actions.
-NO_FILTERS = [OpenApiParameter(p.name, exclude=True) for p in MESSAGE_FILTERS]
 
 
-def message_filters(request) -> dict:
-    """The message list's filters set in the query string; the bulk replay takes the same."""
-    found = {
-        "channel": id_param(request, "channel"),
-        "status": request.query_params.get("status", ""),
-        "control_id": text_param(request, "control_id"),
-    }
-    if found["status"] not in Message.Status.values:
-        found["status"] = ""
-    return {name: value for name, value in found.items() if value not in (None, "")}
+def message_filterset(request, queryset) -> MessageFilter:
+    """The list's filters from the query string (the bulk replay takes the same); a value the
+    filter does not know is a 400 naming it."""
+    filterset = MessageFilter(request.query_params, queryset=queryset)
+    if not filterset.is_valid():
+        raise serializers.ValidationError(message_filters.errors(filterset))
+    return filterset
 
 
-def filter_messages(queryset, filters: dict):
-    if "channel" in filters:
-        queryset = queryset.filter(channel_id=filters["channel"])
-    if "status" in filters:
-        queryset = queryset.filter(status=filters["status"])
-    if "control_id" in filters:
-        queryset = queryset.filter(control_id=filters["control_id"])
-    return queryset
-
-
-@extend_schema(parameters=MESSAGE_FILTERS)
 class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     """Message metadata for everyone; bodies masked, revealed only by an audited POST."""
 
@@ -366,13 +347,28 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         "replay": OPERATOR,
         "replay_bulk": OPERATOR,
         "resend": RESEND_EDITED,
+        "timeline": VIEWER,
     }
 
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = MessageFilter
+    pagination_class = MessagePages
+
     def get_queryset(self):
-        queryset = Message.objects.select_related("channel").defer(
-            "raw", "canonical", "canonical_sealed", "issues"
-        )
-        return filter_messages(queryset, message_filters(self.request)).order_by("-id")
+        return listed_messages().order_by("-id")
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        return message_filterset(self.request, queryset).qs
+
+    @extend_schema(responses=s.TimelineEntrySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def timeline(self, request, pk=None):
+        """Everything that happened to the message, oldest first: received, processed, routed,
+        each attempt, each replay and edit-and-resend (linked both ways). PHI masked."""
+        message = get_object_or_404(Message.objects.defer("raw", "canonical_sealed"), pk=pk)
+        return Response(timeline.of(message))
 
     def get_serializer(self, *args, **kwargs):
         """Listed or retrieved messages carry the PHI values their error details are masked
@@ -381,6 +377,7 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
             shown = args[0] if kwargs.get("many") else [args[0]]
             context = kwargs.setdefault("context", self.get_serializer_context())
             context["phi"] = phi_by_message(m.pk for m in shown if m.error_detail)
+            context["destinations"] = outcome.destination_states(m.pk for m in shown)
         return super().get_serializer(*args, **kwargs)
 
     @extend_schema(responses=s.MessageBodySerializer)
@@ -397,9 +394,7 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         audit.record(request, "phi.reveal", target=f"message:{message.pk}", detail={"via": "api"})
         return Response(_body(message, reveal=True))
 
-    @extend_schema(
-        parameters=NO_FILTERS, request=s.ReplaySerializer, responses=s.ReplayResultSerializer
-    )
+    @extend_schema(request=s.ReplaySerializer, responses=s.ReplayResultSerializer)
     @action(detail=True, methods=["post"])
     def replay(self, request, pk=None):
         """Replay this message if something failed: what was replayed, or why it was skipped."""
@@ -428,7 +423,8 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         mode = data["mode"]
-        filters = message_filters(request)
+        filterset = message_filterset(request, Message.objects.all())
+        filters = message_filters.given(filterset)
         if "ids" in data and filters:
             raise serializers.ValidationError(
                 {"ids": f"give ids or filters, not both (filters: {', '.join(sorted(filters))})"}
@@ -438,9 +434,7 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
             if len(ids) <= AUDITED_IDS:  # more are kept on the job the audit entry names
                 selection["message_ids"] = sorted(set(ids))
         else:
-            matching = filter_messages(Message.objects.all(), filters)
-            selected = replay_stage.candidates(matching, mode).order_by("id")
-            ids = list(selected.values_list("id", flat=True)[: replay_stage.MAX_SELECTION + 1])
+            ids = replay_stage.selected_ids(filterset.qs, mode)
             selection = {"filter": filters}
         try:
             job = replays.replay_selection(request, ids, mode, selection, via="api")
@@ -453,9 +447,7 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
             headers={"Location": f"/api/v1/replay-jobs/{job.pk}/"},
         )
 
-    @extend_schema(
-        parameters=NO_FILTERS, request=s.ResendSerializer, responses={201: s.ResentSerializer}
-    )
+    @extend_schema(request=s.ResendSerializer, responses={201: s.ResentSerializer})
     @action(detail=True, methods=["post"])
     def resend(self, request, pk=None):
         """Store an edited copy as a new message on the same channel (linked to this one, which

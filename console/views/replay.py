@@ -14,10 +14,10 @@ from django.views.decorators.http import require_POST
 
 from channels_app.models import Message, ReplayJob
 from channels_app.pipeline import replay
-from console import audit, replays
+from console import audit, message_filters, replays
 from console.access import requires
+from console.message_filters import MessageFilter
 from console.roles import RESEND_EDITED, Role
-from console.views.messages import filtered, page_filters
 
 
 @requires(Role.OPERATOR)
@@ -42,10 +42,14 @@ def message_replay_bulk(request):
     mode = request.POST.get("mode", "")
     if mode not in replay.MODES:
         return _refused(request, f"Choose a replay mode: {', '.join(replay.MODES)}.")
-    filters = page_filters(request.POST)
-    selected = replay.candidates(filtered(Message.objects.all(), filters), mode)
-    ids = list(selected.order_by("id").values_list("id", flat=True)[: replay.MAX_SELECTION + 1])
-    selection = {"filter": {k: v for k, v in filters.items() if v}}
+    filterset = MessageFilter(request.POST, queryset=Message.objects.all())
+    if not filterset.is_valid():
+        refused = "; ".join(
+            f"{k}: {' '.join(v)}" for k, v in message_filters.errors(filterset).items()
+        )
+        return _refused(request, f"Unknown filter value: {refused}")
+    ids = replay.selected_ids(filterset.qs, mode)
+    selection = {"filter": message_filters.given(filterset)}
     try:
         job = replays.replay_selection(request, ids, mode, selection)
     except replay.SelectionTooLarge as exc:

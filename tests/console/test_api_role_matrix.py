@@ -46,6 +46,7 @@ API_MATRIX = {
     "api-message-list": {"GET": VIEWER},
     "api-message-detail": {"GET": VIEWER},
     "api-message-body": {"GET": VIEWER},
+    "api-message-timeline": {"GET": VIEWER},
     "api-message-reveal": {"POST": OPERATOR},
     "api-message-replay": {"POST": OPERATOR},
     "api-message-replay-bulk": {"POST": OPERATOR},

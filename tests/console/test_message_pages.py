@@ -58,7 +58,8 @@ def test_list_shows_latest_first_with_status_and_deliveries(signed_in, traffic):
     ok, bad = traffic
     html = signed_in.get("/messages/").content.decode()
     assert html.index(f"/messages/{bad.pk}/") < html.index(f"/messages/{ok.pk}/")
-    assert "OK-1" in html and "1 delivered" in html
+    assert "OK-1" in html and 'data-destination-state="DELIVERED"' in html
+    assert 'data-outcome="DELIVERED"' in html and 'data-outcome="ERROR"' in html
     assert "a message must start with an MSH segment" in html
 
 

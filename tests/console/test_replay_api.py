@@ -95,14 +95,14 @@ def test_bulk_replay_by_filter_takes_only_what_failed(operator_user, traffic):
     assert response.status_code == 200  # small: done in the request
     job = response.json()
     assert (job["state"], job["total"], job["done"], job["replayed"]) == ("done", 2, 2, 2)
-    assert job["selection"] == {"filter": {"channel": channel, "status": "PROCESSED"}}
+    assert job["selection"] == {"filter": {"channel": str(channel), "status": "PROCESSED"}}
     assert response["Location"] == f"/api/v1/replay-jobs/{job['id']}/"
 
     polled = client.get(f"/api/v1/replay-jobs/{job['id']}/").json()
     assert polled["percent"] == 100 and polled["created_by"] == "operator"
     event = AuditEvent.objects.get(action="messages.replayed")
     assert event.target == f"replay-job:{job['id']}"
-    assert event.detail["selected"] == 2 and event.detail["filter"]["channel"] == channel
+    assert event.detail["selected"] == 2 and event.detail["filter"]["channel"] == str(channel)
 
 
 def test_bulk_replay_by_ids_says_why_each_was_skipped(operator_user, traffic):

@@ -42,7 +42,7 @@ def test_message_appears_live_then_detail_shows_everything(page, asgi_server, hu
         client.send(factories.adt_a01("E2E-1", family="NGUYEN"))
     row = page.locator("#messages-table tbody tr", has_text="E2E-1")
     expect(row).to_be_visible()  # arrives without a reload (htmx polling)
-    expect(row).to_contain_text("1 delivered", timeout=20_000)
+    expect(row.locator('[data-outcome="DELIVERED"]')).to_be_visible(timeout=20_000)
     expect(row).to_contain_text("Lab results")
     row.get_by_role("link").click()
     expect(page.locator("h1")).to_contain_text("ADT^A01")

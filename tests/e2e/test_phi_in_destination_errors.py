@@ -40,7 +40,7 @@ def test_the_refusal_is_masked_until_the_operator_reveals_it(
     with MLLPClient("127.0.0.1", mllp_port) as client:
         client.send(factories.adt_a01("E2E-PHI-1", family=FAMILY, mrn="MRN-55120"))
     row = page.locator("#messages-table tbody tr", has_text="E2E-PHI-1")
-    expect(row).to_contain_text("1 failed", timeout=20_000)
+    expect(row.locator('[data-destination-state="FAILED"]')).to_be_visible(timeout=20_000)
     row.get_by_role("link").click()
     card = page.locator(".card", has_text="EHR FHIR")
     expect(card).to_contain_text("rejected: duplicate record")
