@@ -19,6 +19,8 @@ the ``user:password@`` of a URL (the rest of it shown). In ``Destination.config`
 is stored as ``{"sealed": "<Fernet token>"}`` (``MultiFernet``: few and small), a URL with user
 info as ``{"sealed": ..., "shown": "https://••••@host/"}``; ``open_config`` gives the transport
 its plain config, ``public_config`` shows forms, the API and snapshots a marker instead.
+A channel source's secrets (a TLS key's password) are sealed the same way in
+``Channel.source_config`` (``seal_secrets``/``open_secrets`` with the source schema's secrets).
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ def unseal_json(data: bytes | memoryview) -> Any:
     return json.loads(unseal(data))
 
 
-# --- destination secrets ----------------------------------------------------------------------
+# --- destination and source secrets -----------------------------------------------------------
 
 # How a field is secret: its whole value, each value of its dict, or its URL's user info.
 VALUE, VALUES, USERINFO = "value", "values", "userinfo"
@@ -304,30 +306,41 @@ def _shown_url(url: str) -> str:
 
 def seal_config(transport: str, config: dict) -> dict:
     """``config`` with its secrets sealed (when a key is set); sealed entries stay as they are."""
-    if not enabled():
-        return dict(config)
-
-    def seal_one(value, kind):
-        if not _is_set(value) or _is_sealed_entry(value) or not isinstance(value, str):
-            return value
-        if kind == USERINFO:
-            if not userinfo(value):
-                return value  # nothing secret in it: stays readable
-            return {"sealed": seal_token(value), "shown": _shown_url(value)}
-        return {"sealed": seal_token(value)}
-
-    return _walk(config, secret_fields(transport), seal_one)
+    return seal_secrets(config, secret_fields(transport))
 
 
 def open_config(transport: str, config: dict) -> dict:
     """``config`` as the transport needs it: every sealed secret opened. Never log the result."""
+    return open_secrets(config, secret_fields(transport))
 
-    def open_one(value, kind):
-        if _is_sealed_entry(value):
-            return unseal_token(value["sealed"]).decode()
+
+def seal_secrets(config: dict, secrets: dict[str, str]) -> dict:
+    """``config`` with each of ``secrets`` (as ``schema_secrets`` names them) sealed when a key is
+    set; entries already sealed stay byte-identical, so an unrelated edit keeps the ciphertext."""
+    if not enabled():
+        return dict(config)
+    return _walk(config, secrets, _seal_one)
+
+
+def open_secrets(config: dict, secrets: dict[str, str]) -> dict:
+    """``config`` with every sealed entry opened (plaintext comes back as it is). Never log it."""
+    return _walk(config, secrets, _open_one)
+
+
+def _seal_one(value: Any, kind: str) -> Any:
+    if not _is_set(value) or _is_sealed_entry(value) or not isinstance(value, str):
         return value
+    if kind == USERINFO:
+        if not userinfo(value):
+            return value  # nothing secret in it: stays readable
+        return {"sealed": seal_token(value), "shown": _shown_url(value)}
+    return {"sealed": seal_token(value)}
 
-    return _walk(config, secret_fields(transport), open_one)
+
+def _open_one(value: Any, kind: str) -> Any:
+    if _is_sealed_entry(value):
+        return unseal_token(value["sealed"]).decode()
+    return value
 
 
 def public_config(destination) -> dict:

@@ -71,6 +71,14 @@ class Channel(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        # The source's secrets are sealed at rest like a destination's (however it was set:
+        # form, API, clone, rollback); entries already sealed are kept as they are.
+        from channels_app.sources import sealed_source_config
+
+        self.source_config = sealed_source_config(self.source_type, self.source_config)
+        super().save(*args, **kwargs)
+
     @property
     def archived(self) -> bool:
         return self.archived_at is not None

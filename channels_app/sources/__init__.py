@@ -10,11 +10,13 @@
 Here: what a channel's source accepts, its ``source_config`` checked against the schema of its
 source type when it is saved, so a bad setting is refused with its key named instead of stopping
 a listener at its next start. The console's source form and the REST API both go through
-``checked_source_config``; secrets the schemas declare (a TLS key's password) are write-only."""
+``checked_source_config``; secrets the schemas declare (a TLS key's password) are write-only and
+sealed at rest: whatever runs the source reads ``opened_source_config``."""
 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Literal
 
 from django.conf import settings
@@ -22,7 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.registry import ConfigError
 from adapters.transports.mllp import ListenerLimits, ListenerOptions
-from channels_app.sealing import masked, merged, schema_secrets
+from channels_app.sealing import (
+    SealError,
+    masked,
+    merged,
+    open_secrets,
+    schema_secrets,
+    seal_secrets,
+)
 from channels_app.sources import json_map
 from channels_app.sources.file import PickupConfig
 
@@ -60,8 +69,19 @@ SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
 }
 
 
+@lru_cache(maxsize=8)
 def source_secrets(source_type: str) -> dict[str, str]:
     return schema_secrets(*SCHEMAS.get(source_type, ()))
+
+
+def sealed_source_config(source_type: str, config: dict) -> dict:
+    """``config`` as stored: new plaintext secrets sealed, sealed ones left byte-identical."""
+    return seal_secrets(config or {}, source_secrets(source_type))
+
+
+def opened_source_config(source_type: str, config: dict) -> dict:
+    """``config`` as the source runs with it: its sealed secrets opened. Never log it."""
+    return open_secrets(config or {}, source_secrets(source_type))
 
 
 def public_source_config(channel) -> dict:
@@ -74,18 +94,27 @@ def checked_source_config(
 ) -> dict:
     """``submitted`` made ready to store: merged over ``stored`` (a secret left blank or sent back
     as the marker keeps its stored value), checked against the source type's schemas, and for a
-    listener, its address free among the other channels. ConfigError's ``errors`` name each key."""
+    listener, its address free among the other channels; returned with its secrets sealed (those
+    kept from ``stored`` unchanged, so the listener is not restarted for an unrelated edit).
+    ConfigError's ``errors`` name each key."""
     if not isinstance(submitted, dict):
         raise ConfigError("must be a JSON object", errors=({"loc": (), "msg": "not an object"},))
     secrets = source_secrets(source_type)
     config = merged(stored, submitted, secrets) if stored is not None else submitted
-    errors = source_errors(source_type, config)
+    errors = _opened_errors(source_type, config)
     moved = _claim(source_type, config) != _claim(source_type, stored or {})
     if not errors and (channel_id is None or moved):
         errors = _claim_taken(source_type, config, channel_id)
     if errors:
         raise ConfigError(_text(errors), errors=tuple(errors))
-    return config
+    return sealed_source_config(source_type, config)
+
+
+def _opened_errors(source_type: str, config: dict) -> list[dict]:
+    try:
+        return source_errors(source_type, opened_source_config(source_type, config))
+    except SealError as exc:  # a kept secret no configured key opens: it must be entered again
+        return [{"loc": (), "msg": str(exc)}]
 
 
 def check_source_config(source_type: str, source_config: dict) -> None:

@@ -38,6 +38,7 @@ from channels_app.pipeline.ingest import (
     framing_error,
     read_inbound,
 )
+from channels_app.sealing import SealError, open_secrets, schema_secrets
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,11 @@ def _charset(item: Inbound) -> str:
         return "latin-1"
 
 
+def _secrets() -> dict[str, str]:
+    # What channels_app.sources.source_secrets("mllp") names (that package imports this module).
+    return schema_secrets(ListenerLimits, ListenerOptions)
+
+
 async def channel_limits(conninfo: str, spec: ListenerSpec) -> ListenerLimits:
     """The channel's listener limits, from its source_config; refuse to start on a bad one."""
     return (await channel_source(conninfo, spec))[0]
@@ -183,7 +189,10 @@ async def channel_source(
             "SELECT source_config FROM channels_app_channel WHERE id = %s", (spec.channel_id,)
         )
         row = await cur.fetchone()
-    config = (row[0] if row else None) or {}
+    try:
+        config = open_secrets((row[0] if row else None) or {}, _secrets())
+    except SealError as exc:
+        raise ValueError(f"channel {spec.channel_name!r}: {exc}") from exc
     try:
         limits = ListenerLimits.model_validate(config)
     except ValidationError as exc:

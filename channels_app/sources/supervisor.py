@@ -27,7 +27,8 @@ from django.db.models import OuterRef, Subquery
 from adapters.transports.mllp import ListenerLimits, ListenerOptions
 from channels_app.models import Channel, ChannelVersion
 from channels_app.pipeline.ingest import GroupCommitter
-from channels_app.sources import check_source_config
+from channels_app.sealing import SealError
+from channels_app.sources import check_source_config, opened_source_config
 from channels_app.sources.file import FilePoller, PickupSpec, pickup_config
 from channels_app.sources.heartbeat import Heartbeat, Report
 from channels_app.sources.mllp import ListenerSpec, MLLPServer
@@ -76,9 +77,10 @@ def planned_sources(channel_names: list[str] | None = None) -> dict[int, SourceP
 
 
 def plan_for(channel: Channel) -> SourcePlan:
-    config = channel.source_config or {}
+    stored = channel.source_config or {}
     listen_host = settings.HUB["LISTEN_HOST"]
-    settings_key = json.dumps([channel.source_type, config, listen_host], sort_keys=True)
+    # From the stored config: a sealed secret stays byte-identical until it is changed.
+    settings_key = json.dumps([channel.source_type, stored, listen_host], sort_keys=True)
     plan = {
         "channel_id": channel.pk,
         "channel_name": channel.name,
@@ -93,6 +95,7 @@ def plan_for(channel: Channel) -> SourcePlan:
         "max_message_bytes": channel.max_message_bytes,
     }
     try:
+        config = opened_source_config(channel.source_type, stored)
         check_source_config(channel.source_type, config)
         if channel.source_type == Channel.SourceType.MLLP:
             spec = ListenerSpec(
@@ -104,7 +107,7 @@ def plan_for(channel: Channel) -> SourcePlan:
             )
         else:
             spec = PickupSpec(**common, config=pickup_config(channel.name, config))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, SealError) as exc:
         return SourcePlan(**plan, spec=None, problem=f"bad source settings: {exc}")
     return SourcePlan(**plan, spec=spec)
 

@@ -7,6 +7,7 @@ import pytest
 
 from channels_app.models import Channel, Destination, Message
 from channels_app.sealing import SECRET_MARKER
+from channels_app.sources import opened_source_config
 from console.models import AuditEvent
 from tests import factories
 from tests.support import signed_in
@@ -73,7 +74,8 @@ def test_updating_is_audited_with_the_diff_and_secrets_stay_write_only(analyst_u
     assert response.status_code == 200, response.content
     assert "s3cret-pw" not in response.content.decode()
     channel.refresh_from_db()
-    assert channel.source_config["tls"]["key_password"] == "s3cret-pw"  # the marker kept it
+    kept = opened_source_config("mllp", channel.source_config)["tls"]["key_password"]
+    assert kept == "s3cret-pw"  # the marker kept it
     assert channel.source_config["idle_timeout_s"] == 30
     event = audited("channel.updated")
     before, after = event.detail["changes"]["source_config"]
@@ -110,7 +112,12 @@ def test_a_clone_copies_destinations_disabled_on_its_own_port(analyst_user):
     assert response.status_code == 201, response.content
     copy = Channel.objects.get(pk=response.json()["id"])
     assert not copy.enabled and copy.tags == ["lab"]
-    assert copy.source_config == {"port": 40906, "tls": {**TLS, "key_password": "pw"}}
+    assert opened_source_config("mllp", copy.source_config) == {
+        "port": 40906,
+        "tls": {**TLS, "key_password": "pw"},
+    }
+    # the copy keeps the original's sealed value
+    assert copy.source_config["tls"]["key_password"] == channel.source_config["tls"]["key_password"]
     (cloned,) = copy.destinations.all()
     assert (cloned.name, cloned.config, cloned.ordering_key) == (
         original.name,

@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channels_app.models import Channel, Message
+from channels_app.sources import opened_source_config
 from console.models import AuditEvent
 from tests import factories
 from tests.support import signed_in
@@ -85,6 +86,7 @@ def test_secrets_are_write_only_in_the_source_form(analyst_user):
         name="TLS in",
         source_config={"port": 41004, "tls": {**TLS, "key_password": "hunter22"}},
     )
+    sealed = channel.source_config["tls"]["key_password"]
     client = signed_in(analyst_user)
     page = client.get(f"/channels/{channel.pk}/edit/").content.decode()
     assert "hunter22" not in page
@@ -102,7 +104,8 @@ def test_secrets_are_write_only_in_the_source_form(analyst_user):
     }
     assert client.post(f"/channels/{channel.pk}/edit/", data).status_code == 302
     channel.refresh_from_db()
-    assert channel.source_config["tls"]["key_password"] == "hunter22"
+    assert channel.source_config["tls"]["key_password"] == sealed  # kept, not re-sealed
+    assert opened_source_config("mllp", channel.source_config)["tls"]["key_password"] == "hunter22"
     assert channel.source_config["tls"]["min_version"] == "1.3"
     event = AuditEvent.objects.get(action="channel.updated")
     assert "hunter22" not in str(event.detail)

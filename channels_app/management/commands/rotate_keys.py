@@ -1,4 +1,4 @@
-"""Re-seal every stored body and destination secret with the first key of HUB_ENCRYPTION_KEYS.
+"""Re-seal every stored body, destination secret and channel source secret with the first key of HUB_ENCRYPTION_KEYS.
 
 Rotation: put the new key first (keep the old one after it), restart, run this, then drop the old
 key. Rows written before sealing was turned on are sealed too; canonical JSON moves from
@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from channels_app import sealing
-from channels_app.models import Destination
+from channels_app.models import Channel, Destination
+from channels_app.sources import opened_source_config, sealed_source_config
 
 SELECT_BATCH = """
 SELECT id, raw, canonical::text, canonical_sealed FROM channels_app_message
@@ -27,7 +28,7 @@ WHERE m.id = o.id
 
 
 class Command(BaseCommand):
-    help = "Re-seal message bodies and destination secrets with the current encryption key."
+    help = "Re-seal message bodies, destination and source secrets with the current encryption key."
 
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=500)
@@ -37,6 +38,7 @@ class Command(BaseCommand):
             raise CommandError("HUB_ENCRYPTION_KEYS is not set: there is no key to seal with")
         try:
             self._destinations()
+            self._sources()
             self._messages(max(1, batch_size))
         except sealing.SealError as exc:
             raise CommandError(f"{exc} (put the old key back after the new one and run again)")
@@ -51,6 +53,18 @@ class Command(BaseCommand):
             destination.save(update_fields=["config"])
             count += 1
         self.stdout.write(f"destinations: {count} re-sealed")
+
+    def _sources(self) -> None:
+        count = 0
+        for channel in Channel.objects.order_by("id"):
+            opened = opened_source_config(channel.source_type, channel.source_config)
+            resealed = sealed_source_config(channel.source_type, opened)
+            if resealed == channel.source_config:
+                continue  # no secret set: nothing to seal
+            channel.source_config = resealed
+            channel.save(update_fields=["source_config"])
+            count += 1
+        self.stdout.write(f"channel sources: {count} re-sealed")
 
     def _messages(self, batch_size: int) -> None:
         with connection.cursor() as cursor:

@@ -21,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 from channels_app import events, heartbeat
 from channels_app.models import Channel
 from channels_app.pipeline.ingest import GroupCommitter
+from channels_app.sources import opened_source_config
 from channels_app.sources.file import PickupSpec, pickup_config
 from channels_app.sources.mllp import ListenerSpec
 from channels_app.sources.supervisor import Supervisor, planned_sources, plans_of
@@ -58,9 +59,13 @@ def listener_specs(channel_names: list[str] | None = None) -> list[ListenerSpec]
     ]
 
 
+def _opened(channel: Channel) -> dict:
+    return opened_source_config(channel.source_type, channel.source_config)
+
+
 def pickup_specs(channel_names: list[str] | None = None) -> list[PickupSpec]:
     return [
-        PickupSpec(**common, config=pickup_config(channel.name, channel.source_config))
+        PickupSpec(**common, config=pickup_config(channel.name, _opened(channel)))
         for channel, common in _enabled(Channel.SourceType.FILE, channel_names)
     ]
 
