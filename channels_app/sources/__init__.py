@@ -89,6 +89,15 @@ def public_source_config(channel) -> dict:
     return masked(channel.source_config or {}, source_secrets(channel.source_type))
 
 
+def public_snapshot(snapshot: dict) -> dict:
+    """A version's snapshot for the API and the audit: it keeps the source's secrets sealed (a
+    rollback restores them), shown here as the marker, not as their ciphertext."""
+    if "source_config" not in snapshot:
+        return snapshot
+    secrets = source_secrets(snapshot.get("source_type") or "")
+    return {**snapshot, "source_config": masked(snapshot["source_config"] or {}, secrets)}
+
+
 def checked_source_config(
     source_type: str, submitted, stored: dict | None = None, *, channel_id: int | None = None
 ) -> dict:

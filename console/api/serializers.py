@@ -124,6 +124,11 @@ class ChannelVersionSerializer(serializers.Serializer):
     created_by = serializers.CharField(source="created_by.username", default=None)
     snapshot = serializers.JSONField(help_text="The channel and its destinations; no secrets.")
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["snapshot"] = sources.public_snapshot(data["snapshot"])
+        return data
+
 
 class RollbackSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)

@@ -33,6 +33,7 @@ from channels_app.models import (
     ReplayJob,
 )
 from channels_app.pipeline import replay as replay_stage
+from channels_app.sources import public_snapshot
 from console import audit, bench, channel_actions, message_filters, replays, timeline, tokens
 from console.api import serializers as s
 from console.api.pagination import MessagePages
@@ -262,7 +263,7 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         number = form.validated_data["version"]
         if not channel.versions.filter(number=number).exists():
             raise serializers.ValidationError({"version": [f"channel has no version {number}"]})
-        before = channel.snapshot()
+        before = public_snapshot(channel.snapshot())
         with transaction.atomic():
             version = channel.rollback(number, user=request.user)
             audit.record(
@@ -272,7 +273,7 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
                 detail={
                     "to_version": number,
                     "version": version.number,
-                    "changes": changes(before, channel.snapshot()),
+                    "changes": changes(before, public_snapshot(channel.snapshot())),
                 },
             )
         channel.refresh_from_db()

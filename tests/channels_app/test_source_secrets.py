@@ -19,6 +19,7 @@ from channels_app.models import Channel, Message
 from channels_app.sealing import SECRET_MARKER
 from channels_app.sources import opened_source_config
 from channels_app.sources.supervisor import plan_for
+from console.models import AuditEvent
 from tests import factories
 from tests.channels_app.test_mllp_tls import issue, make_ca, msa
 from tests.support import signed_in
@@ -101,16 +102,26 @@ def test_a_new_password_is_sealed_anew(analyst_user):
 
 
 @pytest.mark.django_db
-def test_a_version_keeps_the_password_sealed_and_a_rollback_restores_it(analyst_user):
+def test_a_version_keeps_the_password_sealed_and_a_rollback_restores_it(
+    analyst_user, hub_admin_user
+):
     channel = api_channel(analyst_user, 41204)
     first = channel.publish()
     assert PASSWORD not in str(first.snapshot)
+    assert first.snapshot["source_config"]["tls"]["key_password"] == sealed_password(channel)
     channel.source_config = {**channel.source_config, "tls": {**TLS, "key_password": "later-pw"}}
     channel.save()
     channel.publish()
-    channel.rollback(first.number)
-    assert PASSWORD not in stored_row(channel)
-    assert opened_password(channel) == PASSWORD
+    client = signed_in(analyst_user)
+    [later, earlier] = client.get(f"/api/v1/channels/{channel.pk}/versions/").json()
+    for version in (later, earlier):
+        assert version["snapshot"]["source_config"]["tls"]["key_password"] == SECRET_MARKER
+    url = f"/api/v1/channels/{channel.pk}/rollback/"
+    response = signed_in(hub_admin_user).post(url, {"version": first.number}, "application/json")
+    assert response.status_code == 200, response.content
+    assert PASSWORD not in stored_row(channel) and opened_password(channel) == PASSWORD
+    audited = AuditEvent.objects.get(action="channel.rolled_back").detail
+    assert "sealed" not in str(audited) and PASSWORD not in str(audited)
 
 
 @pytest.mark.django_db
