@@ -133,16 +133,20 @@ def test_rotate_keys_reseals_a_source_secret(settings):
     )
     plain = factories.channel(41206)
     plain_row = stored_row(plain)
+    in_clear = {"port": 41207, "tls": {**TLS, "key_password": PASSWORD}}  # stored before this
+    written_in_clear = factories.channel(41207)
+    Channel.objects.filter(pk=written_in_clear.pk).update(source_config=in_clear)
     before = sealed_password(channel)
 
     settings.HUB_ENCRYPTION_KEYS = [new_key, old_key]
     out = io.StringIO()
     call_command("rotate_keys", stdout=out)
-    assert "channel sources: 1 re-sealed" in out.getvalue()
+    assert "channel sources: 2 re-sealed" in out.getvalue()
     assert sealed_password(channel) != before and stored_row(plain) == plain_row
+    assert PASSWORD not in stored_row(written_in_clear)
 
     settings.HUB_ENCRYPTION_KEYS = [new_key]  # the old key dropped: the new one opens it
-    assert opened_password(channel) == PASSWORD
+    assert opened_password(channel) == opened_password(written_in_clear) == PASSWORD
     settings.HUB_ENCRYPTION_KEYS = [old_key]  # and the old key alone no longer does
     with pytest.raises(sealing.SealError):
         opened_password(channel)
