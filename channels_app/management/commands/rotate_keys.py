@@ -1,4 +1,5 @@
-"""Re-seal every stored body, destination secret and channel source secret with the first key of HUB_ENCRYPTION_KEYS.
+"""Re-seal every stored body, destination secret and channel source secret with the first key of
+HUB_ENCRYPTION_KEYS.
 
 Rotation: put the new key first (keep the old one after it), restart, run this, then drop the old
 key. Rows written before sealing was turned on are sealed too; canonical JSON moves from
