@@ -10,10 +10,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from channels_app import heartbeat  # noqa: E402
+from channels_app import process_heartbeat  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
 
-heartbeat.start("web")
+process_heartbeat.start("web")
 
 application = ProtocolTypeRouter(
     {

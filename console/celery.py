@@ -11,15 +11,15 @@ app.autodiscover_tasks(["channels_app"])
 
 @signals.worker_ready.connect
 def _report_worker(sender=None, **_):
-    from channels_app import heartbeat
+    from channels_app import process_heartbeat
 
     # The runner names the workers process@ and deliver@ (console/run.py).
     name = getattr(sender, "hostname", "") or ""
-    heartbeat.start("deliver" if name.startswith("deliver@") else "worker")
+    process_heartbeat.start("deliver" if name.startswith("deliver@") else "worker")
 
 
 @signals.beat_init.connect
 def _report_beat(**_):
-    from channels_app import heartbeat
+    from channels_app import process_heartbeat
 
-    heartbeat.start("beat")
+    process_heartbeat.start("beat")

@@ -305,7 +305,7 @@ HUB = {
     "LISTEN_HOST": env_str("LISTEN_HOST", "127.0.0.1"),
     "MAX_MESSAGE_BYTES": env_int("MAX_MESSAGE_BYTES", 1024 * 1024),
     "OUTBOX_DIR": env_str("OUTBOX_DIR", str(BASE_DIR / "var" / "outbox")),
-    # Every hub process writes its heartbeat this often (channels_app/heartbeat.py); 0: none.
+    # Every hub process writes its heartbeat this often (channels_app/process_heartbeat.py); 0: none.
     "HEARTBEAT_EVERY_S": env_int("HEARTBEAT_EVERY_S", 10),
 }
 

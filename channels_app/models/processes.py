@@ -7,7 +7,7 @@ from django.utils import timezone
 
 
 class ProcessHeartbeat(models.Model):
-    """One row per running process, refreshed by the process itself (channels_app.heartbeat).
+    """One row per running process, refreshed by the process itself (channels_app.process_heartbeat).
 
     A process that dies without a word keeps its row: its last beat ages, which is the point.
     """

@@ -2,7 +2,7 @@
 the app connects as.
 
 Read-only: every fact here comes from the settings, the live database connection and the
-heartbeats the processes write (channels_app/heartbeat.py).
+heartbeats the processes write (channels_app/process_heartbeat.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.shortcuts import render
 
-from channels_app import heartbeat
+from channels_app import process_heartbeat
 from channels_app.models import ProcessHeartbeat
 from console import embedded
 from console.access import requires
@@ -64,7 +64,7 @@ def running_processes() -> list[RunningProcess]:
         ProcessHeartbeat.objects.all(),
         key=lambda r: (_role_rank(r.role), r.host, r.started_at),
     )
-    return [RunningProcess(row, heartbeat.is_silent(row.beat_at)) for row in rows]
+    return [RunningProcess(row, process_heartbeat.is_silent(row.beat_at)) for row in rows]
 
 
 def _role_rank(role: str) -> int:
@@ -78,7 +78,7 @@ def system(request):
         "system/index.html",
         {
             "processes": running_processes(),
-            "heartbeat_every_s": heartbeat.every_s(),
+            "heartbeat_every_s": process_heartbeat.every_s(),
             "encryption": encryption_at_rest(),
             "role": connected_role(connection),
             "database": _server(settings.DATABASE_URL),

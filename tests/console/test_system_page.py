@@ -118,8 +118,8 @@ def test_admins_see_every_process_with_its_heartbeat(client, hub_admin_user, set
 def test_a_heartbeat_is_written_while_the_process_lives_and_removed_when_it_stops(settings):
     import socket
 
-    from channels_app.heartbeat import Heartbeat
     from channels_app.models import ProcessHeartbeat
+    from channels_app.process_heartbeat import Heartbeat
     from tests.support import wait_for
 
     settings.HUB = {**settings.HUB, "HEARTBEAT_EVERY_S": 1}

@@ -43,8 +43,8 @@ def _demo_channel(port: int, sink: IdempotentSink) -> None:
 
 def _live(role: str):
     """The heartbeat of the running process of ``role`` (the newest, beating)."""
-    from channels_app.heartbeat import is_silent
     from channels_app.models import ProcessHeartbeat
+    from channels_app.process_heartbeat import is_silent
 
     rows = ProcessHeartbeat.objects.filter(role=role).order_by("-started_at")
     return next((row for row in rows if not is_silent(row.beat_at)), None)

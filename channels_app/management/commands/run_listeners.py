@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
-from channels_app import events, heartbeat
+from channels_app import events, process_heartbeat
 from channels_app.models import Channel
 from channels_app.pipeline.ingest import GroupCommitter
 from channels_app.sources import opened_source_config
@@ -170,7 +170,7 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"starting: {', '.join(p.describe() for p in plans.values())}")
-        beat = heartbeat.start("listeners")
+        beat = process_heartbeat.start("listeners")
         conninfo = database_conninfo()
         connection.close()  # the sources write through their own async connections
 
