@@ -22,7 +22,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from channels_app import histogram, sealing, stats
-from channels_app.models import Alert, AlertRule, Destination
+from channels_app.models import Alert, AlertRule, Channel, Destination
+from channels_app.sources.status import SourceState, source_states
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Context:
     queue: stats.QueueState
     breakers: dict[int, str]
     channel_of: dict[int, int]
+    listeners: dict[int, SourceState]  # enabled MLLP/file channels; empty when no rule asks
 
 
 def evaluate(now: datetime | None = None) -> list[tuple[Alert, str]]:
@@ -53,7 +55,11 @@ def evaluate(now: datetime | None = None) -> list[tuple[Alert, str]]:
     rules = list(AlertRule.objects.filter(enabled=True))
     if not rules:
         return []
-    context = _context(now or datetime.now(UTC), max(r.window_min for r in rules))
+    context = _context(
+        now or datetime.now(UTC),
+        max(r.window_min for r in rules),
+        listeners=any(r.kind == AlertRule.Kind.LISTENER_DOWN for r in rules),
+    )
     notices = []
     for rule in rules:
         reading = measure(rule, context)
@@ -65,15 +71,23 @@ def evaluate(now: datetime | None = None) -> list[tuple[Alert, str]]:
     return notices
 
 
-def _context(now: datetime, longest_window_min: int) -> Context:
+def _context(now: datetime, longest_window_min: int, listeners: bool = True) -> Context:
     destinations = Destination.objects.values_list("id", "channel_id", "breaker_state")
     return Context(
+        listeners=_listener_states() if listeners else {},
         now=now,
         by_minute=stats.minutes(now - timedelta(minutes=longest_window_min)),
         queue=stats.queue_state(),
         breakers={d: state for d, _, state in destinations},
         channel_of={d: c for d, c, _ in destinations},
     )
+
+
+def _listener_states() -> dict[int, SourceState]:
+    listened = Channel.objects.filter(
+        enabled=True, source_type__in=(Channel.SourceType.MLLP, Channel.SourceType.FILE)
+    ).only("id", "name", "enabled", "source_type", "source_config")
+    return source_states(listened)
 
 
 # --- measuring
@@ -172,6 +186,24 @@ def _breaker_open(rule, context) -> Reading:
     return Reading(bool(tripped), len(tripped), f"{len(tripped)} breaker(s) open or half-open")
 
 
+LISTENER_DOWN_STATES = ("error", "not running")
+
+
+def _listener_down(rule, context) -> Reading:
+    channel_id = rule.channel_id or context.channel_of.get(rule.destination_id)
+    down = {
+        pk: state
+        for pk, state in context.listeners.items()
+        if state.state in LISTENER_DOWN_STATES and (not channel_id or pk == channel_id)
+    }
+    if not down:
+        return Reading(False, 0, "listening")
+    words = [
+        f"{s.description}: {s.state}{f' ({s.error})' if s.error else ''}" for s in down.values()
+    ]
+    return Reading(True, len(down), f"{len(down)} listener(s) down: " + "; ".join(words))
+
+
 MEASURES = {
     AlertRule.Kind.ERRORS: _errors,
     AlertRule.Kind.ERROR_RATE: _error_rate,
@@ -180,6 +212,7 @@ MEASURES = {
     AlertRule.Kind.OLDEST_AGE: _oldest_age,
     AlertRule.Kind.INACTIVITY: _inactivity,
     AlertRule.Kind.BREAKER_OPEN: _breaker_open,
+    AlertRule.Kind.LISTENER_DOWN: _listener_down,
 }
 
 

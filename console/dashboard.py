@@ -18,6 +18,7 @@ from django.urls import reverse
 from channels_app import histogram, stats
 from channels_app.events import ErrorRow
 from channels_app.models import Alert, Attempt, Channel, Delivery, Destination, Message
+from channels_app.sources.status import SourceState, source_states
 from channels_app.stats import QueueState, queue_state
 from console import phi
 
@@ -154,7 +155,9 @@ def series(
 
 
 def tables(minutes: list[stats.Minute], scope: Scope) -> dict:
-    channels = Channel.objects.only("id", "name", "paused").order_by("name")
+    channels = Channel.objects.only(
+        "id", "name", "paused", "enabled", "source_type", "source_config"
+    ).order_by("name")
     destinations = (
         Destination.objects.select_related("channel")
         .only("id", "name", "paused", "breaker_state", "channel__name", "channel__paused")
@@ -167,8 +170,9 @@ def tables(minutes: list[stats.Minute], scope: Scope) -> dict:
         destinations = destinations.filter(pk=scope.destination_id)
         channels = channels.filter(destinations__pk=scope.destination_id)
     queue = queue_state()
+    sources = source_states(channels)
     return {
-        "channels": [_channel_row(c, minutes, queue) for c in channels],
+        "channels": [_channel_row(c, minutes, queue, sources[c.pk]) for c in channels],
         "destinations": [_destination_row(d, minutes, queue) for d in destinations],
         "queue": {
             "open": sum(queue.open_by_destination(d.pk) for d in destinations),
@@ -178,7 +182,7 @@ def tables(minutes: list[stats.Minute], scope: Scope) -> dict:
     }
 
 
-def _channel_row(channel: Channel, minutes, queue: QueueState) -> dict:
+def _channel_row(channel: Channel, minutes, queue: QueueState, source: SourceState) -> dict:
     f = figures(minutes, lambda s: s[0] == channel.pk)
     return {
         "id": channel.pk,
@@ -190,6 +194,11 @@ def _channel_row(channel: Channel, minutes, queue: QueueState) -> dict:
         "error_rate": f["error_rate"],
         "p95_ms": f["latency"][stats.TOTAL]["p95"],
         "unprocessed": queue.unprocessed.get(channel.pk, 0),
+        "listener": {
+            "state": source.state,
+            "error": source.error,
+            "connections": source.connections,
+        },
         "url": f"{reverse('home')}?channel={channel.pk}",
     }
 

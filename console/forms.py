@@ -226,6 +226,10 @@ class CloneForm(BootstrapForm):
             raise forms.ValidationError(str(exc)) from None
 
 
+# Kinds that read a state, not a figure: they need no threshold.
+STATE_KINDS = (AlertRule.Kind.BREAKER_OPEN, AlertRule.Kind.LISTENER_DOWN)
+
+
 class AlertRuleForm(forms.ModelForm):
     """An alert rule; the webhook secret is write-only (left empty, the saved one stays)."""
 
@@ -271,6 +275,8 @@ class AlertRuleForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.saved_secret = self.instance.webhook_secret
+        self.fields["threshold"].required = False  # a state kind needs none (clean)
+        self.fields["threshold"].help_text = "Not needed for a breaker or listener rule."
         for field in self.fields.values():
             css = "form-check-input" if isinstance(field, forms.BooleanField) else "form-control"
             if isinstance(field.widget, forms.Select):
@@ -286,8 +292,11 @@ class AlertRuleForm(forms.ModelForm):
         destination, channel = data.get("destination"), data.get("channel")
         if destination and channel and destination.channel_id != channel.pk:
             self.add_error("destination", "This destination belongs to another channel.")
-        if data.get("kind") == AlertRule.Kind.BREAKER_OPEN and data.get("threshold") is None:
-            data["threshold"] = 0
+        if data.get("threshold") is None:
+            if data.get("kind") in STATE_KINDS:
+                data["threshold"] = 0
+            else:
+                self.add_error("threshold", "This field is required.")
         if (data.get("active_from") is None) != (data.get("active_until") is None):
             self.add_error("active_until", "Give both times, or neither.")
         return data

@@ -17,6 +17,7 @@ class AlertRule(models.Model):
         OLDEST_AGE = "oldest_age", "Oldest waiting delivery, older than (s)"
         INACTIVITY = "inactivity", "No message (of the type, if given) in the window"
         BREAKER_OPEN = "breaker_open", "Destination breaker open"
+        LISTENER_DOWN = "listener_down", "MLLP/file listener in error or not running"
 
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=Kind.choices)

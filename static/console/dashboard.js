@@ -80,12 +80,27 @@
     rows.forEach((row) => body.appendChild(row));
   }
 
+  const LISTENER_BADGES = { listening: "success", live: "success", error: "danger", "not running": "warning" };
+
+  function listenerCell(c) {
+    const listener = c.listener;
+    const cell = el("td", { "data-listener": String(c.id) }, [badge(LISTENER_BADGES[listener.state] || "secondary", listener.state)]);
+    if (listener.state === "listening") {
+      cell.append(" ", el("span", { class: "small text-body-secondary text-nowrap", text: listener.connections + " conn." }));
+    }
+    if (listener.error) {
+      cell.appendChild(el("div", { class: "small text-danger-emphasis error-clip text-truncate", title: listener.error, text: listener.error }));
+    }
+    return cell;
+  }
+
   function showTables(data) {
     replaceRows("channel-table", data.channels.map((c) => {
       const name = el("td", {}, [el("a", { href: c.url, text: c.name })]);
       if (c.paused) name.append(" ", badge("warning", "paused"));
-      return el("tr", {}, [name, num(c.received), num(c.errored), num(c.delivered), num(c.p95_ms, " ms"), num(c.unprocessed)]);
-    }), 6, "No channel yet.");
+      return el("tr", {}, [name, listenerCell(c), num(c.received), num(c.errored), num(c.delivered), num(c.p95_ms, " ms"),
+        num(c.unprocessed)]);
+    }), 7, "No channel yet.");
     replaceRows("destination-table", data.destinations.map((d) => {
       const name = el("td", {}, [el("a", { href: d.url, text: d.name }), document.createTextNode(" "),
         el("span", { class: "small text-body-secondary", text: d.channel })]);

@@ -154,3 +154,28 @@ def test_a_role_taken_away_ends_the_stream_at_the_next_event(viewer_user, redis_
         assert closed["code"] == ROLE_LOST
 
     run(scenario())
+
+
+def test_the_socket_snapshot_carries_each_listener_state(viewer_user, redis_client):
+    from django.utils import timezone
+
+    from channels_app.models import SourceHeartbeat
+
+    channel = factories.channel(2577, name="Lab feed")
+    SourceHeartbeat.objects.create(
+        process="host:1:socket",
+        channel=channel,
+        state="listening",
+        connections=2,
+        heartbeat_at=timezone.now(),
+    )
+
+    async def scenario():
+        communicator, ok, _ = await connected(viewer_user)
+        assert ok
+        snapshot = await next_of_type(communicator, "snapshot")
+        [row] = snapshot["data"]["channels"]
+        assert row["listener"] == {"state": "listening", "error": "", "connections": 2}
+        await communicator.disconnect()
+
+    run(scenario())

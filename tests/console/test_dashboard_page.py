@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 
 from channels_app import stats
-from channels_app.models import Delivery, Message
+from channels_app.models import Delivery, Message, SourceHeartbeat
 from console.roles import Role
 from tests import factories
 
@@ -84,3 +85,43 @@ def test_a_destination_view_shows_only_its_own_traffic(client, traffic):
     assert minute["delivered"] == 4 and minute["received"] == 0
     assert [d["name"] for d in data["destinations"]] == ["EHR"]
     assert sum(data["day"]["delivered"]) == 4
+
+
+def test_each_channel_shows_its_listener_state_and_connections(client, redis_client):
+    listening = factories.channel(40511, name="Lab feed")
+    taken = factories.channel(40512, name="Pharmacy feed")
+    silent = factories.channel(40513, name="Radiology feed")
+    http = factories.channel(0, name="Web feed", source_type="http", source_config={})
+    beat(listening, state="listening", connections=3)
+    beat(taken, state="error", error="could not bind: [Errno 98] address already in use")
+    client.force_login(factories.user(None, Role.VIEWER))
+
+    by_name = {c["name"]: c["listener"] for c in client.get("/dashboard/data/").json()["channels"]}
+    assert by_name["Lab feed"] == {"state": "listening", "error": "", "connections": 3}
+    assert by_name["Pharmacy feed"]["state"] == "error"
+    assert "address already in use" in by_name["Pharmacy feed"]["error"]
+    assert by_name["Radiology feed"]["state"] == "not running"
+    assert by_name["Web feed"]["state"] == "live"
+
+    page = client.get("/").content.decode()
+    assert f'data-listener="{listening.pk}"' in page and "3 conn." in page
+    assert "address already in use" in page
+    assert f'data-listener="{silent.pk}"><span class="badge text-bg-warning">not running' in page
+    assert f'data-listener="{http.pk}"><span class="badge text-bg-success">live' in page
+
+
+def test_a_scoped_view_reads_the_listener_of_its_channel_only(client, redis_client):
+    channel = factories.channel(40514, name="Lab feed")
+    factories.channel(40515, name="Other feed")
+    beat(channel, state="listening", connections=1)
+    client.force_login(factories.user(None, Role.VIEWER))
+    data = client.get(f"/dashboard/data/?channel={channel.pk}").json()
+    assert [(c["name"], c["listener"]["state"]) for c in data["channels"]] == [
+        ("Lab feed", "listening")
+    ]
+
+
+def beat(channel, **fields):
+    return SourceHeartbeat.objects.create(
+        process="host:1:dash", channel=channel, heartbeat_at=timezone.now(), **fields
+    )

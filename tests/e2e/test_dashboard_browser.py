@@ -73,6 +73,9 @@ def test_the_dashboard_is_live_and_falls_back_to_polling(page, asgi_server, hub,
     expect(received).to_have_text("1", timeout=15_000)  # over the socket, no reload
     expect(delivered).to_have_text("1", timeout=20_000)
     expect(page.locator("#chart-throughput .uplot")).to_be_visible()
+    listener_cell = page.locator(f'#channel-table [data-listener="{hub.pk}"]')
+    expect(listener_cell).to_contain_text("listening", timeout=15_000)
+    expect(listener_cell).to_contain_text("conn.")
 
     send(mllp_port, UNMAPPABLE)
     row = page.locator("#error-stream tbody tr").first
