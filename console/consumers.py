@@ -86,9 +86,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "errors", "errors": rows})
 
     def _stream_rows(self, errors: list[events.ErrorRow]) -> list[dict]:
-        return [
-            dashboard.stream_row(e, self.names) for e in errors if dashboard.in_scope(e, self.view)
-        ]
+        wanted = [e for e in errors if dashboard.in_scope(e, self.view)]
+        return dashboard.stream_rows(wanted, self.names)
 
     async def _refresh_soon(self):
         await asyncio.sleep(self.REFRESH_S)  # events of the next moments ride along

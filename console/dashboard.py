@@ -20,7 +20,8 @@ from channels_app.events import ErrorRow
 from channels_app.models import Alert, Attempt, Channel, Delivery, Destination, Message
 from channels_app.sources.status import SourceState, source_states
 from channels_app.stats import QueueState, queue_state
-from console import phi
+from console.message_phi import phi_by_message
+from console.phi import UNKNOWN_PHI, MessagePhi, mask_free_text
 
 WINDOWS: Final = (("1m", "1 min", 1), ("15m", "15 min", 15), ("1h", "1 hour", 60))
 DAY_WINDOW: Final = ("24h", "24 h", 24 * 60)
@@ -224,9 +225,15 @@ def _destination_row(destination: Destination, minutes, queue: QueueState) -> di
 # --- the error stream
 
 
-def stream_row(error: ErrorRow, names: Names) -> dict:
-    """One error as the stream shows it to every role: the reason keeps its words, never the
-    values it quotes (console.phi)."""
+def stream_rows(errors: list[ErrorRow], names: Names) -> list[dict]:
+    """Errors as the stream shows them to every role: the reasons keep their words, never a
+    patient's values, whether quoted or not (each message's own PHI values, read once for the
+    batch, and PHI-looking patterns: console.phi)."""
+    phi = phi_by_message({e["message_id"] for e in errors})
+    return [stream_row(e, names, phi.get(e["message_id"], UNKNOWN_PHI)) for e in errors]
+
+
+def stream_row(error: ErrorRow, names: Names, phi: MessagePhi) -> dict:
     return {
         "at": error["at"],
         "message_id": error["message_id"],
@@ -236,8 +243,8 @@ def stream_row(error: ErrorRow, names: Names) -> dict:
         "destination": names.destination(error["destination_id"]),
         "message_type": error["message_type"],
         "stage": error["stage"],
-        "path": phi.mask_text(error["path"]),
-        "reason": phi.mask_text(error["reason"]),
+        "path": mask_free_text(error["path"], phi),
+        "reason": mask_free_text(error["reason"], phi),
     }
 
 
@@ -303,8 +310,7 @@ def recent_errors(scope: Scope = Scope(), limit: int = RECENT_ERRORS) -> list[di
     rows = [_message_error(m) for m in messages.order_by("-id")[:limit]]
     rows += [_delivery_error(d) for d in failed.order_by("-id")[:limit]]
     rows.sort(key=lambda r: r["at"], reverse=True)
-    names = Names()
-    return [stream_row(r, names) for r in rows[:limit]]
+    return stream_rows(rows[:limit], Names())
 
 
 def _message_error(m: Message) -> ErrorRow:

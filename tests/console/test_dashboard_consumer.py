@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from channels_app import events
+from channels_app.models import Message
 from console.asgi import application
 from console.consumers import REFUSED, ROLE_LOST
 from tests import factories
@@ -28,7 +29,9 @@ def end_consumer_connections():
     run(sync_to_async(connections.close_all)())
 
 
-PHI_REASON = "PID-7 date '19620315' of SMITH^JOHN is not a date"
+# The patient's name unquoted: masked by the message's own PHI values, not by quoting.
+PHI_REASON = "PID-7 date '19620315' of John Smith is not a date"
+PHI_RAW = b"MSH|^~\\&|LAB|H|HUB|H|20261207||ADT^A01|41|P|2.5\rPID|1||MRN41||SMITH^JOHN||19620315"
 
 
 def run(coroutine):
@@ -55,13 +58,13 @@ async def next_of_type(communicator, kind: str, timeout: float = 10):
             return message
 
 
-def error_event(channel_id: int) -> events.ErrorsOccurred:
+def error_event(channel_id: int, message_id: int = 41) -> events.ErrorsOccurred:
     return {
         "type": "errors",
         "errors": [
             {
                 "at": "2026-12-07T03:00:00+00:00",
-                "message_id": 41,
+                "message_id": message_id,
                 "channel_id": channel_id,
                 "destination_id": 0,
                 "message_type": "ADT^A01",
@@ -101,18 +104,20 @@ def test_a_user_without_a_role_is_refused(no_role_user, redis_client):
 def test_errors_arrive_masked_for_every_role(who, request, redis_client):
     user = request.getfixturevalue(who)
     channel = factories.channel(2575, name="Lab feed")
+    stored = Message.objects.create(channel=channel, raw=PHI_RAW, message_type="ADT^A01")
 
     async def scenario():
         communicator, ok, _ = await connected(user)
         assert ok
         first = await next_of_type(communicator, "snapshot")
         assert "windows" in first["data"] and "hour" in first["data"]
-        await publish(error_event(channel.pk))
+        await publish(error_event(channel.pk, stored.pk))
         message = await next_of_type(communicator, "errors")
         [row] = message["errors"]
         assert row["channel"] == "Lab feed" and row["stage"] == "map" and row["path"] == "PID-7"
-        assert row["url"] == "/messages/41/"
+        assert row["url"] == f"/messages/{stored.pk}/"
         assert "19620315" not in row["reason"] and "not a date" in row["reason"]
+        assert "Smith" not in row["reason"] and "John" not in row["reason"]
         await communicator.disconnect()
 
     run(scenario())
