@@ -44,6 +44,9 @@ class Heartbeat:
         self.restarts = int(os.environ.get(RESTARTS_ENV) or 0)
         self.sockets = list(sockets)
         self._stopped = threading.Event()
+        # A beat in flight when the process stops must land before the row is removed, or it
+        # would write the row back after the removal.
+        self._writing = threading.Lock()
 
     def start(self) -> Heartbeat:
         threading.Thread(target=self._run, name="heartbeat", daemon=True).start()
@@ -81,6 +84,11 @@ class Heartbeat:
             connection.close()
 
     def _beat(self) -> None:
+        with self._writing:
+            if not self._stopped.is_set():
+                self._write_beat()
+
+    def _write_beat(self) -> None:
         from channels_app.models import ProcessHeartbeat
 
         now = timezone.now()
@@ -109,7 +117,8 @@ class Heartbeat:
     def _forget_self(self) -> None:
         from channels_app.models import ProcessHeartbeat
 
-        ProcessHeartbeat.objects.filter(host=self.host, pid=self.pid).delete()
+        with self._writing:
+            ProcessHeartbeat.objects.filter(host=self.host, pid=self.pid).delete()
 
 
 def start(role: str, sockets: Sequence[str] = ()) -> Heartbeat | None:
