@@ -121,6 +121,13 @@ class Heartbeat:
             ProcessHeartbeat.objects.filter(host=self.host, pid=self.pid).delete()
 
 
+def forget(pids: Sequence[int]) -> None:
+    """Remove the rows of these processes of this host (a runner's children it stopped)."""
+    from channels_app.models import ProcessHeartbeat
+
+    ProcessHeartbeat.objects.filter(host=socket.gethostname(), pid__in=list(pids)).delete()
+
+
 def start(role: str, sockets: Sequence[str] = ()) -> Heartbeat | None:
     if every_s() <= 0:
         return None

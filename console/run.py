@@ -46,7 +46,8 @@ def main() -> int:
     while not stopping.wait(0.3):
         supervisor.tend()
     print("[runner] stopping every process...", flush=True)
-    supervisor.stop_all()
+    stopped = supervisor.stop_all()
+    _forget_heartbeats(stopped)
     if started_embedded:
         embedded.stop_redis()
         embedded.stop_postgres()
@@ -164,7 +165,8 @@ class Supervisor:
                 self.restarts[role] += 1
                 self._start(role)
 
-    def stop_all(self, timeout_s: float = 15) -> None:
+    def stop_all(self, timeout_s: float = 15) -> list[int]:
+        """Stop every process; the pids of those that were running."""
         self.due.clear()
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -176,6 +178,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 print(f"[runner] {role} did not stop in {timeout_s:.0f} s: killed", flush=True)
             _end_group(proc)
+        return [proc.pid for proc in self.procs.values()]
 
     def _start(self, role: str) -> None:
         env = {
@@ -205,6 +208,22 @@ class Supervisor:
             f" starting it again in {delay:.0f} s. The other processes keep running.",
             flush=True,
         )
+
+
+def _forget_heartbeats(pids: list[int]) -> None:
+    """The processes stopped on purpose leave no heartbeat row, however they ended: a process
+    cannot always remove its own (daphne may exit on SIGTERM without running atexit, and one
+    killed after the grace period never can)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+    try:
+        import django
+
+        django.setup()
+        from channels_app import process_heartbeat
+
+        process_heartbeat.forget(pids)
+    except Exception as exc:  # noqa: BLE001 - stopping goes on; the rows only show "silent"
+        print(f"[runner] heartbeat rows of the stopped processes not removed: {exc}", flush=True)
 
 
 def _how_it_ended(returncode: int) -> str:

@@ -110,12 +110,10 @@ def test_each_process_of_the_runner_comes_back_and_nothing_acknowledged_is_lost(
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(60) == 0, output.read_text()[-3000:]
         assert "stopped." in output.read_text()
-        # Every process stopped cleanly: each removed its heartbeat on the way out. Known defect,
-        # left open in the issue: a restarted web (daphne) sometimes exits on SIGTERM without its
-        # atexit, so its row stays (shown "silent"; the next web on the host replaces it).
+        # Every process stopped on purpose leaves no heartbeat row behind.
         from channels_app.models import ProcessHeartbeat
 
-        left = ProcessHeartbeat.objects.exclude(role="web").values_list("role", "pid")
+        left = ProcessHeartbeat.objects.values_list("role", "pid")
         assert list(left) == []
     finally:
         if runner.poll() is None:
