@@ -304,6 +304,9 @@ HUB = {
     "CLAIM_MARGIN_S": env_int("CLAIM_MARGIN_S", 30),
     "LISTEN_HOST": env_str("LISTEN_HOST", "127.0.0.1"),
     "MAX_MESSAGE_BYTES": env_int("MAX_MESSAGE_BYTES", 1024 * 1024),
+    # No HTTP request body may be larger (console/body_limit.py): keep it above every HTTP
+    # channel's max_message_bytes, whose larger bodies are refused but their head kept.
+    "MAX_REQUEST_BYTES": env_int("MAX_REQUEST_BYTES", 32 * 1024 * 1024),
     "OUTBOX_DIR": env_str("OUTBOX_DIR", str(BASE_DIR / "var" / "outbox")),
     # Every hub process writes its heartbeat this often (channels_app/process_heartbeat.py); 0: none.
     "HEARTBEAT_EVERY_S": env_int("HEARTBEAT_EVERY_S", 10),
