@@ -36,15 +36,20 @@ def checked_config(transport: str, submitted: Any, stored: dict | None = None) -
 def secret_fingerprints(transport: str, config: dict | None) -> dict[str, str]:
     """A digest of each set secret by its place in the config (``config.auth.token``), taken
     before and after a save to say which secrets it changed: the public form shows every secret
-    as the same marker, so a change of a secret alone would otherwise leave no trace. Digests,
-    not values, so nothing secret is held longer than this call; none when they cannot be
-    opened (a key dropped), so every secret after counts as changed."""
+    as the same marker, so a change of a secret alone would otherwise leave no trace."""
+    return fingerprints(lambda: secret_values(transport, config or {}), "config")
+
+
+def fingerprints(opened_values, where: str) -> dict[str, str]:
+    """Digests of the secrets ``opened_values()`` gives, by ``where.place``: digests, not values,
+    so nothing secret is held longer than this call; none when they cannot be opened (a key
+    dropped), so every secret after counts as changed."""
     try:
-        values = secret_values(transport, config or {})
+        values = opened_values()
     except SealError:
         return {}
     return {
-        f"config.{place}": hashlib.sha256(value.encode()).hexdigest()
+        f"{where}.{place}": hashlib.sha256(value.encode()).hexdigest()
         for place, value in values.items()
     }
 

@@ -10,7 +10,8 @@ from django.db import transaction
 
 from channels_app import channels
 from channels_app.models import Channel
-from channels_app.sources import public_source_config
+from channels_app.destinations import secrets_changed
+from channels_app.sources import public_source_config, source_secret_fingerprints
 from console import audit
 
 
@@ -32,12 +33,16 @@ def create(request, values: dict) -> Channel:
 
 @transaction.atomic
 def update(request, channel: Channel, values: dict) -> dict:
-    """Set ``values`` (any of Channel.EDITABLE and ``enabled``); the diff, as audited."""
-    before = public(channel)
+    """Set ``values`` (any of Channel.EDITABLE and ``enabled``); the diff, as audited (a changed
+    source secret named as changed: its public form is the same marker before and after)."""
+    before, secrets_before = public(channel), source_secret_fingerprints(channel)
     for field, value in values.items():
         setattr(channel, field, value)
     channel.save()
-    return audit.record_change(request, "channel", channel.pk, before, public(channel))
+    secrets = secrets_changed(secrets_before, source_secret_fingerprints(channel))
+    return audit.record_change(
+        request, "channel", channel.pk, before, public(channel), secrets=secrets
+    )
 
 
 def set_enabled(request, channel: Channel, enabled: bool) -> dict:

@@ -29,6 +29,7 @@ from channels_app.sealing import (
     masked,
     merged,
     open_secrets,
+    opened_secret_values,
     schema_secrets,
     seal_secrets,
 )
@@ -82,6 +83,17 @@ def sealed_source_config(source_type: str, config: dict) -> dict:
 def opened_source_config(source_type: str, config: dict) -> dict:
     """``config`` as the source runs with it: its sealed secrets opened. Never log it."""
     return open_secrets(config or {}, source_secrets(source_type))
+
+
+def source_secret_fingerprints(channel) -> dict[str, str]:
+    """Digests of the source's secrets by place (``source_config.tls.key_password``), for the
+    audit to say which changed (see channels_app.destinations.fingerprints)."""
+    from channels_app.destinations import fingerprints
+
+    secrets = source_secrets(channel.source_type)
+    return fingerprints(
+        lambda: opened_secret_values(channel.source_config or {}, secrets), "source_config"
+    )
 
 
 def public_source_config(channel) -> dict:

@@ -102,6 +102,21 @@ def test_a_new_password_is_sealed_anew(analyst_user):
 
 
 @pytest.mark.django_db
+def test_a_password_only_change_is_audited_as_a_changed_secret(analyst_user):
+    channel = api_channel(analyst_user, 41205)
+    client = signed_in(analyst_user)
+    shown = client.get(f"/api/v1/channels/{channel.pk}/").json()["source_config"]
+    unrelated = {"source_config": {**shown, "idle_timeout_s": 45}}
+    client.patch(f"/api/v1/channels/{channel.pk}/", unrelated, "application/json")
+    changed = {"source_config": {**shown, "tls": {**shown["tls"], "key_password": "new-pw-7"}}}
+    client.patch(f"/api/v1/channels/{channel.pk}/", changed, "application/json")
+    first, second = AuditEvent.objects.filter(target=f"channel:{channel.pk}").order_by("id")[1:]
+    assert "secrets" not in first.detail
+    assert second.detail["secrets"] == {"source_config.tls.key_password": "secret changed"}
+    assert "new-pw-7" not in str(second.detail) and PASSWORD not in str(second.detail)
+
+
+@pytest.mark.django_db
 def test_a_version_keeps_the_password_sealed_and_a_rollback_restores_it(
     analyst_user, hub_admin_user
 ):
