@@ -9,8 +9,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from channels_app import channels
-from channels_app.models import Channel
 from channels_app.destinations import secrets_changed
+from channels_app.models import Channel
 from channels_app.sources import public_source_config, source_secret_fingerprints
 from console import audit
 
