@@ -167,6 +167,35 @@ def test_rotate_keys_reseals_a_source_secret(settings):
         opened_password(channel)
 
 
+@pytest.mark.django_db
+def test_rotate_keys_reseals_the_versions_so_a_rollback_still_opens_them(settings):
+    from channels_app.models import ChannelVersion
+
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.HUB_ENCRYPTION_KEYS = [old_key]
+    channel = factories.channel(
+        41208, source_config={"port": 41208, "tls": {**TLS, "key_password": PASSWORD}}
+    )
+    sealed = channel.publish()
+    in_clear = {
+        **channel.snapshot(),
+        "source_config": {"port": 41208, "tls": {**TLS, "key_password": PASSWORD}},
+    }
+    recorded_in_clear = ChannelVersion.objects.create(channel=channel, number=2, snapshot=in_clear)
+
+    settings.HUB_ENCRYPTION_KEYS = [new_key, old_key]
+    out = io.StringIO()
+    call_command("rotate_keys", stdout=out)
+    assert "channel versions: 2 re-sealed" in out.getvalue()
+
+    settings.HUB_ENCRYPTION_KEYS = [new_key]  # the old key dropped
+    for version in (sealed, recorded_in_clear):
+        version.refresh_from_db()
+        assert PASSWORD not in str(version.snapshot)
+        config = opened_source_config("mllp", version.snapshot["source_config"])
+        assert config["tls"]["key_password"] == PASSWORD
+
+
 def encrypted_key(key_file: Path, password: str) -> Path:
     key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
     locked = key_file.with_name("locked.key")

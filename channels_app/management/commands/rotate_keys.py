@@ -1,8 +1,9 @@
-"""Re-seal every stored body, destination secret and channel source secret with the first key of
-HUB_ENCRYPTION_KEYS.
+"""Re-seal every stored body, destination secret and channel source secret (the channel's and each
+of its versions') with the first key of HUB_ENCRYPTION_KEYS.
 
 Rotation: put the new key first (keep the old one after it), restart, run this, then drop the old
-key. Rows written before sealing was turned on are sealed too; canonical JSON moves from
+key. Rows written before sealing was turned on are sealed too (a version recorded then may hold a
+source secret in clear); canonical JSON moves from
 ``canonical`` to ``canonical_sealed``. Batches commit one by one, so an interrupted run is simply
 run again.
 """
@@ -13,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from channels_app import sealing
-from channels_app.models import Channel, Destination
+from channels_app.models import Channel, ChannelVersion, Destination
 from channels_app.sources import opened_source_config, sealed_source_config
 
 SELECT_BATCH = """
@@ -40,6 +41,7 @@ class Command(BaseCommand):
         try:
             self._destinations()
             self._sources()
+            self._versions()
             self._messages(max(1, batch_size))
         except sealing.SealError as exc:
             raise CommandError(f"{exc} (put the old key back after the new one and run again)")
@@ -66,6 +68,22 @@ class Command(BaseCommand):
             channel.save(update_fields=["source_config"])
             count += 1
         self.stdout.write(f"channel sources: {count} re-sealed")
+
+    def _versions(self) -> None:
+        """A version keeps its source's secrets sealed, so a rollback can restore them."""
+        count = 0
+        for version in ChannelVersion.objects.order_by("id"):
+            snapshot = version.snapshot
+            source_type, config = snapshot.get("source_type") or "", snapshot.get("source_config")
+            if not config:
+                continue
+            resealed = sealed_source_config(source_type, opened_source_config(source_type, config))
+            if resealed == config:
+                continue
+            version.snapshot = {**snapshot, "source_config": resealed}
+            version.save(update_fields=["snapshot"])
+            count += 1
+        self.stdout.write(f"channel versions: {count} re-sealed")
 
     def _messages(self, batch_size: int) -> None:
         with connection.cursor() as cursor:
