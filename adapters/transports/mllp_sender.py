@@ -1,5 +1,10 @@
 """MLLP destination: forward the HL7 v2 message as received and wait for its ACK.
 
+Or, with ``payload: rebuilt``, send HL7 v2.5.1 built back from the canonical Bundle
+(`adapters.mapping.fhir_to_v2`, analyst field rules included) as ``message_type``: a FHIR or JSON
+sender can then feed a v2 receiver. The rebuilt message keeps the source's MSH-10 (or
+``HUB<message id>`` when the source is not v2), so a retry carries the same control id.
+
 Connections are kept and reused: a small pool (``connections``, one message in flight on each),
 opened on demand, checked before reuse (a connection the peer closed, or one holding bytes nobody
 asked for, is dropped) and closed after ``idle_timeout_s`` unused. Optional TLS (stdlib ``ssl``).
@@ -31,14 +36,16 @@ resend carries the same control id too.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import threading
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from adapters.mapping.fhir_to_v2 import ToV2Error, to_v2
 from adapters.registry import register_transport
 from adapters.transports.base import Encoded, Payload, SendResult, TransportError
 from adapters.transports.mllp import FrameReader, FramingError, frame
@@ -220,6 +227,23 @@ class MllpSender:
             1024 * 1024, ge=1024, description="A longer answer is refused as not an ACK."
         )
         tls: ClientTLS | None = None
+        payload: Literal["source", "rebuilt"] = Field(
+            "source",
+            description="source: the message as received. rebuilt: HL7 v2.5.1 built back from "
+            "the canonical Bundle (field rules included), e.g. for a FHIR or JSON sender.",
+        )
+        message_type: Literal["ADT^A01", "ADT^A04", "ADT^A08", "ORU^R01"] | None = Field(
+            None, description="The message a rebuilt payload becomes (required with rebuilt)."
+        )
+        sending_facility: str = Field("", description="MSH-4 of a rebuilt message.")
+        receiving_application: str = Field("", description="MSH-5 of a rebuilt message.")
+        receiving_facility: str = Field("", description="MSH-6 of a rebuilt message.")
+
+        @model_validator(mode="after")
+        def _rebuilt_needs_a_type(self):
+            if self.payload == "rebuilt" and not self.message_type:
+                raise ValueError("message_type is required when payload is rebuilt")
+            return self
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -229,13 +253,32 @@ class MllpSender:
         self._tls_lock = threading.Lock()
 
     def encode(self, payload: Payload) -> Encoded:
-        """The message this sender forwards: the source as received (framed on the wire)."""
+        """The message this sender sends (framed on the wire): the source as received, or the v2
+        message built back from the canonical Bundle."""
+        if self.config.payload == "rebuilt":
+            return Encoded(self._rebuilt(payload), "x-application/hl7-v2+er7", f"MLLP {self.peer}")
         if not payload.source:
             raise TransportError(
                 "no HL7 v2 message to forward (the source was not loaded or was pruned)",
                 permanent=True,
             )
         return Encoded(payload.source, "x-application/hl7-v2+er7", f"MLLP {self.peer}")
+
+    def _rebuilt(self, payload: Payload) -> bytes:
+        source = payload.source if payload.source and payload.source.startswith(b"MSH") else None
+        try:
+            bundle = json.loads(payload.body)
+            text = to_v2(
+                bundle,
+                self.config.message_type,
+                control_id=control_id_of(source) if source else f"HUB{payload.message_id}",
+                sending_facility=self.config.sending_facility,
+                receiving_application=self.config.receiving_application,
+                receiving_facility=self.config.receiving_facility,
+            )
+        except (ValueError, ToV2Error) as exc:
+            raise TransportError(f"cannot build the v2 message: {exc}", permanent=True) from exc
+        return text.encode()
 
     def send(self, payload: Payload, *, timeout: float) -> SendResult:
         message = self.encode(payload).body

@@ -160,3 +160,18 @@ def test_fhir_json_is_taken_as_the_canonical_bundle(channel):
 def test_json_that_is_not_fhir_is_refused_at_validate(channel):
     result = dry_run(channel, '{"hello": "world"}')
     assert result.error["stage"] == "validate" and "resourceType" in result.error["detail"]
+
+
+def test_a_v2_receiver_is_shown_the_message_built_back(channel):
+    Destination.objects.create(
+        channel=channel,
+        name="old EHR",
+        transport=Destination.Transport.MLLP,
+        config={"host": "127.0.0.1", "port": 9, "payload": "rebuilt", "message_type": "ADT^A08"},
+    )
+    result = dry_run(channel, factories.adt_a01("DRY9", mrn="MRN-5150"))
+    output = result.outputs["old EHR"]
+    segments = output["body"].split("\r")
+    assert segments[0].split("|")[8].startswith("ADT^A08") and segments[0].split("|")[9] == "DRY9"
+    assert any(s.startswith("PID|") and "MRN-5150" in s for s in segments)
+    assert output["content_type"] == "x-application/hl7-v2+er7"

@@ -276,3 +276,65 @@ def test_tls_to_an_untrusted_receiver_is_transient_and_keeps_secrets(peer, certi
         t.send(payload(), timeout=5)
     assert not caught.value.permanent and "key-pass-9" not in str(caught.value)
     assert p.received == []
+
+
+PATIENT_BUNDLE = {
+    "resourceType": "Bundle",
+    "type": "transaction",
+    "entry": [
+        {
+            "fullUrl": "urn:uuid:5b0c1c4e-0d6a-4a52-9d7e-0c3b8b1f0a11",
+            "resource": {
+                "resourceType": "Patient",
+                "identifier": [{"system": "urn:oid:1.2.3", "value": "MRN-7781"}],
+                "name": [{"family": "O'Hara|Smith", "given": ["Ann"]}],
+                "gender": "female",
+                "birthDate": "1971-04-09",
+            },
+            "request": {"method": "POST", "url": "Patient"},
+        }
+    ],
+}
+
+
+def rebuilt_payload(bundle: dict, source: bytes | None = None) -> Payload:
+    import json
+
+    return Payload(json.dumps(bundle).encode(), "application/fhir+json", "k", "m", source, 42)
+
+
+def test_rebuilt_sends_v2_built_from_the_bundle_for_a_fhir_sender(peer):
+    p = peer(answering("AA"))
+    t = sender(p.port, payload="rebuilt", message_type="ADT^A08", receiving_application="EHR")
+    fhir_source = b'{"resourceType": "Patient"}'  # not v2: the control id is the hub's own
+    result = t.send(rebuilt_payload(PATIENT_BUNDLE, fhir_source), timeout=5)
+    [sent] = p.received
+    segments = sent.decode().split("\r")
+    msh = segments[0].split("|")
+    assert msh[4] == "EHR" and msh[8].startswith("ADT^A08") and msh[9] == "HUB42"
+    pid = next(s for s in segments if s.startswith("PID|")).split("|")
+    assert "MRN-7781" in pid[3] and pid[5].startswith("O'Hara\\F\\Smith^Ann")
+    assert result.summary.startswith("AA") and "MSH-10 HUB42" in result.request
+
+
+def test_rebuilt_keeps_the_v2_sources_control_id(peer):
+    p = peer(answering("AA"))
+    t = sender(p.port, payload="rebuilt", message_type="ADT^A08")
+    t.send(rebuilt_payload(PATIENT_BUNDLE, message("SRC-9")), timeout=5)
+    assert p.received[0].decode().split("\r")[0].split("|")[9] == "SRC-9"
+
+
+def test_a_bundle_that_cannot_become_the_message_fails_for_good(peer):
+    p = peer(answering("AA"))
+    t = sender(p.port, payload="rebuilt", message_type="ORU^R01")
+    with pytest.raises(TransportError) as caught:
+        t.send(rebuilt_payload({"resourceType": "Bundle", "type": "transaction"}), timeout=5)
+    assert caught.value.permanent and "cannot build the v2 message" in str(caught.value)
+    assert p.received == []
+
+
+def test_rebuilt_needs_a_message_type():
+    from adapters.registry import ConfigError
+
+    with pytest.raises(ConfigError, match="message_type is required"):
+        sender(1, payload="rebuilt")
