@@ -85,6 +85,12 @@ class Message(models.Model):
                 name="message_unprocessed",
                 condition=models.Q(status="RECEIVED"),
             ),
+            # The Channels page lists the types a channel received without a map.
+            models.Index(
+                fields=["channel", "message_type"],
+                name="message_unmapped",
+                condition=models.Q(error_class="UnsupportedMessageType"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -100,6 +100,7 @@ def _context(request, channels) -> dict:
         .values_list("channel", "n")
     )
     traffic = _last_hour(ids)
+    unmapped = _unmapped(ids)
     destinations = [d for c in channels for d in c.destinations.all()]
     health = control.destinations_health(destinations)
     states = source_states(channels)
@@ -111,6 +112,7 @@ def _context(request, channels) -> dict:
         for destination in channel.destinations.all():
             destination.health = health[destination.pk]
         channel.waiting = waiting
+        channel.unmapped = unmapped.get(channel.pk, [])
         channel.queue = waiting + sum(
             d.health["queue"]["total"] for d in channel.destinations.all()
         )
@@ -119,6 +121,21 @@ def _context(request, channels) -> dict:
         "may_operate": has_role(request.user, Role.OPERATOR),
         "may_edit": has_role(request.user, Role.ANALYST),
     }
+
+
+def _unmapped(channel_ids: list[int]) -> dict[int, list[dict]]:
+    """Per channel, the message types it received that have no map: how many, the last one
+    (stored with their error, never converted). One grouped query on a partial index."""
+    rows = (
+        Message.objects.filter(channel_id__in=channel_ids, error_class="UnsupportedMessageType")
+        .values("channel", "message_type")
+        .annotate(count=Count("id"), last=Max("received_at"))
+        .order_by("channel", "-count", "message_type")
+    )
+    found: dict[int, list[dict]] = {}
+    for row in rows:
+        found.setdefault(row.pop("channel"), []).append(row)
+    return found
 
 
 def _last_hour(channel_ids: list[int]) -> dict[int, tuple[int, int, int]]:

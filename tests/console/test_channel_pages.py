@@ -260,3 +260,26 @@ def test_the_channel_form_lays_out_the_filter_under_routing(analyst_user):
         routing, "route_filter"
     )
     assert 'id="more-fields"' not in html  # nothing left over to lay out
+
+
+def test_the_list_names_the_types_received_without_a_map(viewer_user):
+    from channels_app.pipeline import process
+
+    channel = factories.channel(41020, name="Mixed feed")
+    unmapped = b"MSH|^~\\&|A|B|C|D|20240101||ZZZ^Z01|%s|P|2.5.1\rZZZ|1\r"
+    ids = [
+        Message.objects.create(
+            channel=channel, raw=unmapped % f"U{n}".encode(), message_type="ZZZ^Z01"
+        ).pk
+        for n in range(3)
+    ]
+    adt = Message.objects.create(
+        channel=channel, raw=factories.adt_a01("M1"), message_type="ADT^A01"
+    )
+    ids.append(adt.pk)
+    process.process_messages(ids)
+    assert Message.objects.filter(error_class="UnsupportedMessageType").count() == 3
+    html = signed_in(viewer_user).get("/channels/").content.decode()
+    [listed] = re.findall(r"<dd[^>]*data-unmapped>(.*?)</dd>", html, re.S)
+    assert "ZZZ^Z01 × 3" in listed and "ADT" not in listed
+    assert f"?channel={channel.pk}&amp;type=ZZZ%5EZ01&amp;status=ERROR" in listed
