@@ -62,7 +62,7 @@ def test_the_process_stage_applies_the_channel_rules(db):
     process_messages([message.pk])
     message.refresh_from_db()
     assert message.status == Message.Status.PROCESSED
-    assert patient(message.canonical_json())["name"][0]["family"] == "DOE"
+    assert patient(message.canonical_json)["name"][0]["family"] == "DOE"
 
 
 def test_a_required_rule_without_its_value_stops_the_message(db):
