@@ -240,9 +240,8 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         try:
             checked = field_rules.checked_mapping(request.data)
         except field_rules.MappingRefused as exc:
-            raise serializers.ValidationError(
-                {"mapping": [str(exc)], "rule": exc.index, "part": exc.part}
-            ) from None
+            body = {"mapping": [str(exc)], "rule": exc.index, "part": exc.part}
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
         channel_actions.update(request, channel, {"mapping": checked})
         return Response(checked)
 
