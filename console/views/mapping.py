@@ -75,7 +75,9 @@ def mapping_preview(request, pk: int):
         return JsonResponse(exc.as_dict(), status=400)
     raw = str(_body(request).get("raw") or "").replace("\r\n", "\r").replace("\n", "\r")
     if not raw.strip():
-        return JsonResponse({"detail": "choose a sample or paste a message", "part": "raw"}, status=400)
+        return JsonResponse(
+            {"detail": "choose a sample or paste a message", "part": "raw"}, status=400
+        )
     result = dry_run(channel, raw, mapping=mapping)
     tree = render_to_string("bench/_tree.html", {"tree": result.parse_tree or []})
     return JsonResponse(

@@ -100,19 +100,32 @@
       var value = field.value.trim();
       if (!value) { return; }
       if (key === "transforms" || (key === "source" && value.charAt(0) === "[")) {
-        try { value = JSON.parse(value); } catch (e) { throw { index: Number(card.dataset.index), detail: key + ": not valid JSON (" + e.message + ")" }; }
+        try { value = JSON.parse(value); } catch (e) { throw { card: Number(card.dataset.index), detail: key + ": not valid JSON (" + e.message + ")" }; }
       }
       rule[key] = value;
     });
     return rule;
   }
 
+  // Rules left blank (just added) are not sent; `sent` maps a sent rule's index to its card.
+  var sent = [];
+
   function collect() {
     document.querySelectorAll(".mapping-rule").forEach(function (card) {
       rules[Number(card.dataset.index)] = readRule(card);
     });
     document.querySelectorAll("[data-table]").forEach(function (t) { tables[t.dataset.table] = t.value; });
-    return { rules: rules, tables: tables };
+    sent = [];
+    var filled = rules.filter(function (rule, i) {
+      var keep = Object.keys(rule).some(function (k) { return k !== "enabled"; });
+      if (keep) { sent.push(i); }
+      return keep;
+    });
+    return { rules: filled, tables: tables };
+  }
+
+  function cardIndex(sentIndex) {
+    return sent[sentIndex] === undefined ? sentIndex : sent[sentIndex];
   }
 
   function clearErrors() {
@@ -122,8 +135,10 @@
 
   function showError(problem) {
     var where = null;
-    if (problem.rule !== null && problem.rule !== undefined) {
-      where = document.querySelector('.mapping-rule[data-index="' + problem.rule + '"] .rule-error');
+    var card = problem.card !== undefined ? problem.card : problem.rule;
+    if (card !== null && card !== undefined) {
+      if (problem.card === undefined) { card = cardIndex(card); }
+      where = document.querySelector('.mapping-rule[data-index="' + card + '"] .rule-error');
     } else if ((problem.part || "").indexOf("tables.") === 0) {
       var box = document.querySelector('[data-table-box="' + problem.part.slice(7) + '"] .table-error');
       where = box;
@@ -186,7 +201,7 @@
         list.appendChild(el("li", { "class": issue.severity === "error" ? "text-danger" : "", text: text }));
         var match = /^rule #(\d+)/.exec(issue.rule || "");
         if (match) {
-          var slot = document.querySelector('.mapping-rule[data-index="' + (Number(match[1]) - 1) + '"] .rule-error');
+          var slot = document.querySelector('.mapping-rule[data-index="' + cardIndex(Number(match[1]) - 1) + '"] .rule-error');
           if (slot) { slot.textContent = issue.reason; }
         }
       });
