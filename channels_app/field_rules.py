@@ -60,6 +60,13 @@ def checked_mapping(mapping: Any) -> dict[str, Any]:
     return {"rules": rules, "tables": tables}
 
 
+def stored(mapping: Any) -> dict[str, Any]:
+    """A stored mapping with both keys, as it is (not compiled: it shows even if a change to the
+    rule engine made it invalid, so it can be fixed)."""
+    mapping = mapping if isinstance(mapping, dict) else {}
+    return {"rules": mapping.get("rules") or [], "tables": mapping.get("tables") or {}}
+
+
 def _check_tables(tables: Any) -> None:
     if not isinstance(tables, dict):
         raise MappingRefused(

@@ -229,7 +229,7 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
     def mapping(self, request, pk=None):
         """The channel's analyst field rules for HL7 v2 and their lookup tables."""
         channel = self.get_object()
-        return Response(field_rules.checked_mapping(channel.mapping))
+        return Response(field_rules.stored(channel.mapping))
 
     @extend_schema(request=s.MappingSerializer, responses=s.MappingSerializer)
     @mapping.mapping.put

@@ -34,7 +34,7 @@ def mapping_page(request, pk: int):
     samples = _samples(channel) if may_edit else []
     received = _received_types(channel, samples)
     chosen = request.GET.get("type", "").strip().upper() or (received[0] if received else "")
-    mapping = field_rules.checked_mapping(channel.mapping)
+    mapping = field_rules.stored(channel.mapping)
     context = {
         "channel": channel,
         "may_edit": may_edit,

@@ -92,10 +92,13 @@
     }
   }
 
+  // The edited keys over the rule as it was: keys the page does not edit (required,
+  // description) are kept.
   function readRule(card) {
-    var rule = {};
+    var rule = Object.assign({}, rules[Number(card.dataset.index)]);
     card.querySelectorAll("[data-key]").forEach(function (field) {
       var key = field.dataset.key;
+      delete rule[key];
       if (key === "enabled") { if (!field.checked) { rule.enabled = false; } return; }
       var value = field.value.trim();
       if (!value) { return; }

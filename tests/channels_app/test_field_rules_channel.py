@@ -136,3 +136,17 @@ def test_a_csv_becomes_a_lookup_table(text, table):
 def test_a_bad_csv_says_which_row(text, error):
     with pytest.raises(field_rules.BadTable, match=error):
         field_rules.table_from_csv(text)
+
+
+def test_a_stored_mapping_that_no_longer_compiles_stops_its_messages_with_the_reason(db):
+    channel = factories.channel(40714)
+    type(channel).objects.filter(pk=channel.pk).update(
+        mapping={"rules": [{"name": "old", "target": "Patient.nope"}]}
+    )
+    message = Message.objects.create(
+        channel=channel, raw=factories.adt_a01(), content_type="x-application/hl7-v2+er7"
+    )
+    process_messages([message.pk])
+    message.refresh_from_db()
+    assert message.status == Message.Status.ERROR and message.error_path == "field rules"
+    assert "rule #1 ('old'), target" in message.error_detail

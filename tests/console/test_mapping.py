@@ -177,3 +177,11 @@ def test_the_preview_refuses_a_rule_that_does_not_compile(analyst, channel):
     answer = post(analyst, f"/channels/{channel.pk}/mapping/preview/", body)
     assert answer.status_code == 400
     assert answer.json()["rule"] == 0 and answer.json()["part"] == "transforms[0]"
+
+
+def test_a_stored_mapping_that_no_longer_compiles_still_shows(viewer, channel):
+    broken = {"rules": [{"name": "old", "target": "Patient.nope"}], "tables": {}}
+    type(channel).objects.filter(pk=channel.pk).update(mapping=broken)
+    page = viewer.get(f"/channels/{channel.pk}/mapping/")
+    assert page.status_code == 200 and "Patient.nope" in page.content.decode()
+    assert viewer.get(f"/api/v1/channels/{channel.pk}/mapping/").json() == broken
