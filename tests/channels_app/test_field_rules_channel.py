@@ -150,3 +150,29 @@ def test_a_stored_mapping_that_no_longer_compiles_stops_its_messages_with_the_re
     message.refresh_from_db()
     assert message.status == Message.Status.ERROR and message.error_path == "field rules"
     assert "rule #1 ('old'), target" in message.error_detail
+
+
+def test_field_rules_cost_no_query_per_message(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    channel = factories.channel(40715, mapping={"rules": [CAPS], "tables": {}})
+
+    def queries_for(n: int, batch: str) -> int:
+        ids = [
+            Message.objects.create(
+                channel=channel,
+                raw=factories.adt_a01(f"{batch}-{i}", family="doe"),
+                content_type="x-application/hl7-v2+er7",
+            ).pk
+            for i in range(n)
+        ]
+        with CaptureQueriesContext(connection) as captured:
+            process_messages(ids)
+        return len(captured.captured_queries)
+
+    assert queries_for(1, "ONE") == queries_for(5, "FIVE")
+    assert all(
+        patient(m.canonical_json)["name"][0]["family"] == "DOE"
+        for m in Message.objects.filter(channel=channel)
+    )
