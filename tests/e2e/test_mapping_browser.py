@@ -80,3 +80,33 @@ def test_a_rule_picked_from_the_parse_tree_is_previewed_saved_and_applied(
     page.locator("#bench-raw").fill(raw)
     page.locator("[data-action=run]").click()
     expect(page.locator("[data-output=EHR]")).to_contain_text('"family": "QUIETNAME"')
+
+
+def test_a_lookup_table_uploaded_as_csv_is_checked_then_used_by_a_rule(page, asgi_server, channel):
+    sign_in(page, asgi_server)
+    page.goto(f"{asgi_server}/channels/{channel.pk}/mapping/")
+    page.locator("#table-name").fill("sex")
+    page.locator("#table-file").set_input_files(
+        files=[{"name": "sex.csv", "mimeType": "text/csv", "buffer": b"code,value\nF,female,x\n"}]
+    )
+    table = page.locator("[data-table=sex]")
+    expect(table).to_have_value("code,value\nF,female,x\n")
+    page.locator("[data-action=save-mapping]").click()
+    expect(page.locator("[data-table-box=sex] .table-error")).to_have_text(
+        "table 'sex': row 2: expected 2 columns (code,value), found 3"
+    )
+    table.fill("code,value\nF,female\n")
+
+    page.locator("[data-action=add-rule]").click()
+    rule = page.locator(".mapping-rule").first
+    rule.locator("[data-key=source]").fill("PID-8")
+    rule.locator("[data-key=target]").fill("Patient.gender")
+    rule.locator("[data-action=add-transform]").select_option("lookup:sex")
+    page.locator("#preview-raw").fill(factories.adt_a01("MAP-3").decode().replace("\r", "\n"))
+    page.locator("[data-action=preview]").click()
+    expect(page.locator("#preview-bundle")).to_contain_text('"gender": "female"')
+    page.locator("[data-action=save-mapping]").click()
+    expect(page.locator("#mapping-status")).to_contain_text("Saved: 1 rule(s)")
+    channel.refresh_from_db()
+    assert channel.mapping["tables"] == {"sex": {"F": "female"}}
+    assert channel.mapping["rules"][0]["transforms"] == [{"op": "lookup", "table": "sex"}]
