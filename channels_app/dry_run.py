@@ -19,6 +19,7 @@ from adapters.codecs import custom_json, fhir_json, hl7v2
 from adapters.codecs.hl7v2_tree import parse_tree
 from adapters.registry import build_transport
 from adapters.transports.base import Payload
+from channels_app.field_rules import ChannelRules
 from channels_app.models import Channel, Destination, Message
 from channels_app.pipeline import process
 from channels_app.sealing import SealError, open_config
@@ -60,9 +61,12 @@ def content_type_of(channel: Channel, raw: bytes) -> str:
     return fhir_json.MEDIA_TYPE if raw.lstrip()[:1] in (b"{", b"[") else HL7_V2
 
 
-def dry_run(channel: Channel, raw: bytes | str, content_type: str = "") -> DryRun:
+def dry_run(
+    channel: Channel, raw: bytes | str, content_type: str = "", mapping: dict | None = None
+) -> DryRun:
     """Parse, convert, validate and route ``raw`` as ``channel`` would, and encode it for each
-    routed destination. An unreadable message answers with the codec's error and its place."""
+    routed destination. An unreadable message answers with the codec's error and its place.
+    ``mapping`` (checked) stands in for the channel's field rules: a rule's preview."""
     if isinstance(raw, str):
         raw = raw.encode()
     message = Message(channel=channel, raw=raw, content_type=content_type)
@@ -71,7 +75,8 @@ def dry_run(channel: Channel, raw: bytes | str, content_type: str = "") -> DryRu
     if message.content_type == HL7_V2:
         _read_header(message, result)
     if message.status != Message.Status.ERROR:
-        parsed = process.convert_message(message)
+        rules = ChannelRules({channel.pk: channel.mapping if mapping is None else mapping})
+        parsed = process.convert_message(message, rules=rules)
         result.bundle, result.issues = message.canonical, list(message.issues or [])
         if parsed is not None and result.parse_tree is None:
             result.parse_tree = parse_tree(parsed)

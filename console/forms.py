@@ -157,8 +157,8 @@ class TagsField(forms.CharField):
             raise forms.ValidationError(str(exc)) from None
 
 
-# Set by their own forms: the source's settings (SourceForm).
-NOT_ON_CHANNEL_FORM = ("source_config",)
+# Set by their own forms: the source's settings (SourceForm), the field rules (Mapping page).
+NOT_ON_CHANNEL_FORM = ("source_config", "mapping")
 
 
 class ChannelForm(BootstrapForm, forms.ModelForm):

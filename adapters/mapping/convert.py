@@ -6,6 +6,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import datatypes as dt
 from adapters.mapping import registry
 from adapters.mapping.context import Context, stable_uuid
+from adapters.mapping.declared import fields
 from adapters.mapping.result import ConversionResult, MappingError, UnsupportedMessageType
 from adapters.mapping.validation import validate
 
@@ -52,6 +53,17 @@ def convert(
     return ConversionResult(bundle, ctx.issues, types)
 
 
+@fields(
+    "MSH",
+    "Bundle",
+    (
+        "MSH-7",
+        "Bundle.timestamp",
+        "DTM -> instant (zone from MSH-7, else the converter default)",
+        "a valid date/time",
+    ),
+    ("MSH-10", "Bundle.identifier.value", "text; system from MSH-3, else MSH-4"),
+)
 def _bundle(ctx: Context) -> dict:
     """MSH -> Bundle: MSH-10 -> identifier.value (system from MSH-3, else MSH-4), MSH-7 ->
     timestamp."""

@@ -49,7 +49,8 @@ concat, split, replace, drop).
 part and what is wrong; `RuleSet.apply` never raises for data: it returns a new Bundle (the input
 is never modified; containers are copied along each written path only) and a list of `RuleIssue`.
 Note for callers: a rule that rewrites an identifier does not refresh the Bundle entry's
-conditional ``request`` (``ifNoneExist``/conditional URL); the map that builds those must.
+conditional ``request`` (``ifNoneExist``/conditional URL); the map that builds those must
+(`adapters.mapping.v2_rules.apply_after_map` does it for the built-in v2 map).
 """
 
 from __future__ import annotations

@@ -46,6 +46,9 @@ class Channel(models.Model):
         help_text="A FHIRPath condition on the canonical Bundle (v2 header as %messageType, "
         "%sendingFacility ...): messages it is false for are filtered. Blank: all pass.",
     )
+    # Analyst field rules applied after the built-in v2 map (channels_app.field_rules):
+    # {"rules": [...], "tables": {"name": {"code": "value"}}}.
+    mapping = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -61,6 +64,7 @@ class Channel(models.Model):
         "max_message_bytes",
         "retention_days",
         "route_filter",
+        "mapping",
     )
     # State the hub keeps, not configuration: a clone starts without it.
     RUNTIME = ("paused", "archived_at", "created_at", "updated_at")
@@ -259,5 +263,6 @@ CHANNEL_SETTINGS = (
     "max_message_bytes",
     "retention_days",
     "route_filter",
+    "mapping",
 )
 DESTINATION_SETTINGS = ("enabled", "route_when", *Destination.POLICY)

@@ -14,7 +14,7 @@ from adapters import keys, mapping
 from adapters.base import AdapterError
 from adapters.codecs import custom_json, fhir_json, hl7v2
 from adapters.routing import RuleError, Verdict, header_variables
-from channels_app import events
+from channels_app import events, field_rules
 from channels_app.models import Delivery, Destination, Message
 from channels_app.pipeline import lanes
 from channels_app.pipeline.deliver import LANE_HEAD
@@ -69,9 +69,10 @@ def process_messages(ids: list[int]) -> list[int]:
         now = timezone.now()
         deliveries: list[Delivery] = []
         json_maps = json_map.JsonMaps()  # each channel's map read once per batch
+        rules = field_rules.ChannelRules.load({m.channel_id for m in messages})
         found_keys: dict[int, list[keys.Key]] = {}
         for message in messages:
-            parsed = convert_message(message, json_maps)
+            parsed = convert_message(message, json_maps, rules)
             message.processed_at = now
             if isinstance(parsed, hl7v2.Message):
                 found_keys[message.id] = keys.extract(parsed)
@@ -301,10 +302,13 @@ def _quoted(error: RuleError) -> str:
 
 
 def convert_message(
-    message: Message, json_maps: json_map.JsonMaps | None = None
+    message: Message,
+    json_maps: json_map.JsonMaps | None = None,
+    rules: field_rules.ChannelRules | None = None,
 ) -> hl7v2.Message | None:
     """Fill in the canonical bundle, or the error that stopped the message (with its place);
-    returns the parsed message (its lanes and keys are read from it) when it got that far."""
+    returns the parsed message (its lanes and keys are read from it) when it got that far.
+    An HL7 v2 message gets its channel's field rules after the built-in map."""
     message.error_stage = message.error_class = message.error_path = message.error_detail = ""
     try:
         raw = unseal(message.raw)
@@ -321,7 +325,12 @@ def convert_message(
         message.record_error("parse", exc, exc.location)
         return
     try:
-        result = mapping.convert(parsed)
+        channel_rules = (rules or field_rules.ChannelRules()).get(message.channel_id)
+    except field_rules.RuleError as exc:  # saved before a change to the rule engine
+        message.record_error("map", exc, "field rules")
+        return parsed
+    try:  # with field rules, the Bundle is validated once they have run
+        result = mapping.convert(parsed, check=not channel_rules)
     except AdapterError as exc:
         path = getattr(exc, "field", "") or ""
         target = getattr(exc, "target", "") or ""
@@ -333,6 +342,8 @@ def convert_message(
         return parsed
     message.canonical = result.bundle
     message.issues = [issue_dict(i) for i in result.issues]
+    if channel_rules:
+        field_rules.apply(message, parsed, channel_rules)
     return parsed
 
 

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from adapters.registry import ConfigError
-from channels_app import sealing, sources
+from channels_app import field_rules, sealing, sources
 from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.dry_run import CONTENT_TYPES
@@ -54,6 +54,12 @@ class ChannelSerializer(serializers.ModelSerializer):
     def validate_route_filter(self, value: str) -> str:
         return _checked_rule(value)
 
+    def validate_mapping(self, value):
+        try:
+            return field_rules.checked_mapping(value)
+        except field_rules.MappingRefused as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
     def to_representation(self, channel):
         data = super().to_representation(channel)
         data["source_config"] = sources.public_source_config(channel)
@@ -86,6 +92,15 @@ class ChannelSerializer(serializers.ModelSerializer):
         except ConfigError as exc:
             raise serializers.ValidationError({"source_config": [str(exc)]}) from None
         return attrs
+
+
+class MappingSerializer(serializers.Serializer):
+    """A channel's field rules (see adapters.mapping.field_rules) and lookup tables."""
+
+    rules = serializers.ListField(child=serializers.DictField(), required=False)
+    tables = serializers.DictField(
+        child=serializers.DictField(child=serializers.CharField()), required=False
+    )
 
 
 class CloneSerializer(serializers.Serializer):

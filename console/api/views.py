@@ -18,7 +18,7 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from channels_app import outcome
+from channels_app import field_rules, outcome
 from channels_app import samples as suite
 from channels_app.channels import DeleteRefused
 from channels_app.destinations import secret_fingerprints, secrets_changed
@@ -150,6 +150,8 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         "resume": OPERATOR,
         "test": ANALYST,
         "suite": ANALYST,
+        "mapping": VIEWER,
+        "set_mapping": ANALYST,
     }
 
     def get_queryset(self):
@@ -221,6 +223,27 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
             data = form.validated_data
             result = dry_run(channel, data["raw"], data["content_type"])
         return Response(result.as_dict())
+
+    @extend_schema(responses=s.MappingSerializer)
+    @action(detail=True, methods=["get"])
+    def mapping(self, request, pk=None):
+        """The channel's analyst field rules for HL7 v2 and their lookup tables."""
+        channel = self.get_object()
+        return Response(field_rules.stored(channel.mapping))
+
+    @extend_schema(request=s.MappingSerializer, responses=s.MappingSerializer)
+    @mapping.mapping.put
+    def set_mapping(self, request, pk=None):
+        """Replace the field rules and tables; refused (400) naming the rule and part when a
+        rule does not compile. Audited as a change of the channel, with its diff."""
+        channel = self.get_object()
+        try:
+            checked = field_rules.checked_mapping(request.data)
+        except field_rules.MappingRefused as exc:
+            body = {"mapping": [str(exc)], "rule": exc.index, "part": exc.part}
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        channel_actions.update(request, channel, {"mapping": checked})
+        return Response(checked)
 
     @extend_schema(request=None, responses=s.SampleOutcomeSerializer(many=True))
     @action(detail=True, methods=["post"])

@@ -36,6 +36,7 @@ API_MATRIX = {
     "api-channel-resume": {"POST": OPERATOR},
     "api-channel-test": {"POST": ANALYST},
     "api-channel-suite": {"POST": ANALYST},
+    "api-channel-mapping": {"GET": VIEWER, "PUT": ANALYST},
     "api-sample-list": {"GET": ANALYST, "POST": ANALYST},
     "api-sample-detail": {"GET": ANALYST, "PATCH": ANALYST, "DELETE": ANALYST},
     "api-sample-accept": {"POST": ANALYST},

@@ -22,7 +22,9 @@ from adapters.mapping.segments.related import map_next_of_kin
 VISIT_EVENTS = [f"A{n:02d}" for n in range(1, 33) if n not in (18, 24, 30)]
 
 
-@handles("ADT", *VISIT_EVENTS)
+@handles(
+    "ADT", *VISIT_EVENTS, segments="MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1"
+)
 def adt(ctx: Context) -> None:
     message = ctx.message
     pid = ctx.require_segment("PID", "Patient")
@@ -70,7 +72,9 @@ def map_patient_details(ctx: Context, segments: list[hl7v2.Segment]) -> None:
 
 
 @handles(
-    "ADT", "A18", "A30", "A34", "A35", "A36", "A39", "A40", "A41", "A42", "A46", "A47", "A48", "A49"
+    "ADT",
+    *(["A18", "A30", "A34", "A35", "A36", "A39", "A40", "A41", "A42", "A46", "A47", "A48", "A49"]),
+    segments="MSH PID PD1 MRG",
 )
 def merge(ctx: Context) -> None:
     """Each PID is a surviving patient; the MRG that follows it names the patient it replaces."""
@@ -92,7 +96,7 @@ def merge(ctx: Context) -> None:
         )
 
 
-@handles("ADT", "A24", "A37")
+@handles("ADT", "A24", "A37", segments="MSH PID")
 def link(ctx: Context) -> None:
     """A24 links two patient records (Patient.link "seealso" both ways); A37 unlinks them (both
     records, no link)."""

@@ -10,7 +10,7 @@ from adapters.mapping.segments.financial import map_account
 from adapters.mapping.segments.order import map_service_request
 
 
-@handles("MDM", "T02", "T04", "T06", "T08", "T10")
+@handles("MDM", "T02", "T04", "T06", "T08", "T10", segments="MSH PID PD1 PV1 PV2 TXA ORC OBR")
 def mdm(ctx: Context) -> None:
     """The document, and the order it answers when the message carries one (ORC/OBR, v2.5+):
     a ServiceRequest given as DocumentReference.context.related."""

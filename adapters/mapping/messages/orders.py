@@ -68,8 +68,13 @@ def split_orders(ctx: Context, segments: list[hl7v2.Segment]) -> tuple[list, lis
     return head, orders
 
 
-@handles("ORM", "O01")
-@handles("OML", "O21", "O33", "O35")
+ORDER_SEGMENTS = (
+    "MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 ORC TQ1 OBR NTE SPM FT1"
+)
+
+
+@handles("ORM", "O01", segments=ORDER_SEGMENTS)
+@handles("OML", "O21", "O33", "O35", segments=ORDER_SEGMENTS)
 def orders(ctx: Context) -> None:
     map_subject(ctx)
     head, found = split_orders(ctx, ctx.message.segments[1:])

@@ -43,7 +43,9 @@ def note_text(ctx: Context, nte: hl7v2.Segment) -> str:
     return "\n".join(line for line in lines if line.strip() and line.strip() != '""').strip()
 
 
-@handles("ORU", "R01", "R30", "R31", "R32")
+@handles(
+    "ORU", "R01", "R30", "R31", "R32", segments="MSH PID PD1 PV1 PV2 ORC OBR TQ1 OBX NTE SPM FT1"
+)
 def oru(ctx: Context) -> None:
     ctx.require_segment("PID", "Patient")
     ctx.require_segment("OBR", "DiagnosticReport")

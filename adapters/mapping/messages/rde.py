@@ -13,7 +13,13 @@ from adapters.mapping.segments.observation import map_observation
 from adapters.mapping.segments.pharmacy import map_medication_request
 
 
-@handles("RDE", "O01", "O11", "O25")
+@handles(
+    "RDE",
+    "O01",
+    "O11",
+    "O25",
+    segments="MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 ORC TQ1 RXO RXE RXR NTE FT1",
+)
 def rde(ctx: Context) -> None:
     map_subject(ctx)
     segments = ctx.message.segments[1:]

@@ -15,7 +15,11 @@ from adapters.mapping.segments.scheduling import map_appointment
 RESOURCE_SEGMENTS = ("AIS", "AIG", "AIL", "AIP")
 
 
-@handles("SIU", *[f"S{n}" for n in range(12, 27)])
+@handles(
+    "SIU",
+    *[f"S{n}" for n in range(12, 27)],
+    segments="MSH PID PD1 PV1 PV2 SCH TQ1 NTE OBX DG1 AIS AIG AIL AIP",
+)
 def siu(ctx: Context) -> None:
     sch = ctx.require_segment("SCH", "Appointment")
     map_subject(ctx, required=False)

@@ -12,7 +12,9 @@ from adapters.mapping.segments.observation import map_observation
 from adapters.mapping.segments.order import map_service_request
 
 
-@handles("VXU", "V04")
+@handles(
+    "VXU", "V04", segments="MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 ORC RXA RXR"
+)
 def vxu(ctx: Context) -> None:
     map_subject(ctx)
     head: list[hl7v2.Segment] = []

@@ -11,6 +11,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 
 ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
@@ -23,6 +24,25 @@ def _concept_key(concept: dict) -> str:
     return f"{coding.get('system', '')}|{coding.get('code', '')}|{concept.get('text', '')}"
 
 
+@fields(
+    "AL1",
+    "AllergyIntolerance",
+    (
+        "AL1-2",
+        "AllergyIntolerance.category",
+        "allergen type (table 0127) -> category",
+        "the type names a category",
+    ),
+    ("AL1-3", "AllergyIntolerance.code", "CWE -> CodeableConcept"),
+    (
+        "AL1-4",
+        "AllergyIntolerance.criticality",
+        "severity (table 0128) -> criticality",
+        "the code is SV, MO or MI",
+    ),
+    ("AL1-5", "AllergyIntolerance.reaction.manifestation", "text -> CodeableConcept.text"),
+    ("AL1-6", "AllergyIntolerance.onset", "DTM -> onsetDateTime"),
+)
 def map_allergy(ctx: Context, al1: hl7v2.Segment) -> str | None:
     """AL1: type 2 -> category/type, allergen 3 -> code, severity 4 -> criticality and
     reaction.severity, reactions 5 -> reaction.manifestation, identification date 6 -> onset."""
@@ -85,6 +105,18 @@ def _reaction(field: dt.Comps) -> dict | None:
     return dt.cwe(field)
 
 
+@fields(
+    "DG1",
+    "Condition",
+    (
+        "DG1-3",
+        "Condition.code",
+        "CWE -> CodeableConcept (coding system from DG1-2 when CWE-3 is empty)",
+    ),
+    ("DG1-4", "Condition.code.text", "text"),
+    ("DG1-5", "Condition.onset", "DTM -> onsetDateTime"),
+    ("DG1-20", "Condition.identifier", "EI -> Identifier; the identity of the conditional update"),
+)
 def map_condition(ctx: Context, dg1: hl7v2.Segment) -> str | None:
     """DG1: code 3 (or description 4) -> code, date 5 -> onsetDateTime, clinician 16 ->
     asserter, identifier 20; type 6 and priority 15 go to Encounter.diagnosis."""
@@ -157,6 +189,13 @@ def _encounter_diagnosis(ctx: Context, dg1: hl7v2.Segment, condition_url: str) -
     encounter.setdefault("diagnosis", []).append(diagnosis)
 
 
+@fields(
+    "PR1",
+    "Procedure",
+    ("PR1-3", "Procedure.code", "CWE -> CodeableConcept"),
+    ("PR1-5", "Procedure.performed", "DTM -> performedDateTime"),
+    ("PR1-6", "Procedure.category", "CWE (table 0230) -> CodeableConcept"),
+)
 def map_procedure(ctx: Context, pr1: hl7v2.Segment) -> str | None:
     """PR1: code 3 (description 4) -> code, date 5 -> performedDateTime, functional type 6 ->
     category, anesthesiologist 8 / surgeon 11 / practitioner 12 -> performer, associated

@@ -6,6 +6,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 from adapters.mapping.segments.observation import (
     TEXT_TYPES,
@@ -18,6 +19,18 @@ from adapters.mapping.segments.observation import (
 AVAILABILITY = {"AV": "current", "CA": "entered-in-error", "OB": "superseded", "UN": "current"}
 
 
+@fields(
+    "TXA",
+    "DocumentReference",
+    ("TXA-2", "DocumentReference.type", "CWE (table 0270) -> CodeableConcept"),
+    ("TXA-12", "DocumentReference.masterIdentifier", "EI -> Identifier, scoped to the sender"),
+    (
+        "TXA-17",
+        "DocumentReference.docStatus",
+        "completion status (table 0271) -> docStatus",
+        "a known code",
+    ),
+)
 def map_document(ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segment]) -> str:
     """TXA: type 2 -> type, activity time 4 -> date, author 5 (and originator 9) -> author,
     authenticator 10 (22) -> authenticator, unique document number 12 -> masterIdentifier,

@@ -8,6 +8,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref, search_value
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 
 # Encounter.status follows the IG: finished when PV1-45 (discharge) is valued, else from the
@@ -44,6 +45,24 @@ def has_visit(ctx: Context, pv1: hl7v2.Segment | None) -> bool:
     return ctx.value(pv1, 2) not in ("", "N")
 
 
+@fields(
+    "PV1",
+    "Encounter",
+    ("PV1-2", "Encounter.class", "patient class (table 0004) -> v3 ActCode"),
+    ("PV1-3", "Encounter.location", "PL -> Location (status active)"),
+    ("PV1-4", "Encounter.type", "CWE (table 0007) -> CodeableConcept"),
+    ("PV1-7", "Encounter.participant", "XCN -> Practitioner, type ATND"),
+    ("PV1-10", "Encounter.serviceType", "CWE (table 0069) -> CodeableConcept"),
+    ("PV1-14", "Encounter.hospitalization.admitSource", "CWE (table 0023) -> CodeableConcept"),
+    ("PV1-19", "Encounter.identifier", "CX -> Identifier; the identity of the conditional update"),
+    (
+        "PV1-36",
+        "Encounter.hospitalization.dischargeDisposition",
+        "CWE (table 0112) -> CodeableConcept",
+    ),
+    ("PV1-44", "Encounter.period.start", "DTM -> dateTime", "a valid date/time"),
+    ("PV1-45", "Encounter.period.end", "DTM -> dateTime", "a valid date/time"),
+)
 def map_encounter(
     ctx: Context, pv1: hl7v2.Segment, pv2: hl7v2.Segment | None = None, event: str = ""
 ) -> str:

@@ -7,6 +7,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 from adapters.mapping.segments.patient import add_patient_details
 from adapters.mapping.segments.related import related_person, relationship
@@ -14,6 +15,16 @@ from adapters.mapping.segments.related import related_person, relationship
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 
 
+@fields(
+    "IN1",
+    "Coverage",
+    ("IN1-3", "Coverage.payor", "CX -> the payor Organization's identifier (IN1-4 its name)"),
+    ("IN1-12", "Coverage.period.start", "DT -> date", "a valid date"),
+    ("IN1-13", "Coverage.period.end", "DT -> date", "a valid date"),
+    ("IN1-15", "Coverage.type", "CWE (table 0086) -> CodeableConcept"),
+    ("IN1-17", "Coverage.relationship", "CWE (table 0063) -> subscriber relationship"),
+    ("IN1-36", "Coverage.identifier", "policy number -> Identifier"),
+)
 def map_coverage(ctx: Context, in1: hl7v2.Segment, in2: hl7v2.Segment | None = None) -> str | None:
     """IN1: plan 2 -> class plan, company id/name/address/phone 3/4/5/7 -> payor Organization,
     group 8/9 -> class group, dates 12/13 -> period, plan type 15 -> type, insured 16-19 and

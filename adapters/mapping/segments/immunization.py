@@ -6,6 +6,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 from adapters.mapping.segments.report import order_identifiers
 
@@ -20,6 +21,21 @@ VIS_PUBLISHED = "29768-9"
 VIS_PRESENTED = "29769-7"
 
 
+@fields(
+    "RXA",
+    "Immunization",
+    ("RXA-3", "Immunization.occurrence", "DTM -> occurrenceDateTime (else occurrenceString)"),
+    ("RXA-5", "Immunization.vaccineCode", "CWE (CVX) -> CodeableConcept"),
+    (
+        "RXA-6",
+        "Immunization.doseQuantity",
+        "NM + RXA-7 units -> Quantity",
+        "an amount other than 999",
+    ),
+    ("RXA-15", "Immunization.lotNumber", "text"),
+    ("RXA-16", "Immunization.expirationDate", "DTM -> date", "a valid date"),
+    ("RXA-17", "Immunization.manufacturer", "CWE (MVX) -> Reference with identifier/display"),
+)
 def map_immunization(
     ctx: Context,
     rxa: hl7v2.Segment,

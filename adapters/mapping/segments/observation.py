@@ -17,6 +17,7 @@ from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
 from adapters.mapping.datatypes import BadValue, Comps
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 
 TEXT_TYPES = {"ST", "TX", "FT", "TN", "AD", "XAD", "XPN", "XON", "XCN", "CX", "EI", "RP"}
@@ -48,6 +49,37 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/\s]*={0,2}\s*$")
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 
+@fields(
+    "OBX",
+    "Observation",
+    ("OBX-3", "Observation.code", "CWE -> CodeableConcept"),
+    (
+        "OBX-5",
+        "Observation.value",
+        "by OBX-2: NM -> Quantity, CWE -> CodeableConcept, ST/TX -> string, SN -> Quantity/Ratio/Range, DT/TS -> dateTime",
+        "OBX-3 names the observation and the value reads as the OBX-2 type",
+    ),
+    (
+        "OBX-6",
+        "Observation.value.unit",
+        "CWE -> Quantity.unit/code (UCUM when the system is)",
+        "OBX-5 is numeric",
+    ),
+    ("OBX-7", "Observation.referenceRange", "text -> Range (low-high, <x, >x) or text"),
+    ("OBX-8", "Observation.interpretation", "table 0078 -> CodeableConcept"),
+    (
+        "OBX-11",
+        "Observation.status",
+        "result status (table 0085) -> ObservationStatus",
+        "OBX-3 names the observation",
+    ),
+    (
+        "OBX-14",
+        "Observation.effective",
+        "DTM -> effectiveDateTime (else the order's time)",
+        "OBX-3 names the observation",
+    ),
+)
 def map_observation(
     ctx: Context,
     obx: hl7v2.Segment,

@@ -6,12 +6,56 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 from adapters.mapping.segments.related import related_person
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
 
 
+@fields(
+    "PID",
+    "Patient",
+    (
+        "PID-3",
+        "Patient.identifier",
+        "CX -> Identifier; the MR one (else the first) is the identity of the conditional update",
+    ),
+    (
+        "PID-5",
+        "Patient.name",
+        "XPN -> HumanName (family, given, prefix, suffix, use from XPN-7)",
+        "a repetition has a family or given name",
+    ),
+    (
+        "PID-6",
+        "Patient.extension.where(url = 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName')",
+        "XPN-1 -> valueString",
+    ),
+    (
+        "PID-7",
+        "Patient.birthDate",
+        "DTM -> date; a time goes to the patient-birthTime extension",
+        "a valid date",
+    ),
+    ("PID-8", "Patient.gender", "table 0001 -> AdministrativeGender", "the code is in table 0001"),
+    ("PID-11", "Patient.address", "XAD -> Address"),
+    ("PID-13", "Patient.telecom", "XTN -> ContactPoint, use home"),
+    ("PID-14", "Patient.telecom", "XTN -> ContactPoint, use work"),
+    ("PID-15", "Patient.communication.language", "CWE (table 0296) -> CodeableConcept, preferred"),
+    ("PID-16", "Patient.maritalStatus", "CWE (table 0002) -> CodeableConcept"),
+    (
+        "PID-17",
+        "Patient.extension.where(url = 'http://hl7.org/fhir/StructureDefinition/patient-religion')",
+        "CWE (table 0006) -> valueCodeableConcept",
+    ),
+    (
+        "PID-19",
+        "Patient.identifier.where(system = 'http://hl7.org/fhir/sid/us-ssn')",
+        "SSN -> Identifier (type SS)",
+    ),
+    ("PID-29", "Patient.deceased", "DTM -> deceasedDateTime (PID-30 Y alone -> deceasedBoolean)"),
+)
 def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = None) -> str:
     """Build the Patient for ``pid``; returns its fullUrl (also kept as ``ctx.patient``)."""
     ctx.segment = pid

@@ -7,6 +7,7 @@ from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
 from adapters.mapping.datatypes import Comps
+from adapters.mapping.declared import fields
 
 
 def relationship(code_field: Comps, table: str = "0063") -> dict | None:
@@ -72,6 +73,19 @@ def _name_key(names: list[dict]) -> str:
     return f"{n.get('family', '')}^{'^'.join(n.get('given', []))}"
 
 
+@fields(
+    "NK1",
+    "RelatedPerson",
+    ("NK1-2", "RelatedPerson.name", "XPN -> HumanName"),
+    (
+        "NK1-3",
+        "RelatedPerson.relationship",
+        "CWE (table 0063) -> CodeableConcept, v3 RoleCode added",
+    ),
+    ("NK1-4", "RelatedPerson.address", "XAD -> Address"),
+    ("NK1-5", "RelatedPerson.telecom", "XTN -> ContactPoint, use home"),
+    ("NK1-6", "RelatedPerson.telecom", "XTN -> ContactPoint, use work"),
+)
 def map_next_of_kin(ctx: Context, nk1: hl7v2.Segment) -> str | None:
     """NK1: name 2 (or contact person 30), relationship 3, address 4, phones 5/6 (40/41),
     start/end 8/9, contact role 7, sex 15, birth date 16, identifiers 33."""

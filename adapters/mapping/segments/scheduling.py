@@ -8,6 +8,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 
 # Events that fix the status whatever SCH-25 says.
@@ -33,6 +34,14 @@ MINUTES = {
 }
 
 
+@fields(
+    "SCH",
+    "Appointment",
+    ("SCH-1", "Appointment.identifier", "EI -> placer Identifier"),
+    ("SCH-2", "Appointment.identifier", "EI -> filler Identifier"),
+    ("SCH-7", "Appointment.reasonCode", "CWE (table 0276) -> CodeableConcept"),
+    ("SCH-8", "Appointment.appointmentType", "CWE (table 0277) -> CodeableConcept"),
+)
 def map_appointment(
     ctx: Context,
     sch: hl7v2.Segment,

@@ -6,8 +6,22 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 
 
+@fields(
+    "SPM",
+    "Specimen",
+    ("SPM-2", "Specimen.identifier", "EIP -> placer and filler Identifiers"),
+    ("SPM-4", "Specimen.type", "CWE (table 0487) -> CodeableConcept"),
+    (
+        "SPM-17",
+        "Specimen.collection.collected",
+        "DR -> collectedDateTime or collectedPeriod",
+        "a valid date/time",
+    ),
+    ("SPM-18", "Specimen.receivedTime", "DTM -> dateTime", "a valid date/time"),
+)
 def map_specimen(ctx: Context, spm: hl7v2.Segment) -> str | None:
     """SPM: ids 2 (EIP: placer & filler) -> identifier, type 4 -> type, collection method 7
     -> collection.method, source site 8 -> collection.bodySite, collected 17 (DR) ->
