@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels_app", "0013_alert_listener_down"),
+        ("channels_app", "0014_message_unmapped_index"),
     ]
 
     operations = [
