@@ -5,6 +5,7 @@ Whatever came from outside (answers, error details) is masked against the messag
 from __future__ import annotations
 
 from channels_app.models import Attempt, Delivery, Message, ReplayItem, ReplayJob
+from channels_app.pipeline import replay
 from console.message_phi import phi_of_message_id
 from console.models import AuditEvent
 from console.phi import mask_free_text, mask_routing
@@ -122,6 +123,8 @@ def _replays(message: Message) -> list[dict]:
     events = []
     # By the items' message index: a job is found without reading any job's selection.
     items = message.replay_items.select_related("job__created_by").defer("job__message_ids")
+    for moving in items.filter(outcome__in=ReplayItem.MOVING):
+        replay.settle(moving.job, message.pk)
     for item in items.order_by("id"):
         job = item.job
         by = job.created_by.get_username() if job.created_by else "someone"

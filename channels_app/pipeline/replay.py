@@ -489,16 +489,18 @@ WITH live AS (
         ELSE 'delivered' END AS outcome
     FROM channels_app_replayitem AS i JOIN channels_app_message AS m ON m.id = i.message_id
     WHERE i.job_id = %(job)s AND i.outcome IN ('in_progress', 'retrying')
+      AND (%(message)s::bigint IS NULL OR i.message_id = %(message)s)
 )
 UPDATE channels_app_replayitem AS i SET outcome = live.outcome
 FROM live WHERE i.id = live.id AND i.outcome <> live.outcome
 """
 
 
-def settle(job: ReplayJob) -> None:
-    """Bring the job's moving items up to date; one that settled (delivered, failed again,
-    errored again, filtered) keeps that outcome, whatever happens to the message later."""
-    params = {"job": job.pk, "at": list(job.destination_ids)}
+def settle(job: ReplayJob, message_id: int | None = None) -> None:
+    """Bring the job's moving items (or only ``message_id``'s) up to date; one that settled
+    (delivered, failed again, errored again, filtered) keeps that outcome, whatever happens to
+    the message later."""
+    params = {"job": job.pk, "at": list(job.destination_ids), "message": message_id}
     params["anywhere"] = not job.destination_ids
     with connection.cursor() as cursor:
         cursor.execute(SETTLE, params)

@@ -598,9 +598,11 @@ class ReplayJobViewSet(viewsets.ReadOnlyModelViewSet):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def _steer(self, request, pk, action_name: str):
+        if not str(pk).isdigit():
+            raise exceptions.NotFound()
         try:
             job = replays.steer(request, int(pk), action_name, via="api")
-        except (ValueError, ReplayJob.DoesNotExist):
+        except ReplayJob.DoesNotExist:
             raise exceptions.NotFound() from None
         except replay_stage.NotNow as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
