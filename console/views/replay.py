@@ -98,9 +98,9 @@ def replay_job(request, pk: int):
     context = _job_context(job)
     if request.htmx and request.GET.get("part") != "items":
         return render(request, "messages/_replay_job.html", context)
-    shown = request.GET.get("outcome") or ReplayItem.Outcome.SKIPPED
+    shown = request.GET.get("outcome")
     if shown not in ReplayItem.Outcome.values:
-        shown = ReplayItem.Outcome.SKIPPED
+        shown = _first_shown(context["outcomes"])
     items = job.items.filter(outcome=shown).order_by("message_id")
     items = items.select_related("message__channel").only(
         "message_id",
@@ -120,6 +120,13 @@ def replay_job(request, pk: int):
 
 
 ITEMS_PAGE = 50
+# The tab a job page opens on: the first of these with messages (what needs a look first).
+SHOWN_FIRST = ["failed", "errored", "retrying", "in_progress", "delivered", "filtered", "skipped"]
+
+
+def _first_shown(outcomes: list[tuple[str, str, int]]) -> str:
+    counts = {value: n for value, _, n in outcomes}
+    return next((o for o in SHOWN_FIRST if counts.get(o)), ReplayItem.Outcome.DELIVERED)
 
 
 def _job_context(job: ReplayJob) -> dict:
