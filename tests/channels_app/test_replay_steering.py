@@ -209,3 +209,19 @@ def test_two_task_chains_of_one_rated_job_do_not_double_its_rate(celery_worker):
         tasks.replay_job.delay(job.pk)
     wait_for(lambda: progress_of(job).state == "done", timeout=30, what="the job's end")
     assert time.monotonic() - started >= 1.8
+
+
+def test_a_job_step_costs_the_same_statements_for_20_or_400_messages(redis_client, monkeypatch):
+    """Results are recorded per batch (one INSERT), and read per job (one UPDATE, one count)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(replay, "INLINE_MAX", 1000)
+    counts = []
+    for n in (20, 400):
+        ids = failed_messages(n, down_url())
+        with CaptureQueriesContext(connection) as queries:
+            job = replay.start_job(ids, "redeliver", selection={"ids": n})
+            assert replay.outcomes(job)[Outcome.IN_PROGRESS] == n
+        counts.append(len(queries.captured_queries))
+    assert counts[0] == counts[1] <= 20
