@@ -148,9 +148,10 @@ def replay_job_steer(request, pk: int, action: str):
         job = replays.steer(request, pk, action)
     except ReplayJob.DoesNotExist:
         raise Http404 from None
-    except replay.NotNow as exc:
+    except replay.NotNow as exc:  # e.g. it finished as the button was pressed: the card shows so
         job = get_object_or_404(ReplayJob.objects.defer("message_ids"), pk=pk)
-        flash.warning(request, f"Replay #{pk} was not changed: {exc}.")
+        if not request.htmx:
+            flash.warning(request, f"Replay #{pk} was not changed: {exc}.")
     if not request.htmx:
         return redirect("replay-job", pk=job.pk)
     return render(request, "messages/_replay_job.html", _job_context(job))

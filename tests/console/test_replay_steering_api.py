@@ -223,3 +223,15 @@ def test_the_timeline_finds_the_job_by_the_message(operator_user, traffic, redis
     assert timeline.of(traffic["failed-3"]) and not [
         e for e in timeline.of(traffic["failed-3"]) if e["kind"] == "replay"
     ]
+
+
+def test_the_page_will_not_pause_a_finished_job_and_says_why(operator_user, traffic):
+    client = signed_in(operator_user)
+    job = ReplayJob.objects.create(mode="redeliver", state=ReplayJob.State.DONE)
+    response = client.post(f"/messages/replay/{job.pk}/pause/", follow=True)
+    assert response.redirect_chain == [(f"/messages/replay/{job.pk}/", 302)]
+    assert f"Replay #{job.pk} was not changed: the job is finished." in response.content.decode()
+    card = client.post(f"/messages/replay/{job.pk}/cancel/", **HTMX).content.decode()
+    assert 'data-state="done"' in card and "Cancel" not in card
+    assert not AuditEvent.objects.filter(action__startswith="replay-job.").exists()
+    assert client.post("/messages/replay/999999/resume/").status_code == 404
