@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from channels_app.models import Delivery, Message, ReplayItem, ReplayJob
@@ -220,6 +221,11 @@ def test_the_timeline_finds_the_job_by_the_message(operator_user, traffic, redis
     assert len(events) == 1 and events[0]["replay_job"] == job_id
     assert "operator" in events[0]["title"] and "delivered" in events[0]["title"]
     assert ReplayItem.objects.filter(message=message).count() == 1
+    # Found by an index on the message, never by reading every job's selection.
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = message.replay_items.all().explain()
+    assert "Index" in plan and "replayitem" in plan, plan
     assert timeline.of(traffic["failed-3"]) and not [
         e for e in timeline.of(traffic["failed-3"]) if e["kind"] == "replay"
     ]
