@@ -51,8 +51,9 @@ def enqueue_deliveries(delivery_ids: Sequence[int]) -> None:
         )
 
 
-def start_replay_job(job_id: int) -> None:
-    current_app.send_task(REPLAY_TASK, args=[job_id])
+def start_replay_job(job_id: int, countdown: float = 0) -> None:
+    """A bulk replay's task; a rated job's next step comes back ``countdown`` seconds later."""
+    current_app.send_task(REPLAY_TASK, args=[job_id], countdown=countdown or None)
 
 
 # --- what dashboards receive (channel layer group GROUP, wrapped as {"type": HANDLER, "event": ...})

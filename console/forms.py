@@ -12,7 +12,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from channels_app import alerts
 from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_ordering_key
-from channels_app.models import AlertRule, Channel, Destination
+from channels_app.models import AlertRule, Channel, Destination, ReplayJob
+from channels_app.pipeline import replay
 from channels_app.routing import RuleError, checked_rule
 
 
@@ -300,3 +301,28 @@ class AlertRuleForm(forms.ModelForm):
         if (data.get("active_from") is None) != (data.get("active_until") is None):
             self.add_error("active_until", "Give both times, or neither.")
         return data
+
+
+class BulkReplayForm(forms.Form):
+    """How to replay what the list's filters match: the mode, a redeliver's destinations, a rate,
+    and whether to only count (the dry run shown before anything runs)."""
+
+    mode = forms.ChoiceField(choices=ReplayJob.Mode.choices)
+    destinations = forms.ModelMultipleChoiceField(
+        queryset=Destination.objects.only("id"), required=False
+    )
+    rate = forms.FloatField(required=False, min_value=replay.MIN_RATE, max_value=replay.MAX_RATE)
+    dry_run = forms.BooleanField(required=False)
+
+    def clean(self):
+        data = super().clean()
+        data["destinations"] = [d.pk for d in data.get("destinations") or []]
+        if "mode" in data:
+            try:
+                replay.parse_destinations(data["mode"], data["destinations"])
+            except ValueError as exc:
+                raise forms.ValidationError({"destinations": str(exc)}) from None
+        return data
+
+    def problems(self) -> str:
+        return "; ".join(f"{name}: {' '.join(errors)}" for name, errors in self.errors.items())

@@ -18,14 +18,46 @@ def replay_message(request, message_id: int, mode: str, *, via: str = "") -> dic
 
 
 def replay_selection(
-    request, message_ids: list[int], mode: str, selection: dict, *, via: str = ""
+    request,
+    message_ids: list[int],
+    mode: str,
+    selection: dict,
+    *,
+    destinations: list[int] = (),
+    rate: float | None = None,
+    via: str = "",
 ) -> ReplayJob:
     """Replay many messages as a job (raises replay.SelectionTooLarge); ``selection`` says how
     they were chosen (the filter, or the ids) and goes on the job and the audit entry."""
-    job = replay.start_job(message_ids, mode, selection=selection, user=request.user)
+    job = replay.start_job(
+        message_ids,
+        mode,
+        selection=selection,
+        user=request.user,
+        destinations=destinations,
+        rate=rate,
+    )
     detail = {"mode": mode, **selection, "selected": job.total}
+    if destinations:
+        detail["destinations"] = sorted(destinations)
+    if rate is not None:
+        detail["rate"] = rate
     audit.record(
         request, "messages.replayed", target=f"replay-job:{job.pk}", detail=_via(detail, via)
+    )
+    return job
+
+
+STEERING = {"pause": replay.pause, "resume": replay.resume, "cancel": replay.cancel}
+
+
+def steer(request, job_id: int, action: str, *, via: str = "") -> ReplayJob:
+    """Pause, resume or cancel a job (raises replay.NotNow, ReplayJob.DoesNotExist); audited
+    with the progress it had."""
+    job = STEERING[action](job_id)
+    detail = {"state": job.state, "done": job.done, "total": job.total}
+    audit.record(
+        request, f"replay-job.{job.state}", target=f"replay-job:{job.pk}", detail=_via(detail, via)
     )
     return job
 

@@ -4,7 +4,8 @@ Whatever came from outside (answers, error details) is masked against the messag
 
 from __future__ import annotations
 
-from channels_app.models import Attempt, Delivery, Message, ReplayJob
+from channels_app.models import Attempt, Delivery, Message, ReplayItem, ReplayJob
+from channels_app.pipeline import replay
 from console.message_phi import phi_of_message_id
 from console.models import AuditEvent
 from console.phi import mask_free_text, mask_routing
@@ -120,11 +121,21 @@ def _deliveries(message: Message, masked) -> list[dict]:
 
 def _replays(message: Message) -> list[dict]:
     events = []
-    jobs = ReplayJob.objects.filter(message_ids__contains=[message.pk]).select_related("created_by")
-    for job in jobs.defer("message_ids"):
+    # By the items' message index: a job is found without reading any job's selection.
+    items = message.replay_items.select_related("job__created_by").defer("job__message_ids")
+    for moving in items.filter(outcome__in=ReplayItem.MOVING):
+        replay.settle(moving.job, message.pk)
+    for item in items.order_by("id"):
+        job = item.job
         by = job.created_by.get_username() if job.created_by else "someone"
-        title = f"Replayed by {by} ({job.get_mode_display().lower()}) in job #{job.pk}"
-        events.append(_event(job.created_at, "replay", title, replay_job=job.pk))
+        how = job.get_mode_display().lower()
+        if item.outcome == ReplayItem.Outcome.SKIPPED:
+            title = f"Skipped by {by}'s replay ({how}) in job #{job.pk}: {item.detail}"
+        else:
+            title = (
+                f"Replayed by {by} ({how}) in job #{job.pk}: {item.get_outcome_display().lower()}"
+            )
+        events.append(_event(item.at, "replay", title, replay_job=job.pk))
     singles = AuditEvent.objects.filter(action="message.replayed", target=f"message:{message.pk}")
     for entry in singles:
         mode = (entry.detail or {}).get("mode", "")

@@ -42,6 +42,15 @@ urlpatterns = [
     path("messages/<int:pk>/resend/", replay.message_resend, name="message-resend"),
     path("messages/replay/", replay.message_replay_bulk, name="message-replay-bulk"),
     path("messages/replay/<int:pk>/", replay.replay_job, name="replay-job"),
+    *(
+        path(
+            f"messages/replay/<int:pk>/{action}/",
+            replay.replay_job_steer,
+            {"action": action},
+            name=f"replay-job-{action}",
+        )
+        for action in ("pause", "resume", "cancel")
+    ),
     path("channels/", channels.channel_list, name="channels"),
     path("channels/new/", channel_config.channel_new, name="channel-new"),
     path("channels/<int:pk>/edit/", channel_config.channel_edit, name="channel-edit"),

@@ -2,7 +2,7 @@ from channels_app.models.alerts import Alert, AlertRule
 from channels_app.models.config import Channel, ChannelVersion, Destination
 from channels_app.models.heartbeat import SourceHeartbeat
 from channels_app.models.processes import ProcessHeartbeat
-from channels_app.models.replay import ReplayJob
+from channels_app.models.replay import ReplayItem, ReplayJob
 from channels_app.models.samples import ChannelSample
 from channels_app.models.stats import StatMinute
 from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message, MessageKey
@@ -20,6 +20,7 @@ __all__ = [
     "Message",
     "MessageKey",
     "ProcessHeartbeat",
+    "ReplayItem",
     "ReplayJob",
     "SourceHeartbeat",
     "StatMinute",

@@ -13,10 +13,18 @@ from channels_app import field_rules, sealing, sources
 from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.dry_run import CONTENT_TYPES
-from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
+from channels_app.models import (
+    Attempt,
+    Channel,
+    Delivery,
+    Destination,
+    Message,
+    ReplayItem,
+    ReplayJob,
+)
 from channels_app.outcome import Outcome, destination_states
 from channels_app.outcome import of as outcome_of
-from channels_app.pipeline.replay import MAX_SELECTION
+from channels_app.pipeline import replay
 from channels_app.routing import RuleError, checked_rule
 from console.models import ApiToken, AuditEvent
 from console.roles import Role
@@ -454,10 +462,59 @@ class BulkReplaySerializer(ReplaySerializer):
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
         required=False,
         allow_empty=False,
-        max_length=MAX_SELECTION,
+        max_length=replay.MAX_SELECTION,
         help_text="These messages. Without ids: every failed message the list's filters (query "
-        "string: channel, status, control_id) match.",
+        "string: the same filters as GET /api/v1/messages/) match.",
     )
+    dry_run = serializers.BooleanField(
+        default=False,
+        help_text="Only count: how many would be replayed, skipped (and why), and to which "
+        "destinations. Nothing runs, no job is made.",
+    )
+    destinations = serializers.PrimaryKeyRelatedField(
+        queryset=Destination.objects.only("id"),
+        many=True,
+        required=False,
+        help_text="redeliver only: send again only to these destinations (default: every "
+        "destination that failed). A reprocess routes by the channel's rules.",
+    )
+    rate = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=replay.MIN_RATE,
+        max_value=replay.MAX_RATE,
+        help_text="Messages per second (default: as fast as the workers go). A rated job "
+        "always runs as a job.",
+    )
+
+    def validate(self, data):
+        data["destinations"] = [d.pk for d in data.get("destinations", [])]
+        try:
+            replay.parse_destinations(data["mode"], data["destinations"])
+        except ValueError as exc:
+            raise serializers.ValidationError({"destinations": [str(exc)]}) from None
+        return data
+
+
+class ReplayPreviewDestinationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    messages = serializers.IntegerField(help_text="Messages it would be sent again.")
+
+
+class ReplayPreviewSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField(default=True)
+    mode = serializers.CharField()
+    matching = serializers.IntegerField(help_text="Messages selected (by ids or filters).")
+    replay = serializers.IntegerField(help_text="Of those, how many would be replayed.")
+    skipped = serializers.DictField(
+        child=serializers.IntegerField(), help_text="The others, counted by reason."
+    )
+    destinations = ReplayPreviewDestinationSerializer(many=True)
+    rerouted = serializers.IntegerField(
+        help_text="reprocess: messages in error, whose destinations routing chooses anew."
+    )
+    too_many = serializers.BooleanField(help_text="More than one job takes: narrow the filter.")
 
 
 class ReplayResultSerializer(serializers.Serializer):
@@ -472,6 +529,7 @@ class ReplayJobSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", default=None)
     percent = serializers.IntegerField()
     skipped = serializers.DictField(child=serializers.IntegerField())
+    destinations = serializers.ListField(source="destination_ids", child=serializers.IntegerField())
 
     class Meta:
         model = ReplayJob
@@ -480,6 +538,8 @@ class ReplayJobSerializer(serializers.ModelSerializer):
             "mode",
             "state",
             "selection",
+            "destinations",
+            "rate",
             "total",
             "done",
             "percent",
@@ -490,6 +550,41 @@ class ReplayJobSerializer(serializers.ModelSerializer):
             "finished_at",
             "error",
         ]
+
+
+class ReplayJobDetailSerializer(ReplayJobSerializer):
+    """A job with what became of the messages it took (read from their deliveries now)."""
+
+    outcomes = serializers.SerializerMethodField(
+        help_text="Messages per outcome: delivered, failed (again), errored (again), retrying "
+        "(still), in_progress, filtered, skipped (any reason; see skipped)."
+    )
+    settled = serializers.SerializerMethodField(
+        help_text="No message of the job is still in progress or retrying."
+    )
+
+    class Meta(ReplayJobSerializer.Meta):
+        fields = [*ReplayJobSerializer.Meta.fields, "outcomes", "settled"]
+
+    def _counts(self, job) -> dict[str, int]:
+        if not hasattr(job, "_outcomes"):
+            job._outcomes = replay.outcomes(job)
+        return job._outcomes
+
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
+    def get_outcomes(self, job) -> dict[str, int]:
+        return self._counts(job)
+
+    def get_settled(self, job) -> bool:
+        return replay.is_settled(self._counts(job))
+
+
+class ReplayItemSerializer(serializers.ModelSerializer):
+    message = serializers.IntegerField(source="message_id")
+
+    class Meta:
+        model = ReplayItem
+        fields = ["message", "outcome", "detail", "at"]
 
 
 class ResendSerializer(serializers.Serializer):

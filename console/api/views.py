@@ -30,6 +30,7 @@ from channels_app.models import (
     Delivery,
     Destination,
     Message,
+    ReplayItem,
     ReplayJob,
 )
 from channels_app.pipeline import replay as replay_stage
@@ -432,7 +433,10 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         operation_id="api_v1_messages_replay_bulk",
         request=s.BulkReplaySerializer,
         responses={
-            200: OpenApiResponse(s.ReplayJobSerializer, description="Done already (small)."),
+            200: OpenApiResponse(
+                s.ReplayJobSerializer,
+                description="Done already (small), or with dry_run: a ReplayPreview (counts).",
+            ),
             202: OpenApiResponse(
                 s.ReplayJobSerializer, description="Running: poll /api/v1/replay-jobs/{id}/."
             ),
@@ -441,27 +445,38 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=False, methods=["post"], url_path="replay", url_name="replay-bulk")
     def replay_bulk(self, request):
         """Replay many messages: the ``ids`` given, or every failed message the list's filters
-        (query string) match. Small selections are replayed at once (200); larger ones run as a
-        job whose progress you poll (202)."""
+        (query string) match. ``dry_run``: only count what it would do. ``destinations`` limits
+        a redeliver; ``rate`` paces the job (messages/s). Small unrated selections are replayed
+        at once (200); others run as a job you poll, pause, resume or cancel (202)."""
         form = s.BulkReplaySerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        mode = data["mode"]
+        mode, destinations = data["mode"], data["destinations"]
         filterset = message_filterset(request, Message.objects.all())
         filters = message_filters.given(filterset)
         if "ids" in data and filters:
             raise serializers.ValidationError(
                 {"ids": f"give ids or filters, not both (filters: {', '.join(sorted(filters))})"}
             )
+        if data["dry_run"]:
+            return Response(_preview(data, filterset.qs))
         if "ids" in data:
             ids, selection = data["ids"], {"ids": len(data["ids"])}
             if len(ids) <= AUDITED_IDS:  # more are kept on the job the audit entry names
                 selection["message_ids"] = sorted(set(ids))
         else:
-            ids = replay_stage.selected_ids(filterset.qs, mode)
+            ids = replay_stage.selected_ids(filterset.qs, mode, destinations)
             selection = {"filter": filters}
         try:
-            job = replays.replay_selection(request, ids, mode, selection, via="api")
+            job = replays.replay_selection(
+                request,
+                ids,
+                mode,
+                selection,
+                destinations=destinations,
+                rate=data.get("rate"),
+                via="api",
+            )
         except replay_stage.SelectionTooLarge as exc:
             raise serializers.ValidationError({"detail": str(exc)}) from None
         running = job.state == ReplayJob.State.RUNNING
@@ -554,12 +569,85 @@ class SampleViewSet(
         return Response(self.get_serializer(sample).data)
 
 
+def _preview(data: dict, matching) -> dict:
+    """A dry run over the ids given, or over what the filters match."""
+    if "ids" in data:
+        asked = set(data["ids"])
+        matching, asked_count = Message.objects.filter(id__in=asked), len(asked)
+    else:
+        asked_count = None
+    preview = replay_stage.preview(matching, data["mode"], data["destinations"], asked=asked_count)
+    return s.ReplayPreviewSerializer({"dry_run": True, **preview}).data
+
+
 class ReplayJobViewSet(viewsets.ReadOnlyModelViewSet):
-    """Bulk replays and their progress (done of total, replayed, skipped by reason)."""
+    """Bulk replays: progress (done of total), steering (pause, resume, cancel) and, per job,
+    what became of each message it took (delivered, failed again, errored again, ...)."""
 
     queryset = ReplayJob.objects.select_related("created_by").defer("message_ids")
-    serializer_class = s.ReplayJobSerializer
-    required_roles = {"list": OPERATOR, "retrieve": OPERATOR}
+    required_roles = {
+        "list": OPERATOR,
+        "retrieve": OPERATOR,
+        "items": OPERATOR,
+        "pause": OPERATOR,
+        "resume": OPERATOR,
+        "cancel": OPERATOR,
+    }
+
+    def get_serializer_class(self):
+        if self.action == "list":
+            return s.ReplayJobSerializer
+        if self.action == "items":
+            return s.ReplayItemSerializer
+        return s.ReplayJobDetailSerializer
+
+    @extend_schema(
+        parameters=[OpenApiParameter("outcome", str, enum=ReplayItem.Outcome.values)],
+        responses=s.ReplayItemSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def items(self, request, pk=None):
+        """The messages the job took, each with its outcome (``?outcome=`` for one), by id."""
+        job = self.get_object()
+        replay_stage.settle(job)
+        items = job.items.order_by("message_id")
+        wanted = request.query_params.get("outcome")
+        if wanted:
+            if wanted not in ReplayItem.Outcome.values:
+                known = ", ".join(ReplayItem.Outcome.values)
+                raise serializers.ValidationError({"outcome": f"{wanted!r}: one of {known}"})
+            items = items.filter(outcome=wanted)
+        page = self.paginate_queryset(items)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def _steer(self, request, pk, action_name: str):
+        if not str(pk).isdigit():
+            raise exceptions.NotFound()
+        try:
+            job = replays.steer(request, int(pk), action_name, via="api")
+        except ReplayJob.DoesNotExist:
+            raise exceptions.NotFound() from None
+        except replay_stage.NotNow as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(s.ReplayJobDetailSerializer(job).data)
+
+    @extend_schema(request=None, responses=s.ReplayJobDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        """Stop a running job after its current batch (409 if it is not running)."""
+        return self._steer(request, pk, "pause")
+
+    @extend_schema(request=None, responses=s.ReplayJobDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Carry a paused job on from where it stopped (409 if it is not paused)."""
+        return self._steer(request, pk, "resume")
+
+    @extend_schema(request=None, responses=s.ReplayJobDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Stop a running or paused job for good (409 once it is over)."""
+        return self._steer(request, pk, "cancel")
 
 
 def _body(message: Message, *, reveal: bool) -> dict:

@@ -1,5 +1,6 @@
-"""Replay from the console: one message from its page, every failed message matching the list's
-filters (a job whose progress the page polls), and edit-and-resend for those granted it.
+"""Replay from the console: one message from its page; every failed message matching the list's
+filters (counted first by a dry run, then a job the operator can pause, resume or cancel, whose
+progress and per-message results its page polls); and edit-and-resend for those granted it.
 
 The work and its audit entry come from console.replays, which the REST API calls too.
 """
@@ -7,15 +8,17 @@ The work and its audit entry come from console.replays, which the REST API calls
 from __future__ import annotations
 
 from django.contrib import messages as flash
-from django.http import HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from channels_app.models import Message, ReplayJob
+from channels_app.models import Destination, Message, ReplayItem, ReplayJob
 from channels_app.pipeline import replay
 from console import audit, message_filters, replays
 from console.access import requires
+from console.forms import BulkReplayForm
 from console.message_filters import MessageFilter
 from console.roles import RESEND_EDITED, Role
 
@@ -38,25 +41,45 @@ def message_replay(request, pk: int):
 @requires(Role.OPERATOR)
 @require_POST
 def message_replay_bulk(request):
-    """Replay every failed message the list's filters match; answers with the job's progress."""
-    mode = request.POST.get("mode", "")
-    if mode not in replay.MODES:
-        return _refused(request, f"Choose a replay mode: {', '.join(replay.MODES)}.")
+    """Replay every failed message the list's filters match. With ``dry_run``: only what it would
+    do (taken, skipped and why, destinations), and a button to start it; else the job's progress."""
+    form = BulkReplayForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, form.problems())
     filterset = MessageFilter(request.POST, queryset=Message.objects.all())
     if not filterset.is_valid():
         refused = "; ".join(
             f"{k}: {' '.join(v)}" for k, v in message_filters.errors(filterset).items()
         )
         return _refused(request, f"Unknown filter value: {refused}")
-    ids = replay.selected_ids(filterset.qs, mode)
+    mode, destinations = form.cleaned_data["mode"], form.cleaned_data["destinations"]
+    if form.cleaned_data["dry_run"]:
+        preview = replay.preview(filterset.qs, mode, destinations)
+        context = {"preview": preview, "given": _given(request.POST, filterset)}
+        return render(request, "messages/_replay_preview.html", context)
+    ids = replay.selected_ids(filterset.qs, mode, destinations)
     selection = {"filter": message_filters.given(filterset)}
     try:
-        job = replays.replay_selection(request, ids, mode, selection)
+        job = replays.replay_selection(
+            request,
+            ids,
+            mode,
+            selection,
+            destinations=destinations,
+            rate=form.cleaned_data["rate"],
+        )
     except replay.SelectionTooLarge as exc:
         return _refused(request, str(exc))
     if not request.htmx:
         return redirect("replay-job", pk=job.pk)
-    return render(request, "messages/_replay_job.html", {"job": job})
+    return render(request, "messages/_replay_job.html", _job_context(job))
+
+
+def _given(data, filterset) -> list[tuple[str, str]]:
+    """The filters and replay choices, as hidden fields for the preview's Start button: it
+    starts what was counted, whatever the list's form says by then."""
+    names = {*message_filters.given(filterset), "mode", "destinations", "rate"}
+    return [(name, value) for name in sorted(names) for value in data.getlist(name) if value]
 
 
 def _refused(request, reason: str):
@@ -69,10 +92,69 @@ def _refused(request, reason: str):
 
 @requires(Role.OPERATOR)
 def replay_job(request, pk: int):
-    """A bulk replay's progress: the fragment polls itself until the job is over."""
+    """A bulk replay's progress and results: the card polls itself until the job is over and
+    every message it took has settled; the page lists the messages by outcome."""
     job = get_object_or_404(ReplayJob.objects.defer("message_ids"), pk=pk)
-    template = "messages/_replay_job.html" if request.htmx else "messages/replay_job.html"
-    return render(request, template, {"job": job})
+    context = _job_context(job)
+    if request.htmx and request.GET.get("part") != "items":
+        return render(request, "messages/_replay_job.html", context)
+    shown = request.GET.get("outcome")
+    if shown not in ReplayItem.Outcome.values:
+        shown = _first_shown(context["outcomes"])
+    items = job.items.filter(outcome=shown).order_by("message_id")
+    items = items.select_related("message__channel").only(
+        "message_id",
+        "outcome",
+        "detail",
+        "at",
+        "message__message_type",
+        "message__control_id",
+        "message__channel__name",
+    )
+    context |= {
+        "shown": shown,
+        "items": Paginator(items, ITEMS_PAGE).get_page(request.GET.get("page")),
+    }
+    template = "messages/_replay_items.html" if request.htmx else "messages/replay_job.html"
+    return render(request, template, context)
+
+
+ITEMS_PAGE = 50
+# The tab a job page opens on: the first of these with messages (what needs a look first).
+SHOWN_FIRST = ["failed", "errored", "retrying", "in_progress", "delivered", "filtered", "skipped"]
+
+
+def _first_shown(outcomes: list[tuple[str, str, int]]) -> str:
+    counts = {value: n for value, _, n in outcomes}
+    return next((o for o in SHOWN_FIRST if counts.get(o)), ReplayItem.Outcome.DELIVERED)
+
+
+def _job_context(job: ReplayJob) -> dict:
+    counts = replay.outcomes(job)
+    labels = dict(ReplayItem.Outcome.choices)
+    return {
+        "job": job,
+        "outcomes": [(value, labels[value], n) for value, n in counts.items()],
+        "settled": replay.is_settled(counts),
+        "destinations": Destination.objects.filter(pk__in=job.destination_ids).order_by("name"),
+    }
+
+
+@requires(Role.OPERATOR)
+@require_POST
+def replay_job_steer(request, pk: int, action: str):
+    """Pause, resume or cancel a job (audited); answers with its card."""
+    try:
+        job = replays.steer(request, pk, action)
+    except ReplayJob.DoesNotExist:
+        raise Http404 from None
+    except replay.NotNow as exc:  # e.g. it finished as the button was pressed: the card shows so
+        job = get_object_or_404(ReplayJob.objects.defer("message_ids"), pk=pk)
+        if not request.htmx:
+            flash.warning(request, f"Replay #{pk} was not changed: {exc}.")
+    if not request.htmx:
+        return redirect("replay-job", pk=job.pk)
+    return render(request, "messages/_replay_job.html", _job_context(job))
 
 
 @requires(RESEND_EDITED)

@@ -4,6 +4,8 @@ editor (a PHI view, audited) for those granted it."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from channels_app.models import Delivery, Message, ReplayJob
@@ -91,7 +93,11 @@ def test_bulk_replay_uses_the_filters_and_shows_the_job(operator_user, failed):
     html = response.content.decode()
     job = ReplayJob.objects.get()
     assert f'id="replay-job-{job.pk}"' in html and 'data-state="done"' in html
-    assert "1 replayed" in html and "hx-trigger" not in html  # done: it stops polling
+    assert "1 replayed" in html and shown_outcomes(html)["in_progress"] == 1
+    assert "hx-trigger" in html  # done, but its message is still on its way: it polls on
+    failed.deliveries.update(status="DELIVERED")
+    html = client.get(f"/messages/replay/{job.pk}/", **HTMX).content.decode()
+    assert shown_outcomes(html)["delivered"] == 1 and "hx-trigger" not in html  # settled
     assert job.message_ids == [failed.pk]  # the other channel's error is not selected
     event = AuditEvent.objects.get(action="messages.replayed")
     assert event.detail == {
@@ -114,8 +120,21 @@ def test_a_running_job_polls_itself_until_a_worker_ends_it(
     assert f'hx-get="/messages/replay/{job.pk}/"' in html
     with threaded_worker():
         wait_for(lambda: ReplayJob.objects.get(pk=job.pk).state == "done", what="the job's end")
-    html = client.get(f"/messages/replay/{job.pk}/", **HTMX).content.decode()
-    assert 'data-state="done"' in html and "hx-trigger" not in html and "1 replayed" in html
+
+        def settled():
+            html = client.get(f"/messages/replay/{job.pk}/", **HTMX).content.decode()
+            return "hx-trigger" not in html and html
+
+        # The destination (port 9) still refuses: retried to the end, the message failed again.
+        html = wait_for(settled, timeout=60, interval=0.5, what="the message's outcome")
+    assert 'data-state="done"' in html and "1 replayed" in html
+    assert shown_outcomes(html) == {"delivered": 0, "failed": 1, "errored": 0}
+
+
+def shown_outcomes(html: str) -> dict[str, int]:
+    """The job card's result counts, by outcome."""
+    found = re.findall(r'data-outcome="(\w+)".*?class="outcome-count">(\d+)<', html, re.S)
+    return {outcome: int(count) for outcome, count in found}
 
 
 def test_the_resend_editor_is_a_phi_view_and_is_audited(resender_user, failed):
