@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels_app", "0013_alert_listener_down"),
+        ("channels_app", "0015_channel_field_rules"),
     ]
 
     operations = [
