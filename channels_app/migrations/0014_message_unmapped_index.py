@@ -5,15 +5,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('channels_app', '0013_alert_listener_down'),
+        ("channels_app", "0013_alert_listener_down"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('error_class', 'UnsupportedMessageType')), fields=['channel', 'message_type'], name='message_unmapped'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("error_class", "UnsupportedMessageType")),
+                fields=["channel", "message_type"],
+                name="message_unmapped",
+            ),
         ),
     ]
