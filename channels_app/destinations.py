@@ -10,7 +10,14 @@ from typing import Any
 
 from adapters.codecs import hl7v2
 from adapters.registry import ConfigError, build_transport
-from channels_app.sealing import SealError, merge_config, open_config, seal_config, secret_values
+from channels_app.sealing import (
+    SealError,
+    merge_config,
+    open_config,
+    opened_secret_values,
+    seal_config,
+    secret_fields,
+)
 
 # The delivery policy's bounds (Destination fields), for the API serializer and the form alike.
 POLICY_LIMITS: dict[str, dict[str, float]] = {
@@ -39,14 +46,20 @@ def secret_fingerprints(transport: str, config: dict | None) -> dict[str, str]:
     as the same marker, so a change of a secret alone would otherwise leave no trace. Digests,
     not values, so nothing secret is held longer than this call; none when they cannot be
     opened (a key dropped), so every secret after counts as changed."""
+    return {
+        f"config.{place}": digest
+        for place, digest in fingerprints(config, secret_fields(transport)).items()
+    }
+
+
+def fingerprints(config: dict | None, secrets: dict[str, str]) -> dict[str, str]:
+    """``secret_fingerprints`` for secrets named by the caller (a channel source's), by their
+    place in ``config`` itself."""
     try:
-        values = secret_values(transport, config or {})
+        values = opened_secret_values(config or {}, secrets)
     except SealError:
         return {}
-    return {
-        f"config.{place}": hashlib.sha256(value.encode()).hexdigest()
-        for place, value in values.items()
-    }
+    return {place: hashlib.sha256(value.encode()).hexdigest() for place, value in values.items()}
 
 
 def secrets_changed(before: dict[str, str], after: dict[str, str]) -> list[str]:

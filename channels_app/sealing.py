@@ -420,8 +420,13 @@ def secret_values(transport: str, config: dict) -> dict[str, str]:
     """Every set secret of ``config``, opened, by its dotted place (``auth.token``,
     ``headers.X-Api-Key``, ``base_url`` for its user info): what an audit compares to say
     which secrets changed, never what it writes."""
+    return opened_secret_values(config, secret_fields(transport))
+
+
+def opened_secret_values(config: dict, secrets: dict[str, str]) -> dict[str, str]:
+    """``secret_values`` for secrets named by the caller (a channel source's, say)."""
     found: dict[str, str] = {}
-    _secret_leaves(open_config(transport, config), secret_fields(transport), "", found)
+    _secret_leaves(open_secrets(config, secrets), secrets, "", found)
     return found
 
 

@@ -155,7 +155,7 @@ def source_errors(source_type: str, source_config: dict) -> list[dict]:
     try:
         json_map.check_source_config(source_config)
     except json_map.BadSourceConfig as exc:
-        errors.append({"loc": (), "msg": str(exc)})
+        errors.append({"loc": (exc.where,), "msg": exc.reason})
     return errors
 
 
