@@ -334,6 +334,14 @@ class Change:
             return f"- {self.path}: {self.note or 'removed'}"
         return f"~ {self.path}: {_shown(self.before)} -> {_shown(self.after)}"
 
+    @property
+    def before_shown(self) -> str:
+        return _shown(self.before)
+
+    @property
+    def after_shown(self) -> str:
+        return _shown(self.after)
+
     def as_dict(self) -> dict:
         def value(v):
             return None if v is ABSENT else v
