@@ -397,6 +397,8 @@ def plan_channel(doc: dict) -> ChannelPlan:
     checker = _Checker(where)
     checker.problems += _unknown_keys(doc, CHANNEL_KEYS, where)
     checker.plain(doc, where)
+    if checker.problems:  # the checks below query with these values: they must be storable
+        raise Refused(checker.problems)
     stored = Channel.objects.filter(name=name).first() if isinstance(name, str) else None
     settings = checker.channel_settings(doc, stored)
     destinations = checker.destinations(doc.get("destinations", []), stored, settings)

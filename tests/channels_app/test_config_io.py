@@ -275,6 +275,11 @@ def test_a_new_channel_with_only_the_marker_for_a_secret_is_refused():
         ("version: 1\nchannels: [{name: a\n", "not readable as YAML"),
         ("- 1\n", "must be a mapping with version and channels"),
         ("version: 1\nchannels: [{name: a, max_message_bytes: .nan}]\n", "finite number"),
+        ('version: 1\nchannels: [{name: "a\\0b"}]\n', "channels[a\x00b].name: holds a NUL"),
+        (
+            'version: 1\nchannels: [{name: a, source_type: file, source_config: {directory: "\\0"}}]',
+            "channels[a].source_config.directory: holds a NUL",
+        ),
     ],
 )
 def test_a_file_that_is_not_a_channels_file_is_refused_saying_why(text, says):
