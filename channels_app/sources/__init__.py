@@ -155,7 +155,8 @@ def source_errors(source_type: str, source_config: dict) -> list[dict]:
     try:
         json_map.check_source_config(source_config)
     except json_map.BadSourceConfig as exc:
-        errors.append({"loc": (exc.where,), "msg": exc.reason})
+        # ("json_map", "rules[2].source"): the form shows it on its json_map field
+        errors.append({"loc": tuple(exc.where.split(".", 1)), "msg": exc.reason})
     return errors
 
 
