@@ -287,7 +287,8 @@ def _names(items: list[dict], where: str) -> list[Problem]:
             problems.append(Problem(f"{where}[{index}].name", "is required (text)"))
         elif name in seen:
             problems.append(Problem(f"{where}[{name}]", "is named twice"))
-        seen.add(name)
+        else:
+            seen.add(name)
     return problems
 
 
@@ -395,13 +396,13 @@ def plan_channel(doc: dict) -> ChannelPlan:
     if not isinstance(doc, dict):
         raise Refused([Problem(where, "must be a mapping")])
     checker = _Checker(where)
-    checker.problems += _unknown_keys(doc, CHANNEL_KEYS, where)
     checker.plain(doc, where)
     if checker.problems:  # the checks below query with these values: they must be storable
         raise Refused(checker.problems)
+    checker.problems += _unknown_keys(doc, CHANNEL_KEYS, where)
     stored = Channel.objects.filter(name=name).first() if isinstance(name, str) else None
     settings = checker.channel_settings(doc, stored)
-    destinations = checker.destinations(doc.get("destinations", []), stored, settings)
+    destinations = checker.destinations(doc.get("destinations", []), stored)
     samples = checker.samples(doc.get("samples", []))
     if checker.problems:
         raise Refused(checker.problems)
@@ -465,29 +466,33 @@ class _Checker:
             if key != "source_config"
         }
         settings["name"] = self.value(Channel, "name", doc, _join(self.where, "name"))
-        submitted = doc.get("source_config", {})
+        source_type = settings.get("source_type")
+        config = self.source_config(doc.get("source_config", {}), source_type, stored)
+        if config is not None:
+            settings["source_config"] = config
+        return settings
+
+    def source_config(self, submitted: Any, source_type, stored: Channel | None) -> dict | None:
+        """The source's settings ready to store (merged over the stored ones), or None."""
         path = _join(self.where, "source_config")
         if not isinstance(submitted, dict):
             self.refuse(path, "must be a mapping")
-            return settings
-        source_type = settings.get("source_type")
+            return None
         kept = stored.source_config if stored and stored.source_type == source_type else None
-        public = masked(kept or {}, source_secrets(source_type or ""))
         before = len(self.problems)
         if source_type in SCHEMAS:
             self.problems += _unknown_keys(submitted, _source_keys(source_type), path)
-        self._unkept_markers(submitted, public, path)
+        self._unkept_markers(submitted, masked(kept or {}, source_secrets(source_type or "")), path)
         if source_type is None or len(self.problems) > before:
-            return settings
+            return None
         try:
-            settings["source_config"] = checked_source_config(
-                source_type, submitted, kept, channel_id=stored.pk if stored else None
-            )
+            channel_id = stored.pk if stored else None
+            return checked_source_config(source_type, submitted, kept, channel_id=channel_id)
         except ConfigError as exc:
             self._config_errors(exc, path)
-        return settings
+            return None
 
-    def destinations(self, items: Any, stored: Channel | None, settings: dict) -> list:
+    def destinations(self, items: Any, stored: Channel | None) -> list:
         path = _join(self.where, "destinations")
         if not _list_of_mappings(items):
             self.refuse(path, "must be a list of destinations (mappings)")
@@ -653,7 +658,7 @@ def _changes(plan: ChannelPlan, where: str) -> list[Change]:
     named = (f"{where}.destinations", f"{where}.samples")
     _diff(_comparable(channel_document(plan.channel)), after, where, named, found)
     found += _secret_changes(plan, where)
-    return [_removal(c, plan.channel, where) for c in found]
+    return [c for c in (_removal(c, plan.channel, where) for c in found) if c is not None]
 
 
 def _comparable(doc: dict) -> dict:
@@ -723,17 +728,20 @@ def _secret_changes(plan: ChannelPlan, where: str) -> list[Change]:
     return [Change(p, SECRET_MARKER, SECRET_MARKER, "secret changed") for p in found]
 
 
-def _removal(change: Change, channel: Channel, where: str) -> Change:
-    """A destination left out is deleted, or disabled when deliveries point at it."""
+def _removal(change: Change, channel: Channel, where: str) -> Change | None:
+    """A destination left out is deleted, or disabled when deliveries point at it (no change
+    when it is disabled already)."""
     prefix = f"{where}.destinations["
     if change.kind != "removed" or not change.path.startswith(prefix):
         return change
-    name = change.path[len(prefix) : -1]
-    if not channel.destinations.filter(name=name).exists():
+    destination = channel.destinations.filter(name=change.path[len(prefix) : -1]).first()
+    if destination is None:
         return change  # a key inside a destination, not a destination
-    if Delivery.objects.filter(destination__channel=channel, destination__name=name).exists():
+    if not Delivery.objects.filter(destination=destination).exists():
+        return Change(change.path, change.before, ABSENT, "deleted")
+    if destination.enabled:
         return Change(change.path, change.before, ABSENT, "disabled (its deliveries keep it)")
-    return Change(change.path, change.before, ABSENT, "deleted")
+    return None
 
 
 # --- applying ----------------------------------------------------------------------------------

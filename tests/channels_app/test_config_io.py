@@ -10,7 +10,7 @@ import pytest
 from channels_app import config_io, samples
 from channels_app.channels import configuration
 from channels_app.config_io import Refused, apply_channel, export_yaml, plan_document
-from channels_app.models import Channel, ChannelSample, Destination
+from channels_app.models import Channel, ChannelSample, Delivery, Destination, Message
 from channels_app.sealing import SECRET_MARKER, open_config
 from channels_app.sources import opened_source_config
 from tests import factories
@@ -286,3 +286,38 @@ def test_a_file_that_is_not_a_channels_file_is_refused_saying_why(text, says):
     with pytest.raises(Refused) as caught:
         plan_document(text)
     assert says in str(caught.value)
+
+
+def test_a_new_channel_takes_a_secret_written_in_the_file_sealed():
+    channel = factories.channel(40861, name="Fresh")
+    factories.fhir_destination(
+        channel, "", name="fhir", config={"base_url": "http://127.0.0.1:9/f", "bearer_token": "t"}
+    )
+    text = export_yaml([channel]).replace(f"bearer_token: {SECRET_MARKER}", "bearer_token: s3cret")
+    Channel.objects.all().delete()
+    [applied] = import_text(text)
+    fhir = applied.channel.destinations.get()
+    assert fhir.config["bearer_token"] != "s3cret", "sealed at rest"
+    assert open_config("fhir_rest", fhir.config)["bearer_token"] == "s3cret"
+    assert "s3cret" not in export_yaml([applied.channel])
+
+
+def test_a_destination_left_out_that_has_deliveries_is_disabled_not_deleted():
+    channel = factories.channel(40862, name="Busy")
+    kept = factories.fhir_destination(channel, "http://127.0.0.1:9/f", name="kept")
+    gone = factories.fhir_destination(channel, "http://127.0.0.1:9/f", name="gone")
+    message = Message.objects.create(channel=channel, raw=factories.adt_a01("CFG-2"))
+    Delivery.objects.create(message=message, destination=gone)
+    doc = config_io.load(export_yaml([channel]))
+    doc["channels"][0]["destinations"] = [
+        d for d in doc["channels"][0]["destinations"] if d["name"] == "kept"
+    ]
+    [plan] = plan_document(config_io.dump(doc))
+    assert [str(c) for c in plan.changes] == [
+        "- channels[Busy].destinations[gone]: disabled (its deliveries keep it)"
+    ]
+    import_text(config_io.dump(doc))
+    gone.refresh_from_db()
+    assert gone.enabled is False and kept.enabled is True
+    [again] = plan_document(config_io.dump(doc))
+    assert again.changes == [], "disabled already: importing the file again changes nothing"
