@@ -455,6 +455,8 @@ class _Checker:
             return None
 
     def channel_settings(self, doc: dict, stored: Channel | None) -> dict:
+        # A setting without a check here is checked by its model field alone: a new one that
+        # holds rules (v2 field rules) adds its compile check here, as route_filter does.
         checks = {
             "tags": checked_tags,
             "route_filter": checked_rule,
