@@ -10,7 +10,14 @@ from typing import Any
 
 from adapters.codecs import hl7v2
 from adapters.registry import ConfigError, build_transport
-from channels_app.sealing import SealError, merge_config, open_config, seal_config, secret_values
+from channels_app.sealing import (
+    SealError,
+    merge_config,
+    open_config,
+    opened_secret_values,
+    seal_config,
+    secret_fields,
+)
 
 # The delivery policy's bounds (Destination fields), for the API serializer and the form alike.
 POLICY_LIMITS: dict[str, dict[str, float]] = {
@@ -36,22 +43,23 @@ def checked_config(transport: str, submitted: Any, stored: dict | None = None) -
 def secret_fingerprints(transport: str, config: dict | None) -> dict[str, str]:
     """A digest of each set secret by its place in the config (``config.auth.token``), taken
     before and after a save to say which secrets it changed: the public form shows every secret
-    as the same marker, so a change of a secret alone would otherwise leave no trace."""
-    return fingerprints(lambda: secret_values(transport, config or {}), "config")
+    as the same marker, so a change of a secret alone would otherwise leave no trace. Digests,
+    not values, so nothing secret is held longer than this call; none when they cannot be
+    opened (a key dropped), so every secret after counts as changed."""
+    return {
+        f"config.{place}": digest
+        for place, digest in fingerprints(config, secret_fields(transport)).items()
+    }
 
 
-def fingerprints(opened_values, where: str) -> dict[str, str]:
-    """Digests of the secrets ``opened_values()`` gives, by ``where.place``: digests, not values,
-    so nothing secret is held longer than this call; none when they cannot be opened (a key
-    dropped), so every secret after counts as changed."""
+def fingerprints(config: dict | None, secrets: dict[str, str]) -> dict[str, str]:
+    """``secret_fingerprints`` for secrets named by the caller (a channel source's), by their
+    place in ``config`` itself."""
     try:
-        values = opened_values()
+        values = opened_secret_values(config or {}, secrets)
     except SealError:
         return {}
-    return {
-        f"{where}.{place}": hashlib.sha256(value.encode()).hexdigest()
-        for place, value in values.items()
-    }
+    return {place: hashlib.sha256(value.encode()).hexdigest() for place, value in values.items()}
 
 
 def secrets_changed(before: dict[str, str], after: dict[str, str]) -> list[str]:

@@ -16,10 +16,35 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from channels_app.dry_run import DryRun, dry_run
+from channels_app.dry_run import CONTENT_TYPES, DryRun, dry_run
 from channels_app.models import Channel, ChannelSample
 
 PASSED, CHANGED, FAILED, UNACCEPTED = "passed", "changed", "failed", "unaccepted"
+
+
+class SampleRefused(ValueError):
+    """A sample that cannot be saved; the message says which field and why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def checked_fields(name: str, raw: str, content_type: str = "") -> dict:
+    """A sample's own fields checked (the bench's form, the API and YAML imports); SampleRefused
+    names the field."""
+    name, raw = (name or "").strip(), raw or ""
+    if not name:
+        raise SampleRefused("name", "a sample needs a name")
+    if len(name) > 100:
+        raise SampleRefused("name", "at most 100 characters")
+    if not raw.strip():
+        raise SampleRefused("raw", "the message is empty")
+    if "\x00" in raw:
+        raise SampleRefused("raw", "holds NUL characters, which cannot be stored")
+    if content_type and content_type not in CONTENT_TYPES:
+        raise SampleRefused("content_type", f"one of {', '.join(CONTENT_TYPES)} or blank")
+    return {"name": name, "raw": raw, "content_type": content_type}
 
 
 @dataclass

@@ -417,14 +417,14 @@ def _merge_userinfo(old: Any, new: Any) -> Any:
 
 
 def secret_values(transport: str, config: dict) -> dict[str, str]:
-    """Every set secret of a destination's ``config``, opened, by its dotted place
-    (``auth.token``, ``headers.X-Api-Key``, ``base_url`` for its user info): what an audit
-    compares to say which secrets changed, never what it writes."""
+    """Every set secret of ``config``, opened, by its dotted place (``auth.token``,
+    ``headers.X-Api-Key``, ``base_url`` for its user info): what an audit compares to say
+    which secrets changed, never what it writes."""
     return opened_secret_values(config, secret_fields(transport))
 
 
 def opened_secret_values(config: dict, secrets: dict[str, str]) -> dict[str, str]:
-    """``secret_values`` for any config whose ``secrets`` are named as ``schema_secrets`` does."""
+    """``secret_values`` for secrets named by the caller (a channel source's, say)."""
     found: dict[str, str] = {}
     _secret_leaves(open_secrets(config, secrets), secrets, "", found)
     return found

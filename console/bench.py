@@ -8,18 +8,10 @@ from __future__ import annotations
 from django.db import transaction
 
 from channels_app import samples
-from channels_app.dry_run import CONTENT_TYPES
 from channels_app.models import Channel, ChannelSample, Message
+from channels_app.samples import SampleRefused
 from channels_app.sealing import unseal
 from console import audit
-
-
-class SampleRefused(ValueError):
-    """A sample that cannot be saved; the message says which field and why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
 
 
 def checked_sample(
@@ -27,20 +19,10 @@ def checked_sample(
 ) -> dict:
     """The one validation of a sample, for the page's form and the API (``other_than``: the
     sample being changed, whose own name is not a clash)."""
-    name, raw = (name or "").strip(), raw or ""
-    if not name:
-        raise SampleRefused("name", "a sample needs a name")
-    if len(name) > 100:
-        raise SampleRefused("name", "at most 100 characters")
-    if not raw.strip():
-        raise SampleRefused("raw", "the message is empty")
-    if "\x00" in raw:
-        raise SampleRefused("raw", "holds NUL characters, which cannot be stored")
-    if content_type and content_type not in CONTENT_TYPES:
-        raise SampleRefused("content_type", f"one of {', '.join(CONTENT_TYPES)} or blank")
-    if channel.samples.filter(name=name).exclude(pk=other_than).exists():
-        raise SampleRefused("name", f"the channel has a sample named {name!r} already")
-    return {"name": name, "raw": raw, "content_type": content_type}
+    fields = samples.checked_fields(name, raw, content_type)
+    if channel.samples.filter(name=fields["name"]).exclude(pk=other_than).exists():
+        raise SampleRefused("name", f"the channel has a sample named {fields['name']!r} already")
+    return fields
 
 
 def save_sample(request, channel: Channel, name: str, raw: str, content_type: str = ""):

@@ -90,10 +90,8 @@ def source_secret_fingerprints(channel) -> dict[str, str]:
     audit to say which changed (see channels_app.destinations.fingerprints)."""
     from channels_app.destinations import fingerprints
 
-    secrets = source_secrets(channel.source_type)
-    return fingerprints(
-        lambda: opened_secret_values(channel.source_config or {}, secrets), "source_config"
-    )
+    found = fingerprints(channel.source_config, source_secrets(channel.source_type))
+    return {f"source_config.{place}": digest for place, digest in found.items()}
 
 
 def public_source_config(channel) -> dict:
@@ -167,7 +165,8 @@ def source_errors(source_type: str, source_config: dict) -> list[dict]:
     try:
         json_map.check_source_config(source_config)
     except json_map.BadSourceConfig as exc:
-        errors.append({"loc": (), "msg": str(exc)})
+        # ("json_map", "rules[2].source"): the form shows it on its json_map field
+        errors.append({"loc": tuple(exc.where.split(".", 1)), "msg": exc.reason})
     return errors
 
 

@@ -25,7 +25,12 @@ def takes_json(source_config: Any) -> bool:
 
 
 class BadSourceConfig(ValueError):
-    """A source config the hub cannot take; the message names the key and, in a map, the part."""
+    """A source config the hub cannot take; the message names the key and, in a map, the part.
+    ``where`` is that place alone (``json_map.rules[2].source``), ``reason`` what is wrong."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where, self.reason = where, reason
 
 
 def check_source_config(source_config: dict) -> None:
@@ -34,14 +39,16 @@ def check_source_config(source_config: dict) -> None:
     inbound = source_config.get("inbound")
     if inbound is not None and inbound != INBOUND_JSON:
         raise BadSourceConfig(
-            f"inbound: {INBOUND_JSON!r} (custom JSON with a json_map) or left out"
-            f" (HL7 v2 and FHIR JSON), not {inbound!r}"
+            "inbound",
+            f"{INBOUND_JSON!r} (custom JSON with a json_map) or left out"
+            f" (HL7 v2 and FHIR JSON), not {inbound!r}",
         )
     if inbound == INBOUND_JSON or "json_map" in source_config:
         try:
             channel_map(source_config)
         except custom_json.JsonMapError as exc:
-            raise BadSourceConfig(str(exc)) from exc
+            where = "json_map" + (f".{exc.where}" if exc.where else "")
+            raise BadSourceConfig(where, exc.reason) from exc
 
 
 def channel_map(source_config: dict) -> custom_json.JsonMap:

@@ -26,6 +26,7 @@ from channels_app.outcome import Outcome, destination_states
 from channels_app.outcome import of as outcome_of
 from channels_app.pipeline import replay
 from channels_app.routing import RuleError, checked_rule
+from console.config_code import MAX_IMPORT_BYTES
 from console.models import ApiToken, AuditEvent
 from console.roles import Role
 
@@ -647,3 +648,37 @@ class SampleOutcomeSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.ChoiceField(["passed", "changed", "failed", "unaccepted"])
     diff = serializers.CharField(help_text="Unified diff, accepted → now.")
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    document = serializers.CharField(
+        max_length=MAX_IMPORT_BYTES,
+        trim_whitespace=False,
+        help_text="The YAML file, as export gives it (GET /api/v1/channels/export/).",
+    )
+    dry_run = serializers.BooleanField(default=False, help_text="Show the changes; apply none.")
+    publish = serializers.BooleanField(
+        default=False, help_text="Record each changed channel as a new version."
+    )
+
+
+class ImportChangeSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="e.g. channels[ADT demo].destinations[fhir].config.url")
+    kind = serializers.ChoiceField(choices=["added", "removed", "changed"])
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+    note = serializers.CharField(required=False)
+
+
+class ImportedChannelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    new = serializers.BooleanField()
+    id = serializers.IntegerField(allow_null=True)
+    version = serializers.IntegerField(allow_null=True, required=False)
+    changes = ImportChangeSerializer(many=True)
+
+
+class ImportResultSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    publish = serializers.BooleanField()
+    channels = ImportedChannelSerializer(many=True)

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import transaction
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -35,7 +37,16 @@ from channels_app.models import (
 )
 from channels_app.pipeline import replay as replay_stage
 from channels_app.sources import public_snapshot
-from console import audit, bench, channel_actions, message_filters, replays, timeline, tokens
+from console import (
+    audit,
+    bench,
+    channel_actions,
+    config_code,
+    message_filters,
+    replays,
+    timeline,
+    tokens,
+)
 from console.api import serializers as s
 from console.api.pagination import MessagePages
 from console.audit import changes
@@ -153,6 +164,8 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         "suite": ANALYST,
         "mapping": VIEWER,
         "set_mapping": ANALYST,
+        "export": ANALYST,
+        "import_channels": ADMIN,
     }
 
     def get_queryset(self):
@@ -255,6 +268,49 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
             {"counts": suite.tally(outcomes), "samples": [o.as_dict() for o in outcomes]}
         )
 
+    @extend_schema(
+        parameters=[OpenApiParameter("channel", int, description="This channel only.")],
+        responses={(200, "application/yaml"): OpenApiTypes.STR},
+    )
+    @action(detail=False, methods=["get"])
+    def export(self, request):
+        """The channels (not archived), or ``?channel=ID`` alone, as the YAML file of config as
+        code: secrets as ••••, samples and accepted outputs included. Audited."""
+        if "channel" in request.query_params:
+            channel = id_param(request, "channel")
+            if channel is None:
+                raise serializers.ValidationError({"channel": ["a channel id"]})
+            channels = [get_object_or_404(Channel, pk=channel)]
+        else:
+            channels = config_code.listed_channels()
+        text = config_code.exported(request, channels, via="api")
+        return HttpResponse(text, content_type="application/yaml; charset=utf-8")
+
+    @extend_schema(request=s.ImportRequestSerializer, responses=s.ImportResultSerializer)
+    @action(detail=False, methods=["post"], url_path="import", url_name="import")
+    def import_channels(self, request):
+        """Import a YAML file (``document``): checked whole first; refused with every problem
+        (its channel and key path) and nothing applied, or the changes per channel, applied in
+        one transaction unless ``dry_run``; ``publish`` records each changed channel as a new
+        version (without it, no version is recorded)."""
+        form = s.ImportRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            if data["dry_run"]:
+                plans = config_code.preview(data["document"])
+                found = [{**p.as_dict(), "id": getattr(p.channel, "pk", None)} for p in plans]
+            else:
+                applied = config_code.imported(
+                    request, data["document"], publish=data["publish"], via="api"
+                )
+                found = [_applied(a) for a in applied]
+        except config_code.Refused as exc:
+            problems = [p.as_dict() for p in exc.problems]
+            detail = "the file is refused; nothing was applied"
+            return Response({"detail": detail, "problems": problems}, status=400)
+        return Response({"dry_run": data["dry_run"], "publish": data["publish"], "channels": found})
+
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def publish(self, request, pk=None):
@@ -313,6 +369,11 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         return self._set_paused(request, False)
+
+
+def _applied(result) -> dict:
+    version = result.version.number if result.version else None
+    return {**result.plan.as_dict(), "id": result.channel.pk, "version": version}
 
 
 class DestinationViewSet(AuditedConfigViewSet):

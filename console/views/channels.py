@@ -120,6 +120,7 @@ def _context(request, channels) -> dict:
         "channels": channels,
         "may_operate": has_role(request.user, Role.OPERATOR),
         "may_edit": has_role(request.user, Role.ANALYST),
+        "may_import": has_role(request.user, Role.ADMIN),
     }
 
 

@@ -37,6 +37,8 @@ API_MATRIX = {
     "api-channel-test": {"POST": ANALYST},
     "api-channel-suite": {"POST": ANALYST},
     "api-channel-mapping": {"GET": VIEWER, "PUT": ANALYST},
+    "api-channel-export": {"GET": ANALYST},
+    "api-channel-import": {"POST": ADMIN},
     "api-sample-list": {"GET": ANALYST, "POST": ANALYST},
     "api-sample-detail": {"GET": ANALYST, "PATCH": ANALYST, "DELETE": ANALYST},
     "api-sample-accept": {"POST": ANALYST},
