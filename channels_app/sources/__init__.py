@@ -29,7 +29,6 @@ from channels_app.sealing import (
     masked,
     merged,
     open_secrets,
-    opened_secret_values,
     schema_secrets,
     seal_secrets,
 )
