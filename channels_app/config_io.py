@@ -18,7 +18,7 @@ The file::
 Key order is fixed: channels, destinations and samples by name; their keys in the order of
 CHANNEL_KEYS, DESTINATION_KEYS and SAMPLE_KEYS (the channel's settings as
 ``models.config.CHANNEL_SETTINGS`` declares them, a destination's as ``DESTINATION_SETTINGS``);
-inside free-form settings (``source_config``, a destination's ``config``, an accepted output)
+inside free-form settings (``source_config``, ``mapping``, a destination's ``config``, an accepted output)
 keys are sorted. So an export imported and exported again gives the same bytes. Text that holds
 carriage returns and no line feed (an HL7 v2 message) is written as ``!segments``: one segment a
 line, read back with carriage returns, byte for byte.
@@ -65,6 +65,7 @@ from channels_app.destinations import (
     secret_fingerprints,
     secrets_changed,
 )
+from channels_app.field_rules import checked_mapping
 from channels_app.models import Channel, ChannelSample, ChannelVersion, Delivery, Destination
 from channels_app.models.config import CHANNEL_SETTINGS, DESTINATION_SETTINGS
 from channels_app.routing import checked_rule
@@ -87,7 +88,7 @@ CHANNEL_KEYS = ("name", *CHANNEL_SETTINGS, "destinations", "samples")
 DESTINATION_KEYS = ("name", "transport", "config", *DESTINATION_SETTINGS)
 SAMPLE_KEYS = ("name", "content_type", "raw", "accepted")
 # Settings whose value is free-form JSON: written with sorted keys.
-FREE_FORM = {"source_config", "config", "accepted"}
+FREE_FORM = {"source_config", "config", "accepted", "mapping"}
 IMPORT_NOTE = "imported from YAML"
 SEGMENTS_TAG = "!segments"
 
@@ -455,11 +456,12 @@ class _Checker:
             return None
 
     def channel_settings(self, doc: dict, stored: Channel | None) -> dict:
-        # A setting without a check here is checked by its model field alone: a new one that
-        # holds rules (v2 field rules) adds its compile check here, as route_filter does.
+        # A setting without a check here is checked by its model field alone: one that holds
+        # rules adds its compile check here.
         checks = {
             "tags": checked_tags,
             "route_filter": checked_rule,
+            "mapping": checked_mapping,
             "enabled": lambda v: checked_enabled(stored, v) if stored else v,
         }
         settings = {

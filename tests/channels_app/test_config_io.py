@@ -39,6 +39,17 @@ def every_kind(*, secrets: bool) -> list[Channel]:
         source_config={"host": "127.0.0.1", "port": 40851, "tls": tls},
         route_filter="%messageCode = 'ADT'",
         retention_days=30,
+        mapping={
+            "rules": [
+                {
+                    "name": "site",
+                    "source": "PV1-3.1",
+                    "target": "Encounter.location[0].location.display",
+                    "transforms": [{"op": "lookup", "table": "sites"}],
+                }
+            ],
+            "tables": {"sites": {"W1": "West 1", "E2": "East 2"}},
+        },
     )
     fhir = {"base_url": "http://127.0.0.1:9/fhir"}
     webhook = {"url": "http://127.0.0.1:9/hook", "body": "canonical"}
@@ -244,8 +255,12 @@ def test_a_field_rule_or_routing_condition_that_does_not_compile_is_refused():
     def spoil(channels):
         channels["Web forms"]["source_config"]["json_map"]["rules"][1]["source"] = "%input.last."
         channels["ADT demo"]["destinations"][2]["route_when"] = "entry.resource.where("
+        channels["ADT demo"]["mapping"]["rules"][0]["target"] = "Encounter.locaton"
 
     problems = refused(edited(spoil))
+    mapping, *problems = problems
+    assert mapping.startswith("channels[ADT demo].mapping: rule #1 ('site')"), mapping
+    assert "locaton" in mapping
     assert problems[0].startswith("channels[ADT demo].destinations[hook].route_when: FHIRPath")
     assert problems[1].startswith(
         "channels[Web forms].source_config.json_map.rules[1].source: rule #2 ('family')"
