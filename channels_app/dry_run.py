@@ -60,9 +60,16 @@ def content_type_of(channel: Channel, raw: bytes) -> str:
     return fhir_json.MEDIA_TYPE if raw.lstrip()[:1] in (b"{", b"[") else HL7_V2
 
 
-def dry_run(channel: Channel, raw: bytes | str, content_type: str = "") -> DryRun:
+def dry_run(
+    channel: Channel,
+    raw: bytes | str,
+    content_type: str = "",
+    destinations: list[Destination] | None = None,
+) -> DryRun:
     """Parse, convert, validate and route ``raw`` as ``channel`` would, and encode it for each
-    routed destination. An unreadable message answers with the codec's error and its place."""
+    routed destination. An unreadable message answers with the codec's error and its place.
+    ``destinations`` (unsaved, say, with ``channel`` a copy): run as if they were the channel's
+    (a draft's preview); by default the channel's own."""
     if isinstance(raw, str):
         raw = raw.encode()
     message = Message(channel=channel, raw=raw, content_type=content_type)
@@ -76,7 +83,11 @@ def dry_run(channel: Channel, raw: bytes | str, content_type: str = "") -> DryRu
         if parsed is not None and result.parse_tree is None:
             result.parse_tree = parse_tree(parsed)
     if message.status != Message.Status.ERROR:
-        destinations = list(channel.destinations.filter(enabled=True).order_by("name", "id"))
+        if destinations is None:
+            destinations = list(channel.destinations.all())
+        destinations = sorted(
+            (d for d in destinations if d.enabled), key=lambda d: (d.name, d.pk or 0)
+        )
         routed = process.route_message(message, destinations)
         result.routing = list(message.routing or [])
         if message.status != Message.Status.ERROR:

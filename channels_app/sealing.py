@@ -330,11 +330,19 @@ def open_secrets(config: dict, secrets: dict[str, str]) -> dict:
 def _seal_one(value: Any, kind: str) -> Any:
     if not _is_set(value) or _is_sealed_entry(value) or not isinstance(value, str):
         return value
+    if _is_marker(value, kind):
+        return value  # a draft's "kept as stored": the marker stands for the live secret
     if kind == USERINFO:
         if not userinfo(value):
             return value  # nothing secret in it: stays readable
         return {"sealed": seal_token(value), "shown": _shown_url(value)}
     return {"sealed": seal_token(value)}
+
+
+def _is_marker(value: str, kind: str) -> bool:
+    if kind == USERINFO:
+        return _written_userinfo(value) == SECRET_MARKER
+    return value == SECRET_MARKER
 
 
 def _open_one(value: Any, kind: str) -> Any:
