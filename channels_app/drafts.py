@@ -25,7 +25,13 @@ from channels_app.dry_run import dry_run
 from channels_app.models import Channel, ChannelDraft, ChannelVersion, Destination
 from channels_app.models.config import CHANNEL_SETTINGS, DESTINATION_SETTINGS
 from channels_app.routing import RuleError, checked_rule
-from channels_app.sealing import SECRET_MARKER, masked, secret_fields
+from channels_app.sealing import (
+    SECRET_MARKER,
+    SealError,
+    masked,
+    secret_fields,
+    secret_values,
+)
 from channels_app.sources import checked_source_config, public_snapshot
 
 # What a draft sets on the channel: its settings and name, not whether it runs.
@@ -69,6 +75,16 @@ def draft_of(channel: Channel) -> dict:
 
 def has_draft(channel: Channel) -> bool:
     return ChannelDraft.objects.filter(channel=channel).exists()
+
+
+def draft_channel(channel: Channel) -> Channel:
+    """An unsaved copy of the channel with its draft's settings as the draft writes them
+    (secrets as the marker): what the channel form edits."""
+    shadow = copy.copy(channel)
+    document = draft_of(channel)
+    for field in CHANNEL_FIELDS:
+        setattr(shadow, field, document[field])
+    return shadow
 
 
 def drafted(channel: Channel, snapshot: dict | None = None) -> tuple[Channel, list[Destination]]:
@@ -213,16 +229,18 @@ def _checked_channel(channel: Channel, snapshot: dict, errors: dict) -> dict:
         errors["name"] = f"a channel named “{candidate.name}” exists"
     document = {f: getattr(candidate, f) for f in CHANNEL_FIELDS}
     _check(errors, "tags", checked_tags, values["tags"], into=document)
-    _check(errors, "route_filter", checked_rule, values["route_filter"], into=document)
-    _check(
-        errors,
-        "source_config",
-        lambda config: checked_source_config(
-            candidate.source_type, config, None, channel_id=channel.pk
-        ),
-        values["source_config"],
-        into=document,
-    )
+    if "route_filter" not in errors:
+        _check(errors, "route_filter", checked_rule, document["route_filter"], into=document)
+    if "source_type" not in errors:
+        _check(
+            errors,
+            "source_config",
+            lambda config: checked_source_config(
+                candidate.source_type, config, None, channel_id=channel.pk
+            ),
+            values["source_config"],
+            into=document,
+        )
     return document
 
 
@@ -239,6 +257,8 @@ def _checked_destinations(channel: Channel, snapshot: dict, errors: dict) -> lis
             errors[where] = "must be a JSON object"
             continue
         document = _checked_destination(own, entry, where, errors)
+        if f"{where}.name" in errors:
+            continue
         if document["name"] in names:
             errors[f"{where}.name"] = f"another destination is named “{document['name']}”"
         names.add(document["name"])
@@ -250,11 +270,12 @@ def _checked_destination(own: dict, entry: dict, where: str, errors: dict) -> di
     unknown = set(entry) - set(DESTINATION_FIELDS) - DESTINATION_RUNTIME
     errors |= {f"{where}.{key}": "unknown key" for key in sorted(unknown)}
     pk = entry.get("id")
-    if pk is not None and pk not in own:
+    if pk is not None and (not isinstance(pk, int) or pk not in own):
         errors[f"{where}.id"] = "not a destination of this channel"
         pk = None
     transport = entry.get("transport") or (own[pk].transport if pk else "")
-    if transport not in transport_names():
+    if not isinstance(transport, str) or transport not in transport_names():
+        transport = ""
         errors[f"{where}.transport"] = f"one of {', '.join(transport_names())}"
     candidate = Destination(transport=transport)
     defaults = {f: getattr(own[pk] if pk else candidate, f) for f in DESTINATION_SETTINGS}
@@ -266,23 +287,49 @@ def _checked_destination(own: dict, entry: dict, where: str, errors: dict) -> di
     for field, limits in POLICY_LIMITS.items():
         value = document[field]
         low, high = limits.get("min_value"), limits.get("max_value")
-        if isinstance(value, int | float) and (
-            (low is not None and value < low) or (high is not None and value > high)
-        ):
-            errors[f"{where}.{field}"] = f"must be between {low} and {high or 'any'}"
-    _check(errors, f"{where}.route_when", checked_rule, document["route_when"])
-    _check(errors, f"{where}.ordering_key", checked_ordering_key, document["ordering_key"])
+        if isinstance(value, int | float) and value < low:
+            errors[f"{where}.{field}"] = f"must be at least {low}"
+        if isinstance(value, int | float) and high is not None and value > high:
+            errors[f"{where}.{field}"] = f"must be at most {high}"
+    for field, check in (("route_when", checked_rule), ("ordering_key", checked_ordering_key)):
+        if f"{where}.{field}" not in errors:
+            _check(errors, f"{where}.{field}", check, document[field], into=document, key=field)
     document["config"] = entry.get("config") or {}
-    if transport in transport_names():
+    if transport:
+        live = own[pk].config if pk and own[pk].transport == transport else {}
         _check(
             errors,
             f"{where}.config",
-            lambda config: checked_config(transport, config),
+            lambda config: _retyped_as_marker(transport, checked_config(transport, config), live),
             document["config"],
             into=document,
             key="config",
         )
     return document
+
+
+def _retyped_as_marker(transport: str, config: dict, live: dict) -> dict:
+    """``config`` with each secret set to the value the live row holds shown as the marker
+    again: typing a secret again (a header's value, say) is no change."""
+    stored = secret_values(transport, live)
+    same = [p for p, value in secret_values(transport, config).items() if stored.get(p) == value]
+    config = copy.deepcopy(config)
+    for place in same:
+        _mark(config, place)
+    return config
+
+
+def _mark(node: dict, place: str) -> None:
+    """Put the marker at a dotted ``place`` (a header name may hold dots: keys are matched)."""
+    for key, value in node.items():
+        if place == key:
+            url = isinstance(value, dict) and "shown" in value or "://" in str(value)
+            if not url:  # a URL's user info stays in its URL
+                node[key] = SECRET_MARKER
+            return
+        if place.startswith(f"{key}.") and isinstance(value, dict):
+            _mark(value, place[len(key) + 1 :])
+            return
 
 
 def _clean(instance, where: str, errors: dict, exclude: list[str]) -> None:
@@ -297,7 +344,7 @@ def _clean(instance, where: str, errors: dict, exclude: list[str]) -> None:
 def _check(errors: dict, path: str, check, value, *, into: dict | None = None, key: str = ""):
     try:
         result = check(value)
-    except (ValueError, RuleError, ConfigError) as exc:
+    except (ValueError, RuleError, ConfigError, SealError) as exc:
         errors[path] = str(exc)
         return
     if into is not None:

@@ -420,6 +420,8 @@ def _merge_userinfo(old: Any, new: Any) -> Any:
     """A URL whose user info is the marker keeps the stored user info (the rest may change)."""
     if not isinstance(new, str) or _written_userinfo(new) != SECRET_MARKER:
         return new
+    if isinstance(old, str) and _written_userinfo(old) == SECRET_MARKER:
+        return new  # both stand for the live secret (a draft edited again)
     stored = unseal_token(old["sealed"]).decode() if _is_sealed_entry(old) else old
     return with_userinfo(new, userinfo(stored))
 

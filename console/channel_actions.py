@@ -94,13 +94,14 @@ def _changes(diff: list[dict]) -> dict:
 @transaction.atomic
 def save_draft(request, channel: Channel, snapshot, note: str = "") -> ChannelDraft:
     """Keep ``snapshot`` as the channel's draft (drafts.DraftError when it is wrong); audited
-    with what it changes against the draft it replaces."""
+    with what it changes against the draft it replaces (``draft.changes``)."""
     before = drafts.draft_of(channel)
     draft = drafts.save_draft(channel, snapshot, request.user, note)
     changed = drafts.diff(before, draft.snapshot)
     if changed:
         detail = {"changes": _changes(changed)}
         audit.record(request, "channel.draft_saved", target=f"channel:{channel.pk}", detail=detail)
+    draft.changes = changed
     return draft
 
 
