@@ -30,7 +30,9 @@ def channel(django_user_model):
         set_role(django_user_model.objects.create_user(name, password=PASSWORD), role)
     channel = factories.channel(40801, name="Lab feed")
     factories.fhir_destination(channel, OLD_URL, name="EHR")
-    ChannelSample.objects.create(channel=channel, name="admission", raw=factories.adt_a01().decode())
+    ChannelSample.objects.create(
+        channel=channel, name="admission", raw=factories.adt_a01().decode()
+    )
     channel.publish(note="first")
     return channel
 
@@ -61,7 +63,9 @@ def test_edit_preview_publish_compare_and_roll_back(page, browser, asgi_server, 
     )
     sample = page.locator('[data-sample="admission"]')
     expect(sample).to_have_attribute("data-status", "changed")
-    expect(page.locator('[data-diff="admission"]')).to_contain_text(f'+      "target": "POST {NEW_URL}/"')
+    expect(page.locator('[data-diff="admission"]')).to_contain_text(
+        f'+      "target": "POST {NEW_URL}/"'
+    )
     page.get_by_label("Note for this version").fill("EHR moved to its v2 endpoint")
     page.get_by_role("button", name="Publish as version 2").click()
 
