@@ -58,9 +58,13 @@ def _edit(request, destination: Destination):
     channel = destination.channel
     document = drafts.draft_of(channel)
     index = _draft_index(document, destination)
-    entry = {"id": None, "transport": destination.transport, "config": {}}
     if index is not None:
         entry = document["destinations"][index]
+    elif is_new:
+        entry = {"id": None, "transport": destination.transport, "config": {}}
+    else:  # one the draft removed (through the API): editing it puts it back
+        live = drafts.live_snapshot(channel)["destinations"]
+        entry = next(d for d in live if d["id"] == destination.pk)
     shown = _drafted(destination, entry)
     form = DestinationForm(data, instance=shown)
     config_form = ConfigForm(
