@@ -59,7 +59,7 @@ def live_snapshot(channel: Channel) -> dict:
     """The channel as it runs, as a draft document."""
     snapshot = public_snapshot(channel.snapshot())
     document = {field: snapshot[field] for field in CHANNEL_FIELDS}
-    ids = list(channel.destinations.order_by("id").values_list("id", flat=True))
+    ids = [d.pk for d in channel.destinations_by_id()]
     document["destinations"] = [
         {"id": pk, **{f: d[f] for f in DESTINATION_FIELDS if f != "id"}}
         for pk, d in zip(ids, snapshot["destinations"], strict=True)

@@ -97,9 +97,13 @@ class Channel(models.Model):
         # Secrets never leave in a snapshot (versions, exports): they show as a marker.
         data["destinations"] = [
             {**model_to_dict(d, exclude=["id", "channel"]), "config": public_config(d)}
-            for d in self.destinations.order_by("id")
+            for d in self.destinations_by_id()
         ]
         return data
+
+    def destinations_by_id(self) -> list[Destination]:
+        """The channel's destinations in creation order (from a prefetch, when there is one)."""
+        return sorted(self.destinations.all(), key=lambda d: d.pk)
 
     @transaction.atomic
     def publish(self, user=None, note: str = "") -> ChannelVersion:

@@ -200,6 +200,7 @@ def test_the_list_costs_the_same_queries_for_any_number_of_channels(viewer_user)
             channel = factories.channel(start + n, tags=["t"])
             factories.fhir_destination(channel, "http://127.0.0.1:9/fhir")
             Message.objects.create(channel=channel, raw=factories.adt_a01(f"Q{start + n}"))
+            drafts.save_draft(channel, {**drafts.draft_of(channel), "description": "drafted"})
 
     add_channels(2, 41100)
     few = queries_for_the_list()
