@@ -119,3 +119,23 @@ def test_the_message_page_links_the_version_that_processed_it(viewer_user, chann
     page = signed_in(viewer_user).get(f"/messages/{message.pk}/").content.decode()
     assert f'href="/channels/{channel.pk}/versions/#version-1"' in page
     assert 'data-channel-version="1"' in page
+
+
+def test_a_draft_the_form_cannot_keep_is_refused_on_the_form(analyst_user, channel):
+    document = drafts.draft_of(channel)
+    extra = {**document["destinations"][0], "id": None, "name": "Archive"}
+    drafts.save_draft(channel, {**document, "destinations": [*document["destinations"], extra]})
+    ehr = channel.destinations.get()
+    form = {
+        "name": "Archive",  # the draft already adds a destination of that name
+        "enabled": "on",
+        "route_when": "",
+        "config-base_url": "http://127.0.0.1:9/fhir",
+        "config-mode": "transaction",
+        "config-headers": "{}",
+        **{f: getattr(ehr, f) for f in ehr.POLICY if getattr(ehr, f) is not None},
+    }
+    response = signed_in(analyst_user).post(f"/destinations/{ehr.pk}/edit/", form)
+    assert response.status_code == 200
+    assert "another destination is named “Archive”" in response.content.decode()
+    assert [d["name"] for d in drafts.draft_of(channel)["destinations"]] == ["EHR", "Archive"]
