@@ -461,7 +461,8 @@ class _Checker:
         checks = {
             "tags": checked_tags,
             "route_filter": checked_rule,
-            "mapping": checked_mapping,
+            # The field's default ({}) stays as it is: "no rules" as stored, for a same-bytes export.
+            "mapping": lambda v: checked_mapping(v) if v else {},
             "enabled": lambda v: checked_enabled(stored, v) if stored else v,
         }
         settings = {

@@ -62,11 +62,17 @@ def content_type_of(channel: Channel, raw: bytes) -> str:
 
 
 def dry_run(
-    channel: Channel, raw: bytes | str, content_type: str = "", mapping: dict | None = None
+    channel: Channel,
+    raw: bytes | str,
+    content_type: str = "",
+    mapping: dict | None = None,
+    destinations: list[Destination] | None = None,
 ) -> DryRun:
     """Parse, convert, validate and route ``raw`` as ``channel`` would, and encode it for each
     routed destination. An unreadable message answers with the codec's error and its place.
-    ``mapping`` (checked) stands in for the channel's field rules: a rule's preview."""
+    ``mapping`` (checked) stands in for the channel's field rules: a rule's preview.
+    ``destinations`` (unsaved, say, with ``channel`` a copy): run as if they were the channel's
+    (a draft's preview); by default the channel's own."""
     if isinstance(raw, str):
         raw = raw.encode()
     message = Message(channel=channel, raw=raw, content_type=content_type)
@@ -81,7 +87,11 @@ def dry_run(
         if parsed is not None and result.parse_tree is None:
             result.parse_tree = parse_tree(parsed)
     if message.status != Message.Status.ERROR:
-        destinations = list(channel.destinations.filter(enabled=True).order_by("name", "id"))
+        if destinations is None:
+            destinations = list(channel.destinations.all())
+        destinations = sorted(
+            (d for d in destinations if d.enabled), key=lambda d: (d.name, d.pk or 0)
+        )
         routed = process.route_message(message, destinations)
         result.routing = list(message.routing or [])
         if message.status != Message.Status.ERROR:

@@ -39,7 +39,7 @@ class MappingRefused(ValueError):
 
 
 def checked_mapping(mapping: Any) -> dict[str, Any]:
-    """``mapping`` as it is stored (both keys present, or {} for none) once it compiles; MappingRefused naming
+    """``mapping`` as it is stored (both keys present) once it compiles; MappingRefused naming
     the key, table, or rule and part at fault."""
     if mapping in (None, ""):
         mapping = {}
@@ -57,8 +57,7 @@ def checked_mapping(mapping: Any) -> dict[str, Any]:
         compile_rules(rules, tables=tables)
     except RuleError as exc:
         raise MappingRefused(str(exc), index=exc.index, part=exc.part or "") from None
-    # No rules and no tables is stored as the field's default, so "none" has one spelling.
-    return {"rules": rules, "tables": tables} if rules or tables else {}
+    return {"rules": rules, "tables": tables}
 
 
 def stored(mapping: Any) -> dict[str, Any]:

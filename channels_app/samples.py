@@ -99,11 +99,9 @@ def accept(sample: ChannelSample) -> DryRun:
     return result
 
 
-def diff(accepted: dict, current: dict) -> str:
+def diff(accepted: dict, current: dict, labels: tuple[str, str] = ("accepted", "now")) -> str:
     accepted, current = _sent_or_not(accepted, current)
-    lines = difflib.unified_diff(
-        readable(accepted), readable(current), "accepted", "now", n=3, lineterm=""
-    )
+    lines = difflib.unified_diff(readable(accepted), readable(current), *labels, n=3, lineterm="")
     return "\n".join(lines)
 
 

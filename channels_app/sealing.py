@@ -330,11 +330,19 @@ def open_secrets(config: dict, secrets: dict[str, str]) -> dict:
 def _seal_one(value: Any, kind: str) -> Any:
     if not _is_set(value) or _is_sealed_entry(value) or not isinstance(value, str):
         return value
+    if _is_marker(value, kind):
+        return value  # a draft's "kept as stored": the marker stands for the live secret
     if kind == USERINFO:
         if not userinfo(value):
             return value  # nothing secret in it: stays readable
         return {"sealed": seal_token(value), "shown": _shown_url(value)}
     return {"sealed": seal_token(value)}
+
+
+def _is_marker(value: str, kind: str) -> bool:
+    if kind == USERINFO:
+        return _written_userinfo(value) == SECRET_MARKER
+    return value == SECRET_MARKER
 
 
 def _open_one(value: Any, kind: str) -> Any:
@@ -412,6 +420,8 @@ def _merge_userinfo(old: Any, new: Any) -> Any:
     """A URL whose user info is the marker keeps the stored user info (the rest may change)."""
     if not isinstance(new, str) or _written_userinfo(new) != SECRET_MARKER:
         return new
+    if isinstance(old, str) and _written_userinfo(old) == SECRET_MARKER:
+        return new  # both stand for the live secret (a draft edited again)
     stored = unseal_token(old["sealed"]).decode() if _is_sealed_entry(old) else old
     return with_userinfo(new, userinfo(stored))
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from channels_app import channels
+from channels_app import channels, drafts
 from channels_app.destinations import secrets_changed
-from channels_app.models import Channel
-from channels_app.sources import public_source_config, source_secret_fingerprints
+from channels_app.models import Channel, ChannelDraft, ChannelVersion
+from channels_app.sources import public_snapshot, public_source_config, source_secret_fingerprints
 from console import audit
 
 
@@ -86,3 +86,61 @@ def _changed(request, channel: Channel, change, action: str) -> dict:
     diff = audit.changes(before, public(channel))
     audit.record(request, action, target=f"channel:{channel.pk}", detail={"changes": diff})
     return diff
+
+
+# --- drafts and versions: what the channel pages and the API both call ----------------------
+
+
+def _changes(diff: list[dict]) -> dict:
+    """A draft or version diff as the audit log writes changes: {path: [before, after]}."""
+    return {change["path"]: [change["before"], change["after"]] for change in diff}
+
+
+@transaction.atomic
+def save_draft(request, channel: Channel, snapshot, note: str = "") -> ChannelDraft:
+    """Keep ``snapshot`` as the channel's draft (drafts.DraftError when it is wrong); audited
+    with what it changes against the draft it replaces (``draft.changes``)."""
+    before = drafts.draft_of(channel)
+    draft = drafts.save_draft(channel, snapshot, request.user, note)
+    changed = drafts.diff(before, draft.snapshot)
+    if changed:
+        detail = {"changes": _changes(changed)}
+        audit.record(request, "channel.draft_saved", target=f"channel:{channel.pk}", detail=detail)
+    draft.changes = changed
+    return draft
+
+
+@transaction.atomic
+def discard_draft(request, channel: Channel) -> bool:
+    changed = drafts.draft_diff(channel)
+    discarded = drafts.discard_draft(channel)
+    if discarded:
+        detail = {"changes": _changes(changed)}
+        audit.record(
+            request, "channel.draft_discarded", target=f"channel:{channel.pk}", detail=detail
+        )
+    return discarded
+
+
+@transaction.atomic
+def publish_draft(request, channel: Channel, note: str = "") -> ChannelVersion:
+    """Put the draft live as a new version; audited with its diff against what ran before."""
+    changed = drafts.draft_diff(channel)
+    version = drafts.publish_draft(channel, request.user, note)
+    detail = {"version": version.number, "note": version.note, "changes": _changes(changed)}
+    audit.record(request, "channel.published", target=f"channel:{channel.pk}", detail=detail)
+    return version
+
+
+@transaction.atomic
+def rollback(request, channel: Channel, number: int) -> ChannelVersion:
+    """Publish version ``number``'s settings as a new version; audited with what it changed."""
+    before = public_snapshot(channel.snapshot())
+    version = channel.rollback(number, user=request.user)
+    detail = {
+        "to_version": number,
+        "version": version.number,
+        "changes": audit.changes(before, public_snapshot(channel.snapshot())),
+    }
+    audit.record(request, "channel.rolled_back", target=f"channel:{channel.pk}", detail=detail)
+    return version

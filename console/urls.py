@@ -20,6 +20,7 @@ from console.views import (
     messages,
     replay,
     system,
+    versions,
 )
 
 # Every view declares who may open it (console.access); Django's auth views
@@ -74,6 +75,14 @@ urlpatterns = [
     path("channels/<int:pk>/mapping/", mapping.mapping_page, name="mapping"),
     path("channels/<int:pk>/mapping/save/", mapping.mapping_save, name="mapping-save"),
     path("channels/<int:pk>/mapping/preview/", mapping.mapping_preview, name="mapping-preview"),
+    path("channels/<int:pk>/publish/", versions.draft_publish, name="channel-publish"),
+    path("channels/<int:pk>/draft/discard/", versions.draft_discard, name="channel-draft-discard"),
+    path("channels/<int:pk>/versions/", versions.channel_versions, name="channel-versions"),
+    path(
+        "channels/<int:pk>/versions/<int:number>/rollback/",
+        versions.channel_rollback,
+        name="channel-rollback",
+    ),
     path("channels/<int:pk>/bench/", bench.bench_page, name="bench"),
     path("channels/<int:pk>/bench/run/", bench.bench_run, name="bench-run"),
     path("channels/<int:pk>/bench/samples/", bench.bench_sample_new, name="bench-sample-new"),

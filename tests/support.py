@@ -478,3 +478,17 @@ def is_delivered(message_id: int) -> bool:
     from channels_app.models import Delivery
 
     return Delivery.objects.filter(message_id=message_id, status="DELIVERED").exists()
+
+
+def publish_in_browser(page, channel_id: int, note: str = "") -> None:
+    """From the Channels page: review the channel's draft, publish it (with ``note``), and come
+    back to the channel's card: the console's one way to put an edit live."""
+    from playwright.sync_api import expect
+
+    page.locator(f"#channel-{channel_id} [data-action=review-draft]").click()
+    expect(page.get_by_role("heading", name="Review & publish the draft")).to_be_visible()
+    if note:
+        page.get_by_label("Note for this version").fill(note)
+    page.locator("[data-action=publish]").click()
+    expect(page.locator("[data-flash]")).to_contain_text("published as version")
+    page.locator(f".breadcrumb a[href$='#channel-{channel_id}']").click()

@@ -1,5 +1,5 @@
 from channels_app.models.alerts import Alert, AlertRule
-from channels_app.models.config import Channel, ChannelVersion, Destination
+from channels_app.models.config import Channel, ChannelDraft, ChannelVersion, Destination
 from channels_app.models.heartbeat import SourceHeartbeat
 from channels_app.models.processes import ProcessHeartbeat
 from channels_app.models.replay import ReplayItem, ReplayJob
@@ -12,6 +12,7 @@ __all__ = [
     "AlertRule",
     "Attempt",
     "Channel",
+    "ChannelDraft",
     "ChannelSample",
     "ChannelVersion",
     "DedupeEntry",

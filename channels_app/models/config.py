@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 from django.conf import settings
 from django.db import models, transaction
 from django.forms.models import model_to_dict
 
-from channels_app.sealing import merge_config, public_config, seal_config
+from channels_app.sealing import merge_config, merged, public_config, seal_config
 
 
 class Channel(models.Model):
@@ -99,9 +101,13 @@ class Channel(models.Model):
         # Secrets never leave in a snapshot (versions, exports): they show as a marker.
         data["destinations"] = [
             {**model_to_dict(d, exclude=["id", "channel"]), "config": public_config(d)}
-            for d in self.destinations.order_by("id")
+            for d in self.destinations_by_id()
         ]
         return data
+
+    def destinations_by_id(self) -> list[Destination]:
+        """The channel's destinations in creation order (from a prefetch, when there is one)."""
+        return sorted(self.destinations.all(), key=lambda d: d.pk)
 
     @transaction.atomic
     def publish(self, user=None, note: str = "") -> ChannelVersion:
@@ -122,29 +128,58 @@ class Channel(models.Model):
     def rollback(self, number: int, user=None) -> ChannelVersion:
         """Put the channel and its destinations back as version ``number`` recorded them, and
         publish that as a new version (history only grows). Runtime state (paused, breaker) is
-        left as it is; secrets come back as stored, since snapshots hold only their marker; a
-        destination added after that version is disabled, not deleted (messages point at it)."""
-        target = self.versions.get(number=number).snapshot
-        for field in CHANNEL_SETTINGS:
-            if field in target:
-                setattr(self, field, target[field])
-        self.save()
-        kept = {d["name"]: d for d in target.get("destinations", [])}
-        for destination in self.destinations.all():
-            if destination.name not in kept:
-                destination.enabled = False
-                destination.save(update_fields=["enabled"])
-        for name, recorded in kept.items():
-            destination = self.destinations.filter(name=name).first() or Destination(
-                channel=self, name=name, transport=recorded["transport"]
-            )
+        left as it is; secrets come back as stored, since snapshots hold only their marker."""
+        self.apply(self.versions.get(number=number).snapshot)
+        return self.publish(user=user, note=f"rollback to v{number}")
+
+    def apply(
+        self, snapshot: dict, fields: tuple[str, ...] | None = None, *, save: bool = True
+    ) -> list[Destination]:
+        """Set the channel's ``fields`` (default CHANNEL_SETTINGS) and its destinations as
+        ``snapshot`` has them; the destinations as they then stand, enabled or not. A secret the
+        snapshot shows as the marker keeps its stored value; a destination the snapshot lacks is
+        disabled, not deleted (messages point at it). With ``save=False`` nothing is written:
+        what a dry run "as if the snapshot were live" runs with (apply it to a copy)."""
+        from channels_app.sources import source_secrets
+
+        stored = self.source_config if snapshot.get("source_type") == self.source_type else {}
+        for field in CHANNEL_SETTINGS if fields is None else fields:
+            if field in snapshot:
+                setattr(self, field, snapshot[field])
+        # A source secret shown as the marker keeps its stored value (one sealed is taken).
+        self.source_config = merged(stored, self.source_config, source_secrets(self.source_type))
+        if save:
+            self.save()
+        current = list(self.destinations.order_by("id"))
+        by_id = {d.pk: d for d in current}
+        by_name = {d.name: d for d in current}
+        applied = []
+        for recorded in snapshot.get("destinations", []):
+            destination = by_id.get(recorded.get("id")) or by_name.get(recorded["name"])
+            if destination is None:
+                destination = Destination(transport=recorded["transport"])
+                if not save:  # a stand-in id, so routing can tell unsaved ones apart
+                    destination.pk = -len(applied) - 1
+            else:
+                destination = copy.copy(destination)  # an unsaved apply leaves the rows alone
+            destination.channel = self
+            destination.name = recorded["name"]
             destination.transport = recorded["transport"]
             for field in DESTINATION_SETTINGS:
                 if field in recorded:
                     setattr(destination, field, recorded[field])
             destination.set_config(recorded.get("config") or {})
-            destination.save()
-        return self.publish(user=user, note=f"rollback to v{number}")
+            applied.append(destination)
+        kept = {d.pk for d in applied if d.pk is not None}
+        dropped = [copy.copy(d) for d in current if d.pk not in kept]
+        for destination in dropped:
+            destination.enabled = False
+        if save:
+            for destination in dropped:
+                destination.save(update_fields=["enabled"])
+            for destination in applied:
+                destination.save()
+        return applied + dropped
 
 
 class ChannelVersion(models.Model):
@@ -165,6 +200,23 @@ class ChannelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} v{self.number}"
+
+
+class ChannelDraft(models.Model):
+    """The channel as an analyst is changing it, not yet running: a snapshot-shaped document
+    (channel settings and destinations; secrets as the marker unless changed in the draft, then
+    sealed like the live rows). Published as a ChannelVersion by channels_app.drafts."""
+
+    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, related_name="draft")
+    snapshot = models.JSONField()
+    note = models.CharField(max_length=200, blank=True, help_text="Proposed for the version.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.channel} (draft)"
 
 
 class Destination(models.Model):

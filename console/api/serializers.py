@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from adapters.registry import ConfigError
-from channels_app import field_rules, sealing, sources
+from channels_app import drafts, field_rules, sealing, sources
 from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.dry_run import CONTENT_TYPES
@@ -156,6 +156,48 @@ class ChannelVersionSerializer(serializers.Serializer):
 
 class RollbackSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+
+
+class ChangeSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="The setting, e.g. destinations.EHR.timeout_s.")
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+
+
+class DraftSerializer(serializers.Serializer):
+    """A channel's draft: the document (``Channel.snapshot()``'s shape, runtime state left out,
+    destinations with their ``id``; secrets as the marker, which keeps them) and a proposed note.
+    Reads add who changed it last, when, and its ``changes`` against the live configuration."""
+
+    snapshot = serializers.JSONField()
+    note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    exists = serializers.BooleanField(read_only=True)
+    updated_by = serializers.CharField(read_only=True, allow_null=True)
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    changes = ChangeSerializer(many=True, read_only=True)
+
+    @staticmethod
+    def of(channel: Channel, draft) -> dict:
+        return {
+            "snapshot": drafts.draft_of(channel),
+            "note": draft.note if draft else "",
+            "exists": draft is not None,
+            "updated_by": draft.updated_by.username if draft and draft.updated_by else None,
+            "updated_at": draft.updated_at.isoformat() if draft else None,
+            "changes": drafts.draft_diff(channel),
+        }
+
+
+class PublishSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class SamplePreviewSerializer(serializers.Serializer):
+    sample = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["unchanged", "changed", "failed"])
+    diff = serializers.CharField(help_text="A unified diff, live against draft.")
+    error = serializers.JSONField(allow_null=True, help_text="What stops it under the draft.")
 
 
 class DestinationSerializer(serializers.ModelSerializer):

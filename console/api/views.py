@@ -20,14 +20,16 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from channels_app import field_rules, outcome
+from channels_app import drafts, field_rules, outcome
 from channels_app import samples as suite
 from channels_app.channels import DeleteRefused
 from channels_app.destinations import secret_fingerprints, secrets_changed
+from channels_app.drafts import DraftError
 from channels_app.dry_run import dry_run
 from channels_app.models import (
     Attempt,
     Channel,
+    ChannelDraft,
     ChannelSample,
     Delivery,
     Destination,
@@ -36,7 +38,6 @@ from channels_app.models import (
     ReplayJob,
 )
 from channels_app.pipeline import replay as replay_stage
-from channels_app.sources import public_snapshot
 from console import (
     audit,
     bench,
@@ -49,7 +50,6 @@ from console import (
 )
 from console.api import serializers as s
 from console.api.pagination import MessagePages
-from console.audit import changes
 from console.message_filters import MessageFilter, listed_messages
 from console.message_phi import phi_by_message, phi_of_message_id
 from console.models import ApiToken, AuditEvent
@@ -166,6 +166,12 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         "set_mapping": ANALYST,
         "export": ANALYST,
         "import_channels": ADMIN,
+        "draft": ANALYST,
+        "draft_save": ANALYST,
+        "draft_discard": ANALYST,
+        "draft_publish": ANALYST,
+        "draft_preview": ANALYST,
+        "version_diff": VIEWER,
     }
 
     def get_queryset(self):
@@ -343,21 +349,83 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         number = form.validated_data["version"]
         if not channel.versions.filter(number=number).exists():
             raise serializers.ValidationError({"version": [f"channel has no version {number}"]})
-        before = public_snapshot(channel.snapshot())
-        with transaction.atomic():
-            version = channel.rollback(number, user=request.user)
-            audit.record(
-                request,
-                "channel.rolled_back",
-                target=f"channel:{channel.pk}",
-                detail={
-                    "to_version": number,
-                    "version": version.number,
-                    "changes": changes(before, public_snapshot(channel.snapshot())),
-                },
-            )
+        channel_actions.rollback(request, channel, number)
         channel.refresh_from_db()
         return Response(self.get_serializer(channel).data)
+
+    @extend_schema(responses=s.DraftSerializer)
+    @action(detail=True, methods=["get"])
+    def draft(self, request, pk=None):
+        """The channel's draft (the live configuration when it has none) and what it changes."""
+        channel = self.get_object()
+        record = ChannelDraft.objects.filter(channel=channel).first()
+        return Response(s.DraftSerializer.of(channel, record))
+
+    @extend_schema(request=s.DraftSerializer, responses=s.DraftSerializer)
+    @draft.mapping.put
+    def draft_save(self, request, pk=None):
+        """Replace the draft (``snapshot`` as GET gives it, secrets as the marker to keep them);
+        nothing runs differently until it is published."""
+        channel = self.get_object()
+        form = s.DraftSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            record = channel_actions.save_draft(
+                request, channel, form.validated_data["snapshot"], form.validated_data["note"]
+            )
+        except DraftError as exc:
+            raise serializers.ValidationError({"snapshot": exc.errors}) from None
+        return Response(s.DraftSerializer.of(channel, record))
+
+    @extend_schema(request=None, responses={204: None})
+    @draft.mapping.delete
+    def draft_discard(self, request, pk=None):
+        """Drop the draft; the live configuration stays as it is."""
+        if not channel_actions.discard_draft(request, self.get_object()):
+            raise exceptions.NotFound("the channel has no draft")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=s.PublishSerializer, responses=s.ChannelVersionSerializer)
+    @action(detail=True, methods=["post"], url_path="draft/publish", url_name="draft-publish")
+    def draft_publish(self, request, pk=None):
+        """Put the draft live as a new version with ``note``."""
+        channel = self.get_object()
+        form = s.PublishSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        if not drafts.has_draft(channel):
+            raise Conflict("the channel has no draft to publish")
+        try:
+            version = channel_actions.publish_draft(request, channel, form.validated_data["note"])
+        except DraftError as exc:
+            raise serializers.ValidationError({"snapshot": exc.errors}) from None
+        return Response(s.ChannelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.SamplePreviewSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="draft/preview", url_name="draft-preview")
+    def draft_preview(self, request, pk=None):
+        """Each sample run as the channel runs now and as the draft would: unchanged, changed
+        (with a diff, live against draft) or failed. Nothing is stored or sent."""
+        return Response([p.as_dict() for p in drafts.preview(self.get_object())])
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("a", int, required=True, description="A version number."),
+            OpenApiParameter("b", int, required=True, description="Another version number."),
+        ],
+        responses=s.ChangeSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], url_path="versions/diff", url_name="version-diff")
+    def version_diff(self, request, pk=None):
+        """What changed from version ``a`` to version ``b``: each setting by its path."""
+        channel = self.get_object()
+        found = {}
+        for name in ("a", "b"):
+            number = id_param(request, name)
+            version = channel.versions.filter(number=number).first() if number else None
+            if version is None:
+                raise serializers.ValidationError({name: ["not a version of this channel"]})
+            found[name] = version.snapshot
+        return Response(drafts.diff(found["a"], found["b"]))
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])

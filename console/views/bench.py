@@ -147,11 +147,13 @@ def _samples(channel: Channel, outcomes: dict | None = None) -> dict:
 
 
 def _diff_lines(outcome) -> list[tuple[str, str]]:
-    """Each diff line with its kind (add, del, hunk, same) for the template's colours."""
-    if outcome is None or not outcome.diff:
-        return []
+    return diff_lines(outcome.diff if outcome is not None else "")
+
+
+def diff_lines(diff: str) -> list[tuple[str, str]]:
+    """Each line of a unified diff with its kind (add, del, hunk, same) for the colours."""
     kinds = {"+": "add", "-": "del", "@": "hunk"}
-    return [(kinds.get(line[:1], "same"), line) for line in outcome.diff.splitlines()]
+    return [(kinds.get(line[:1], "same"), line) for line in (diff or "").splitlines()]
 
 
 def _shown(result: DryRun) -> list[dict]:

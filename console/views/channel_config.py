@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from channels_app import channels
+from channels_app import channels, drafts
 from channels_app.models import Channel
 from channels_app.sources import public_source_config
 from console import channel_actions
@@ -62,34 +62,56 @@ def channel_edit(request, pk: int):
 
 
 def _edit(request, channel: Channel):
+    """A new channel is created as it is saved; an existing one's changes go to its draft (what
+    runs changes when the draft is published). Enabling it is an action of its own."""
     is_new = channel.pk is None
-    source_type = _chosen_source_type(request, channel)
+    shown = channel if is_new else drafts.draft_channel(channel)
+    source_type = _chosen_source_type(request, shown)
     if request.htmx and request.method == "GET":  # the source select changed: its fields
-        form = _source_form(channel, source_type, None)
+        form = _source_form(shown, source_type, None)
         return render(request, "channels/_source.html", _source_context(form))
     data = request.POST if request.method == "POST" else None
     # A copy: a ModelForm writes what it cleans onto its instance, and the audit needs "before".
-    form = ChannelForm(data, instance=copy.copy(channel), initial={"source_type": source_type})
-    source_form = _source_form(channel, source_type, data)
+    form = ChannelForm(data, instance=copy.copy(shown), initial={"source_type": source_type})
+    if not is_new:
+        del form.fields["enabled"]
+    source_form = _source_form(shown, source_type, data)
     if data is not None and all([form.is_valid(), source_form.is_valid()]):
-        values = {name: form.cleaned_data[name] for name in ChannelForm.Meta.fields}
+        values = {name: form.cleaned_data[name] for name in form.fields}
         values["source_config"] = source_form.config
         if is_new:
             channel = channel_actions.create(request, values)
             messages.success(request, f"Channel “{channel.name}” created.")
-        elif channel_actions.update(request, channel, values):
-            messages.success(request, f"Channel “{channel.name}” saved.")
-        else:
-            messages.info(request, f"Channel “{channel.name}”: nothing changed.")
-        return redirect(f"{reverse('channels')}#channel-{channel.pk}")
+            return redirect(f"{reverse('channels')}#channel-{channel.pk}")
+        if _saved_to_draft(request, channel, values, form):
+            return redirect(f"{reverse('channels')}#channel-{channel.pk}")
     context = {
-        "channel": channel,
+        "channel": shown,
         "is_new": is_new,
         "form": form,
         "more_fields": [form[name] for name in form.fields if name not in LAID_OUT],
         **_source_context(source_form),
     }
     return render(request, "channels/edit.html", context)
+
+
+def _saved_to_draft(request, channel: Channel, values: dict, form) -> bool:
+    """Put ``values`` into the channel's draft and say so; False (the form told why) when the
+    draft as a whole is refused."""
+    try:
+        draft = channel_actions.save_draft(request, channel, {**drafts.draft_of(channel), **values})
+    except drafts.DraftError as exc:
+        form.add_error(None, str(exc))
+        return False
+    if draft.changes:
+        messages.success(
+            request,
+            f"Saved to the draft of “{channel.name}”: it runs as before until the draft is "
+            "published.",
+        )
+    else:
+        messages.info(request, f"Channel “{channel.name}”: nothing changed.")
+    return True
 
 
 def _chosen_source_type(request, channel: Channel) -> str:

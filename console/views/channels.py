@@ -15,7 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from channels_app.models import Channel, DedupeEntry, Destination, Message
+from channels_app import drafts
+from channels_app.models import Channel, ChannelDraft, DedupeEntry, Destination, Message
 from channels_app.pipeline import control
 from channels_app.sources.status import source_states
 from console import audit
@@ -101,6 +102,7 @@ def _context(request, channels) -> dict:
     )
     traffic = _last_hour(ids)
     unmapped = _unmapped(ids)
+    drafted = {d.channel_id: d for d in ChannelDraft.objects.filter(channel__in=ids)}
     destinations = [d for c in channels for d in c.destinations.all()]
     health = control.destinations_health(destinations)
     states = source_states(channels)
@@ -109,6 +111,11 @@ def _context(request, channels) -> dict:
         channel.duplicates = duplicates.get(channel.id, 0)
         channel.received, channel.errors, waiting = traffic.get(channel.pk, (0, 0, 0))
         channel.version = max((v.number for v in channel.versions.all()), default=None)
+        # Only a channel with a draft costs its diff (a query for its destinations).
+        draft = drafted.get(channel.pk)
+        channel.draft_changes = (
+            len(drafts.diff(drafts.live_snapshot(channel), draft.snapshot)) if draft else None
+        )
         for destination in channel.destinations.all():
             destination.health = health[destination.pk]
         channel.waiting = waiting

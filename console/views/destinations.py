@@ -1,27 +1,27 @@
 """Editing a destination, and adding one to a channel: its name, its transport's settings (a form
 built from the transport's config schema) and its delivery policy. Analysts and above.
 
-A save is validated by the same function as the REST API's (channels_app.destinations) and audited
-the same way (console.audit.record_change, with the API's public representation, so secrets show
-only as the marker).
+A save goes to the channel's draft (channels_app.drafts), checked as the REST API checks it, and
+audited with its diff (secrets only as the marker); it runs once the draft is published.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from adapters.registry import transport_class, transport_names
-from channels_app.destinations import secret_fingerprints, secrets_changed
+from channels_app import drafts
 from channels_app.models import Channel, Destination
-from console import audit
+from channels_app.models.config import DESTINATION_SETTINGS
+from channels_app.sealing import masked, secret_fields
+from console import channel_actions
 from console.access import requires
-from console.api.serializers import DestinationSerializer
 from console.config_forms import ConfigForm
 from console.forms import DestinationForm
 from console.roles import Role
@@ -51,52 +51,82 @@ def destination_new(request, pk: int):
 
 
 def _edit(request, destination: Destination):
+    """The destination as the channel's draft has it; a save changes the draft (audited), and
+    what runs changes when the draft is published."""
     data = request.POST if request.method == "POST" else None
     is_new = destination.pk is None
-    # Before the forms are validated: a ModelForm writes what it cleans onto its instance.
-    before = None if is_new else DestinationSerializer(destination).data
-    secrets_before = secret_fingerprints(destination.transport, destination.config)
-    title = "New destination" if is_new else destination.name
-    form = DestinationForm(data, instance=destination)
+    channel = destination.channel
+    document = drafts.draft_of(channel)
+    index = _draft_index(document, destination)
+    if index is not None:
+        entry = document["destinations"][index]
+    elif is_new:
+        entry = {"id": None, "transport": destination.transport, "config": {}}
+    else:  # one the draft removed (through the API): editing it puts it back
+        live = drafts.live_snapshot(channel)["destinations"]
+        entry = next(d for d in live if d["id"] == destination.pk)
+    shown = _drafted(destination, entry)
+    form = DestinationForm(data, instance=shown)
     config_form = ConfigForm(
-        destination.transport,
+        shown.transport,
         data,
-        current=None if is_new else destination.public_config,
-        stored=None if is_new else destination.config,
+        current=None if is_new else masked(entry["config"], secret_fields(shown.transport)),
+        stored=None if is_new else entry["config"],
     )
     if data is not None and all([form.is_valid(), config_form.is_valid()]):
-        with transaction.atomic():
-            destination = form.save(commit=False)
-            destination.config = config_form.config  # merged, validated and sealed
-            destination.save()
-            after = DestinationSerializer(destination).data
-            secrets_after = secret_fingerprints(destination.transport, destination.config)
-            diff = audit.record_change(
-                request,
-                "destination",
-                destination.pk,
-                before,
-                after,
-                secrets=secrets_changed(secrets_before, secrets_after),
-            )
-        if is_new:
-            messages.success(request, f"Destination “{destination.name}” added.")
-        elif diff:
-            messages.success(request, f"Destination “{destination.name}” saved.")
+        values = {name: form.cleaned_data[name] for name in DestinationForm.Meta.fields}
+        entry = {**entry, **values, "config": config_form.config}
+        if index is None:
+            document["destinations"].append(entry)
         else:
-            messages.info(request, f"Destination “{destination.name}”: nothing changed.")
-        return redirect(f"{reverse('channels')}#destination-{destination.pk}")
+            document["destinations"][index] = entry
+        try:
+            draft = channel_actions.save_draft(request, channel, document)
+        except drafts.DraftError as exc:
+            form.add_error(None, str(exc))
+        else:
+            _say_saved(request, channel, entry["name"], is_new, bool(draft.changes))
+            return redirect(f"{reverse('channels')}#channel-{channel.pk}")
     context = {
-        "destination": destination,
-        "title": title,
-        "channel": destination.channel,
+        "destination": shown,
+        "title": "New destination" if is_new else shown.name,
+        "channel": channel,
         "form": form,
         "config_form": config_form,
         "transports": transports(),
-        "transport": _transport(destination.transport),
+        "transport": _transport(shown.transport),
         "is_new": is_new,
     }
     return render(request, "destinations/edit.html", context)
+
+
+def _draft_index(document: dict, destination: Destination) -> int | None:
+    """Where the draft lists ``destination`` (None: a new one, or one the draft removed)."""
+    if destination.pk is None:
+        return None
+    ids = [entry.get("id") for entry in document["destinations"]]
+    return ids.index(destination.pk) if destination.pk in ids else None
+
+
+def _drafted(destination: Destination, entry: dict) -> Destination:
+    """A copy of ``destination`` with the draft's settings: what the form edits."""
+    shown = copy.copy(destination)
+    for field in ("name", *DESTINATION_SETTINGS):
+        if field in entry:
+            setattr(shown, field, entry[field])
+    return shown
+
+
+def _say_saved(request, channel: Channel, name: str, is_new: bool, changed: bool) -> None:
+    if not changed:
+        messages.info(request, f"Destination “{name}”: nothing changed.")
+        return
+    done = "added to" if is_new else "saved to"
+    messages.success(
+        request,
+        f"Destination “{name}” {done} the draft of “{channel.name}”: it runs as before until the "
+        "draft is published.",
+    )
 
 
 def transports() -> list[dict]:

@@ -13,11 +13,12 @@ import json
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from adapters.codecs import hl7v2
 from adapters.mapping import declared, registry
-from channels_app import field_rules
+from channels_app import drafts, field_rules
 from channels_app.dry_run import dry_run
 from channels_app.models import Channel, Message
 from console import channel_actions
@@ -34,8 +35,11 @@ def mapping_page(request, pk: int):
     samples = _samples(channel) if may_edit else []
     received = _received_types(channel, samples)
     chosen = request.GET.get("type", "").strip().upper() or (received[0] if received else "")
-    mapping = field_rules.stored(channel.mapping)
+    # Analysts edit the draft (what runs changes when it is published); the live rules show
+    # when there is none.
+    mapping = field_rules.stored(drafts.draft_channel(channel).mapping)
     context = {
+        "drafted": drafts.has_draft(channel),
         "channel": channel,
         "may_edit": may_edit,
         "received": received,
@@ -60,8 +64,21 @@ def mapping_save(request, pk: int):
         mapping = _posted_mapping(request)
     except field_rules.MappingRefused as exc:
         return JsonResponse(exc.as_dict(), status=400)
-    changed = channel_actions.update(request, channel, {"mapping": mapping})
-    return JsonResponse({"saved": True, "changed": bool(changed), "rules": len(mapping["rules"])})
+    try:
+        draft = channel_actions.save_draft(
+            request, channel, {**drafts.draft_of(channel), "mapping": mapping}
+        )
+    except drafts.DraftError as exc:
+        return JsonResponse({"detail": str(exc), "part": "mapping"}, status=400)
+    return JsonResponse(
+        {
+            "saved": True,
+            "draft": True,
+            "changed": bool(draft.changes),
+            "rules": len(mapping["rules"]),
+            "publish_url": reverse("channel-publish", args=[channel.pk]),
+        }
+    )
 
 
 @requires(Role.ANALYST)

@@ -181,7 +181,12 @@
     if (!body) { return; }
     post(script.dataset.save, body).then(function (answer) {
       if (!answer.ok) { showError(answer.data); return; }
-      status("Saved: " + answer.data.rules + " rule(s)" + (answer.data.changed ? "" : " (nothing changed)") + ".", "text-success");
+      status("Saved to the draft: " + answer.data.rules + " rule(s)" + (answer.data.changed ? "" : " (nothing changed)") + ". They run once the draft is published. ", "text-success");
+      var publish = document.createElement("a");
+      publish.href = answer.data.publish_url;
+      publish.textContent = "Review & publish";
+      publish.dataset.action = "review-publish";
+      document.getElementById("mapping-status").appendChild(publish);
     });
   }
 

@@ -11,6 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.db import connection
 
+from channels_app import drafts
 from channels_app.models import Delivery, Destination
 from channels_app.sealing import SECRET_MARKER, open_config
 from tests import factories
@@ -124,6 +125,7 @@ def test_the_form_never_renders_them_and_keeps_them_when_saved(ehr, analyst_user
         "config-headers": shown["config-headers"]["text"],
     }
     assert client.post(f"/destinations/{ehr.pk}/edit/", form).status_code == 302
+    drafts.publish_draft(ehr.channel)
     ehr.refresh_from_db()
     assert ehr.timeout_s == 7
     assert open_config(ehr.transport, ehr.config) == with_credentials("http://fhir.example/fhir")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters import registry
 from adapters.registry import transport_class, transport_names
+from channels_app import drafts
 from channels_app.models import Destination
 from channels_app.sealing import SECRET_MARKER, open_config
 from console.config_forms import ConfigForm
@@ -227,6 +228,7 @@ def test_a_blank_secret_keeps_the_stored_sealed_value(analyst, webhook):
     before = Destination.objects.get(pk=webhook.pk).config["auth"]["token"]
     response = analyst.post(f"/destinations/{webhook.pk}/edit/", webhook_post(webhook, timeout_s=9))
     assert response.status_code == 302
+    drafts.publish_draft(webhook.channel)
     webhook.refresh_from_db()
     assert webhook.timeout_s == 9
     assert webhook.config["auth"]["token"] == before  # the same sealed token, not re-sealed
@@ -234,6 +236,7 @@ def test_a_blank_secret_keeps_the_stored_sealed_value(analyst, webhook):
 
     data = webhook_post(webhook, **{"config-auth__bearer__token": "tok-new-1"})
     assert analyst.post(f"/destinations/{webhook.pk}/edit/", data).status_code == 302
+    drafts.publish_draft(webhook.channel)
     webhook.refresh_from_db()
     assert "sealed" in webhook.config["auth"]["token"]
     assert open_config("webhook", webhook.config)["auth"]["token"] == "tok-new-1"
@@ -251,6 +254,7 @@ def test_an_optional_stored_secret_can_be_removed(analyst, sealed):
     assert "config-bearer_token__clear" in Inputs(html).controls
     data = {**policy(d), **fields, "config-bearer_token": "", "config-bearer_token__clear": "on"}
     assert analyst.post(f"/destinations/{d.pk}/edit/", data).status_code == 302
+    drafts.publish_draft(d.channel)
     d.refresh_from_db()
     assert d.config.get("bearer_token") is None
 
@@ -377,8 +381,12 @@ def test_a_save_writes_one_audit_row_with_the_diff(analyst, analyst_user, webhoo
     assert (
         analyst.post(f"/destinations/{webhook.pk}/edit/", webhook_post(webhook)).status_code == 302
     )
-    assert not AuditEvent.objects.filter(action__startswith="destination.").exists()
-    assert Destination.objects.get(pk=webhook.pk).public_config.keys() == {"url", "headers", "auth"}
+    assert not AuditEvent.objects.filter(action__startswith="channel.").exists()
+    assert drafts.draft_of(webhook.channel)["destinations"][0]["config"].keys() == {
+        "url",
+        "headers",
+        "auth",
+    }
 
     data = webhook_post(
         webhook,
@@ -389,19 +397,17 @@ def test_a_save_writes_one_audit_row_with_the_diff(analyst, analyst_user, webhoo
         },
     )
     assert analyst.post(f"/destinations/{webhook.pk}/edit/", data).status_code == 302
-    event = AuditEvent.objects.get(action="destination.updated")
-    assert event.actor == analyst_user and event.target == f"destination:{webhook.pk}"
-    changes = event.detail["changes"]
-    assert set(changes) == {"timeout_s", "config"}
-    assert changes["timeout_s"] == [30.0, 12.0]
-    before, after = changes["config"]
-    assert after["headers"] == {"X-Source": SECRET_MARKER, "X-Env": SECRET_MARKER}
-    assert before["auth"]["token"] == after["auth"]["token"] == SECRET_MARKER
-    assert event.detail["secrets"] == {
-        "config.auth.token": "secret changed",
-        "config.headers.X-Env": "secret changed",
+    event = AuditEvent.objects.get(action="channel.draft_saved")
+    assert event.actor == analyst_user and event.target == f"channel:{webhook.channel_id}"
+    changed = f"{SECRET_MARKER} (changed)"
+    at = f"destinations.{webhook.name}"
+    assert event.detail["changes"] == {
+        f"{at}.timeout_s": [30.0, 12.0],
+        f"{at}.config.auth.token": [SECRET_MARKER, changed],
+        f"{at}.config.headers.X-Env": [None, changed],
     }
     assert TOKEN not in json.dumps(event.detail) and "tok-rotated" not in json.dumps(event.detail)
+    assert Destination.objects.get(pk=webhook.pk).timeout_s == 30  # the draft, not what runs
 
     # Saving again with nothing changed writes nothing.
     assert (
@@ -413,31 +419,35 @@ def test_a_save_writes_one_audit_row_with_the_diff(analyst, analyst_user, webhoo
         ).status_code
         == 302
     )
-    assert AuditEvent.objects.filter(action="destination.updated").count() == 1
+    assert AuditEvent.objects.filter(action="channel.draft_saved").count() == 1
 
 
-def test_the_page_audits_the_same_diff_as_the_api(analyst, webhook):
-    twin = Destination.objects.create(
-        channel=webhook.channel, name="Twin", transport="webhook", config=dict(webhook.config)
-    )
+def test_the_page_and_the_api_write_the_same_draft(analyst, webhook):
     analyst.post(
         f"/destinations/{webhook.pk}/edit/",
         webhook_post(webhook, timeout_s=7, **{"config-method": "PUT"}),
     )
-    config = analyst.get(f"/api/v1/destinations/{twin.pk}/").json()["config"]
-    analyst.patch(
-        f"/api/v1/destinations/{twin.pk}/",
-        {"timeout_s": 7, "config": {**config, "method": "PUT"}},
+    by_page = drafts.draft_of(webhook.channel)
+    drafts.discard_draft(webhook.channel)
+    document = analyst.get(f"/api/v1/channels/{webhook.channel_id}/draft/").json()["snapshot"]
+    document["destinations"][0] |= {"timeout_s": 7}
+    document["destinations"][0]["config"]["method"] = "PUT"
+    answer = analyst.put(
+        f"/api/v1/channels/{webhook.channel_id}/draft/",
+        {"snapshot": document},
         content_type="application/json",
     )
-    page, api = (
-        AuditEvent.objects.get(target=f"destination:{pk}").detail["changes"]
-        for pk in (webhook.pk, twin.pk)
-    )
-    assert page == api and set(page) == {"timeout_s", "config"}
+    assert answer.status_code == 200, answer.content
+    assert drafts.draft_of(webhook.channel) == by_page
+    saved = AuditEvent.objects.filter(action="channel.draft_saved").order_by("id")
+    page, api = (e.detail["changes"] for e in saved)
+    assert page == api and set(page) == {
+        f"destinations.{webhook.name}.timeout_s",
+        f"destinations.{webhook.name}.config.method",
+    }
 
 
-def test_adding_a_destination_creates_it_sealed_and_audited(analyst, sealed):
+def test_adding_a_destination_drafts_it_then_creates_it_sealed(analyst, sealed):
     channel = factories.channel(40608)
     data = {
         "transport": "webhook",
@@ -460,15 +470,21 @@ def test_adding_a_destination_creates_it_sealed_and_audited(analyst, sealed):
     }
     response = analyst.post(f"/channels/{channel.pk}/destinations/new/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
+    assert not Destination.objects.filter(channel=channel).exists()  # in the draft only
+    assert TOKEN not in json.dumps(drafts.draft_of(channel))
+    event = AuditEvent.objects.get(action="channel.draft_saved")
+    assert event.detail["changes"]["destinations.New hook.config.auth.token"] == [
+        None,
+        f"{SECRET_MARKER} (changed)",
+    ]
+    assert TOKEN not in json.dumps(event.detail)
+    page = analyst.get(response.url.split("#")[0]).content.decode()
+    assert "added to the draft" in page and 'data-draft="' in page
+    drafts.publish_draft(channel)
     created = Destination.objects.get(channel=channel, name="New hook")
     assert created.timeout_s == 15 and created.max_attempts == 5
     assert TOKEN not in json.dumps(created.config)
     assert open_config("webhook", created.config)["auth"]["token"] == TOKEN
-    event = AuditEvent.objects.get(action="destination.created")
-    assert event.detail["changes"]["config"][1]["auth"]["token"] == SECRET_MARKER
-    assert TOKEN not in json.dumps(event.detail)
-    page = analyst.get(response.url.split("#")[0]).content.decode()
-    assert "New hook" in page and "added" in page
 
 
 # --- roles ----------------------------------------------------------------------------------------

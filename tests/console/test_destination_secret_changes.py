@@ -121,6 +121,8 @@ def test_the_page_audits_a_secret_only_change_too(settings, analyst_user):
     assert (
         "saved" in response.content.decode() and "nothing changed" not in response.content.decode()
     )
-    [event] = updates()
-    assert event.detail["secrets"] == {"config.auth.token": "secret changed"}
+    event = AuditEvent.objects.get(action="channel.draft_saved")
+    assert event.detail["changes"] == {
+        "destinations.hook.config.auth.token": [SECRET_MARKER, f"{SECRET_MARKER} (changed)"]
+    }
     assert NEW not in json.dumps(event.detail)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from channels_app import drafts
 from channels_app.models import Destination, Message
 from channels_app.pipeline.process import process_messages
 from console.models import AuditEvent
@@ -159,10 +160,12 @@ def test_page_saves_a_rule_and_audits_it(analyst_user, destination):
         f"/destinations/{destination.pk}/edit/", form_data(destination, route_when=FINAL_REPORT)
     )
     assert response.status_code == 302
+    event = AuditEvent.objects.get(action="channel.draft_saved")
+    path = f"destinations.{destination.name}.route_when"
+    assert event.detail["changes"] == {path: ["", FINAL_REPORT]}
+    drafts.publish_draft(destination.channel)
     destination.refresh_from_db()
     assert destination.route_when == FINAL_REPORT
-    event = AuditEvent.objects.get(action="destination.updated")
-    assert event.detail["changes"]["route_when"] == ["", FINAL_REPORT]
 
 
 def test_message_page_shows_each_decision_and_why(viewer_user, destination):

@@ -11,7 +11,7 @@ from channels_app.models import Channel
 from console.models import AuditEvent
 from console.roles import Role, set_role
 from tests import factories
-from tests.support import free_port
+from tests.support import free_port, publish_in_browser
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -56,8 +56,9 @@ def test_analyst_creates_edits_clones_and_archives_a_channel(page, asgi_server, 
     expect(page.get_by_role("heading", name="Edit channel")).to_be_visible()
     page.get_by_label("Description").fill("Reports from the RIS")
     page.get_by_label("Idle timeout (s)").fill("120")
-    page.get_by_role("button", name="Save").click()
-    expect(page.locator("[data-flash]")).to_contain_text("Channel “Radiology in” saved.")
+    page.get_by_role("button", name="Save to draft").click()
+    expect(page.locator("[data-flash]")).to_contain_text("Saved to the draft of “Radiology in”")
+    publish_in_browser(page, created.pk)
     expect(card(page, "Radiology in")).to_contain_text("Reports from the RIS")
     created.refresh_from_db()
     assert created.source_config == {"port": port, "idle_timeout_s": 120.0}
@@ -84,5 +85,5 @@ def test_analyst_creates_edits_clones_and_archives_a_channel(page, asgi_server, 
     created.refresh_from_db()
     assert created.archived and not created.enabled
     actions = set(AuditEvent.objects.values_list("action", flat=True))
-    assert {"channel.created", "channel.updated", "channel.cloned", "channel.archived"} <= actions
+    assert {"channel.created", "channel.published", "channel.cloned", "channel.archived"} <= actions
     assert page.evaluate("() => window.__violations") == []

@@ -17,7 +17,14 @@ from channels_app.management.commands.run_listeners import database_conninfo
 from channels_app.models import Channel, Message
 from console.roles import Role, set_role
 from tests import factories
-from tests.support import ListenerThread, free_port, port_open, send, wait_for
+from tests.support import (
+    ListenerThread,
+    free_port,
+    port_open,
+    publish_in_browser,
+    send,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -68,16 +75,18 @@ def add_routed_destination(page, channel: Channel, sink_url: str) -> None:
     page.locator("#id_name").fill("Final results")
     page.locator("#id_config-base_url").fill(sink_url)
     page.get_by_label("Route when").fill(FINAL_REPORT)
-    page.get_by_role("button", name="Add destination").click()
-    expect(page).to_have_url(re.compile(r"/channels/#destination-\d+$"))
+    page.get_by_role("button", name="Add to draft").click()
+    expect(page).to_have_url(re.compile(r"/channels/#channel-\d+$"))
+    publish_in_browser(page, channel.pk)
 
 
-def edit_channel(page, fill: dict[str, str]) -> None:
+def edit_channel(page, channel: Channel, fill: dict[str, str]) -> None:
     page.get_by_role("link", name="Edit channel Lab results").click()
     for selector, value in fill.items():
         page.locator(selector).fill(value)
-    page.get_by_role("button", name="Save").click()
-    expect(page.locator("[data-flash]")).to_contain_text("Channel “Lab results” saved.")
+    page.get_by_role("button", name="Save to draft").click()
+    expect(page.locator("[data-flash]")).to_contain_text("Saved to the draft of “Lab results”")
+    publish_in_browser(page, channel.pk)
 
 
 def source_state(page, channel: Channel):
@@ -142,7 +151,7 @@ def test_an_analyst_builds_a_routed_channel_and_sees_why_each_message_went_where
 
     # The port moves in the browser; the listener follows without a restart.
     page.goto(f"{asgi_server}/channels/")
-    edit_channel(page, {"#id_source-port": str(new_port)})
+    edit_channel(page, channel, {"#id_source-port": str(new_port)})
     wait_for(lambda: not port_open(port), what=f"the old port {port} closed")
     assert accepted(send(new_port, factories.oru_r01("LAB-MOVED", status="F")))
     expect(source_state(page, channel)).to_contain_text(f"MLLP on 127.0.0.1:{new_port}")
@@ -152,7 +161,7 @@ def test_an_analyst_builds_a_routed_channel_and_sees_why_each_message_went_where
     expect(source_state(page, channel)).to_contain_text("last message", timeout=20_000)
 
     # A channel filter set in the browser drops what it does not hold for, before any rule.
-    edit_channel(page, {"#id_route_filter": RESULTS_ONLY})
+    edit_channel(page, channel, {"#id_route_filter": RESULTS_ONLY})
     expect(card.locator("[data-route-filter]")).to_have_text(RESULTS_ONLY)
     assert accepted(send(new_port, factories.adt_a01("ADT-DROPPED")))
     dropped = wait_for(

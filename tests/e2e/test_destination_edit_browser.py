@@ -15,6 +15,7 @@ from channels_app.sealing import SECRET_MARKER, open_config
 from console.models import AuditEvent
 from console.roles import Role, set_role
 from tests import factories
+from tests.support import publish_in_browser
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -84,10 +85,12 @@ def test_analyst_changes_timeout_header_and_secret(page, asgi_server, hook):
     page.get_by_label("Timeout (s)").fill("12")
     page.get_by_label("Headers").fill('{"X-Source": "hub", "X-Env": "prod"}')
     token.fill(NEW_TOKEN)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save to draft").click()
 
-    expect(page).to_have_url(re.compile(rf"/channels/#destination-{hook.pk}$"))
-    expect(page.get_by_text("Destination “Billing hook” saved.")).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"/channels/#channel-{hook.channel_id}$"))
+    expect(page.get_by_text("Destination “Billing hook” saved to the draft")).to_be_visible()
+    expect(page.locator(f"#destination-{hook.pk}")).to_contain_text("timeout 30 s")  # not yet
+    publish_in_browser(page, hook.channel_id)
     expect(page.locator(f"#destination-{hook.pk}")).to_contain_text("timeout 12 s")
 
     hook.refresh_from_db()
@@ -96,8 +99,12 @@ def test_analyst_changes_timeout_header_and_secret(page, asgi_server, hook):
     assert opened["headers"] == {"X-Source": "hub", "X-Env": "prod"}
     assert opened["auth"]["token"] == NEW_TOKEN
     assert NEW_TOKEN not in str(hook.config)  # sealed at rest
-    event = AuditEvent.objects.get(action="destination.updated")
-    assert set(event.detail["changes"]) == {"timeout_s", "config"}
+    event = AuditEvent.objects.get(action="channel.published")
+    assert set(event.detail["changes"]) == {
+        "destinations.Billing hook.timeout_s",
+        "destinations.Billing hook.config.auth.token",
+        "destinations.Billing hook.config.headers.X-Env",
+    }
     assert NEW_TOKEN not in str(event.detail) and TOKEN not in str(event.detail)
 
     # Back on the form: the new values, and still no secret (header values are secrets too).

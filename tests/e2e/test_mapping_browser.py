@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from channels_app import drafts
 from channels_app.models import ChannelSample
 from console.models import AuditEvent
 from console.roles import Role, set_role
@@ -63,7 +64,16 @@ def test_a_rule_picked_from_the_parse_tree_is_previewed_saved_and_applied(
     expect(rule.locator(".rule-error")).to_contain_text("rule #1 ('family in capitals'), target")
     rule.locator("[data-key=target]").fill("Patient.name[0].family")
     page.locator("[data-action=save-mapping]").click()
-    expect(page.locator("#mapping-status")).to_contain_text("Saved: 1 rule(s)")
+    expect(page.locator("#mapping-status")).to_contain_text("Saved to the draft: 1 rule(s)")
+    channel.refresh_from_db()
+    assert channel.mapping == {}  # what runs changes only when the draft is published
+    assert AuditEvent.objects.filter(action="channel.draft_saved").count() == 1
+
+    page.locator("[data-action=review-publish]").click()
+    expect(page.locator('[data-change="mapping.rules"]')).to_contain_text("family in capitals")
+    page.get_by_label("Note for this version").fill("family names in capitals")
+    page.get_by_role("button", name="Publish as version 1").click()
+    expect(page.locator("[data-flash]")).to_contain_text("published as version 1")
     channel.refresh_from_db()
     assert channel.mapping["rules"] == [
         {
@@ -73,7 +83,6 @@ def test_a_rule_picked_from_the_parse_tree_is_previewed_saved_and_applied(
             "transforms": ["upper"],
         }
     ]
-    assert AuditEvent.objects.filter(action="channel.updated").count() == 1
 
     page.goto(f"{asgi_server}/channels/{channel.pk}/bench/")
     raw = factories.adt_a01("MAP-2", family="quietname").decode().replace("\r", "\n")
@@ -106,7 +115,9 @@ def test_a_lookup_table_uploaded_as_csv_is_checked_then_used_by_a_rule(page, asg
     page.locator("[data-action=preview]").click()
     expect(page.locator("#preview-bundle")).to_contain_text('"gender": "female"')
     page.locator("[data-action=save-mapping]").click()
-    expect(page.locator("#mapping-status")).to_contain_text("Saved: 1 rule(s)")
-    channel.refresh_from_db()
-    assert channel.mapping["tables"] == {"sex": {"F": "female"}}
-    assert channel.mapping["rules"][0]["transforms"] == [{"op": "lookup", "table": "sex"}]
+    expect(page.locator("#mapping-status")).to_contain_text("Saved to the draft: 1 rule(s)")
+    drafted = drafts.draft_of(channel)["mapping"]
+    assert drafted["tables"] == {"sex": {"F": "female"}}
+    assert drafted["rules"][0]["transforms"] == [{"op": "lookup", "table": "sex"}]
+    page.reload()  # the page shows the draft's rules
+    expect(page.locator("[data-table=sex]")).to_have_value("code,value\nF,female\n")

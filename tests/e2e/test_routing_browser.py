@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from channels_app.models import Destination, Message
 from console.roles import Role, set_role
 from tests import factories
-from tests.support import send, wait_for
+from tests.support import publish_in_browser, send, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -44,18 +44,19 @@ def add_destination_with_rule(page, sink_url: str) -> None:
     page.locator("#id_config-base_url").fill(sink_url)
     rule = page.get_by_label("Route when")
     rule.fill("entry.resource.ofType(DiagnosticReport).where(status = 'final'")
-    page.get_by_role("button", name="Add destination").click()
+    page.get_by_role("button", name="Add to draft").click()
     field = page.locator("[data-field=route_when]")
     expect(field.locator(".invalid-feedback")).to_contain_text("at character 63")
     expect(page.locator("#form-errors")).to_contain_text("Nothing was saved")
     page.get_by_label("Route when").fill(FINAL_REPORT)
-    page.get_by_role("button", name="Add destination").click()
-    expect(page).to_have_url(re.compile(r"/channels/#destination-\d+$"))
+    page.get_by_role("button", name="Add to draft").click()
+    expect(page).to_have_url(re.compile(r"/channels/#channel-\d+$"))
 
 
 def test_analyst_routes_final_results_and_sees_why(page, asgi_server, lab, mllp_port, fhir_sink):
     sign_in(page, asgi_server)
     add_destination_with_rule(page, fhir_sink.url)
+    publish_in_browser(page, lab.pk)
     destination = Destination.objects.get(channel=lab, name="Final results")
     assert destination.route_when == FINAL_REPORT
 
