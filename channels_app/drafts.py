@@ -379,7 +379,9 @@ def preview(channel: Channel) -> list[SamplePreview]:
     found = []
     for sample in channel.samples.order_by("name"):
         live = dry_run(channel, sample.raw, sample.content_type).comparable()
-        draft = dry_run(shadow, sample.raw, sample.content_type, destinations).comparable()
+        draft = dry_run(
+            shadow, sample.raw, sample.content_type, destinations=destinations
+        ).comparable()
         if live == draft:
             status, shown = UNCHANGED, ""
         else:

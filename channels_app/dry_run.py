@@ -65,6 +65,7 @@ def dry_run(
     channel: Channel,
     raw: bytes | str,
     content_type: str = "",
+    *,
     mapping: dict | None = None,
     destinations: list[Destination] | None = None,
 ) -> DryRun:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from channels_app import drafts
 from channels_app.models import ChannelSample, Message
 from console.models import AuditEvent
 from tests import factories
@@ -124,13 +125,19 @@ def test_analysts_get_the_editor_with_the_channels_samples(analyst, channel):
     assert "save-mapping" in page and "kept adt" in page and 'value="ADT^A01" selected' in page
 
 
-def test_the_page_saves_rules_and_csv_tables(analyst, channel):
+def test_the_page_saves_rules_and_csv_tables_to_the_draft(analyst, channel):
     body = {"rules": [CAPS], "tables": {"sites": "code,value\nA,Alpha\n"}}
     answer = post(analyst, f"/channels/{channel.pk}/mapping/save/", body)
     assert answer.status_code == 200 and answer.json()["saved"] is True
+    assert answer.json()["draft"] is True
+    saved = {"rules": [CAPS], "tables": {"sites": {"A": "Alpha"}}}
+    assert drafts.draft_of(channel)["mapping"] == saved
     channel.refresh_from_db()
-    assert channel.mapping == {"rules": [CAPS], "tables": {"sites": {"A": "Alpha"}}}
-    assert AuditEvent.objects.filter(action="channel.updated").count() == 1
+    assert channel.mapping == {}  # what runs changes when the draft is published
+    assert AuditEvent.objects.filter(action="channel.draft_saved").count() == 1
+    drafts.publish_draft(channel)
+    channel.refresh_from_db()
+    assert channel.mapping == saved
 
 
 def test_a_bad_csv_table_is_refused_naming_table_and_row(analyst, channel):
