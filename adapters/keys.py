@@ -37,6 +37,8 @@ KINDS = (
     SENDING_APPLICATION,
     SENDING_FACILITY,
 )
+# The keys that name the patient: masked wherever a viewer reads free text about the message.
+PHI_KINDS = (IDENTIFIER, FAMILY, GIVEN, BIRTH_DATE, VISIT)
 # Searched by their beginning too (a name as typed so far, a control id's stem).
 PREFIX_KINDS = (FAMILY, GIVEN, CONTROL_ID)
 

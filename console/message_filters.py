@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 
 import django_filters
-from django.db.models import Exists, OuterRef, Q
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import Exists, F, Lookup, OuterRef, Q
 
 from adapters import keys
 from channels_app import outcome
@@ -30,6 +31,7 @@ DELIVERY_STATES = [(FAILED_DELIVERY, "Has a failed delivery"), *Delivery.Status.
 # The words of a search: a name may be typed "Smith John" or "smith, j".
 _WORDS = re.compile(r"[\s,]+")
 MAX_WORDS = 4
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class MessageFilter(django_filters.FilterSet):
@@ -57,20 +59,14 @@ class MessageFilter(django_filters.FilterSet):
         first, *others = _words(value) or [""]
         if not first:
             return messages
-        # The first word by two index-only scans (an OR of both would read the table for every
-        # key found); each other word is checked on the messages found, by their own keys.
-        exact = MessageKey.objects.filter(normalised=first).values("message_id")
-        prefix = MessageKey.objects.filter(
-            kind__in=keys.PREFIX_KINDS, normalised__startswith=first
-        ).values("message_id")
-        messages = messages.filter(id__in=exact.union(prefix, all=True))
+        # The first word's messages are gathered from the key index alone and compared as an
+        # array: they are then read newest first, only until the page is full (``id IN (...)``
+        # joined every match before sorting: half a second for a short name prefix among a
+        # million). Each other word's messages are gathered the same way and hashed once, so
+        # each message read is checked without a query of its own.
+        messages = messages.filter(_any_of(_carrying(first)))
         for word in others:
-            carried = Q(normalised=word) | Q(
-                kind__in=keys.PREFIX_KINDS, normalised__startswith=word
-            )
-            messages = messages.filter(
-                Exists(MessageKey.objects.filter(carried, message_id=OuterRef("pk")))
-            )
+            messages = messages.filter(id__in=_carrying(word))
         return messages
 
     def by_type(self, messages, name, value):
@@ -101,13 +97,39 @@ def listed_messages():
     return outcome.annotate(messages)
 
 
+class _AnyOf(Lookup):
+    """``id = ANY(ARRAY(subquery))``: the ids are gathered first, then the messages read by the
+    primary key index in its order (Django would write ``= (ANY(...))``)."""
+
+    lookup_name = "any_of"
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = compiler.compile(self.rhs)
+        return f"{lhs} = ANY({rhs})", (*lhs_params, *rhs_params)
+
+
+def _carrying(word: str):
+    """The ids of the messages with a key that is ``word``, or begins with it for a name or a
+    control id: two index-only scans (an OR of both would read the table for every key)."""
+    exact = MessageKey.objects.filter(normalised=word).values("message_id")
+    prefix = MessageKey.objects.filter(kind__in=keys.PREFIX_KINDS, normalised__startswith=word)
+    return exact.union(prefix.values("message_id"), all=True)
+
+
+def _any_of(ids) -> _AnyOf:
+    return _AnyOf(F("id"), ArraySubquery(ids))
+
+
 def _deliveries(**where) -> Exists:
     return Exists(Delivery.objects.filter(message_id=OuterRef("pk"), **where))
 
 
 def _words(text: str) -> list[str]:
     cleaned = keys.normalise(text.replace("\x00", ""))
-    return [w for w in _WORDS.split(cleaned) if w][:MAX_WORDS]
+    words = [w for w in _WORDS.split(cleaned) if w][:MAX_WORDS]
+    # A date typed as 1975-12-31 is a birth date, stored as v2 writes it (19751231).
+    return [w.replace("-", "") if _ISO_DATE.fullmatch(w) else w for w in words]
 
 
 def given(filterset: MessageFilter) -> dict:

@@ -39,7 +39,7 @@ from console.api import serializers as s
 from console.api.pagination import MessagePages
 from console.audit import changes
 from console.message_filters import MessageFilter, listed_messages
-from console.message_phi import phi_by_message, phi_of_message_id
+from console.message_phi import key_values, phi_by_message, phi_of_message_id
 from console.models import ApiToken, AuditEvent
 from console.phi import mask_body, mask_fhir, mask_free_text, message_phi
 from console.roles import RESEND_EDITED, Role
@@ -545,7 +545,8 @@ def _body(message: Message, *, reveal: bool) -> dict:
     issues = message.issues or []
     if not reveal:
         pruned = bool(message.pruned_at)
-        phi = message_phi(raw, canonical, message.content_type, pruned=pruned)
+        known = key_values(message.pk)
+        phi = message_phi(raw, canonical, message.content_type, pruned=pruned, known=known)
         issues = mask_free_text(issues, phi)
         canonical = mask_fhir(canonical) if canonical else canonical
         raw = mask_body(raw, message.content_type)

@@ -96,6 +96,7 @@ SEARCHES = [
     ("ØDEGA", ["fhir"]),  # a name's beginning, any case, accents aside (å)
     ("ingrid", ["fhir"]),
     ("19690720", ["fhir"]),  # birth date, stored as v2 writes it
+    ("1969-07-20", ["fhir"]),  # and typed as FHIR writes it
     ("SR-880", ["fhir"]),  # an order (ServiceRequest identifier)
     ("ENC-42", ["fhir"]),  # a visit (Encounter identifier)
     ("bundle-17", ["fhir"]),  # the control id it came with
