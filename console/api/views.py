@@ -363,6 +363,10 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
             return queryset
         return message_filterset(self.request, queryset).qs
 
+    def page_rows(self, ids: list[int]):
+        """A page's messages, chosen already (see MessagePages): read by primary key."""
+        return self.get_queryset().filter(pk__in=ids)
+
     @extend_schema(responses=s.TimelineEntrySerializer(many=True))
     @action(detail=True, methods=["get"])
     def timeline(self, request, pk=None):
