@@ -6,49 +6,82 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('channels_app', '0013_alert_listener_down'),
+        ("channels_app", "0013_alert_listener_down"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AlertNotice',
+            name="AlertNotice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event', models.CharField(max_length=10)),
-                ('via', models.CharField(choices=[('email', 'Email'), ('webhook', 'Webhook')], max_length=10)),
-                ('state', models.CharField(choices=[('pending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event", models.CharField(max_length=10)),
+                (
+                    "via",
+                    models.CharField(
+                        choices=[("email", "Email"), ("webhook", "Webhook")], max_length=10
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("pending", "Sending"), ("sent", "Sent"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("next_attempt_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AlterField(
-            model_name='messagekey',
-            name='message',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='keys', to='channels_app.message'),
+            model_name="messagekey",
+            name="message",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="keys",
+                to="channels_app.message",
+            ),
         ),
         migrations.AddIndex(
-            model_name='messagekey',
-            index=models.Index(fields=['message', 'normalised'], include=('kind',), name='messagekey_of_message'),
+            model_name="messagekey",
+            index=models.Index(
+                fields=["message", "normalised"], include=("kind",), name="messagekey_of_message"
+            ),
         ),
         migrations.AddField(
-            model_name='alertnotice',
-            name='alert',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notices', to='channels_app.alert'),
+            model_name="alertnotice",
+            name="alert",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="notices",
+                to="channels_app.alert",
+            ),
         ),
         migrations.AddIndex(
-            model_name='alertnotice',
-            index=models.Index(condition=models.Q(('state', 'pending')), fields=['next_attempt_at'], name='alert_notice_pending'),
+            model_name="alertnotice",
+            index=models.Index(
+                condition=models.Q(("state", "pending")),
+                fields=["next_attempt_at"],
+                name="alert_notice_pending",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='alertnotice',
-            constraint=models.UniqueConstraint(fields=('alert', 'event', 'via'), name='alert_notice_once'),
+            model_name="alertnotice",
+            constraint=models.UniqueConstraint(
+                fields=("alert", "event", "via"), name="alert_notice_once"
+            ),
         ),
     ]
