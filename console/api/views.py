@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import django_filters
 from django.db import transaction
+from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
@@ -24,6 +26,8 @@ from channels_app.channels import DeleteRefused
 from channels_app.destinations import secret_fingerprints, secrets_changed
 from channels_app.dry_run import dry_run
 from channels_app.models import (
+    Alert,
+    AlertRule,
     Attempt,
     Channel,
     ChannelSample,
@@ -34,7 +38,16 @@ from channels_app.models import (
 )
 from channels_app.pipeline import replay as replay_stage
 from channels_app.sources import public_snapshot
-from console import audit, bench, channel_actions, message_filters, replays, timeline, tokens
+from console import (
+    alerting,
+    audit,
+    bench,
+    channel_actions,
+    message_filters,
+    replays,
+    timeline,
+    tokens,
+)
 from console.api import serializers as s
 from console.api.pagination import MessagePages
 from console.audit import changes
@@ -533,6 +546,89 @@ class SampleViewSet(
         sample = self.get_object()
         bench.accept(request, sample)
         return Response(self.get_serializer(sample).data)
+
+
+class AlertFilter(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(choices=Alert.State.choices)
+    rule = django_filters.ModelChoiceFilter(queryset=AlertRule.objects.only("id"))
+    channel = django_filters.ModelChoiceFilter(
+        queryset=Channel.objects.only("id"), method="by_channel", label="Channel"
+    )
+    opened_after = django_filters.DateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_before = django_filters.DateTimeFilter(field_name="opened_at", lookup_expr="lt")
+
+    class Meta:
+        model = Alert
+        fields: list[str] = []
+
+    def by_channel(self, alerts, name, value):
+        """A rule on the channel, or on one of its destinations."""
+        return alerts.filter(Q(rule__channel=value) | Q(rule__destination__channel=value))
+
+
+class AlertViewSet(viewsets.ReadOnlyModelViewSet):
+    """Alerts, newest first, with how each notice fared; operators acknowledge and resolve them
+    (audited, as on the Alerts page). A filter value the hub does not know is a 400."""
+
+    serializer_class = s.AlertSerializer
+    required_roles = {**READ, "ack": OPERATOR, "resolve": OPERATOR}
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AlertFilter
+
+    def get_queryset(self):
+        alerts = Alert.objects.select_related("rule", "acknowledged_by")
+        return alerts.prefetch_related("notices").order_by("-opened_at", "-id")
+
+    @extend_schema(request=None, responses={200: s.AlertSerializer, 409: OpenApiResponse()})
+    @action(detail=True, methods=["post"])
+    def ack(self, request, pk=None):
+        """Open → acknowledged (someone is on it). 409 when it is not open."""
+        alert = self.get_object()
+        if not alerting.acknowledge(request, alert):
+            raise Conflict(f"alert {alert.pk} is {alert.state}, not open")
+        return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(request=None, responses={200: s.AlertSerializer, 409: OpenApiResponse()})
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        """Resolved by hand, with its notice; 409 when it was resolved already. A rule still
+        firing opens a new alert at the next evaluation."""
+        alert = self.get_object()
+        if not alerting.resolve(request, alert):
+            raise Conflict(f"alert {alert.pk} was resolved already")
+        return Response(self.get_serializer(self.get_object()).data)
+
+
+class AlertRuleViewSet(viewsets.ModelViewSet):
+    """Alert rules: everyone reads them (as on the Alerts page), analysts change them; every
+    change is audited with its diff, the webhook secret only as a mark."""
+
+    queryset = AlertRule.objects.all()
+    serializer_class = s.AlertRuleSerializer
+    required_roles = {
+        **READ,
+        "create": ANALYST,
+        "update": ANALYST,
+        "partial_update": ANALYST,
+        "destroy": ANALYST,
+    }
+
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            rule = AlertRule(**serializer.validated_data)
+            serializer.instance = alerting.save_rule(self.request, rule, None)
+
+    def perform_update(self, serializer):
+        rule = serializer.instance
+        before = alerting.public_rule(rule)
+        with transaction.atomic():
+            for field, value in serializer.validated_data.items():
+                setattr(rule, field, value)
+            alerting.save_rule(self.request, rule, before)
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            alerting.delete_rule(self.request, instance)
 
 
 class ReplayJobViewSet(viewsets.ReadOnlyModelViewSet):
