@@ -42,7 +42,9 @@ class MessageFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=STATUSES, method="by_outcome")
     error_stage = django_filters.ChoiceFilter(choices=ERROR_STAGES)
     destination = django_filters.ModelChoiceFilter(
-        queryset=Destination.objects.only("id", "name"), method="by_destination"
+        queryset=Destination.objects.only("id", "name"),
+        field_name="deliveries__destination",  # as the schema names its type
+        method="by_destination",
     )
     delivery = django_filters.ChoiceFilter(choices=DELIVERY_STATES, method="by_delivery")
     received_after = django_filters.DateTimeFilter(field_name="received_at", lookup_expr="gte")

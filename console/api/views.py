@@ -552,7 +552,7 @@ class AlertFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=Alert.State.choices)
     rule = django_filters.ModelChoiceFilter(queryset=AlertRule.objects.only("id"))
     channel = django_filters.ModelChoiceFilter(
-        queryset=Channel.objects.only("id"), method="by_channel", label="Channel"
+        queryset=Channel.objects.only("id"), field_name="rule__channel", method="by_channel"
     )
     opened_after = django_filters.DateTimeFilter(field_name="opened_at", lookup_expr="gte")
     opened_before = django_filters.DateTimeFilter(field_name="opened_at", lookup_expr="lt")

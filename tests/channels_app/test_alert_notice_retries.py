@@ -11,6 +11,8 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core import mail
+from django.core.mail.backends import locmem
 from django.utils import timezone
 
 from channels_app import alerts, tasks
@@ -123,3 +125,38 @@ def test_a_notice_whose_retry_was_lost_is_sent_by_the_next_evaluation(celery_wor
     tasks.evaluate_alerts()
     wait_for(lambda: notice().state == "sent", what="the lost notice sent")
     assert notice().pk == lost.pk and notice().attempts == 2 and len(fhir_sink.requests) == 1
+
+
+class FlakyMail(locmem.EmailBackend):
+    """The test outbox behind a mail server that refuses the first ``refusals`` sends."""
+
+    refusals = 0
+
+    def send_messages(self, messages):
+        if FlakyMail.refusals:
+            FlakyMail.refusals -= 1
+            raise ConnectionRefusedError("mail server refused the connection")
+        return super().send_messages(messages)
+
+
+def test_an_email_notice_that_fails_is_retried_and_sent_once(
+    celery_worker, quick_retries, settings
+):
+    settings.EMAIL_BACKEND = f"{__name__}.FlakyMail"
+    FlakyMail.refusals = 1
+    channel = factories.channel(40715, name="Lab")
+    AlertRule.objects.create(
+        name="Lab errors",
+        kind=AlertRule.Kind.ERRORS,
+        channel=channel,
+        threshold=1,
+        notify_emails="oncall@example.org",
+    )
+    errors_now(channel.pk, 1)
+    alerts.evaluate()
+    assert notice().last_error == "email not sent: mail server refused the connection"
+    assert mail.outbox == []
+
+    wait_for(lambda: notice().state == "sent", what="the email sent")
+    assert notice().attempts == 2
+    assert [m.to for m in mail.outbox] == [["oncall@example.org"]]
