@@ -1,6 +1,7 @@
-"""The business keys people search messages by, read from a parsed HL7 v2 message: patient
-identifiers, names and birth date, order, accession and visit numbers, and the header's control
-id and sender. Pure: the pipeline stores them, the console searches them."""
+"""The business keys people search messages by: patient identifiers, names and birth date, order,
+accession and visit numbers, and the header's control id and sender. Read from a parsed HL7 v2
+message, or from a canonical FHIR Bundle (a message that came as FHIR or custom JSON). Pure: the
+pipeline stores them, the console searches them."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ KINDS = (
     SENDING_APPLICATION,
     SENDING_FACILITY,
 )
+# The keys that name the patient: masked wherever a viewer reads free text about the message.
+PHI_KINDS = (IDENTIFIER, FAMILY, GIVEN, BIRTH_DATE, VISIT)
 # Searched by their beginning too (a name as typed so far, a control id's stem).
 PREFIX_KINDS = (FAMILY, GIVEN, CONTROL_ID)
 
@@ -89,6 +92,89 @@ def _all_keys(message: hl7v2.Message):
         for seg in message.all(segment):
             for rep in seg.repetitions(field):
                 yield _key(kind, rep.component(component, 1))
+
+
+# A FHIR identifier's type (v2 table 0203) that names the key it is; others are left out.
+_ORDER_TYPES = {"PLAC": PLACER_ORDER, "FILL": FILLER_ORDER}
+_ENCOUNTER_TYPES = {"VN": VISIT}
+_REPORT_TYPES = {**_ORDER_TYPES, "ACSN": ACCESSION}
+
+
+def from_bundle(bundle: dict, control_id: str = "") -> list[Key]:
+    """Every key a canonical FHIR Bundle carries (a message that came as FHIR or custom JSON),
+    once each; ``control_id`` is the message's own, when it has one."""
+    found: dict[tuple[str, str, str], Key] = {}
+    keys = [_key(CONTROL_ID, control_id), *_bundle_keys(bundle)]
+    for key in keys:
+        if key.normalised:
+            found.setdefault((key.kind, key.normalised, key.authority), key)
+    return list(found.values())
+
+
+def _bundle_keys(bundle: dict):
+    for resource in _resources(bundle):
+        kind = resource.get("resourceType")
+        if kind == "Patient":
+            yield from _patient_keys(resource)
+        elif kind == "ServiceRequest":
+            yield from _typed_identifiers(resource, _ORDER_TYPES, untyped=PLACER_ORDER)
+        elif kind == "Encounter":
+            yield from _typed_identifiers(resource, _ENCOUNTER_TYPES, untyped=VISIT)
+        elif kind == "DiagnosticReport":
+            yield from _typed_identifiers(resource, _REPORT_TYPES)
+        elif kind == "Specimen":
+            accession = _dict(resource.get("accessionIdentifier"))
+            yield _key(ACCESSION, _text(accession.get("value")))
+
+
+def _resources(bundle: dict):
+    if bundle.get("resourceType") != "Bundle":
+        yield bundle
+        return
+    for entry in _list(bundle.get("entry")):
+        resource = _dict(_dict(entry).get("resource"))
+        if resource:
+            yield resource
+
+
+def _patient_keys(patient: dict):
+    for identifier in map(_dict, _list(patient.get("identifier"))):
+        yield _key(IDENTIFIER, _text(identifier.get("value")), _authority(identifier))
+    for name in map(_dict, _list(patient.get("name"))):
+        yield _key(FAMILY, _text(name.get("family")))
+        for given in _list(name.get("given")):
+            yield _key(GIVEN, _text(given))
+    # Stored as v2 writes it (YYYYMMDD), so one search finds both.
+    yield _key(BIRTH_DATE, _text(patient.get("birthDate")).replace("-", "")[:8])
+
+
+def _typed_identifiers(resource: dict, kinds: dict[str, str], untyped: str = ""):
+    for identifier in map(_dict, _list(resource.get("identifier"))):
+        codes = [
+            _text(_dict(coding).get("code"))
+            for coding in _list(_dict(identifier.get("type")).get("coding"))
+        ]
+        kind = next((kinds[c] for c in codes if c in kinds), untyped if not codes else "")
+        if kind:
+            yield _key(kind, _text(identifier.get("value")))
+
+
+def _authority(identifier: dict) -> str:
+    """Who assigned it: the assigner's name, else the system (``urn:id:X`` as X)."""
+    assigner = _text(_dict(identifier.get("assigner")).get("display"))
+    return assigner or _text(identifier.get("system")).removeprefix("urn:id:")
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _key(kind: str, value: str, authority: str = "") -> Key:

@@ -126,7 +126,7 @@ def generate(url: str, channel: int, destination: int) -> float:
     begin = datetime(2026, 1, 1, tzinfo=UTC)
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.execute("SET session_replication_role = replica")  # no FK trigger per copied row
-        cur.execute("DROP INDEX messagekey_search")
+        cur.execute("DROP INDEX messagekey_search, messagekey_of_message")  # made after COPY
         columns = (
             "id, channel_id, received_at, processed_at, status, message_type, control_id, "
             "sending_application, sending_facility, remote_addr, raw, size, issues, routing, "
@@ -193,6 +193,10 @@ def generate(url: str, channel: int, destination: int) -> float:
         cur.execute(
             "CREATE INDEX messagekey_search ON channels_app_messagekey "
             "(normalised) INCLUDE (kind, message_id)"
+        )
+        cur.execute(
+            "CREATE INDEX messagekey_of_message ON channels_app_messagekey "
+            "(message_id, normalised) INCLUDE (kind)"
         )
         cur.execute(f"SELECT setval('channels_app_message_id_seq', {MESSAGES})")
         conn.commit()

@@ -4,7 +4,8 @@ A rule that starts firing opens one alert and notifies once; while it keeps firi
 happens (acknowledged or not); when it stops, the alert resolves and notifies once more. Every
 move is a conditional write (a unique constraint allows one unresolved alert per rule, and a
 resolve updates only a row still unresolved), so two beats at once cannot double a notice.
-Notices go by email (Django's mail backend) and by webhook (JSON, signed with the rule's secret).
+Notices go by email (Django's mail backend) and by webhook (JSON, signed with the rule's secret);
+one that fails is retried with backoff a few times, its delivery state kept (``AlertNotice``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from channels_app import histogram, sealing, stats
-from channels_app.models import Alert, AlertRule, Channel, Destination
+from channels_app import events, histogram, sealing, stats
+from channels_app.models import Alert, AlertNotice, AlertRule, Channel, Destination
 from channels_app.sources.status import SourceState, source_states
 
 log = logging.getLogger(__name__)
@@ -288,17 +290,122 @@ def notice_body(alert: Alert, event: str) -> dict:
 
 
 def notify(alert: Alert, event: str) -> None:
-    """One email and one webhook call per notice; a failure is logged, never retried into a
-    flood (the next notice is the resolve)."""
-    body = notice_body(alert, event)
-    subject = f"[hub] {event}: {alert.rule.name}"
-    if alert.rule.emails():
+    """One notice per way the rule names (email, webhook), tried at once; one that fails is
+    tried again by a task with backoff (``channels_app.tasks.send_alert_notice``) until it gets
+    through or its attempts are spent, and its state is kept for the Alerts page."""
+    for notice_id in _record_notices(alert, event):
+        tried = send_notice(notice_id)
+        if tried.outcome == RETRY:
+            events.retry_alert_notice(notice_id, tried.retry_in)
+
+
+def _record_notices(alert: Alert, event: str) -> list[int]:
+    rule = alert.rule
+    ways = [
+        way
+        for way, wanted in (
+            (AlertNotice.Via.EMAIL, rule.emails()),
+            (AlertNotice.Via.WEBHOOK, rule.webhook_url),
+        )
+        if wanted
+    ]
+    AlertNotice.objects.bulk_create(
+        [AlertNotice(alert=alert, event=event, via=way) for way in ways], ignore_conflicts=True
+    )
+    fresh = AlertNotice.objects.filter(alert=alert, event=event, attempts=0)
+    return list(fresh.values_list("pk", flat=True))
+
+
+# A notice is tried at once, then again after 30 s, 1, 2, 4 and 8 min: never more than six
+# times (no flood), and a notice that never got through says so on the Alerts page.
+NOTICE_ATTEMPTS = 6
+RETRY_FIRST_S = 30.0
+RETRY_MAX_S = 600.0
+# An attempt under way holds its notice this long (longer than a webhook's timeout).
+ATTEMPT_LEASE_S = 60.0
+# A notice this late past its retry lost its task (Redis restarted): beat enqueues it again.
+LOST_AFTER_S = 120.0
+SENT, RETRY, FAILED, SKIPPED = "sent", "retry", "failed", "skipped"
+
+
+class NoticeFailed(Exception):
+    """A notice did not get through (the reason is kept on the notice)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tried:
+    outcome: str  # SENT, RETRY, FAILED, or SKIPPED (not due, or taken by another attempt)
+    retry_in: float = 0.0
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next attempt, after ``attempts`` failed ones: doubling, capped."""
+    return min(RETRY_FIRST_S * 2 ** max(attempts - 1, 0), RETRY_MAX_S)
+
+
+def send_notice(notice_id: int) -> Tried:
+    """One attempt at a due notice, claimed by a conditional update (two workers cannot both
+    send it); its outcome and the next attempt's time are kept on the row."""
+    now = timezone.now()
+    claimed = AlertNotice.objects.filter(
+        pk=notice_id, state=AlertNotice.State.PENDING, next_attempt_at__lte=now
+    ).update(attempts=F("attempts") + 1, next_attempt_at=now + timedelta(seconds=ATTEMPT_LEASE_S))
+    if not claimed:
+        return Tried(SKIPPED)
+    notice = AlertNotice.objects.select_related("alert__rule").get(pk=notice_id)
+    try:
+        _send(notice)
+    except NoticeFailed as exc:
+        return _failed(notice, str(exc))
+    AlertNotice.objects.filter(pk=notice_id).update(
+        state=AlertNotice.State.SENT, sent_at=timezone.now(), last_error=""
+    )
+    return Tried(SENT)
+
+
+def _failed(notice: AlertNotice, reason: str) -> Tried:
+    spent = notice.attempts >= NOTICE_ATTEMPTS
+    delay = retry_delay(notice.attempts)
+    AlertNotice.objects.filter(pk=notice.pk).update(
+        state=AlertNotice.State.FAILED if spent else AlertNotice.State.PENDING,
+        last_error=reason[:500],
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
+    if spent:
+        log.error(
+            "alert %s: %s notice by %s not sent after %d attempts: %s",
+            notice.alert_id,
+            notice.event,
+            notice.via,
+            notice.attempts,
+            reason,
+        )
+        return Tried(FAILED)
+    log.warning(
+        "alert %s: %s notice by %s failed (attempt %d), again in %.1f s: %s",
+        *(notice.alert_id, notice.event, notice.via, notice.attempts, delay, reason),
+    )
+    return Tried(RETRY, delay)
+
+
+def lost_notices(now: datetime | None = None) -> list[int]:
+    """Notices still to send whose retry is long overdue: their task was lost."""
+    late = (now or timezone.now()) - timedelta(seconds=LOST_AFTER_S)
+    pending = AlertNotice.objects.filter(state=AlertNotice.State.PENDING, next_attempt_at__lt=late)
+    return list(pending.values_list("pk", flat=True))
+
+
+def _send(notice: AlertNotice) -> None:
+    alert, rule = notice.alert, notice.alert.rule
+    body = notice_body(alert, notice.event)
+    if notice.via == AlertNotice.Via.EMAIL:
+        subject = f"[hub] {notice.event}: {rule.name}"
         try:
-            send_mail(subject, json.dumps(body, indent=2), None, alert.rule.emails())
-        except Exception as exc:
-            log.warning("alert %s: email not sent: %s", alert.pk, exc)
-    if alert.rule.webhook_url:
-        _post_webhook(alert.rule, body)
+            send_mail(subject, json.dumps(body, indent=2), None, rule.emails())
+        except Exception as exc:  # any mail backend's error: kept on the notice, retried
+            raise NoticeFailed(f"email not sent: {exc}") from exc
+    else:
+        _post_webhook(rule, body)
 
 
 SEALED_PREFIX = "sealed:"
@@ -327,6 +434,10 @@ def _post_webhook(rule: AlertRule, body: dict) -> None:
     try:
         if rule.webhook_secret:
             headers["X-Hub-Signature-256"] = signature(open_secret(rule.webhook_secret), payload)
-        httpx.post(rule.webhook_url, content=payload, headers=headers, timeout=WEBHOOK_TIMEOUT_S)
+        response = httpx.post(
+            rule.webhook_url, content=payload, headers=headers, timeout=WEBHOOK_TIMEOUT_S
+        )
     except (httpx.HTTPError, sealing.SealError) as exc:
-        log.warning("alert rule %s: webhook not reached: %s", rule.pk, exc)
+        raise NoticeFailed(f"webhook not reached: {exc}") from exc
+    if not response.is_success:
+        raise NoticeFailed(f"webhook answered HTTP {response.status_code}")

@@ -37,6 +37,7 @@ DELIVER_CHUNK: Final = 50
 PROCESS_TASK: Final = "channels_app.tasks.process_messages"
 DELIVER_TASK: Final = "channels_app.tasks.deliver"
 REPLAY_TASK: Final = "channels_app.tasks.replay_job"
+NOTICE_TASK: Final = "channels_app.tasks.send_alert_notice"
 
 
 def enqueue_processing(message_ids: Sequence[int]) -> None:
@@ -54,6 +55,10 @@ def enqueue_deliveries(delivery_ids: Sequence[int]) -> None:
 def start_replay_job(job_id: int, countdown: float = 0) -> None:
     """A bulk replay's task; a rated job's next step comes back ``countdown`` seconds later."""
     current_app.send_task(REPLAY_TASK, args=[job_id], countdown=countdown or None)
+
+
+def retry_alert_notice(notice_id: int, after_s: float) -> None:
+    current_app.send_task(NOTICE_TASK, args=[notice_id], countdown=after_s)
 
 
 # --- what dashboards receive (channel layer group GROUP, wrapped as {"type": HANDLER, "event": ...})

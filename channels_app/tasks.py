@@ -12,7 +12,12 @@ from django.db import connections
 from django.utils import timezone
 
 from channels_app import alerts, stats
-from channels_app.events import enqueue_deliveries, enqueue_processing, start_replay_job
+from channels_app.events import (
+    enqueue_deliveries,
+    enqueue_processing,
+    retry_alert_notice,
+    start_replay_job,
+)
 from channels_app.models import Delivery
 from channels_app.pipeline import control
 from channels_app.pipeline import deliver as deliver_stage
@@ -105,9 +110,22 @@ def sweep() -> dict:
 
 @shared_task
 def evaluate_alerts() -> dict[str, int]:
-    """Alerts (beat): open and resolve alerts by their rules, one notice per move."""
+    """Alerts (beat): open and resolve alerts by their rules, one notice per move; a notice
+    whose retry was lost (Redis restarted) is enqueued again."""
     notices = alerts.evaluate()
+    for notice_id in alerts.lost_notices():
+        retry_alert_notice(notice_id, 0)
     return dict(Counter(event for _, event in notices))
+
+
+@shared_task(bind=True, max_retries=alerts.NOTICE_ATTEMPTS)
+def send_alert_notice(self, notice_id: int) -> str:
+    """Alerts: another attempt at a notice that failed, again with Celery's retry and a doubling
+    countdown until it is sent or its attempts (counted on the row) are spent."""
+    tried = alerts.send_notice(notice_id)
+    if tried.outcome == alerts.RETRY:
+        raise self.retry(countdown=tried.retry_in)
+    return tried.outcome
 
 
 @shared_task

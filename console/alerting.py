@@ -10,6 +10,22 @@ from channels_app.models import Alert, AlertRule
 from console import audit
 
 SECRET_MARK = "(set)"
+# Kinds that read a state, not a figure: they need no threshold.
+STATE_KINDS = (AlertRule.Kind.BREAKER_OPEN, AlertRule.Kind.LISTENER_DOWN)
+
+
+def rule_problems(fields: dict) -> dict[str, str]:
+    """What does not hold together in a rule's settings, by field: the page's form and the API
+    check the same. A state kind without a threshold is fine (it is saved as 0)."""
+    problems = {}
+    destination, channel = fields.get("destination"), fields.get("channel")
+    if destination and channel and destination.channel_id != channel.pk:
+        problems["destination"] = "This destination belongs to another channel."
+    if fields.get("threshold") is None and fields.get("kind") not in STATE_KINDS:
+        problems["threshold"] = "This field is required."
+    if (fields.get("active_from") is None) != (fields.get("active_until") is None):
+        problems["active_until"] = "Give both times, or neither."
+    return problems
 
 
 def acknowledge(request, alert: Alert) -> bool:
@@ -39,7 +55,16 @@ def public_rule(rule: AlertRule) -> dict:
 
 
 def save_rule(request, rule: AlertRule, before: dict | None) -> AlertRule:
-    """Save a rule validated by its form, audited with what changed."""
+    """Save a rule validated by its form or serializer, audited with what changed."""
+    if rule.threshold is None:
+        rule.threshold = 0  # a state kind (rule_problems refused it for the others)
     rule.save()
     audit.record_change(request, "alert-rule", rule.pk, before, public_rule(rule))
     return rule
+
+
+def delete_rule(request, rule: AlertRule) -> None:
+    """Delete a rule (its alerts and their notices go with it), audited with what it was."""
+    before, pk = public_rule(rule), rule.pk
+    rule.delete()
+    audit.record(request, "alert-rule.deleted", target=f"alert-rule:{pk}", detail={"was": before})

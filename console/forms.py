@@ -15,6 +15,7 @@ from channels_app.destinations import POLICY_LIMITS, checked_ordering_key
 from channels_app.models import AlertRule, Channel, Destination, ReplayJob
 from channels_app.pipeline import replay
 from channels_app.routing import RuleError, checked_rule
+from console import alerting
 
 
 def widget_class(widget: forms.Widget) -> str:
@@ -227,10 +228,6 @@ class CloneForm(BootstrapForm):
             raise forms.ValidationError(str(exc)) from None
 
 
-# Kinds that read a state, not a figure: they need no threshold.
-STATE_KINDS = (AlertRule.Kind.BREAKER_OPEN, AlertRule.Kind.LISTENER_DOWN)
-
-
 class AlertRuleForm(forms.ModelForm):
     """An alert rule; the webhook secret is write-only (left empty, the saved one stays)."""
 
@@ -290,16 +287,10 @@ class AlertRuleForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        destination, channel = data.get("destination"), data.get("channel")
-        if destination and channel and destination.channel_id != channel.pk:
-            self.add_error("destination", "This destination belongs to another channel.")
+        for field, problem in alerting.rule_problems(data).items():
+            self.add_error(field, problem)
         if data.get("threshold") is None:
-            if data.get("kind") in STATE_KINDS:
-                data["threshold"] = 0
-            else:
-                self.add_error("threshold", "This field is required.")
-        if (data.get("active_from") is None) != (data.get("active_until") is None):
-            self.add_error("active_until", "Give both times, or neither.")
+            data["threshold"] = 0  # a state kind's
         return data
 
 

@@ -325,15 +325,21 @@ UNKNOWN_PHI: Final = MessagePhi(unknown=True)
 
 
 def message_phi(
-    raw: str = "", canonical: Any = None, content_type: str = "", *, pruned: bool = False
+    raw: str = "",
+    canonical: Any = None,
+    content_type: str = "",
+    *,
+    pruned: bool = False,
+    known: Iterable[str] = (),
 ) -> MessagePhi:
     """The PHI values of one message, from its body as received (``raw``: the HL7 v2 person
-    segments, FHIR person resources and identifiers, or every value of a sender's own JSON) and
-    from its canonical FHIR; ``UNKNOWN_PHI`` once its body is ``pruned``. Pure and cheap enough
-    to call once per message per response; not per field."""
+    segments, FHIR person resources and identifiers, or every value of a sender's own JSON), from
+    its canonical FHIR, and ``known`` besides (its stored business keys: names, identifiers,
+    birth date); ``UNKNOWN_PHI`` once its body is ``pruned``. Pure and cheap enough to call once
+    per message per response; not per field."""
     if pruned:
         return UNKNOWN_PHI
-    values = _fhir_values(canonical) + _raw_values(raw, content_type)
+    values = _fhir_values(canonical) + _raw_values(raw, content_type) + list(known)
     return phi_of_values(values)
 
 

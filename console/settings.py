@@ -251,6 +251,7 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.prune_bodies": {"queue": "default"},
     "channels_app.tasks.rollup_stats": {"queue": "default"},
     "channels_app.tasks.evaluate_alerts": {"queue": "default"},
+    "channels_app.tasks.send_alert_notice": {"queue": "default"},
     # Bulk replays: a few statements per 500 messages; the deliveries they reset go to "deliver".
     "channels_app.tasks.replay_job": {"queue": "default"},
 }

@@ -1,4 +1,4 @@
-from channels_app.models.alerts import Alert, AlertRule
+from channels_app.models.alerts import Alert, AlertNotice, AlertRule
 from channels_app.models.config import Channel, ChannelDraft, ChannelVersion, Destination
 from channels_app.models.heartbeat import SourceHeartbeat
 from channels_app.models.processes import ProcessHeartbeat
@@ -9,6 +9,7 @@ from channels_app.models.traffic import Attempt, DedupeEntry, Delivery, Message,
 
 __all__ = [
     "Alert",
+    "AlertNotice",
     "AlertRule",
     "Attempt",
     "Channel",

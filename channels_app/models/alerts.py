@@ -84,3 +84,45 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule} ({self.state})"
+
+
+class AlertNotice(models.Model):
+    """One notice of one alert's move (opened, resolved) by one way (email, webhook): sent at
+    once, retried with backoff when it fails, and its delivery state kept, so a notice that never
+    got through shows on the Alerts page instead of vanishing into a log."""
+
+    class Via(models.TextChoices):
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "Webhook"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="notices")
+    event = models.CharField(max_length=10)  # opened, resolved
+    via = models.CharField(max_length=10, choices=Via.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When it may be tried (again); an attempt under way holds it a while (a lease).
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["alert", "event", "via"], name="alert_notice_once")
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="alert_notice_pending",
+                condition=models.Q(state="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} by {self.via} ({self.state})"

@@ -244,7 +244,10 @@ class MessageKey(models.Model):
     """A business key a message carries (adapters.keys), stored once at processing so that a
     search by MRN, name or order number reads an index, never a body."""
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="keys")
+    # Indexed by messagekey_of_message below (message first), not by an index of its own.
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="keys", db_index=False
+    )
     kind = models.CharField(max_length=20)
     value = models.CharField(max_length=200)
     # A patient identifier's assigning authority (PID-3.4); blank for other kinds.
@@ -259,7 +262,12 @@ class MessageKey(models.Model):
             # Holds kind and message too: a search reads the index only, never the table.
             models.Index(
                 fields=["normalised"], name="messagekey_search", include=["kind", "message"]
-            )
+            ),
+            # A search's other words are looked for among each found message's own keys: read
+            # from this index alone.
+            models.Index(
+                fields=["message", "normalised"], name="messagekey_of_message", include=["kind"]
+            ),
         ]
 
     def __str__(self) -> str:

@@ -74,8 +74,7 @@ def process_messages(ids: list[int]) -> list[int]:
         for message in messages:
             parsed = convert_message(message, json_maps, rules)
             message.processed_at = now
-            if isinstance(parsed, hl7v2.Message):
-                found_keys[message.id] = keys.extract(parsed)
+            found_keys[message.id] = _keys_of(message, parsed)
             if message.status == Message.Status.ERROR:
                 continue
             targets = route_message(message, destinations.get(message.channel_id, []))
@@ -93,6 +92,15 @@ def process_messages(ids: list[int]) -> list[int]:
     return [d.id for d in created if d.status == Delivery.Status.PENDING] + _lanes_unblocked(
         created
     )
+
+
+def _keys_of(message: Message, parsed: hl7v2.Message | None) -> list[keys.Key]:
+    """Read from the v2 message when it came as v2, else from the canonical Bundle it became."""
+    if isinstance(parsed, hl7v2.Message):
+        return keys.extract(parsed)
+    if isinstance(message.canonical, dict):
+        return keys.from_bundle(message.canonical, message.control_id)
+    return []
 
 
 # A replayed message (reprocess) may have deliveries already: a FAILED one is sent again with
@@ -195,6 +203,7 @@ def _claim(ids: list[int]) -> list[Message]:
         .only(
             *("id", "channel_id", "raw", "content_type", "status", "canonical", "issues"),
             *("message_type", "sending_application", "sending_facility"),  # routing's header
+            "control_id",  # a key of a message that came as FHIR or JSON
             "received_at",  # reported through the events seam
         )
     )

@@ -18,6 +18,25 @@ COUNT_CAP = 1000
 
 
 class MessagePages(Pages):
+    """Within the counted range, the ids of up to COUNT_CAP + 1 matches are read once, newest
+    first (from indexes, no row): they give the count and the page, whose rows the view then
+    reads by primary key (``page_rows``). The filters (a search's key lookups) run once, not
+    once for the count and again for the page."""
+
+    def paginate_queryset(self, queryset, request, view=None):
+        limit, offset = self.get_limit(request), self.get_offset(request)
+        if limit is None or not hasattr(view, "page_rows") or offset + limit > COUNT_CAP:
+            return super().paginate_queryset(queryset, request, view)
+        self.request, self.limit, self.offset = request, limit, offset
+        ids = list(queryset.values_list("pk", flat=True)[: COUNT_CAP + 1])
+        self.count_capped = len(ids) > COUNT_CAP
+        self.count = min(len(ids), COUNT_CAP)
+        if self.count > self.limit and self.template is not None:
+            self.display_page_controls = True
+        shown = ids[offset : offset + limit]
+        rows = {row.pk: row for row in view.page_rows(shown)}
+        return [rows[pk] for pk in shown if pk in rows]
+
     def get_count(self, queryset) -> int:
         found = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
         self.count_capped = found > COUNT_CAP

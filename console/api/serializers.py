@@ -9,11 +9,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from adapters.registry import ConfigError
-from channels_app import drafts, field_rules, sealing, sources
+from channels_app import alerts, drafts, field_rules, sealing, sources
 from channels_app.channels import checked_enabled, checked_new_name, checked_tags
 from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
 from channels_app.dry_run import CONTENT_TYPES
 from channels_app.models import (
+    Alert,
+    AlertNotice,
+    AlertRule,
     Attempt,
     Channel,
     Delivery,
@@ -26,6 +29,7 @@ from channels_app.outcome import Outcome, destination_states
 from channels_app.outcome import of as outcome_of
 from channels_app.pipeline import replay
 from channels_app.routing import RuleError, checked_rule
+from console import alerting
 from console.config_code import MAX_IMPORT_BYTES
 from console.models import ApiToken, AuditEvent
 from console.roles import Role
@@ -724,3 +728,98 @@ class ImportResultSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField()
     publish = serializers.BooleanField()
     channels = ImportedChannelSerializer(many=True)
+
+
+class AlertNoticeSerializer(serializers.ModelSerializer):
+    """How one notice of an alert fared: sent, still being retried, or given up (and why)."""
+
+    class Meta:
+        model = AlertNotice
+        fields = [
+            "event",
+            "via",
+            "state",
+            "attempts",
+            "last_error",
+            "created_at",
+            "next_attempt_at",
+            "sent_at",
+        ]
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    rule_name = serializers.CharField(source="rule.name", read_only=True)
+    kind = serializers.CharField(source="rule.kind", read_only=True)
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    notices = AlertNoticeSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "rule",
+            "rule_name",
+            "kind",
+            "state",
+            "value",
+            "detail",
+            "opened_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "resolved_at",
+            "notices",
+        ]
+        read_only_fields = fields
+
+
+class AlertRuleSerializer(serializers.ModelSerializer):
+    """An alert rule. The webhook secret is write-only (sealed at rest when encryption is on):
+    it reads back as ``has_webhook_secret``; leaving it out keeps the saved one, an empty string
+    removes it."""
+
+    threshold = serializers.FloatField(
+        required=False, allow_null=True, help_text="Not needed for a breaker or listener rule."
+    )
+    webhook_secret = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=200
+    )
+    has_webhook_secret = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "channel",
+            "destination",
+            "threshold",
+            "window_min",
+            "message_type",
+            "active_from",
+            "active_until",
+            "enabled",
+            "notify_emails",
+            "webhook_url",
+            "webhook_secret",
+            "has_webhook_secret",
+            "created_at",
+        ]
+        read_only_fields = ["created_at"]
+
+    def get_has_webhook_secret(self, rule: AlertRule) -> bool:
+        return bool(rule.webhook_secret)
+
+    def validate_webhook_secret(self, value: str) -> str:
+        return alerts.seal_secret(value)
+
+    def validate(self, attrs):
+        settings = {
+            field: attrs[field] if field in attrs else getattr(self.instance, field, None)
+            for field in ("kind", "channel", "destination", "threshold")
+            + ("active_from", "active_until")
+        }
+        problems = alerting.rule_problems(settings)
+        if problems:
+            raise serializers.ValidationError(problems)
+        return attrs

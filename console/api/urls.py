@@ -48,6 +48,8 @@ router.register("samples", views.SampleViewSet, basename="api-sample")
 router.register("replay-jobs", views.ReplayJobViewSet, basename="api-replay-job")
 router.register("audit", views.AuditViewSet, basename="api-audit")
 router.register("tokens", views.TokenViewSet, basename="api-token")
+router.register("alerts", views.AlertViewSet, basename="api-alert")
+router.register("alert-rules", views.AlertRuleViewSet, basename="api-alert-rule")
 
 urlpatterns = [
     path("", IndexView.as_view(), name="api-index"),

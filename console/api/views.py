@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import django_filters
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -27,6 +29,8 @@ from channels_app.destinations import secret_fingerprints, secrets_changed
 from channels_app.drafts import DraftError
 from channels_app.dry_run import dry_run
 from channels_app.models import (
+    Alert,
+    AlertRule,
     Attempt,
     Channel,
     ChannelDraft,
@@ -39,6 +43,7 @@ from channels_app.models import (
 )
 from channels_app.pipeline import replay as replay_stage
 from console import (
+    alerting,
     audit,
     bench,
     channel_actions,
@@ -51,7 +56,7 @@ from console import (
 from console.api import serializers as s
 from console.api.pagination import MessagePages
 from console.message_filters import MessageFilter, listed_messages
-from console.message_phi import phi_by_message, phi_of_message_id
+from console.message_phi import key_values, phi_by_message, phi_of_message_id
 from console.models import ApiToken, AuditEvent
 from console.phi import mask_body, mask_fhir, mask_free_text, message_phi
 from console.roles import RESEND_EDITED, Role
@@ -516,6 +521,10 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
             return queryset
         return message_filterset(self.request, queryset).qs
 
+    def page_rows(self, ids: list[int]):
+        """A page's messages, chosen already (see MessagePages): read by primary key."""
+        return self.get_queryset().filter(pk__in=ids)
+
     @extend_schema(responses=s.TimelineEntrySerializer(many=True))
     @action(detail=True, methods=["get"])
     def timeline(self, request, pk=None):
@@ -709,6 +718,89 @@ def _preview(data: dict, matching) -> dict:
     return s.ReplayPreviewSerializer({"dry_run": True, **preview}).data
 
 
+class AlertFilter(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(choices=Alert.State.choices)
+    rule = django_filters.ModelChoiceFilter(queryset=AlertRule.objects.only("id"))
+    channel = django_filters.ModelChoiceFilter(
+        queryset=Channel.objects.only("id"), field_name="rule__channel", method="by_channel"
+    )
+    opened_after = django_filters.DateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_before = django_filters.DateTimeFilter(field_name="opened_at", lookup_expr="lt")
+
+    class Meta:
+        model = Alert
+        fields: list[str] = []
+
+    def by_channel(self, alerts, name, value):
+        """A rule on the channel, or on one of its destinations."""
+        return alerts.filter(Q(rule__channel=value) | Q(rule__destination__channel=value))
+
+
+class AlertViewSet(viewsets.ReadOnlyModelViewSet):
+    """Alerts, newest first, with how each notice fared; operators acknowledge and resolve them
+    (audited, as on the Alerts page). A filter value the hub does not know is a 400."""
+
+    serializer_class = s.AlertSerializer
+    required_roles = {**READ, "ack": OPERATOR, "resolve": OPERATOR}
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AlertFilter
+
+    def get_queryset(self):
+        alerts = Alert.objects.select_related("rule", "acknowledged_by")
+        return alerts.prefetch_related("notices").order_by("-opened_at", "-id")
+
+    @extend_schema(request=None, responses={200: s.AlertSerializer, 409: OpenApiResponse()})
+    @action(detail=True, methods=["post"])
+    def ack(self, request, pk=None):
+        """Open → acknowledged (someone is on it). 409 when it is not open."""
+        alert = self.get_object()
+        if not alerting.acknowledge(request, alert):
+            raise Conflict(f"alert {alert.pk} is {alert.state}, not open")
+        return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(request=None, responses={200: s.AlertSerializer, 409: OpenApiResponse()})
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        """Resolved by hand, with its notice; 409 when it was resolved already. A rule still
+        firing opens a new alert at the next evaluation."""
+        alert = self.get_object()
+        if not alerting.resolve(request, alert):
+            raise Conflict(f"alert {alert.pk} was resolved already")
+        return Response(self.get_serializer(self.get_object()).data)
+
+
+class AlertRuleViewSet(viewsets.ModelViewSet):
+    """Alert rules: everyone reads them (as on the Alerts page), analysts change them; every
+    change is audited with its diff, the webhook secret only as a mark."""
+
+    queryset = AlertRule.objects.all()
+    serializer_class = s.AlertRuleSerializer
+    required_roles = {
+        **READ,
+        "create": ANALYST,
+        "update": ANALYST,
+        "partial_update": ANALYST,
+        "destroy": ANALYST,
+    }
+
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            rule = AlertRule(**serializer.validated_data)
+            serializer.instance = alerting.save_rule(self.request, rule, None)
+
+    def perform_update(self, serializer):
+        rule = serializer.instance
+        before = alerting.public_rule(rule)
+        with transaction.atomic():
+            for field, value in serializer.validated_data.items():
+                setattr(rule, field, value)
+            alerting.save_rule(self.request, rule, before)
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            alerting.delete_rule(self.request, instance)
+
+
 class ReplayJobViewSet(viewsets.ReadOnlyModelViewSet):
     """Bulk replays: progress (done of total), steering (pause, resume, cancel) and, per job,
     what became of each message it took (delivered, failed again, errored again, ...)."""
@@ -785,7 +877,8 @@ def _body(message: Message, *, reveal: bool) -> dict:
     issues = message.issues or []
     if not reveal:
         pruned = bool(message.pruned_at)
-        phi = message_phi(raw, canonical, message.content_type, pruned=pruned)
+        known = key_values(message.pk)
+        phi = message_phi(raw, canonical, message.content_type, pruned=pruned, known=known)
         issues = mask_free_text(issues, phi)
         canonical = mask_fhir(canonical) if canonical else canonical
         raw = mask_body(raw, message.content_type)

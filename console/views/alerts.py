@@ -21,7 +21,7 @@ HISTORY = 100
 def alert_list(request):
     alerts = Alert.objects.select_related(
         "rule", "rule__channel", "rule__destination", "acknowledged_by"
-    )
+    ).prefetch_related("notices")
     unresolved = alerts.exclude(state=Alert.State.RESOLVED)
     context = {
         "unresolved": [(a, messages_url(a)) for a in unresolved],

@@ -21,7 +21,7 @@ from channels_app.outcome import Outcome
 from console import audit, message_filters, timeline
 from console.access import requires
 from console.message_filters import DELIVERY_STATES, ERROR_STAGES, MessageFilter
-from console.message_phi import phi_by_message
+from console.message_phi import key_values, phi_by_message
 from console.phi import (
     UNKNOWN_PHI,
     mask_body,
@@ -128,7 +128,9 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
     raw, canonical = message.raw_text, message.canonical_json  # opened here when sealed at rest
     shown = _as_is
     if not reveal:
-        phi = message_phi(raw, canonical, message.content_type, pruned=bool(message.pruned_at))
+        pruned = bool(message.pruned_at)
+        known = key_values(message.pk)
+        phi = message_phi(raw, canonical, message.content_type, pruned=pruned, known=known)
         shown = partial(mask_free_text, phi=phi)
         raw = mask_body(raw, message.content_type, indent=2)
         canonical = mask_fhir(canonical) if canonical else canonical

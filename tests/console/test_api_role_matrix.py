@@ -8,7 +8,15 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from channels_app.models import Channel, ChannelSample, Delivery, Message, ReplayJob
+from channels_app.models import (
+    Alert,
+    AlertRule,
+    Channel,
+    ChannelSample,
+    Delivery,
+    Message,
+    ReplayJob,
+)
 from console import tokens
 from console.access import declared, is_api_view
 from console.models import AuditEvent
@@ -73,6 +81,12 @@ API_MATRIX = {
     "api-token-detail": {"GET": ADMIN},
     "api-token-rotate": {"POST": ADMIN},
     "api-token-revoke": {"POST": ADMIN},
+    "api-alert-list": {"GET": VIEWER},
+    "api-alert-detail": {"GET": VIEWER},
+    "api-alert-ack": {"POST": OPERATOR},
+    "api-alert-resolve": {"POST": OPERATOR},
+    "api-alert-rule-list": {"GET": VIEWER, "POST": ANALYST},
+    "api-alert-rule-detail": {"GET": VIEWER, "PUT": ANALYST, "PATCH": ANALYST, "DELETE": ANALYST},
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ROLES = {"viewer": VIEWER, "operator": OPERATOR, "analyst": ANALYST, "admin": ADMIN}
@@ -109,6 +123,8 @@ def objects():
     sample = ChannelSample.objects.create(channel=channel, name="s", raw="MSH|^~\\&|A")
     job = ReplayJob.objects.create(mode=ReplayJob.Mode.REDELIVER, state=ReplayJob.State.DONE)
     target = tokens.issue(tokens.service_account("target"), VIEWER, lifetime=timedelta(days=1))
+    rule = AlertRule.objects.create(name="r", kind=AlertRule.Kind.ERRORS, threshold=1)
+    alert = Alert.objects.create(rule=rule)
     ids = {
         "channel": channel.pk,
         "destination": destination.pk,
@@ -118,6 +134,8 @@ def objects():
         "token": target.token.pk,
         "replay": job.pk,
         "sample": sample.pk,
+        "alert": alert.pk,
+        "alert-rule": rule.pk,
     }
     return ids
 
@@ -125,6 +143,8 @@ def objects():
 def url_for(pattern, route: str, ids: dict) -> str:
     parts = pattern.name.split("-")
     noun = "channel" if pattern.name == "api-inbound" else parts[1] if len(parts) > 1 else ""
+    if pattern.name.startswith("api-alert-rule"):
+        noun = "alert-rule"
     return url_of(route, ids.get(noun, 0))
 
 

@@ -246,3 +246,20 @@ def test_the_api_counts_messages_up_to_a_cap(viewer_user, traffic, monkeypatch):
     monkeypatch.setattr(pagination, "COUNT_CAP", 1)
     capped = client.get("/api/v1/messages/", {"q": "jane"}).json()
     assert (capped["count"], capped["count_capped"], len(capped["results"])) == (1, True, 2)
+
+
+def test_a_search_reads_the_key_index_once_for_count_and_page(viewer_user, traffic):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = signed_in(viewer_user)
+    with CaptureQueriesContext(connection) as captured:
+        found = client.get("/api/v1/messages/", {"q": "jane", "limit": 1}).json()
+    assert found["count"] == 2 and len(found["results"]) == 1 and found["next"]
+    searches = [q["sql"] for q in captured.captured_queries if "messagekey" in q["sql"]]
+    assert len(searches) == 1 and "= ANY(ARRAY(" in searches[0]
+    second = client.get("/api/v1/messages/", {"q": "jane", "limit": 1, "offset": 1}).json()
+    assert [found["results"][0]["id"], second["results"][0]["id"]] == [
+        traffic["smith"].pk,
+        traffic["muller"].pk,
+    ]
