@@ -1,5 +1,5 @@
 """ADT: admit, visit and patient-information events -> Patient, Encounter and what the message
-carries about them (NK1, AL1, DG1, PR1, IN1/IN2, GT1, OBX); merges (A34/A40 ...) ->
+carries about them (NK1, AL1, DG1, PR1, IN1/IN2, GT1, OBX, PDA, ACC); merges (A34/A40 ...) ->
 Patient.link."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from adapters.mapping.registry import handles
 from adapters.mapping.segments.clinical import map_allergy, map_condition, map_procedure
 from adapters.mapping.segments.encounter import has_visit, map_encounter
 from adapters.mapping.segments.financial import map_account, map_coverage
+from adapters.mapping.segments.incident import map_accident, map_death_details
 from adapters.mapping.segments.observation import map_observation
 from adapters.mapping.segments.order import map_referral
 from adapters.mapping.segments.patient import (
@@ -56,6 +57,10 @@ def map_patient_details(ctx: Context, segments: list[hl7v2.Segment]) -> None:
             map_disability_identifier(ctx, seg)
         elif name == "OBX":
             map_observation(ctx, seg)
+        elif name == "PDA":
+            map_death_details(ctx, seg)
+        elif name == "ACC":
+            map_accident(ctx, seg)
         elif name == "IN1":
             pending_in1 = seg
         elif name == "IN2" and pending_in1 is not None:

@@ -9,6 +9,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping.context import Context
 from adapters.mapping.registry import handles
 from adapters.mapping.segments import report as reports
+from adapters.mapping.segments.document import map_document
 from adapters.mapping.segments.encounter import has_visit, map_encounter
 from adapters.mapping.segments.financial import map_account, map_charges
 from adapters.mapping.segments.observation import (
@@ -73,6 +74,7 @@ def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
 
     loose: list[tuple[hl7v2.Segment, list[str]]] = []  # patient-level OBX before any OBR
     groups: list[ResultGroup] = []
+    documents: list[hl7v2.Segment] = []
     pending_orc = None
     last_notes: list[str] | None = None
     for seg in segments[1:]:
@@ -97,9 +99,17 @@ def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
             last_notes = None
         elif name == "TQ1" and groups and groups[-1].tq1 is None:
             groups[-1].tq1 = seg
+        elif name == "TXA":
+            documents.append(seg)
 
+    # A document header (TXA) in a result: its body is the code-less OBX sent before any
+    # order (IG TXA -> DocumentReference), the other loose OBX are patient observations.
+    bodies = [obx for obx, _ in loose if not has_code(ctx, obx)] if documents else []
+    for txa in documents:
+        map_document(ctx, txa, bodies)
     for obx, notes in loose:
-        map_observation(ctx, obx, notes=notes)
+        if obx not in bodies:
+            map_observation(ctx, obx, notes=notes)
     for group in groups:
         _result_group(ctx, group)
     map_charges(ctx, segments)

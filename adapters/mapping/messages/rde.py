@@ -26,10 +26,13 @@ def rde(ctx: Context) -> None:
             orders.append(
                 {"orc": seg, "rxo": None, "rxe": None, "rxr": None, "tq1": None, "notes": []}
             )
+            orders[-1].update(rxc=[], order_rxc=[])
         elif not orders:
             continue
         elif name in ("RXO", "RXE"):
             orders[-1][name.lower()] = orders[-1][name.lower()] or seg
+        elif name == "RXC":  # a component of the encoded drug, or of the order before RXE
+            orders[-1]["rxc" if orders[-1]["rxe"] is not None else "order_rxc"].append(seg)
         elif name == "RXR":
             orders[-1]["rxr"] = seg  # the last RXR: the one after RXE gives the route
         elif name == "TQ1":
@@ -60,4 +63,6 @@ def rde(ctx: Context) -> None:
             rxr=order["rxr"],
             tq1=order["tq1"],
             notes=order["notes"],
+            components=order["rxc"],
+            order_components=order["order_rxc"],
         )

@@ -50,9 +50,11 @@ def _check_patient(message, result) -> None:
 def _check_oru(message, result) -> None:
     _check_patient(message, result)
     types = _types(result.bundle)
-    assert types["DiagnosticReport"] == _count(message, "OBR")
     coded = [obx for obx in message.all("OBX") if obx.get(3, 1).strip() or obx.get(3, 2).strip()]
-    assert types["Observation"] == len(coded)
+    pointers = [obx for obx in coded if obx.get(2, 1).strip().upper() == "RP"]
+    # one report per order, and one per RP result (a report presented by its URL)
+    assert types["DiagnosticReport"] == _count(message, "OBR") + len(pointers)
+    assert types["Observation"] == len(coded) - len(pointers)
 
 
 def _per_segment(resource_type: str, segment: str):
