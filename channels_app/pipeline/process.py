@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections import defaultdict
 from datetime import timedelta
 
@@ -12,7 +11,7 @@ from django.utils import timezone
 
 from adapters import keys, mapping
 from adapters.base import AdapterError
-from adapters.codecs import custom_json, fhir_json, hl7v2
+from adapters.codecs import custom_json, exact_json, fhir_json, hl7v2
 from adapters.routing import RuleError, Verdict, header_variables
 from channels_app import events
 from channels_app.models import Delivery, Destination, Message
@@ -234,7 +233,8 @@ def _save_outcomes(messages: list[Message]) -> None:
         for m in messages
     ]
     with connection.cursor() as cursor:
-        cursor.execute(SAVE_OUTCOMES, [json.dumps(rows, ensure_ascii=False)])
+        # exact_json: a decimal keeps its written digits in the stored jsonb (1.50 stays 1.50)
+        cursor.execute(SAVE_OUTCOMES, [exact_json.dumps(rows, ensure_ascii=False)])
 
 
 def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destination]]:

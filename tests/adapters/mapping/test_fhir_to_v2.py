@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.codecs import hl7v2
+from adapters.codecs import exact_json, hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import convert
 from adapters.mapping import datatypes as dt
@@ -742,7 +741,7 @@ COVERED = ("code", "status", "referenceRange", "interpretation", "effectiveDateT
 
 def _covered(observation: dict) -> str:
     keys = [k for k in observation if k in COVERED or k.startswith("value")]
-    return json.dumps({k: observation[k] for k in keys}, sort_keys=True)
+    return exact_json.dumps({k: observation[k] for k in keys}, sort_keys=True)
 
 
 def _type_class(vtype: str) -> str:

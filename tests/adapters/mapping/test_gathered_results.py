@@ -111,7 +111,7 @@ def test_a_compound_is_a_medication_with_its_ingredients():
         "system": "http://unitsofmeasure.org",
         "code": "mL",
     }
-    assert active["strength"]["numerator"]["value"] == 0.2
+    assert str(active["strength"]["numerator"]["value"]) == "0.20"  # as written
     assert "medicationCodeableConcept" not in request
 
 
