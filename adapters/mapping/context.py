@@ -69,6 +69,8 @@ class Context:
         self.enc = message.enc
         self.issues: list[ConversionIssue] = []
         self.entries: list[dict] = []
+        # "searchset" for a query's answer (RSP^K22): the entries are matches, not requests
+        self.bundle_type = "transaction"
         self._keys: dict[tuple[str, str], str] = {}
         self._urls: dict[str, dict] = {}
         self.memo: dict[tuple, object] = {}  # per-message memo of repeated fields (actors)

@@ -73,7 +73,7 @@ def _bundle(ctx: Context) -> dict:
             "MSH-10 (message control id) is empty; the Bundle has no identifier and its"
             " ids derive from the message text",
         )
-    bundle["type"] = "transaction"
+    bundle["type"] = ctx.bundle_type
     # Bundle.timestamp is an instant (seconds and zone required): a coarser MSH-7 is padded
     # with zeros, a missing zone is the converter's default (see Context.default_tz).
     sent = ctx.dtm(msh, 7, "Bundle.timestamp")
@@ -87,5 +87,22 @@ def _bundle(ctx: Context) -> dict:
             "Bundle.timestamp",
             "MSH-7 (date/time of message) is empty; Bundle.timestamp is left out",
         )
-    bundle["entry"] = ctx.entries
+    if ctx.bundle_type == "searchset":
+        _as_search_results(bundle, ctx.entries)
+    else:
+        bundle["entry"] = ctx.entries
     return bundle
+
+
+def _as_search_results(bundle: dict, entries: list[dict]) -> None:
+    """A query's answer: the Patients are the matches, what they reference is included."""
+    found = []
+    for entry in entries:
+        match = entry["resource"]["resourceType"] == "Patient"
+        mode = "match" if match else "include"
+        found.append(
+            {"fullUrl": entry["fullUrl"], "resource": entry["resource"], "search": {"mode": mode}}
+        )
+    bundle["total"] = sum(e["search"]["mode"] == "match" for e in found)
+    if found:
+        bundle["entry"] = found

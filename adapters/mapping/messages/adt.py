@@ -20,7 +20,12 @@ from adapters.mapping.segments.patient import (
 )
 from adapters.mapping.segments.related import map_next_of_kin
 
-VISIT_EVENTS = [f"A{n:02d}" for n in range(1, 33) if n not in (18, 24, 30)]
+# Every event about a patient and a visit; merges and links have maps of their own. Moves
+# (A43-A45) and visit number changes (A50/A51) give the patient and visit as they are now.
+VISIT_EVENTS = [
+    *(f"A{n:02d}" for n in range(1, 34) if n not in (18, 24, 30)),
+    *("A38", "A43", "A44", "A45", "A50", "A51", "A52", "A53", "A54", "A55", "A60", "A61", "A62"),
+]
 
 
 @handles("ADT", *VISIT_EVENTS)

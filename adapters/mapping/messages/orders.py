@@ -1,4 +1,4 @@
-"""ORM^O01 and OML^O21/O33/O35: one ServiceRequest per order (ORC, with its OBR), status from
+"""ORM^O01, OML^O21/O33/O35 and OMG^O19: one ServiceRequest per order (ORC, with its OBR), status from
 ORC-5 or ORC-1; the order's OBX (ask-at-order-entry answers) -> Observations it points at as
 supportingInfo, its SPM -> Specimens, its DG1 -> Conditions given as reasonReference."""
 
@@ -70,6 +70,7 @@ def split_orders(ctx: Context, segments: list[hl7v2.Segment]) -> tuple[list, lis
 
 @handles("ORM", "O01")
 @handles("OML", "O21", "O33", "O35")
+@handles("OMG", "O19")
 def orders(ctx: Context) -> None:
     map_subject(ctx)
     head, found = split_orders(ctx, ctx.message.segments[1:])

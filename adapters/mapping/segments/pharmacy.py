@@ -104,6 +104,8 @@ def map_original_order(
     rxo: hl7v2.Segment,
     orc: hl7v2.Segment | None,
     components: list[hl7v2.Segment] | None = None,
+    *,
+    intent: str = "original-order",
 ) -> str | None:
     """RXO (the order as the prescriber wrote it) -> MedicationRequest, intent original-order,
     that the pharmacy's encoded order (RXE) is basedOn: requested give code 1 -> medication,
@@ -113,11 +115,14 @@ def map_original_order(
     medication = dt.cwe(ctx.comps(rxo, 1))
     if medication is None:
         return None
-    request: dict = {
-        "resourceType": "MedicationRequest",
-        "status": medication_status(ctx, orc),
-        "intent": "original-order",
-    }
+    request: dict = {"resourceType": "MedicationRequest"}
+    # the order itself (OMP) carries the order numbers; an RXE's original order shares them
+    placer, filler = order_identifiers(ctx, None, orc) if orc is not None else (None, None)
+    identity = (placer or filler) if intent == "order" else None
+    if identity:
+        request["identifier"] = [i for i in (placer, filler) if i]
+    request["status"] = medication_status(ctx, orc)
+    request["intent"] = intent
     _medication(ctx, request, rxo, medication, ctx.comps(rxo, 5), components)
     request["subject"] = ref(ctx.patient)
     if ctx.encounter:
@@ -135,6 +140,8 @@ def map_original_order(
     refills = ctx.value(rxo, 13)
     if refills.isdigit():
         request.setdefault("dispenseRequest", {})["numberOfRepeatsAllowed"] = int(refills)
+    if identity:
+        return ctx.add(request, identity=identity)
     key = ctx.about("rx-original", ctx.value(rxo, 1), str(ctx.occurrence(rxo)))
     return ctx.add(request, key=key)
 
