@@ -64,8 +64,11 @@ def search_value(identifier: dict) -> str:
 
 
 class Context:
-    def __init__(self, message: hl7v2.Message, *, default_tz: str | None = None) -> None:
+    def __init__(
+        self, message: hl7v2.Message, *, default_tz: str | None = None, profile: str | None = None
+    ) -> None:
         self.message = message
+        self.profile = profile  # "us-core": US Core's extensions too (see us_core.py)
         self.enc = message.enc
         self.issues: list[ConversionIssue] = []
         self.entries: list[dict] = []

@@ -11,13 +11,18 @@ from adapters.mapping.validation import validate
 
 
 def convert(
-    message: hl7v2.Message, *, default_tz: str | None = None, check: bool = True
+    message: hl7v2.Message,
+    *,
+    default_tz: str | None = None,
+    check: bool = True,
+    profile: str | None = None,
 ) -> ConversionResult:
     """Convert ``message`` with the built-in map for its type.
 
     ``default_tz`` ("+HH:MM") is the zone for times the sender gives without one when MSH-7
     has none either (default UTC). ``check=False`` skips validation (the test bench may want
-    to show an invalid Bundle); the pipeline always validates.
+    to show an invalid Bundle); the pipeline always validates. ``profile="us-core"`` adds what
+    US Core asks beyond the IG (race and ethnicity extensions, see us_core.py).
 
     Raises UnsupportedMessageType for a type without a map, MappingError when the message
     lacks what the map requires or the Bundle would not be valid FHIR R4.
@@ -31,7 +36,7 @@ def convert(
                 message.message_type, supported=[f"{code.upper()}^{e}" for e in events]
             )
         raise UnsupportedMessageType(message.message_type, supported=registry.supported_codes())
-    ctx = Context(message, default_tz=default_tz)
+    ctx = Context(message, default_tz=default_tz, profile=profile)
     try:
         handler(ctx)
     except MappingError:

@@ -313,15 +313,16 @@ def convert_message(
         return
     if message.content_type == fhir_json.MEDIA_TYPE:
         return _read_fhir(message, raw)
+    json_maps = json_maps or json_map.JsonMaps()
     if message.content_type == custom_json.MEDIA_TYPE:
-        return json_map.convert(message, raw, json_maps or json_map.JsonMaps())
+        return json_map.convert(message, raw, json_maps)
     try:
         parsed = hl7v2.parse(raw)
     except hl7v2.HL7Error as exc:
         message.record_error("parse", exc, exc.location)
         return
     try:
-        result = mapping.convert(parsed)
+        result = mapping.convert(parsed, profile=json_maps.profile(message.channel_id))
     except AdapterError as exc:
         path = getattr(exc, "field", "") or ""
         target = getattr(exc, "target", "") or ""

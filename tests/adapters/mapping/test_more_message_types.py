@@ -263,3 +263,44 @@ def test_a_type_without_a_map_is_refused_with_the_reason():
         convert(hl7v2.parse(msh("MFN^M02^MFN_M02").encode() + b"\rMFI|PRA\r"))
     assert "MFN^M02" in str(caught.value)
     assert "MFN" not in registry.supported_codes()
+
+
+US_CORE_PID = (
+    "PID|1||12345^^^HOSP&1.2.3.4.5&ISO^MR||Everyman^Adam||19610615|M"
+    "||2106-3^White^CDCREC~2028-9^Asian^CDCREC~2039-6^Japanese^CDCREC||||||||||||H^Hispanic or Latino^HL70189"
+)
+
+
+def test_us_core_race_and_ethnicity_on_request():
+    raw = message(msh("ADT^A04"), US_CORE_PID)
+    plain = one(convert(raw), "Patient")
+    assert not any("us-core" in e["url"] for e in plain.get("extension", []))
+    result = convert(raw, profile="us-core")
+    validate_full(result.bundle)
+    patient = one(result, "Patient")
+    assert patient["meta"]["profile"] == [
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"
+    ]
+    race, ethnicity = (e for e in patient["extension"] if "us-core" in e["url"])
+    assert race["url"].endswith("us-core-race")
+    parts = [
+        (p["url"], p.get("valueCoding", {}).get("code") or p.get("valueString"))
+        for p in race["extension"]
+    ]
+    assert parts == [
+        ("ombCategory", "2106-3"),
+        ("ombCategory", "2028-9"),
+        ("detailed", "2039-6"),
+        ("text", "White, Asian, Japanese"),
+    ]
+    assert race["extension"][0]["valueCoding"]["system"] == "urn:oid:2.16.840.1.113883.6.238"
+    assert ethnicity["url"].endswith("us-core-ethnicity")
+    assert ethnicity["extension"][0]["valueCoding"]["code"] == "2135-2"  # v2 H, as CDC codes it
+    assert ethnicity["extension"][-1] == {"url": "text", "valueString": "Hispanic or Latino"}
+
+
+def test_us_core_unknown_race_is_a_null_flavor():
+    raw = message(msh("ADT^A04"), "PID|1||12345^^^HOSP^MR||Everyman^Adam||19610615|M||U^Unknown")
+    patient = one(convert(raw, profile="us-core"), "Patient")
+    [race] = patient["extension"]
+    assert race["extension"][0]["valueCoding"]["code"] == "UNK"
