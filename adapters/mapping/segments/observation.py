@@ -109,7 +109,10 @@ def map_observation(
     if notes:
         obs["note"] = [{"text": n} for n in notes]
     rng = dt.reference_range(ctx.text(obx, 7), units)
-    if rng:
+    if rng and obs.get("component"):  # a repeated value: the range is each value's
+        for component in obs["component"]:
+            component["referenceRange"] = [dict(rng)]
+    elif rng:
         obs["referenceRange"] = [rng]
     method = dt.cwe(ctx.comps(obx, 17))
     if method:

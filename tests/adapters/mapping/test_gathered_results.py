@@ -143,3 +143,11 @@ def test_a_coverage_without_an_insurer_says_the_payor_is_unknown():
             ]
         }
     ]
+
+
+def test_a_repeated_value_carries_its_range_on_each_component():
+    obx = "OBX|1|NM|8867-4^Heart rate^LN||60~120|/min^/min^UCUM|70-80|A|||F"
+    observation = one(convert(oru(PID, ORC, OBR, obx)), "Observation")
+    assert "referenceRange" not in observation
+    ranges = [c["referenceRange"][0] for c in observation["component"]]
+    assert [(r["low"]["value"], r["high"]["value"]) for r in ranges] == [(70, 80), (70, 80)]
