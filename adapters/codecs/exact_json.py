@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -27,15 +28,20 @@ def exact_number(text: str) -> float | Decimal:
     return value if repr(value) == text else Decimal(text)
 
 
-def _decimal_marked(value: Any) -> str:
-    if isinstance(value, Decimal) and value.is_finite():
-        return f"{_MARK}{value}\x00"
+def _not_json(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def dumps(value: Any, **options: Any) -> str:
-    """``json.dumps`` that writes a Decimal as the number it holds, digit for digit."""
-    text = json.dumps(value, default=_decimal_marked, **options)
+def dumps(value: Any, *, default: Callable[[Any], Any] = _not_json, **options: Any) -> str:
+    """``json.dumps`` that writes a Decimal as the number it holds, digit for digit
+    (``default`` serves the other types json cannot write, as json.dumps's does)."""
+
+    def marked(item: Any) -> Any:
+        if isinstance(item, Decimal) and item.is_finite():
+            return f"{_MARK}{item}\x00"
+        return default(item)
+
+    text = json.dumps(value, default=marked, **options)
     return _MARKED.sub(r"\1", text) if _ESCAPED_MARK in text else text
 
 
