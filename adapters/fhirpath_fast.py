@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 # focus (the input collection), this ($this), variables -> result collection
@@ -292,6 +293,8 @@ def _scalar(values: list) -> Any:
         raise Unsure("a single value is needed")
     value = values[0]
     kind = type(value)
+    if kind is Decimal:  # an exact decimal (1.50) compares as the float literals here do
+        return float(value)
     if kind is str:
         if value[:1].isdigit() and _TEMPORAL.match(value):
             raise Unsure("typed value")

@@ -5,7 +5,7 @@ Every ``*.expected.json`` of the shared corpus is paired with the Bundle our map
 recall (reference facts we reproduce) and precision (our facts the reference confirms), per
 resource type and overall. The corpus is HL7_CORPUS, else ../shared/corpus.
 
-    python -m bench.bench_fidelity [--files] [--missing TYPE]
+    python -m bench.bench_fidelity [--files] [--diff TYPE] [--missing TYPE]
 """
 
 from __future__ import annotations
@@ -76,26 +76,27 @@ def print_summary(reports: dict, summary: dict, show_files: bool) -> None:
             print(f"  {name:<48} {_percent(d['recall'])} {_percent(d['precision'])}")
 
 
-def print_differences(reports: dict, rtype: str) -> None:
+def print_differences(reports: dict, rtype: str, extra: bool = True) -> None:
     for name, report in reports.items():
         found = report["types"].get(rtype)
-        if found and (found["missing"] or found["extra"]):
-            print(f"== {name}")
-            print(*(f"  - {m}" for m in found["missing"]), sep="\n")
-            print(*(f"  + {e}" for e in found["extra"]), sep="\n")
+        shown = [f"  - {m}" for m in found["missing"]] if found else []
+        shown += [f"  + {e}" for e in found["extra"]] if found and extra else []
+        if shown:
+            print(f"== {name}", *shown, sep="\n")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", action="store_true", help="also list each file's figures")
     parser.add_argument("--diff", metavar="TYPE", help="list missing (-) and extra (+) facts")
+    parser.add_argument("--missing", metavar="TYPE", help="list the missing facts only")
     args = parser.parse_args()
     if not CORPUS.is_dir() or not (CORPUS.parent / "tools" / "compare_fhir.py").exists():
         print(f"corpus or tools/compare_fhir.py not found beside {CORPUS}: skipped")
         return 0
     reports, summary = measure()
-    if args.diff:
-        print_differences(reports, args.diff)
+    if args.diff or args.missing:
+        print_differences(reports, args.diff or args.missing, extra=bool(args.diff))
         return 0
     print_summary(reports, summary, args.files)
     overall = summary["overall"]

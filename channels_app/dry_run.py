@@ -8,14 +8,13 @@ Message), then asks each routed destination's transport what it would put on the
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from django.db import DataError, connection, transaction
 
 from adapters.base import AdapterError
-from adapters.codecs import custom_json, fhir_json, hl7v2
+from adapters.codecs import custom_json, exact_json, fhir_json, hl7v2
 from adapters.codecs.hl7v2_tree import parse_tree
 from adapters.registry import build_transport
 from adapters.transports.base import Payload
@@ -124,8 +123,8 @@ def stored_text(bundle: dict) -> str:
     """The Bundle as a destination gets it: the text the database gives back for the stored
     value (jsonb orders keys its own way), or the sealed form's JSON when sealing is on."""
     if sealing_enabled():
-        return json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
-    text = json.dumps(bundle, ensure_ascii=False)
+        return exact_json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
+    text = exact_json.dumps(bundle, ensure_ascii=False)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT %s::jsonb::text", [text])

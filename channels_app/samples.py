@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from adapters.codecs import exact_json
 from channels_app.dry_run import CONTENT_TYPES, DryRun, dry_run
 from channels_app.models import Channel, ChannelSample
 
@@ -138,7 +139,7 @@ def readable(result: dict) -> list[str]:
         else output  # a folded "not sent" line
         for name, output in (result.get("outputs") or {}).items()
     }
-    return json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+    return exact_json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
 
 def _unfolded(body):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 from functools import lru_cache
 from typing import Any, get_args
@@ -39,6 +38,8 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from pydantic import AnyUrl, BaseModel, SecretStr, TypeAdapter, ValidationError
+
+from adapters.codecs import exact_json
 
 # A NUL first byte: no HL7 v2 or JSON body starts with one.
 SEALED_PREFIX = b"\x00hubsealed:1\x00"
@@ -160,11 +161,11 @@ def unseal_token(token: bytes | str) -> bytes:
 
 
 def seal_json(value: Any) -> bytes:
-    return seal(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    return seal(exact_json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def unseal_json(data: bytes | memoryview) -> Any:
-    return json.loads(unseal(data))
+    return exact_json.loads(unseal(data))
 
 
 # --- destination and source secrets -----------------------------------------------------------

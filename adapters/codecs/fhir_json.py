@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from adapters.base import AdapterError
 from adapters.codecs import bounded_json
+from adapters.codecs.exact_json import exact_number
 from adapters.mapping.validation import validate
 
 MEDIA_TYPE = "application/fhir+json"
@@ -18,7 +19,7 @@ def read(raw: bytes) -> dict:
     """The canonical Bundle for ``raw``; raises ValueError (not JSON, or JSON nested too deeply:
     bounded_json.JsonLimitError), NotFhir, or the validator's MappingError (naming the field and
     its path)."""
-    resource = bounded_json.loads(raw)
+    resource = bounded_json.loads(raw, parse_float=exact_number)  # 1.50 stays 1.50
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise NotFhir("JSON without a resourceType is not a FHIR resource", permanent=True)
     bundle = as_bundle(resource)

@@ -21,6 +21,7 @@ LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 URI_SYSTEM = "urn:ietf:rfc:3986"
 US_SSN = "http://hl7.org/fhir/sid/us-ssn"
+DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 
 # Prefix for namespaces that have no URI (a bare HD-1 such as "MSH_MRN", or a local coding
 # system such as "99USI"): a URN keeps them distinct and searchable without inventing a host.

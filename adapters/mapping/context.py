@@ -64,11 +64,16 @@ def search_value(identifier: dict) -> str:
 
 
 class Context:
-    def __init__(self, message: hl7v2.Message, *, default_tz: str | None = None) -> None:
+    def __init__(
+        self, message: hl7v2.Message, *, default_tz: str | None = None, profile: str | None = None
+    ) -> None:
         self.message = message
+        self.profile = profile  # "us-core": US Core's extensions too (see us_core.py)
         self.enc = message.enc
         self.issues: list[ConversionIssue] = []
         self.entries: list[dict] = []
+        # "searchset" for a query's answer (RSP^K22): the entries are matches, not requests
+        self.bundle_type = "transaction"
         self._keys: dict[tuple[str, str], str] = {}
         self._urls: dict[str, dict] = {}
         self.memo: dict[tuple, object] = {}  # per-message memo of repeated fields (actors)

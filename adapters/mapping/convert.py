@@ -12,13 +12,18 @@ from adapters.mapping.validation import validate
 
 
 def convert(
-    message: hl7v2.Message, *, default_tz: str | None = None, check: bool = True
+    message: hl7v2.Message,
+    *,
+    default_tz: str | None = None,
+    check: bool = True,
+    profile: str | None = None,
 ) -> ConversionResult:
     """Convert ``message`` with the built-in map for its type.
 
     ``default_tz`` ("+HH:MM") is the zone for times the sender gives without one when MSH-7
     has none either (default UTC). ``check=False`` skips validation (the test bench may want
-    to show an invalid Bundle); the pipeline always validates.
+    to show an invalid Bundle); the pipeline always validates. ``profile="us-core"`` adds what
+    US Core asks beyond the IG (race and ethnicity extensions, see us_core.py).
 
     Raises UnsupportedMessageType for a type without a map, MappingError when the message
     lacks what the map requires or the Bundle would not be valid FHIR R4.
@@ -32,7 +37,7 @@ def convert(
                 message.message_type, supported=[f"{code.upper()}^{e}" for e in events]
             )
         raise UnsupportedMessageType(message.message_type, supported=registry.supported_codes())
-    ctx = Context(message, default_tz=default_tz)
+    ctx = Context(message, default_tz=default_tz, profile=profile)
     try:
         handler(ctx)
     except MappingError:
@@ -85,7 +90,7 @@ def _bundle(ctx: Context) -> dict:
             "MSH-10 (message control id) is empty; the Bundle has no identifier and its"
             " ids derive from the message text",
         )
-    bundle["type"] = "transaction"
+    bundle["type"] = ctx.bundle_type
     # Bundle.timestamp is an instant (seconds and zone required): a coarser MSH-7 is padded
     # with zeros, a missing zone is the converter's default (see Context.default_tz).
     sent = ctx.dtm(msh, 7, "Bundle.timestamp")
@@ -99,5 +104,22 @@ def _bundle(ctx: Context) -> dict:
             "Bundle.timestamp",
             "MSH-7 (date/time of message) is empty; Bundle.timestamp is left out",
         )
-    bundle["entry"] = ctx.entries
+    if ctx.bundle_type == "searchset":
+        _as_search_results(bundle, ctx.entries)
+    else:
+        bundle["entry"] = ctx.entries
     return bundle
+
+
+def _as_search_results(bundle: dict, entries: list[dict]) -> None:
+    """A query's answer: the Patients are the matches, what they reference is included."""
+    found = []
+    for entry in entries:
+        match = entry["resource"]["resourceType"] == "Patient"
+        mode = "match" if match else "include"
+        found.append(
+            {"fullUrl": entry["fullUrl"], "resource": entry["resource"], "search": {"mode": mode}}
+        )
+    bundle["total"] = sum(e["search"]["mode"] == "match" for e in found)
+    if found:
+        bundle["entry"] = found

@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from functools import lru_cache
 
 from adapters.codecs import hl7v2
+from adapters.codecs.exact_json import exact_number
 from adapters.mapping import codesystems as cs
 
 
@@ -211,19 +213,21 @@ def tz_offset_text(text: str) -> str | None:
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 
 
-def decimal(text: str) -> int | float | None:
+def decimal(text: str) -> int | float | Decimal | None:
     """NM to a JSON number. v2 allows '+', leading zeros and '.5'; FHIR's decimal does not, so
-    the value is normalised (trailing zeros of the fraction are lost: JSON numbers here are
-    Python floats)."""
+    the sign and zeros are normalised, but the written precision is kept: ``1.50`` becomes a
+    Decimal that exact_json writes as ``1.50`` (FHIR decimals are exact)."""
     text = clean(text)
     if not text:
         return None
     if not _NUMBER.match(text):
         raise BadValue("not a number")
-    if "." in text:
-        value = float(text)
-        return int(value) if value.is_integer() and text.endswith(".") else value
-    return int(text)
+    sign = "-" if text.startswith("-") else ""
+    whole, dot, fraction = text.lstrip("+-").partition(".")
+    whole = whole.lstrip("0") or "0"
+    if not fraction:
+        return int(sign + whole)
+    return exact_number(f"{sign}{whole}.{fraction}")
 
 
 # ------------------------------------------------------------------------------ identifiers

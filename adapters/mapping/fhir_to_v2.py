@@ -613,6 +613,8 @@ def obx_segments(
         else:
             vtype, value, units = _value(b, parent, part)
         rng = _first(part.get("referenceRange"))
+        if rng is None and repeated:  # a repeated value's range sits on each component
+            rng = _first(components[0].get("referenceRange"))
         if not units and rng:  # a coded or text result can still carry units for its range
             units = _units(rng.get("low") or rng.get("high") or {})
         when = _dtm(parent.get("effectiveDateTime"))

@@ -21,7 +21,6 @@ the status classification, the auth schemes).
 from __future__ import annotations
 
 import base64
-import json
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -31,6 +30,7 @@ import urllib3
 from fhirpathpy.models import models
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
+from adapters.codecs import exact_json
 from adapters.mapping.field_rules import fhirpath_syntax_error
 from adapters.registry import register_transport
 from adapters.transports.base import Encoded, Payload, SendResult, TransportError
@@ -103,7 +103,7 @@ def origin(url: str, *, path: bool = False) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """JSON for what FHIRPath returns beyond JSON's types (decimals)."""
+    """JSON for what FHIRPath returns beyond JSON's types (exact_json writes decimals as they are)."""
     if isinstance(value, Decimal):
         return float(value) if value.as_tuple().exponent < 0 else int(value)
     return str(value)
@@ -261,9 +261,9 @@ class WebhookTransport:
             content_type = payload.content_type
         else:
             try:
-                bundle = json.loads(payload.body)
+                bundle = exact_json.loads(payload.body)  # 1.50 stays 1.50 in the filled body
                 filled = self.template.fill(bundle)
-                body = json.dumps(filled, separators=(",", ":"), default=_plain).encode()
+                body = exact_json.dumps(filled, separators=(",", ":"), default=_plain).encode()
             except Exception as exc:  # the data cannot fill the template: retrying cannot help
                 raise TransportError(
                     f"cannot fill the webhook template: {type(exc).__name__}: {str(exc)[:200]}",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections import defaultdict
 from datetime import timedelta
 
@@ -12,7 +11,7 @@ from django.utils import timezone
 
 from adapters import keys, mapping
 from adapters.base import AdapterError
-from adapters.codecs import custom_json, fhir_json, hl7v2
+from adapters.codecs import custom_json, exact_json, fhir_json, hl7v2
 from adapters.routing import RuleError, Verdict, header_variables
 from channels_app import events, field_rules
 from channels_app.models import Delivery, Destination, Message
@@ -244,7 +243,8 @@ def _save_outcomes(messages: list[Message]) -> None:
         for m in messages
     ]
     with connection.cursor() as cursor:
-        cursor.execute(SAVE_OUTCOMES, [json.dumps(rows, ensure_ascii=False)])
+        # exact_json: a decimal keeps its written digits in the stored jsonb (1.50 stays 1.50)
+        cursor.execute(SAVE_OUTCOMES, [exact_json.dumps(rows, ensure_ascii=False)])
 
 
 def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destination]]:
@@ -326,8 +326,9 @@ def convert_message(
         return
     if message.content_type == fhir_json.MEDIA_TYPE:
         return _read_fhir(message, raw)
+    json_maps = json_maps or json_map.JsonMaps()
     if message.content_type == custom_json.MEDIA_TYPE:
-        return json_map.convert(message, raw, json_maps or json_map.JsonMaps())
+        return json_map.convert(message, raw, json_maps)
     try:
         parsed = hl7v2.parse(raw)
     except hl7v2.HL7Error as exc:
@@ -339,7 +340,8 @@ def convert_message(
         message.record_error("map", exc, "field rules")
         return parsed
     try:  # with field rules, the Bundle is validated once they have run
-        result = mapping.convert(parsed, check=not channel_rules)
+        profile = json_maps.profile(message.channel_id)
+        result = mapping.convert(parsed, check=not channel_rules, profile=profile)
     except AdapterError as exc:
         path = getattr(exc, "field", "") or ""
         target = getattr(exc, "target", "") or ""

@@ -62,10 +62,23 @@ class HTTPInbound(BaseModel):
     )
 
 
+class MappingOptions(BaseModel):
+    """How the channel's HL7 v2 becomes FHIR, whatever the source."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    profile: Literal["us-core"] | None = Field(
+        None,
+        title="FHIR profile",
+        description="Blank: the HL7 v2-to-FHIR IG's maps. us-core: also US Core's race and"
+        " ethnicity extensions (PID-10, PID-22) and the US Core Patient profile.",
+    )
+
+
 SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
-    "mllp": (MLLPAddress, ListenerLimits, ListenerOptions),
-    "file": (PickupConfig,),
-    "http": (HTTPInbound,),
+    "mllp": (MLLPAddress, ListenerLimits, ListenerOptions, MappingOptions),
+    "file": (PickupConfig, MappingOptions),
+    "http": (HTTPInbound, MappingOptions),
 }
 
 

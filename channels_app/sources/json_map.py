@@ -69,12 +69,23 @@ class JsonMaps:
 
     def __init__(self) -> None:
         self._maps: dict[int, custom_json.JsonMap | custom_json.JsonMapError] = {}
+        self._configs: dict[int, dict] = {}
+
+    def source_config(self, channel_id: int) -> dict:
+        """The channel's source config, read once per batch."""
+        if channel_id not in self._configs:
+            found = Channel.objects.filter(pk=channel_id).values_list("source_config", flat=True)
+            self._configs[channel_id] = found.first() or {}
+        return self._configs[channel_id]
+
+    def profile(self, channel_id: int) -> str | None:
+        """The FHIR profile the channel's v2 maps to (``us-core``), else None (the IG's)."""
+        return self.source_config(channel_id).get("profile") or None
 
     def get(self, channel_id: int) -> custom_json.JsonMap:
         if channel_id not in self._maps:
-            found = Channel.objects.filter(pk=channel_id).values_list("source_config", flat=True)
             try:
-                self._maps[channel_id] = channel_map(found.first() or {})
+                self._maps[channel_id] = channel_map(self.source_config(channel_id))
             except custom_json.JsonMapError as exc:
                 self._maps[channel_id] = exc
         found_map = self._maps[channel_id]

@@ -13,6 +13,7 @@ import json
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from adapters.codecs import exact_json
 from channels_app import samples as suite
 from channels_app.dry_run import CONTENT_TYPES, DryRun, dry_run
 from channels_app.models import Channel, ChannelSample, Message
@@ -166,7 +167,7 @@ def _shown(result: DryRun) -> list[dict]:
 
 
 def _pretty(value) -> str:
-    return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False)
+    return "" if value is None else exact_json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def _pretty_text(body: str) -> str:

@@ -6,7 +6,6 @@ POST, which is written to the audit log. Viewers never see it.
 
 from __future__ import annotations
 
-import json
 import re
 from functools import partial
 
@@ -15,6 +14,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
+from adapters.codecs import exact_json
 from channels_app import outcome
 from channels_app.models import Attempt, Channel, Delivery, Destination, Message, ReplayJob
 from channels_app.outcome import Outcome
@@ -143,7 +143,7 @@ def _detail(request, pk: int, *, reveal: bool) -> dict:
         "revealed": reveal,
         "may_reveal": has_role(request.user, Role.OPERATOR),
         "segments": raw.replace("\r\n", "\r").replace("\n", "\r").split("\r"),
-        "canonical": json.dumps(canonical, indent=2, ensure_ascii=False) if canonical else "",
+        "canonical": exact_json.dumps(canonical, indent=2, ensure_ascii=False) if canonical else "",
         "error_detail": shown(message.error_detail),
         "issues": shown(message.issues or []),
         "routing": [

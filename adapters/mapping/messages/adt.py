@@ -1,5 +1,5 @@
 """ADT: admit, visit and patient-information events -> Patient, Encounter and what the message
-carries about them (NK1, AL1, DG1, PR1, IN1/IN2, GT1, OBX); merges (A34/A40 ...) ->
+carries about them (NK1, AL1, DG1, PR1, IN1/IN2, GT1, OBX, PDA, ACC); merges (A34/A40 ...) ->
 Patient.link."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from adapters.mapping.registry import handles
 from adapters.mapping.segments.clinical import map_allergy, map_condition, map_procedure
 from adapters.mapping.segments.encounter import has_visit, map_encounter
 from adapters.mapping.segments.financial import map_account, map_coverage
+from adapters.mapping.segments.incident import map_accident, map_death_details
 from adapters.mapping.segments.observation import map_observation
 from adapters.mapping.segments.order import map_referral
 from adapters.mapping.segments.patient import (
@@ -19,7 +20,12 @@ from adapters.mapping.segments.patient import (
 )
 from adapters.mapping.segments.related import map_next_of_kin
 
-VISIT_EVENTS = [f"A{n:02d}" for n in range(1, 33) if n not in (18, 24, 30)]
+# Every event about a patient and a visit; merges and links have maps of their own. Moves
+# (A43-A45) and visit number changes (A50/A51) give the patient and visit as they are now.
+VISIT_EVENTS = [
+    *(f"A{n:02d}" for n in range(1, 34) if n not in (18, 24, 30)),
+    *("A38", "A43", "A44", "A45", "A50", "A51", "A52", "A53", "A54", "A55", "A60", "A61", "A62"),
+]
 
 
 @handles(
@@ -58,6 +64,10 @@ def map_patient_details(ctx: Context, segments: list[hl7v2.Segment]) -> None:
             map_disability_identifier(ctx, seg)
         elif name == "OBX":
             map_observation(ctx, seg)
+        elif name == "PDA":
+            map_death_details(ctx, seg)
+        elif name == "ACC":
+            map_accident(ctx, seg)
         elif name == "IN1":
             pending_in1 = seg
         elif name == "IN2" and pending_in1 is not None:

@@ -1,4 +1,5 @@
-"""MDM^T02/T04/T06/T08/T10 (events that carry the document) -> DocumentReference (TXA + OBX)."""
+"""MDM^T01-T11 -> DocumentReference (TXA + OBX). T02/T04/T06/T08/T10 carry the document; the
+notifications (T01/T03/T05/T07/T09/T11) describe it without content (a warning says so)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from adapters.mapping.segments.financial import map_account
 from adapters.mapping.segments.order import map_service_request
 
 
-@handles("MDM", "T02", "T04", "T06", "T08", "T10", segments="MSH PID PD1 PV1 PV2 TXA ORC OBR")
+@handles(
+    "MDM", *[f"T{n:02d}" for n in range(1, 12)], segments="MSH PID PD1 PV1 PV2 TXA ORC OBR OBX"
+)
 def mdm(ctx: Context) -> None:
     """The document, and the order it answers when the message carries one (ORC/OBR, v2.5+):
     a ServiceRequest given as DocumentReference.context.related."""
@@ -23,6 +26,8 @@ def mdm(ctx: Context) -> None:
         request = map_service_request(ctx, orc, obr, default_status="completed")
     map_account(ctx, [])
     url = map_document(ctx, txa, message.all("OBX"))
+    if message.trigger_event.upper() == "T11":  # document cancel notification
+        ctx.resource(url)["status"] = "entered-in-error"
     if request:
         doc = ctx.resource(url)
         doc.setdefault("context", {})["related"] = [ref(request)]

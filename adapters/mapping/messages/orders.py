@@ -1,4 +1,4 @@
-"""ORM^O01 and OML^O21/O33/O35: one ServiceRequest per order (ORC, with its OBR), status from
+"""ORM^O01, OML^O21/O33/O35 and OMG^O19: one ServiceRequest per order (ORC, with its OBR), status from
 ORC-5 or ORC-1; the order's OBX (ask-at-order-entry answers) -> Observations it points at as
 supportingInfo, its SPM -> Specimens, its DG1 -> Conditions given as reasonReference."""
 
@@ -75,6 +75,7 @@ ORDER_SEGMENTS = (
 
 @handles("ORM", "O01", segments=ORDER_SEGMENTS)
 @handles("OML", "O21", "O33", "O35", segments=ORDER_SEGMENTS)
+@handles("OMG", "O19", segments=ORDER_SEGMENTS)
 def orders(ctx: Context) -> None:
     map_subject(ctx)
     head, found = split_orders(ctx, ctx.message.segments[1:])

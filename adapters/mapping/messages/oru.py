@@ -9,6 +9,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping.context import Context
 from adapters.mapping.registry import handles
 from adapters.mapping.segments import report as reports
+from adapters.mapping.segments.document import map_document
 from adapters.mapping.segments.encounter import has_visit, map_encounter
 from adapters.mapping.segments.financial import map_account, map_charges
 from adapters.mapping.segments.observation import (
@@ -63,7 +64,24 @@ def _patients(message: hl7v2.Message) -> list[list[hl7v2.Segment]]:
     return [g for g in groups if any(s.name == "PID" for s in g)]
 
 
-def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
+@handles("OUL", "R22", "R23", "R24")
+def oul(ctx: Context) -> None:
+    """OUL: lab results as ORU gives them, but ORC follows its OBR, and in R22/R23 the
+    specimen (SPM, with its own OBX) comes before the orders done on it."""
+    ctx.require_segment("PID", "Patient")
+    ctx.require_segment("OBR", "DiagnosticReport")
+    specimen_first = ctx.message.trigger_event.upper() in ("R22", "R23")
+    for patient_segments in _patients(ctx.message):
+        _patient_result(ctx, patient_segments, orc_after_obr=True, specimen_first=specimen_first)
+
+
+def _patient_result(
+    ctx: Context,
+    segments: list[hl7v2.Segment],
+    *,
+    orc_after_obr: bool = False,
+    specimen_first: bool = False,
+) -> None:
     pid = segments[0]
     ctx.patient = ctx.encounter = ctx.patient_key = ctx.encounter_key = None
     pd1 = next((s for s in segments if s.name == "PD1"), None)
@@ -75,33 +93,50 @@ def _patient_result(ctx: Context, segments: list[hl7v2.Segment]) -> None:
 
     loose: list[tuple[hl7v2.Segment, list[str]]] = []  # patient-level OBX before any OBR
     groups: list[ResultGroup] = []
+    documents: list[hl7v2.Segment] = []
     pending_orc = None
+    specimen: list[hl7v2.Segment] = []  # specimen_first: the SPM the next orders were done on
+    current: ResultGroup | None = None
     last_notes: list[str] | None = None
     for seg in segments[1:]:
         name = seg.name
-        if name == "ORC":
+        if name == "ORC" and orc_after_obr and current is not None and current.orc is None:
+            current.orc = seg
+            last_notes = None
+        elif name == "ORC":
             pending_orc = seg
             last_notes = None
         elif name == "OBR":
-            groups.append(ResultGroup(seg, pending_orc))
+            current = ResultGroup(seg, pending_orc, specimens=list(specimen))
+            groups.append(current)
             pending_orc = None
-            last_notes = groups[-1].notes
+            last_notes = current.notes
         elif name == "OBX":
             notes: list[str] = []
-            (groups[-1].observations if groups else loose).append((seg, notes))
+            (current.observations if current else loose).append((seg, notes))
             last_notes = notes
         elif name == "NTE":
             text = note_text(ctx, seg)
             if text and last_notes is not None:
                 last_notes.append(text)
-        elif name == "SPM" and groups:
-            groups[-1].specimens.append(seg)
+        elif name == "SPM" and specimen_first:
+            specimen, current, last_notes = [seg], None, None
+        elif name == "SPM" and current:
+            current.specimens.append(seg)
             last_notes = None
-        elif name == "TQ1" and groups and groups[-1].tq1 is None:
-            groups[-1].tq1 = seg
+        elif name == "TQ1" and current and current.tq1 is None:
+            current.tq1 = seg
+        elif name == "TXA":
+            documents.append(seg)
 
+    # A document header (TXA) in a result: its body is the code-less OBX sent before any
+    # order (IG TXA -> DocumentReference), the other loose OBX are patient observations.
+    bodies = [obx for obx, _ in loose if not has_code(ctx, obx)] if documents else []
+    for txa in documents:
+        map_document(ctx, txa, bodies)
     for obx, notes in loose:
-        map_observation(ctx, obx, notes=notes)
+        if obx not in bodies:
+            map_observation(ctx, obx, notes=notes)
     for group in groups:
         _result_group(ctx, group)
     map_charges(ctx, segments)

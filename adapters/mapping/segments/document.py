@@ -32,7 +32,7 @@ AVAILABILITY = {"AV": "current", "CA": "entered-in-error", "OB": "superseded", "
     ),
 )
 def map_document(ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segment]) -> str:
-    """TXA: type 2 -> type, activity time 4 -> date, author 5 (and originator 9) -> author,
+    """TXA: type 2 -> type, activity time 4 -> date, origination 6 -> attachment creation, author 5 (and originator 9) -> author,
     authenticator 10 (22) -> authenticator, unique document number 12 -> masterIdentifier,
     file name 16 -> identifier, completion 17 -> docStatus, availability 19 -> status; the
     OBX text (TX/FT/ST...) -> one text/plain attachment, each ED -> its own attachment."""
@@ -111,6 +111,10 @@ def map_document(ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segm
         content.append(
             {"attachment": {"contentType": "text/plain", **({"title": title} if title else {})}}
         )
+    created = ctx.datetime(txa, 6, "DocumentReference.content.attachment.creation")
+    if created:
+        for item in content:
+            item["attachment"]["creation"] = created
     doc["content"] = content
     if ctx.encounter:
         doc["context"] = {"encounter": [ref(ctx.encounter)]}

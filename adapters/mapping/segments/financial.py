@@ -10,7 +10,7 @@ from adapters.mapping.context import Context, ref
 from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 from adapters.mapping.segments.patient import add_patient_details
-from adapters.mapping.segments.related import related_person, relationship
+from adapters.mapping.segments.related import person_key, related_person, relationship
 
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 
@@ -61,13 +61,15 @@ def map_coverage(ctx: Context, in1: hl7v2.Segment, in2: hl7v2.Segment | None = N
     if relation == "SEL" or not relation:
         subscriber = ctx.patient if relation == "SEL" else None
     else:
+        names = [n for n in (dt.xpn(f) for f in ctx.reps(in1, 16)) if n]
+        birth_date = ctx.date(in1, 18, "RelatedPerson.birthDate")
         subscriber = related_person(
             ctx,
-            names=[n for n in (dt.xpn(f) for f in ctx.reps(in1, 16)) if n],
+            names=names,
             relationships=[r for r in (relationship(relation_field),) if r],
             addresses=[a for a in (dt.xad(f) for f in ctx.reps(in1, 19)) if a],
-            birth_date=ctx.date(in1, 18, "RelatedPerson.birthDate"),
-            key=f"insured|{ctx.value(in1, 16)}|{relation}",
+            birth_date=birth_date,
+            key=person_key(names, relation, birth_date),
         )
     ctx.segment = in1
     if subscriber:
@@ -118,21 +120,20 @@ def _class(kind: str, value: str, name: str) -> dict:
 
 def _payor(ctx: Context, in1: hl7v2.Segment) -> dict:
     """IN1-3 (company id, CX) and IN1-4 (company name, XON) -> Organization; with neither, a
-    display-only reference naming the plan (Coverage.payor is required)."""
+    reference that says the payor is unknown (Coverage.payor is required, and the plan in
+    IN1-2 is not the company that pays)."""
     company_id = dt.cx(ctx.comps(in1, 3))
     name = ctx.value(in1, 4)
     if not company_id and not name:
-        plan = ctx.comps(in1, 2)
-        display = plan.c(2) or plan.c(1) or "unknown payor"
         ctx.issue(
             in1,
             3,
             "",
             "Coverage.payor",
-            "no insurance company (IN1-3/IN1-4); payor named by the plan only",
+            "no insurance company (IN1-3/IN1-4); payor marked unknown",
             severity="information",
         )
-        return {"display": display}
+        return {"extension": [{"url": cs.DATA_ABSENT_REASON, "valueCode": "unknown"}]}
     org: dict = {"resourceType": "Organization"}
     if company_id:
         org["identifier"] = [company_id]
@@ -169,6 +170,7 @@ def map_account(
     account: dict = {"resourceType": "Account"}
     if account_number:
         account_number.setdefault("type", dt.identifier_type("AN"))
+        account_number = ctx.scoped(account_number)  # assigned by the sending facility
         account["identifier"] = [account_number]
     account["status"] = "active"
     account["subject"] = [ref(ctx.patient)]
@@ -212,16 +214,17 @@ def _guarantor(ctx: Context, gt1: hl7v2.Segment) -> dict | None:
     telecom = [t for t in (dt.xtn(f, "home") for f in ctx.reps(gt1, 6)) if t]
     telecom += [t for t in (dt.xtn(f, "work") for f in ctx.reps(gt1, 7)) if t]
     identifiers = [i for i in (dt.cx(f) for f in ctx.reps(gt1, 2)) if i and "system" in i]
+    birth_date = ctx.date(gt1, 8, "RelatedPerson.birthDate")
     url = related_person(
         ctx,
         names=names,
         relationships=[r for r in (relationship(relation_field),) if r],
         addresses=[a for a in (dt.xad(f) for f in ctx.reps(gt1, 5)) if a],
         telecom=telecom,
-        birth_date=ctx.date(gt1, 8, "RelatedPerson.birthDate"),
+        birth_date=birth_date,
         gender=cs.ADMINISTRATIVE_SEX.get(ctx.value(gt1, 9).upper()),
         identifiers=identifiers,
-        key=f"guarantor|{ctx.value(gt1, 3)}|{relation_field.c(1)}",
+        key=person_key(names, relation_field.c(1), birth_date),
     )
     return ref(url) if url else None
 

@@ -106,6 +106,9 @@ def map_observation(
             severity="error",
         )
         return None
+    if ctx.value(obx, 2).upper() == "RP":
+        pointer_report(ctx, obx, code, effective=effective, specimen=specimen, based_on=based_on)
+        return None
     obs: dict = {"resourceType": "Observation"}
     identity = dt.ei(ctx.comps(obx, 21))
     if identity:
@@ -138,7 +141,10 @@ def map_observation(
     if notes:
         obs["note"] = [{"text": n} for n in notes]
     rng = dt.reference_range(ctx.text(obx, 7), units)
-    if rng:
+    if rng and obs.get("component"):  # a repeated value: the range is each value's
+        for component in obs["component"]:
+            component["referenceRange"] = [dict(rng)]
+    elif rng:
         obs["referenceRange"] = [rng]
     method = dt.cwe(ctx.comps(obx, 17))
     if method:
@@ -148,6 +154,60 @@ def map_observation(
 
     key = _result_key(ctx, obx, order_key) if identity is None and order_key else None
     return ctx.add(obs, identity=identity, key=key, global_key=key is not None)
+
+
+def pointer_report(
+    ctx: Context,
+    obx: hl7v2.Segment,
+    code: dict,
+    *,
+    effective: str | None = None,
+    specimen: str | None = None,
+    based_on: str | None = None,
+) -> str | None:
+    """An RP value points at a report kept elsewhere (an image, a PDF on a server): that is a
+    DiagnosticReport presented by URL, not an Observation value (FHIR's v2 mapping of
+    DiagnosticReport.presentedForm: ED/RP). Status OBX-11, effective OBX-14, id OBX-21."""
+    attachments = [a for a in (_pointer(f) for f in ctx.reps(obx, 5)) if a]
+    if not attachments:
+        return None
+    report: dict = {"resourceType": "DiagnosticReport"}
+    identity = dt.ei(ctx.comps(obx, 21))
+    if identity:
+        report["identifier"] = [identity]
+    if based_on:
+        report["basedOn"] = [ref(based_on)]
+    report["status"] = _status(ctx, obx)
+    report["code"] = code
+    if ctx.patient:
+        report["subject"] = ref(ctx.patient)
+    if ctx.encounter:
+        report["encounter"] = ref(ctx.encounter)
+    when = ctx.datetime(obx, 14, "DiagnosticReport.effectiveDateTime") or effective
+    if when:
+        report["effectiveDateTime"] = when
+    performers = _performers(ctx, obx)
+    if performers:
+        report["performer"] = performers
+    if specimen:
+        report["specimen"] = [ref(specimen)]
+    report["presentedForm"] = attachments
+    return ctx.add(report, identity=identity)
+
+
+_MEDIA_TYPES = {"APPLICATION", "AUDIO", "IMAGE", "TEXT", "VIDEO", "MULTIPART", "MODEL"}
+
+
+def _pointer(rp: Comps) -> dict | None:
+    """RP (pointer ^ application id ^ type of data ^ subtype) -> Attachment with a URL."""
+    url = rp.c(1).strip()
+    if not url or any(ch.isspace() for ch in url):
+        return None
+    kind, subtype = rp.c(3).upper(), rp.c(4).upper()
+    mime = MIME.get(subtype) or (
+        f"{kind}/{subtype}".lower() if kind in _MEDIA_TYPES and subtype.isalnum() else None
+    )
+    return {"contentType": mime, "url": url} if mime else {"url": url}
 
 
 def _status(ctx: Context, obx: hl7v2.Segment) -> str:

@@ -7,7 +7,7 @@ from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
 from adapters.mapping.segments import actors
-from adapters.mapping.segments.report import order_identifiers
+from adapters.mapping.segments.report import group_identifier, order_identifiers
 
 PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "routine", "T": "urgent", "C": "urgent"}
 
@@ -48,7 +48,8 @@ def map_service_request(
     reasons: list[dict] | None = None,
     intent: str = "order",
 ) -> str | None:
-    """ORC/OBR: placer 2 and filler 3 -> identifier, ORC-4 -> requisition, status ORC-5 /
+    """ORC/OBR: placer 2, filler 3 and OBR-53 alternate placer -> identifier, ORC-4 ->
+    requisition (and identifier of type PGN), status ORC-5 /
     ORC-1, OBR-4 -> code, ORC-9 -> authoredOn, ORC-12 / OBR-16 -> requester, priority TQ1-9 /
     OBR-27.6 / OBR-5, TQ1-7 / OBR-27.4 -> occurrence, OBR-31 -> reasonCode, NTE -> note."""
     if not ctx.patient:
@@ -56,13 +57,13 @@ def map_service_request(
     ctx.segment = orc if orc is not None else obr
     request: dict = {"resourceType": "ServiceRequest"}
     placer, filler = order_identifiers(ctx, obr, orc)
-    identifiers = [i for i in (placer, filler) if i]
+    group = group_identifier(ctx, orc)
+    alternate = ctx.scoped(dt.ei(ctx.comps(obr, 53), "PLAC")) if obr is not None else None
+    identifiers = [i for i in (placer, filler, alternate, group) if i]
     if identifiers:
         request["identifier"] = identifiers
-    if orc is not None:
-        group = dt.ei(ctx.comps(orc, 4), "PGN")
-        if group:
-            request["requisition"] = group
+    if group:
+        request["requisition"] = dict(group)
     request["status"] = order_status(ctx, orc, default_status)
     request["intent"] = intent
     priority = _priority(ctx, obr, tq1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
+from adapters.mapping import us_core
 from adapters.mapping.context import Context, ref
 from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
@@ -125,6 +126,9 @@ def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = No
         patient.setdefault("extension", []).append(
             {"url": EXT + "patient-birthPlace", "valueAddress": {"text": birthplace}}
         )
+
+    if ctx.profile == us_core.US_CORE:
+        us_core.apply(ctx, pid, patient)
 
     # Added before PD1's practitioners so the Patient leads the Bundle; PD1 fills it in after.
     full_url = ctx.add(patient, identity=identity)

@@ -1,4 +1,5 @@
-"""RXE (+ ORC, RXO, RXR, TQ1, NTE) -> MedicationRequest."""
+"""RXE (+ ORC, RXO, RXR, TQ1, NTE) -> MedicationRequest; RXC components -> a Medication with
+its ingredients."""
 
 from __future__ import annotations
 
@@ -31,8 +32,11 @@ def map_medication_request(
     rxr: hl7v2.Segment | None = None,
     tq1: hl7v2.Segment | None = None,
     notes: list[str] | None = None,
+    components: list[hl7v2.Segment] | None = None,
+    order_components: list[hl7v2.Segment] | None = None,
 ) -> str | None:
-    """RXE: give code 2 (else RXO-1) -> medicationCodeableConcept, amount 3/4 + units 5 ->
+    """RXE: give code 2 (else RXO-1) -> medicationCodeableConcept (a Medication with RXE-6 form
+    and the RXC ingredients when the drug is a compound), amount 3/4 + units 5 ->
     dose, instructions 7 -> dosage text, substitution 9, dispense amount/units 10/11 ->
     dispenseRequest.quantity, refills 12, ordering DEA 13 -> requester (after ORC-12),
     indication 27 -> reasonCode, rate 23/24 -> rateQuantity; RXR route/site/method; TQ1
@@ -60,7 +64,7 @@ def map_medication_request(
         request["identifier"] = identifiers
     request["status"] = medication_status(ctx, orc)
     request["intent"] = "order"
-    request["medicationCodeableConcept"] = medication
+    _medication(ctx, request, rxe, medication, ctx.comps(rxe, 6), components)
     request["subject"] = ref(ctx.patient)
     if ctx.encounter:
         request["encounter"] = ref(ctx.encounter)
@@ -87,7 +91,7 @@ def map_medication_request(
     substitution = ctx.value(rxe, 9).upper()
     if substitution:
         request["substitution"] = {"allowedBoolean": substitution != "N"}
-    original = map_original_order(ctx, rxo, orc) if rxo is not None else None
+    original = map_original_order(ctx, rxo, orc, order_components) if rxo is not None else None
     if original:
         request["basedOn"] = [ref(original)]
     identity = placer or filler
@@ -95,7 +99,14 @@ def map_medication_request(
     return ctx.add(request, identity=identity, key=key, global_key=key is not None)
 
 
-def map_original_order(ctx: Context, rxo: hl7v2.Segment, orc: hl7v2.Segment | None) -> str | None:
+def map_original_order(
+    ctx: Context,
+    rxo: hl7v2.Segment,
+    orc: hl7v2.Segment | None,
+    components: list[hl7v2.Segment] | None = None,
+    *,
+    intent: str = "original-order",
+) -> str | None:
     """RXO (the order as the prescriber wrote it) -> MedicationRequest, intent original-order,
     that the pharmacy's encoded order (RXE) is basedOn: requested give code 1 -> medication,
     amount 2/3 + units 4 -> dose, dispense amount/units 11/12 -> dispenseRequest.quantity,
@@ -104,13 +115,16 @@ def map_original_order(ctx: Context, rxo: hl7v2.Segment, orc: hl7v2.Segment | No
     medication = dt.cwe(ctx.comps(rxo, 1))
     if medication is None:
         return None
-    request: dict = {
-        "resourceType": "MedicationRequest",
-        "status": medication_status(ctx, orc),
-        "intent": "original-order",
-        "medicationCodeableConcept": medication,
-        "subject": ref(ctx.patient),
-    }
+    request: dict = {"resourceType": "MedicationRequest"}
+    # the order itself (OMP) carries the order numbers; an RXE's original order shares them
+    placer, filler = order_identifiers(ctx, None, orc) if orc is not None else (None, None)
+    identity = (placer or filler) if intent == "order" else None
+    if identity:
+        request["identifier"] = [i for i in (placer, filler) if i]
+    request["status"] = medication_status(ctx, orc)
+    request["intent"] = intent
+    _medication(ctx, request, rxo, medication, ctx.comps(rxo, 5), components)
+    request["subject"] = ref(ctx.patient)
     if ctx.encounter:
         request["encounter"] = ref(ctx.encounter)
     dose = ctx.attempt(rxo, 2, "MedicationRequest.dosageInstruction", lambda f: dt.decimal(f.c(1)))
@@ -126,8 +140,59 @@ def map_original_order(ctx: Context, rxo: hl7v2.Segment, orc: hl7v2.Segment | No
     refills = ctx.value(rxo, 13)
     if refills.isdigit():
         request.setdefault("dispenseRequest", {})["numberOfRepeatsAllowed"] = int(refills)
+    if identity:
+        return ctx.add(request, identity=identity)
     key = ctx.about("rx-original", ctx.value(rxo, 1), str(ctx.occurrence(rxo)))
     return ctx.add(request, key=key)
+
+
+def _medication(
+    ctx: Context,
+    request: dict,
+    drug: hl7v2.Segment,
+    code: dict,
+    form: dt.Comps,
+    components: list[hl7v2.Segment] | None,
+) -> None:
+    """The drug inline, or, for a compound (RXC), a Medication that lists its ingredients."""
+    if not components:
+        request["medicationCodeableConcept"] = code
+        return
+    medication: dict = {"resourceType": "Medication", "code": code}
+    form_concept = dt.cwe(form)
+    if form_concept:
+        medication["form"] = form_concept
+    ingredients = [i for i in (_ingredient(ctx, rxc) for rxc in components) if i]
+    if ingredients:
+        medication["ingredient"] = ingredients
+    ctx.segment = drug
+    request["medicationReference"] = ref(ctx.add(medication, key=f"{ctx.segment_key()}|drug"))
+
+
+def _ingredient(ctx: Context, rxc: hl7v2.Segment) -> dict | None:
+    """RXC: component type 1 (B = base, not active), code 2, amount 3/4 -> a Medication of its
+    own; strength 5/6 per volume 8/9 -> ingredient.strength (IG: RXC -> Medication)."""
+    ctx.segment = rxc
+    code = dt.cwe(ctx.comps(rxc, 2))
+    if code is None:
+        ctx.issue(rxc, 2, "", "Medication.ingredient", "RXC-2 (component code) is empty")
+        return None
+    component: dict = {"resourceType": "Medication", "code": code}
+    amount = ctx.attempt(rxc, 3, "Medication.amount", lambda f: dt.decimal(f.c(1)))
+    if amount is not None:
+        numerator = dt.quantity(amount, ctx.comps(rxc, 4))
+        component["amount"] = {"numerator": numerator, "denominator": {"value": 1}}
+    ingredient: dict = {"itemReference": ref(ctx.add(component))}
+    ingredient["isActive"] = ctx.value(rxc, 1).upper() != "B"
+    strength = ctx.attempt(rxc, 5, "Medication.ingredient.strength", lambda f: dt.decimal(f.c(1)))
+    if strength is not None:
+        volume = ctx.attempt(rxc, 8, "Medication.ingredient.strength", lambda f: dt.decimal(f.c(1)))
+        per = dt.quantity(volume, ctx.comps(rxc, 9)) if volume is not None else {"value": 1}
+        ingredient["strength"] = {
+            "numerator": dt.quantity(strength, ctx.comps(rxc, 6)),
+            "denominator": per,
+        }
+    return ingredient
 
 
 def _dosage(ctx, rxe, rxr, tq1) -> dict:

@@ -66,6 +66,12 @@ def related_person(
     )
 
 
+def person_key(names: list[dict], relation: str, birth_date: str | None) -> str:
+    """One person named as the insured (IN1) and as the guarantor (GT1) is one RelatedPerson:
+    the same name, relationship and birth date."""
+    return f"person|{_name_key(names)}|{relation.upper()}|{birth_date or ''}"
+
+
 def _name_key(names: list[dict]) -> str:
     if not names:
         return ""

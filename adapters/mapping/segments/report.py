@@ -23,6 +23,11 @@ def order_identifiers(
     return ctx.scoped(placer), ctx.scoped(filler)
 
 
+def group_identifier(ctx: Context, orc: hl7v2.Segment | None) -> dict | None:
+    """ORC-4 placer group number as an identifier of type PGN (the order's requisition too)."""
+    return ctx.scoped(dt.ei(ctx.comps(orc, 4), "PGN")) if orc is not None else None
+
+
 def order_key(placer: dict | None, filler: dict | None) -> str | None:
     chosen = filler or placer
     return search_value(chosen) if chosen else None
@@ -41,7 +46,7 @@ def map_report(
     ctx.segment = obr
     report: dict = {"resourceType": "DiagnosticReport"}
     placer, filler = order_identifiers(ctx, obr, orc)
-    identifiers = [i for i in (filler, placer) if i]
+    identifiers = [i for i in (filler, placer, group_identifier(ctx, orc)) if i]
     if identifiers:
         report["identifier"] = identifiers
     if based_on:

@@ -232,13 +232,17 @@ def test_sn_rejects_a_bad_comparator():
         ("13 to 18", 13, 18),
         ("<5", None, 5),
         (">=60", 60, None),
-        ("4.50&5.90", 4.5, 5.9),
+        ("4.50&5.90", "4.50", "5.90"),  # written digits kept (exact decimals)
     ],
 )
 def test_reference_range(text, low, high):
     rng = dt.reference_range(text, None)
-    assert rng.get("low", {}).get("value") == low
-    assert rng.get("high", {}).get("value") == high
+    assert _written(rng.get("low", {}).get("value")) == _written(low)
+    assert _written(rng.get("high", {}).get("value")) == _written(high)
+
+
+def _written(value):
+    return None if value is None else str(value)
 
 
 def test_reference_range_free_text():
@@ -256,3 +260,19 @@ def test_xpn_called_by_is_a_nickname():
         "given": ["Addy"],
     }
     assert dt.called_by(comps("Everyman^Adam")) is None
+
+
+def test_nm_keeps_its_written_digits():
+    from decimal import Decimal
+
+    from adapters.codecs import exact_json
+    from adapters.mapping import datatypes
+
+    assert datatypes.decimal("1.50") == Decimal("1.50")
+    assert str(datatypes.decimal("+007.50")) == "7.50"
+    assert str(datatypes.decimal("-.50")) == "-0.50"
+    assert datatypes.decimal("1.5") == 1.5 and type(datatypes.decimal("1.5")) is float
+    assert datatypes.decimal("12") == 12 and datatypes.decimal("12.") == 12
+    assert exact_json.dumps({"v": datatypes.decimal("3.14159265358979323846")}) == (
+        '{"v": 3.14159265358979323846}'
+    )

@@ -93,6 +93,16 @@ def test_template_values_are_fhirpath_over_the_bundle(server):
     }
 
 
+def test_a_template_keeps_the_written_digits_of_a_decimal(server):
+    peer = server()
+    body = b'{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation",'
+    body += b' "valueQuantity": {"value": 1.50, "unit": "mg/dL"}}}]}'
+    payload = Payload(body, "application/fhir+json", "key-2", "m2", None, 7)
+    template = {"value": "=Bundle.entry.resource.valueQuantity.value", "count": 2}
+    webhook(peer.url(), body="template", template=template).send(payload, timeout=5)
+    assert peer.requests[0].body == b'{"value":1.50,"count":2}'
+
+
 @pytest.mark.parametrize(
     ("template", "where"),
     [
