@@ -17,7 +17,7 @@ from adapters.mapping.segments.patient import map_patient
 from adapters.mapping.segments.problem import map_problem
 
 
-@handles("PPR", "PC1", "PC2", "PC3")
+@handles("PPR", "PC1", "PC2", "PC3", segments="MSH PID PV1 PRB OBX")
 def ppr(ctx: Context) -> None:
     map_subject(ctx)
     event = ctx.message.trigger_event.upper()
@@ -33,7 +33,16 @@ def ppr(ctx: Context) -> None:
             map_observation(ctx, seg)
 
 
-@handles("BAR", "P01", "P02", "P05", "P06", "P10", "P12")
+@handles(
+    "BAR",
+    "P01",
+    "P02",
+    "P05",
+    "P06",
+    "P10",
+    "P12",
+    segments="MSH PID PD1 PV1 PV2 DG1 PR1 IN1 IN2 GT1",
+)
 def bar(ctx: Context) -> None:
     """Each visit group's details; an account purged (P02) or ended (P06) is inactive."""
     map_subject(ctx)
@@ -44,7 +53,7 @@ def bar(ctx: Context) -> None:
                 entry["resource"]["status"] = "inactive"
 
 
-@handles("REF", "I12", "I13", "I14", "I15")
+@handles("REF", "I12", "I13", "I14", "I15", segments="MSH PID PD1 PV1 RF1 DG1 PR1 OBX IN1 GT1")
 def ref_(ctx: Context) -> None:
     map_subject(ctx)
     if ctx.message.first("RF1") is None:
@@ -54,8 +63,8 @@ def ref_(ctx: Context) -> None:
     map_patient_details(ctx, ctx.message.segments[1:])
 
 
-@handles("RSP", "K22")
-@handles("ADR", "A19")
+@handles("RSP", "K22", segments="MSH PID")
+@handles("ADR", "A19", segments="MSH PID")
 def patient_query_answer(ctx: Context) -> None:
     """Every PID answered is a match (no PID: nothing was found, an empty searchset)."""
     ctx.bundle_type = "searchset"

@@ -11,9 +11,8 @@ from adapters.mapping.segments.financial import map_account
 from adapters.mapping.segments.order import map_service_request
 
 
-@handles(
-    "MDM", *[f"T{n:02d}" for n in range(1, 12)], segments="MSH PID PD1 PV1 PV2 TXA ORC OBR OBX"
-)
+# OBX here is the document's content (DocumentReference), not an Observation: not listed.
+@handles("MDM", *[f"T{n:02d}" for n in range(1, 12)], segments="MSH PID PD1 PV1 PV2 TXA ORC OBR")
 def mdm(ctx: Context) -> None:
     """The document, and the order it answers when the message carries one (ORC/OBR, v2.5+):
     a ServiceRequest given as DocumentReference.context.related."""

@@ -64,7 +64,7 @@ def _patients(message: hl7v2.Message) -> list[list[hl7v2.Segment]]:
     return [g for g in groups if any(s.name == "PID" for s in g)]
 
 
-@handles("OUL", "R22", "R23", "R24")
+@handles("OUL", "R22", "R23", "R24", segments="MSH PID PD1 PV1 SPM OBX OBR ORC TQ1 NTE")
 def oul(ctx: Context) -> None:
     """OUL: lab results as ORU gives them, but ORC follows its OBR, and in R22/R23 the
     specimen (SPM, with its own OBX) comes before the orders done on it."""

@@ -65,7 +65,18 @@ OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-catego
         "CWE -> Quantity.unit/code (UCUM when the system is)",
         "OBX-5 is numeric",
     ),
-    ("OBX-7", "Observation.referenceRange", "text -> Range (low-high, <x, >x) or text"),
+    (
+        "OBX-7",
+        "Observation.referenceRange",
+        "text -> Range (low-high, <x, >x) or text",
+        "OBX-5 does not repeat",
+    ),
+    (
+        "OBX-7",
+        "Observation.component.referenceRange",
+        "text -> Range on each component",
+        "OBX-5 repeats (a component per value)",
+    ),
     ("OBX-8", "Observation.interpretation", "table 0078 -> CodeableConcept"),
     (
         "OBX-11",
