@@ -22,7 +22,7 @@ import psycopg
 from adapters.codecs import hl7v2
 from adapters.codecs.hl7v2_ack import Header
 from channels_app import events
-from channels_app.sealing import seal
+from channels_app.sealing import seal_many
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,9 @@ COLUMNS = (
 )
 
 
-def _row(item: Inbound, key: str | None) -> tuple:
+def _row(item: Inbound, key: str | None, raw: bytes) -> tuple:
+    """The row for ``item``; ``raw`` is its body as stored (sealed at rest when
+    HUB_ENCRYPTION_KEYS is set)."""
     h, error = item.header, item.error
     return (
         item.channel_id,
@@ -182,7 +184,7 @@ def _row(item: Inbound, key: str | None) -> tuple:
         h.sending_application[:200],
         h.sending_facility[:200],
         item.remote_addr[:100],
-        seal(item.raw),  # as received, or sealed at rest when HUB_ENCRYPTION_KEYS is set
+        raw,
         item.error_stage if error else "",
         type(error).__name__ if error else "",
         (getattr(error, "location", "") or "")[:200] if error else "",
@@ -223,6 +225,7 @@ class _Batch:
         self.rows: list[tuple] = []
         self.sent: list[int] = []  # positions in ``items`` that go to the database
         keys_in_batch: set[tuple[int, str]] = set()
+        keys: list[str | None] = []
         for i, item in enumerate(items):
             key = item.dedupe_key
             if key is not None:
@@ -230,8 +233,11 @@ class _Batch:
                     self.stored[i] = Stored(None, duplicate=True)  # repeated in this very batch
                     continue
                 keys_in_batch.add((item.channel_id, key))
-            self.rows.append(_row(item, key))
+            keys.append(key)
             self.sent.append(i)
+        sent = [items[i] for i in self.sent]
+        raws = seal_many([item.raw for item in sent])
+        self.rows = [_row(item, key, raw) for item, key, raw in zip(sent, keys, raws, strict=True)]
 
     def params(self) -> dict[str, list]:
         return dict(zip(COLUMNS, (list(col) for col in zip(*self.rows, strict=True)), strict=True))
