@@ -12,6 +12,7 @@ from adapters.codecs.hl7v2 import (
     Encoding,
     HL7Error,
     Message,
+    Segment,
     build_segment,
     unescape,
 )
@@ -55,13 +56,13 @@ class Header:
             sending_facility=msh[4],
             receiving_application=msh[5],
             receiving_facility=msh[6],
-            message_type=msh.get(9, 1),
-            trigger_event=msh.get(9, 2),
-            control_id=msh.get(10),
-            processing_id=msh.get(11) or "P",
-            version=msh.get(12, 1) or "2.5.1",
-            accept_ack_type=msh.get(15),
-            application_ack_type=msh.get(16),
+            message_type=_msh_value(msh, 9, 1),
+            trigger_event=_msh_value(msh, 9, 2),
+            control_id=_msh_value(msh, 10),
+            processing_id=_msh_value(msh, 11) or "P",
+            version=_msh_value(msh, 12, 1) or "2.5.1",
+            accept_ack_type=_msh_value(msh, 15),
+            application_ack_type=_msh_value(msh, 16),
         )
 
     @classmethod
@@ -105,6 +106,18 @@ class Header:
         )
 
 
+def _msh_value(msh: Segment, n: int, comp: int | None = None) -> str:
+    """``msh.get(n, comp)``, read straight from the text when the field has no repetitions,
+    subcomponents or escapes (nearly always: this runs for every message received)."""
+    raw, enc = msh[n], msh.enc
+    if enc.repetition in raw or enc.subcomponent in raw or enc.escape in raw:
+        return msh.get(n) if comp is None else msh.get(n, comp)
+    if comp is None:
+        return raw.split(enc.component, 1)[0]
+    parts = raw.split(enc.component)
+    return parts[comp - 1] if comp <= len(parts) else ""
+
+
 def _version_tuple(version: str) -> tuple[int, ...]:
     nums = []
     for part in version.split("."):
@@ -133,7 +146,7 @@ def build_ack(
     """
     enc = header.enc
     now = now or datetime.now(UTC)
-    stamp = now.strftime("%Y%m%d%H%M%S") + now.strftime("%z")
+    stamp = now.strftime("%Y%m%d%H%M%S%z")
     trigger = header.trigger_event
     msh = enc.field.join(
         [

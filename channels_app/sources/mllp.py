@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import secrets
 import ssl
@@ -82,7 +83,18 @@ def ack_for(
 
 
 def _printable_encoding(enc: Encoding) -> bool:
-    return all(33 <= ord(c) < 127 and not c.isalnum() for c in enc.field + enc.msh2)
+    return _printable(enc.field + enc.msh2)
+
+
+@functools.lru_cache(maxsize=64)
+def _printable(separators: str) -> bool:
+    return all(33 <= ord(c) < 127 and not c.isalnum() for c in separators)
+
+
+@functools.lru_cache(maxsize=64)
+def _specials(separators: str) -> frozenset[str]:
+    """What `escape` replaces in a value written with these separators."""
+    return frozenset(separators + "\r\n")
 
 
 def _safe_header(header: Header) -> Header:
@@ -90,6 +102,8 @@ def _safe_header(header: Header) -> Header:
     12) escaped again, and raw ones (MSH-3 to 6, echoed as sent) with any field separator
     escaped, so a sender's \\X0D\\ or a header read with fallback separators cannot split the
     ACK's own segment or shift its fields."""
+    if _printable_encoding(header.enc) and _safe_as_is(header):
+        return header  # the usual header: nothing to escape, nothing to copy
     if not _printable_encoding(header.enc):
         # Separators no reader accepts (a tab, a NUL, a letter) answered in the default ones, with
         # what was read under them as plain data.
@@ -117,6 +131,19 @@ def _safe_header(header: Header) -> Header:
         processing_id=escape(header.processing_id, enc),
         version=escape(header.version, enc),
     )
+
+
+def _safe_as_is(header: Header) -> bool:
+    enc = header.enc
+    specials = _specials(enc.field + enc.msh2)
+    raw = (
+        header.sending_application
+        + header.sending_facility
+        + header.receiving_application
+        + header.receiving_facility
+    )
+    unescaped = header.trigger_event + header.processing_id + header.version
+    return enc.field not in raw and specials.isdisjoint(unescaped)
 
 
 def _ack_text(
@@ -402,7 +429,8 @@ class MLLPServer:
             self._waiting.add(asyncio.current_task())
             conn.idle = not frames.holding
             try:
-                data = await asyncio.wait_for(reader.read(65536), max(0.0, deadline - loop.time()))
+                async with asyncio.timeout_at(deadline):  # no task per read, unlike wait_for
+                    data = await reader.read(65536)
             except TimeoutError:
                 if frame_since is not None and deadline < idle_deadline:
                     reason = f"frame not completed within {limits.frame_timeout_s:g} s"
@@ -435,7 +463,7 @@ class MLLPServer:
                 frame_since = None
             elif items or frame_since is None:
                 frame_since = loop.time()
-            await asyncio.wait_for(writer.drain(), limits.idle_timeout_s)
+            await _drain(writer, limits.idle_timeout_s)
 
     def _idle_deadline(
         self, conn: _Connection, opened_at: float, last_frame_at: float
@@ -505,6 +533,14 @@ class MLLPServer:
             whole = item.error_stage != "framing"
             writer.write(COMMIT_ACK_BLOCK if whole else COMMIT_NAK_BLOCK)
         writer.write(ack_for(item, stored.message_id, mode=mode))
+
+
+async def _drain(writer: asyncio.StreamWriter, timeout_s: float) -> None:
+    """Wait for a peer that does not read its ACKs, up to ``timeout_s``; nothing to wait for
+    when the ACKs went straight out (the usual case: no task, no extra turn of the loop)."""
+    if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
+        async with asyncio.timeout(timeout_s):
+            await writer.drain()
 
 
 def storable(item: Inbound) -> Inbound:

@@ -53,6 +53,16 @@ def test_sealed_values_are_prefixed_compact_and_plaintext_still_reads(settings):
     assert sealing.unseal(b"MSH|written before the key") == b"MSH|written before the key"
 
 
+def test_a_batch_is_sealed_in_one_call_each_value_with_a_nonce_of_its_own(settings):
+    settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
+    values = [b"MSH|same", b"MSH|same", b"", f"PID|1||M1||{FAMILY}".encode()]
+    sealed = sealing.seal_many(values)
+    assert [sealing.unseal(value) for value in sealed] == values
+    start = len(sealing.SEALED_PREFIX) + 4  # the key id, then the nonce
+    assert len({value[start : start + 12] for value in sealed}) == len(values)
+    assert sealed[0] != sealed[1]
+
+
 def test_an_altered_sealed_value_does_not_open(settings):
     settings.HUB_ENCRYPTION_KEYS = [OLD_KEY]
     sealed = bytearray(sealing.seal(b"PID|1||M1||DOE"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.codecs.hl7v2 import parse
 from adapters.codecs.hl7v2_ack import Header, build_ack
@@ -80,3 +82,34 @@ def test_salvage_reads_what_it_can() -> None:
     )
     bad = Header.salvage("MSH|&&&&|A|B|||||ORU^R01|9|P|2.5")
     assert bad.control_id == "9" and bad.enc.component == "^"
+
+
+# MSH values made of plain text, separators and escapes, in any mix (values[n] is MSH-n).
+msh_value = st.text(alphabet="AB1.^~\\&F X", max_size=12)
+
+
+@given(st.lists(msh_value, min_size=17, max_size=17))
+@settings(max_examples=300, database=None)
+def test_header_reads_msh_as_the_reader_does(values: list[str]) -> None:
+    values[9] = "ADT" + values[9]  # a message type, or the reader refuses the message
+    message = parse(("MSH|^~\\&|" + "|".join(values[3:]) + "\rPID|1\r").encode())
+    msh = message.msh
+    header = Header.of(message)
+    read = (
+        header.message_type,
+        header.trigger_event,
+        header.control_id,
+        header.processing_id,
+        header.version,
+        header.accept_ack_type,
+        header.application_ack_type,
+    )
+    assert read == (
+        msh.get(9, 1),
+        msh.get(9, 2),
+        msh.get(10),
+        msh.get(11) or "P",
+        msh.get(12, 1) or "2.5.1",
+        msh.get(15),
+        msh.get(16),
+    )
