@@ -3,8 +3,11 @@ socket open, in one run, on the same processes (listener, two Celery workers, da
 set up by bench.spine.prepare as the spine's own figures are.
 
 Figures: e2e_msgs_per_s_no_dashboard, e2e_msgs_per_s_dashboard_open (each the mean of rounds
-that alternate, so drift on a shared machine hits both alike), dashboard_overhead_pct, and
-dashboard_updates (snapshots and error batches the open socket received while loaded).
+that alternate, so drift on a shared machine hits both alike), dashboard_overhead_pct, the CPU
+all processes spent per delivered message each way (e2e_cpu_ms_per_msg_no_dashboard,
+e2e_cpu_ms_per_msg_dashboard_open, dashboard_cpu_overhead_pct: on a machine others share, the
+steadier of the two comparisons), and dashboard_updates (snapshots and error batches the open
+socket received while loaded).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import struct
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from statistics import mean
 
-from bench.spine import _wait_drained, offer, prepare
+from bench.spine import CpuMeter, _delivered_count, _wait_drained, offer, prepare
 
 # Above what the hub keeps up with: each round measures its capacity, not the rate offered.
 RATE = float(os.environ.get("BENCH_DASH_RATE", 2000))
@@ -114,28 +118,46 @@ def main() -> None:
             loadgen.submit(load.paced, stack.mllp_port, 200, 2, "warm", 4).result()
             _wait_drained(stack.db_url, 60)
             rates: dict[bool, list[float]] = {False: [], True: []}
+            cpu: dict[bool, list[float]] = {False: [], True: []}
             updates = 0
             for n in range(ROUNDS):
                 for open_socket in (False, True):
                     socket_ = DashboardSocket(web_port, session_key) if open_socket else None
+                    meter, before = CpuMeter(stack).start(), _delivered_count(stack.db_url)
                     step = offer(loadgen, stack, RATE, ROUND_S, f"d{n}{int(open_socket)}-")
+                    spent, delivered = meter.stop(), _delivered_count(stack.db_url) - before
                     rates[open_socket].append(step["delivered_per_s"])
+                    cpu[open_socket].append(sum(spent.values()) * 1000 / max(1, delivered))
+                    print(
+                        f"round {n + 1} {'with' if open_socket else 'without'} the socket: "
+                        f"{step['delivered_per_s']:.0f} msg/s; CPU ms per message: "
+                        + ", ".join(
+                            f"{role} {seconds * 1000 / max(1, delivered):.3f}"
+                            for role, seconds in sorted(spent.items(), key=lambda i: -i[1])
+                        )
+                    )
                     if socket_ is not None:
                         updates += socket_.updates
                         socket_.close()
     finally:
         stack.stop()
-    without, with_ = (round(sum(r) / len(r), 1) for r in (rates[False], rates[True]))
+    without, with_ = (round(mean(rates[k]), 1) for k in (False, True))
+    cpu_without, cpu_with = (round(mean(cpu[k]), 3) for k in (False, True))
     figures.update(
         e2e_msgs_per_s_no_dashboard=without,
         e2e_msgs_per_s_dashboard_open=with_,
         dashboard_overhead_pct=round((without - with_) / without * 100, 1) if without else None,
+        e2e_cpu_ms_per_msg_no_dashboard=cpu_without,
+        e2e_cpu_ms_per_msg_dashboard_open=cpu_with,
+        dashboard_cpu_overhead_pct=round((cpu_with - cpu_without) / cpu_without * 100, 1),
         dashboard_updates=updates,
     )
     print(
         f"end to end, offered {RATE:.0f} msg/s, {ROUNDS} × {ROUND_S:.0f} s each way: "
         f"{without} msg/s without a dashboard, {with_} msg/s with one open "
-        f"({figures['dashboard_overhead_pct']} % apart; the socket got {updates} updates)"
+        f"({figures['dashboard_overhead_pct']} % apart; the socket got {updates} updates); "
+        f"CPU per delivered message, every process and PostgreSQL: {cpu_without} ms without, "
+        f"{cpu_with} ms with ({figures['dashboard_cpu_overhead_pct']} % more)"
     )
     print("BENCH " + json.dumps(figures))
 
