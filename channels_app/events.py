@@ -233,7 +233,7 @@ class _Reporter:
     Statistics changes are announced at most every STATS_EVERY_S (dashboards re-read them);
     errors go out as soon as they arrive."""
 
-    STATS_EVERY_S: Final = 0.25
+    STATS_EVERY_S: Final = 0.5  # each announcement costs every open dashboard a role check
 
     def __init__(self) -> None:
         self.pid = os.getpid()

@@ -60,41 +60,7 @@ def _commands(py: str, manage: list[str], host: str, port: str) -> dict[str, lis
     return {
         # daphne, with its access log scrubbed of tokens (console/web.py).
         "web": [py, "-m", "console.web", "-b", host, "-p", port, "console.asgi:application"],
-        # Processing is CPU-bound (processes); delivery waits on the network (threads).
-        "worker": [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "console",
-            "worker",
-            "-n",
-            "process@%h",
-            "-Q",
-            "process,default",
-            "--concurrency",
-            os.environ.get("WORKER_CONCURRENCY", "2"),
-            "-l",
-            "warning",
-        ],
-        "deliver": [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "console",
-            "worker",
-            "-n",
-            "deliver@%h",
-            "-Q",
-            "deliver",
-            "-P",
-            "threads",
-            "--concurrency",
-            os.environ.get("DELIVER_THREADS", "8"),
-            "-l",
-            "warning",
-        ],
+        **worker_commands(py),
         "beat": [
             py,
             "-m",
@@ -108,6 +74,24 @@ def _commands(py: str, manage: list[str], host: str, port: str) -> dict[str, lis
             str(embedded.VAR_DIR / "celerybeat-schedule"),
         ],
         "listeners": [*manage, "run_listeners"],
+    }
+
+
+def worker_commands(py: str) -> dict[str, list[str]]:
+    """The two Celery workers (``make bench`` runs them with the same flags)."""
+    celery = [py, "-m", "celery", "-A", "console", "worker", "-l", "warning"]
+    return {
+        # Processing is CPU-bound (processes); delivery waits on the network (threads).
+        "worker": [
+            *celery,
+            *("-n", "process@%h", "-Q", "process,default"),
+            *("--concurrency", os.environ.get("WORKER_CONCURRENCY", "2")),
+        ],
+        "deliver": [
+            *celery,
+            *("-n", "deliver@%h", "-Q", "deliver", "-P", "threads"),
+            *("--concurrency", os.environ.get("DELIVER_THREADS", "8")),
+        ],
     }
 
 

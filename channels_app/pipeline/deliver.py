@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from adapters.base import AdapterError
@@ -141,12 +141,23 @@ SELECT id, canonical::text, canonical_sealed, CASE WHEN %(with_source)s THEN raw
 FROM channels_app_message WHERE id = ANY(%(ids)s)
 """
 
-# Only rows still SENDING are settled: a row the sweeper already handed on is left alone. A
-# deferred row (over the rate limit) goes back to PENDING with its attempt given back. The
-# breaker transitions are conditional on the state they leave, so two workers cannot both move
-# it. Returned: the next delivery of each lane whose head is now done, and the transitions made.
+# Every attempt is recorded (its rows passed as one JSON document). Only rows still SENDING are
+# settled: a row the sweeper already handed on is left alone. A deferred row (over the rate
+# limit) goes back to PENDING with its attempt given back. The breaker transitions are
+# conditional on the state they leave, so two workers cannot both move it. Returned: the next
+# delivery of each lane whose head is now done, and the transitions made. One statement: atomic.
 SETTLE = f"""
-WITH o AS (
+WITH attempts AS (
+    INSERT INTO channels_app_attempt (
+        delivery_id, number, started_at, duration_ms, outcome, status_code, request_summary,
+        response_summary, error, issues)
+    SELECT delivery_id, number, started_at, duration_ms, outcome, status_code,
+           request_summary, response_summary, error, issues
+    FROM jsonb_to_recordset(%(attempts)s::jsonb) AS a(
+        delivery_id bigint, number integer, started_at timestamptz, duration_ms float8,
+        outcome text, status_code integer, request_summary text, response_summary text,
+        error text, issues jsonb)
+), o AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(next)s::timestamptz[],
                          %(delivered)s::timestamptz[], %(errors)s::text[], %(refunds)s::int[])
         AS o(id, status, next_attempt_at, delivered_at, last_error, refund)
@@ -388,11 +399,12 @@ def _settle(sent: list[_Claimed], deferred: list[Outcome]) -> Batch:
     outcomes = _schedule_retries(sent, outcomes, now)
     transitions = breaker.record(_tallies(sent))
     rows = [
-        (o, a.error if o.status != Delivery.Status.DELIVERED else "", 0)
+        (o, a["error"] if o.status != Delivery.Status.DELIVERED else "", 0)
         for o, a in zip(outcomes, attempts, strict=True)
     ] + [(o, None, 1) for o in deferred]
     params = {
         "now": now,
+        "attempts": json.dumps(attempts, default=_iso, ensure_ascii=False),
         "ids": [o.delivery_id for o, _, _ in rows],
         "statuses": [o.status for o, _, _ in rows],
         "next": [o.retry_at for o, _, _ in rows],
@@ -403,12 +415,9 @@ def _settle(sent: list[_Claimed], deferred: list[Outcome]) -> Batch:
         "t_from": [t.from_state for t in transitions],
         "t_to": [t.to_state for t in transitions],
     }
-    with transaction.atomic():
-        if attempts:
-            Attempt.objects.bulk_create(attempts)
-        with connection.cursor() as cursor:
-            cursor.execute(SETTLE, params)
-            returned = cursor.fetchall()
+    with connection.cursor() as cursor:
+        cursor.execute(SETTLE, params)
+        returned = cursor.fetchall()
     batch = Batch(outcomes + deferred)
     for kind, ident, cooldown_s in returned:
         if kind == "next":
@@ -440,37 +449,46 @@ def _tallies(sent: list[_Claimed]) -> list[tuple[breaker.Policy, breaker.Tally]]
     return list(tallies.values())
 
 
-def _judge(c: _Claimed) -> tuple[Attempt, Outcome]:
-    """The Attempt row for this try, and what happens to the delivery next."""
+def _judge(c: _Claimed) -> tuple[dict, Outcome]:
+    """The Attempt row for this try (as the settle inserts it), and what happens next."""
     delivery, destination, error = c.delivery, c.destination, c.error
-    attempt = Attempt(
-        delivery_id=delivery.id,
-        number=delivery.attempt_count,
-        started_at=c.started,
-        duration_ms=c.duration_ms,
-    )
+    attempt = {
+        "delivery_id": delivery.id,
+        "number": delivery.attempt_count,
+        "started_at": c.started,
+        "duration_ms": c.duration_ms,
+        "request_summary": "",
+        "error": "",
+    }
     if error is None:
-        attempt.outcome = Attempt.Outcome.SUCCESS
-        attempt.status_code = c.result.status_code
-        attempt.request_summary = c.result.request[:500]
-        attempt.response_summary = c.result.summary
-        attempt.issues = list(c.result.issues)
+        attempt.update(
+            outcome=Attempt.Outcome.SUCCESS,
+            status_code=c.result.status_code,
+            request_summary=c.result.request[:500],
+            response_summary=c.result.summary,
+            issues=list(c.result.issues),
+        )
         return attempt, Outcome(delivery.id, Delivery.Status.DELIVERED)
-    attempt.status_code = getattr(error, "status_code", None)
-    attempt.response_summary = getattr(error, "response", "")
-    attempt.issues = list(getattr(error, "issues", ()))
+    attempt.update(
+        status_code=getattr(error, "status_code", None),
+        response_summary=getattr(error, "response", "") or "",
+        issues=list(getattr(error, "issues", ())),
+    )
     tries = delivery.attempts_since_replay  # a replay starts a fresh budget
     exhausted = 0 < destination.max_attempts <= tries  # 0: no limit
     if error.permanent:
-        attempt.outcome = Attempt.Outcome.PERMANENT
-        attempt.error = str(error)[:4000]
+        attempt.update(outcome=Attempt.Outcome.PERMANENT, error=str(error)[:4000])
         return attempt, Outcome(delivery.id, Delivery.Status.FAILED)
-    attempt.outcome = Attempt.Outcome.TRANSIENT
+    attempt["outcome"] = Attempt.Outcome.TRANSIENT
     if exhausted:
-        attempt.error = f"gave up after {tries} attempts: {error}"[:4000]
+        attempt["error"] = f"gave up after {tries} attempts: {error}"[:4000]
         return attempt, Outcome(delivery.id, Delivery.Status.FAILED)
-    attempt.error = str(error)[:4000]
+    attempt["error"] = str(error)[:4000]
     return attempt, Outcome(delivery.id, Delivery.Status.RETRY)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
 
 
 def _schedule_retries(
