@@ -513,22 +513,24 @@ class References:
         if waiting:
             resource = _without(resource, waiting)
             self.incomplete.append(entry)
-        resource = _with_server_ids(resource, self.stored, self.in_bundle)
+        resource = _with_server_ids(resource, self.stored)
         return (resource, *entry_request(entry, resource))
 
     def completions(self) -> list[tuple[int, dict]]:
         """Updates of the entries sent with references left out, now that all are stored."""
         done = []
         for entry in self.incomplete:
-            where = self.stored.get(entry.get("fullUrl"))
-            if where is None:
+            targets = {entry.get("fullUrl")} | set(_references(entry["resource"])) & self.in_bundle
+            missing = sorted(targets - self.stored.keys(), key=str)
+            if missing:
                 raise TransportError(
-                    "cannot complete an entry sent without its references: the server did not "
-                    "say where it stored it",
+                    f"cannot refer to {missing[0] or 'an entry without fullUrl'}: the server did "
+                    "not say where it stored it",
                     permanent=True,
                 )
+            where = self.stored[entry["fullUrl"]]
             resource = dict(entry["resource"])
-            if "?" not in where:  # an update by id carries that id (FHIR R4 3.1.0.4.1)
+            if "?" not in where:  # an update by id carries that id in its body too
                 resource["id"] = where.split("/")[1]
             update = {**entry, "resource": resource, "request": {"method": "PUT", "url": where}}
             done.append((len(done), update))
@@ -645,23 +647,17 @@ def _references(node: Any):
             yield from _references(item)
 
 
-def _with_server_ids(node: Any, ids: dict[str, str], in_bundle: set[str]) -> Any:
-    """A copy of ``node`` whose references to sent entries name the server's ids."""
+def _with_server_ids(node: Any, ids: dict[str, str]) -> Any:
+    """A copy of ``node`` whose references to sent entries name where the server stored them."""
     if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str) and value.startswith("urn:"):
-                if value not in ids and value in in_bundle:
-                    raise TransportError(
-                        f"cannot refer to {value}: the server did not say where it stored it",
-                        permanent=True,
-                    )
-                out[key] = ids.get(value, value)
-            else:
-                out[key] = _with_server_ids(value, ids, in_bundle)
-        return out
+        return {
+            key: ids.get(value, value)
+            if key == "reference" and isinstance(value, str)
+            else _with_server_ids(value, ids)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
-        return [_with_server_ids(item, ids, in_bundle) for item in node]
+        return [_with_server_ids(item, ids) for item in node]
     return node
 
 
