@@ -97,7 +97,8 @@ class FhirRestTransport:
             "servers cap its size, e.g. Medplum at 8 entries with conditional requests). batch: "
             "one batch Bundle per dependency level, no size cap, references resolved from the "
             "server's answers. per_resource: one request per resource, for servers without "
-            "batch. All three use conditional create/update, so a retry never duplicates.",
+            "batch. Entries go as conditional create/update, so a retried message updates what "
+            "it stored before rather than duplicating it.",
         )
         bearer_token: SecretStr | None = secret(
             None, "A static token; or use OAuth2 client credentials instead."
@@ -216,52 +217,14 @@ class FhirRestTransport:
     def _send_batches(self, payload: Payload, timeout: float) -> SendResult:
         deadline = time.monotonic() + timeout
         sender = References(bundle_entries(payload))
-        levels = sender.levels()
         issues: list[dict] = []
         statuses: list[str] = []
         number = 0
-        for number, level in enumerate(sender.with_completions(levels), 1):
+        for number, level in enumerate(sender.with_completions(sender.levels()), 1):
             where = f"batch {number} ({len(level)} entries)"
             prepared = [(entry, *sender.prepared(entry)) for _, entry in level]
-            bundle = {
-                "resourceType": "Bundle",
-                "type": "batch",
-                "entry": [batch_entry(*p) for p in prepared],
-            }
             key = f"{payload.idempotency_key}-b{number}"
-            headers = {
-                "Content-Type": "application/fhir+json",
-                "Idempotency-Key": key,
-                "X-Request-Id": key,
-            }
-            body = json.dumps(bundle, separators=(",", ":")).encode()
-            left = max(0.001, deadline - time.monotonic())
-            try:
-                code, reason, data = self._exchange("POST", self.url, body, headers, left)
-            except TransportError as exc:
-                exc.args = (f"{where}: {exc}",)
-                exc.issues = tuple(issues)
-                raise
-            answer = _json(data)
-            if not 200 <= code < 300:
-                raise self._refusal(
-                    f"{where}: {self.where} answered",
-                    code,
-                    reason,
-                    answer,
-                    data,
-                    issues=tuple(issues),
-                )
-            issues += issues_of(answer)
-            replies = batch_replies(answer, len(prepared))
-            if replies is None:
-                raise TransportError(
-                    f"{where}: {self.where} answered {code} without a batch-response Bundle of "
-                    f"{len(prepared)} entries: {summarize(answer, data)}",
-                    status_code=code,
-                    response=summarize(answer, data),
-                    issues=tuple(issues),
-                )
+            replies = self._post_batch(where, prepared, key, deadline, issues)
             failed = []
             for (entry, resource, method, path, _), reply in zip(prepared, replies, strict=True):
                 status = reply_status(reply)
@@ -274,6 +237,38 @@ class FhirRestTransport:
                 raise batch_failure(where, self.where, failed, len(prepared), tuple(issues))
         sent = f"{number} batch Bundles to {self.where} ({len(sender.ordered)} entries)"
         return SendResult(200, f"batch: {', '.join(statuses)}", sent, tuple(issues))
+
+    def _post_batch(self, where, prepared, key, deadline, issues) -> list[dict]:
+        """One batch Bundle of the prepared entries; each entry's reply, in their order. The
+        answer's issues are added to ``issues``."""
+        bundle = {"resourceType": "Bundle", "type": "batch"}
+        bundle["entry"] = [batch_entry(*p) for p in prepared]
+        body = json.dumps(bundle, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/fhir+json", "Idempotency-Key": key}
+        headers["X-Request-Id"] = key
+        left = max(0.001, deadline - time.monotonic())
+        try:
+            code, reason, data = self._exchange("POST", self.url, body, headers, left)
+        except TransportError as exc:
+            exc.args = (f"{where}: {exc}",)
+            exc.issues = tuple(issues)
+            raise
+        answer = _json(data)
+        what = f"{where}: {self.where} answered"
+        if not 200 <= code < 300:
+            raise self._refusal(what, code, reason, answer, data, issues=tuple(issues))
+        issues += issues_of(answer)
+        replies = batch_replies(answer, len(prepared))
+        if replies is None:
+            summary = summarize(answer, data)
+            raise TransportError(
+                f"{what} {code} without a batch-response Bundle of {len(prepared)} entries: "
+                f"{summary}",
+                status_code=code,
+                response=summary,
+                issues=tuple(issues),
+            )
+        return replies
 
     def _exchange(self, method, url, body, headers, timeout, *, want_location=False):
         """One request with the auth header; with OAuth2, a 401 refetches the token once."""

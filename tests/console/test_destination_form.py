@@ -608,4 +608,4 @@ def test_the_fhir_rest_mode_is_a_choice_explained_on_the_form(analyst):
     options = re.findall(r'<option value="([^"]*)"', html.split('name="config-mode"')[1])
     assert options[:3] == ["transaction", "batch", "per_resource"]
     assert "one batch Bundle per dependency level" in html  # the field's description
-    assert "so a retry never duplicates" in html
+    assert "a retried message updates what it stored before" in html

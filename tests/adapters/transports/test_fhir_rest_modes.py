@@ -295,7 +295,13 @@ def test_the_mode_is_offered_with_what_each_one_does():
     mode = schema.model_json_schema()["properties"]["mode"]
     assert mode["enum"] == ["transaction", "batch", "per_resource"]
     assert mode["default"] == "transaction"
-    for word in ("transaction:", "batch:", "per_resource:", "Medplum", "retry never duplicates"):
+    for word in (
+        "transaction:",
+        "batch:",
+        "per_resource:",
+        "Medplum",
+        "rather than duplicating it",
+    ):
         assert word in mode["description"]
 
 
