@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import threading
 import urllib.request
 from pathlib import Path
@@ -31,11 +32,13 @@ class MedplumServer:
             prerequisite_missing("node not found (the local FHIR server runs on Node 20.19+)")
         if not ROUTER.is_file():
             prerequisite_missing("@medplum/fhir-router is not installed: run `make assets`")
+        # A file, not a pipe: it never fills up and blocks the server; closed by stop().
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115
         self.process = subprocess.Popen(
             [node, str(SCRIPT), "0"],
             cwd=REPO,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.errors,
             text=True,
         )
         port = self._port()
@@ -48,8 +51,11 @@ class MedplumServer:
         reader.start()
         reader.join(START_TIMEOUT_S)
         if not line or not line[0].startswith("listening "):
+            self.process.kill()
+            self.process.wait(10)
+            self.errors.seek(0)
+            error = self.errors.read()[-2000:].decode(errors="replace")
             self.stop()
-            error = self.process.stderr.read()[-2000:]
             raise AssertionError(f"the FHIR server did not start: {line} {error}")
         return int(line[0].split()[1])
 
@@ -61,6 +67,9 @@ class MedplumServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        if self.process:
+            self.process.stdout.close()
+            self.errors.close()
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         data = json.dumps(body).encode() if body is not None else None
