@@ -335,6 +335,66 @@ def test_per_resource_sends_referenced_resources_first_and_rewrites_references(f
     ]
 
 
+CONDITION = "urn:uuid:00000000-0000-0000-0000-00000000000d"
+ENCOUNTER = "urn:uuid:00000000-0000-0000-0000-00000000000e"
+CYCLE = {  # Condition.encounter and Encounter.diagnosis refer to each other, as ADT maps write
+    "resourceType": "Bundle",
+    "type": "transaction",
+    "entry": [
+        {
+            "fullUrl": CONDITION,
+            "resource": {
+                "resourceType": "Condition",
+                "identifier": [{"system": "urn:dg1", "value": "d1"}],
+                "subject": {"reference": "Patient/p"},
+                "encounter": {"reference": ENCOUNTER},
+            },
+            "request": {"method": "PUT", "url": "Condition?identifier=urn:dg1|d1"},
+        },
+        {
+            "fullUrl": ENCOUNTER,
+            "resource": {
+                "resourceType": "Encounter",
+                "identifier": [{"system": "urn:visit", "value": "v1"}],
+                "diagnosis": [{"condition": {"reference": CONDITION}, "rank": 1}],
+            },
+            "request": {"method": "PUT", "url": "Encounter?identifier=urn:visit|v1"},
+        },
+    ],
+}
+
+
+def test_per_resource_completes_a_reference_cycle_once_both_are_stored(fhir):
+    result = transport(fhir, mode="per_resource").send(payload(CYCLE), timeout=5)
+    sent = [(r.method, unquote(r.path), r.json()) for r in fhir.peer.requests]
+    assert [(method, path) for method, path, _ in sent] == [
+        # the Condition comes first in the Bundle, so the Encounter it needs goes before it
+        ("PUT", "/fhir/Encounter?identifier=urn:visit|v1"),
+        ("PUT", "/fhir/Condition?identifier=urn:dg1|d1"),
+        ("PUT", "/fhir/Encounter/1"),  # the update that adds what had to wait
+    ]
+    first, condition, completion = (body for _, _, body in sent)
+    assert "diagnosis" not in first  # the list item that held the reference waits, whole
+    assert first["identifier"] == [{"system": "urn:visit", "value": "v1"}]
+    assert condition["encounter"] == {"reference": "Encounter/1"}
+    assert completion["id"] == "1"
+    assert completion["diagnosis"] == [{"condition": {"reference": "Condition/2"}, "rank": 1}]
+    assert result.summary == "per_resource: 201, 201, 201"
+
+
+def test_batch_completes_a_reference_cycle_in_a_last_batch(fhir):
+    result = transport(fhir, mode="batch").send(payload(CYCLE), timeout=5)
+    batches = [r.json()["entry"] for r in fhir.peer.requests]
+    assert [[e["request"]["url"] for e in batch] for batch in batches] == [
+        ["Encounter?identifier=urn:visit|v1"],
+        ["Condition?identifier=urn:dg1|d1"],
+        ["Encounter/1"],
+    ]
+    assert "diagnosis" not in batches[0][0]["resource"]
+    assert batches[2][0]["resource"]["diagnosis"][0]["condition"] == {"reference": "Condition/2"}
+    assert result.request.startswith("3 batch Bundles to ")
+
+
 def test_per_resource_without_requests_uses_the_identifier_then_the_id(fhir):
     bundle = {
         "resourceType": "Bundle",
