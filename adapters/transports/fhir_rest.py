@@ -371,8 +371,8 @@ class TokenSource:
 
 # ------------------------------------------------------------------------ server limits
 
-# How servers word a refusal for size: Medplum "has too many entries", "more update operations
-# than allowed"; Azure "exceeds the maximum"; HAPI "limit".
+# How a refusal for size reads: Medplum says "has too many entries" and "more update operations
+# than allowed"; the other words are the ones such messages commonly use. A 413 always is one.
 LIMIT_WORDS = re.compile(r"too many|too large|than allowed|exceed|maximum|limit", re.IGNORECASE)
 SMALLER_MODES = {
     "transaction": "use mode batch (one batch per dependency level) or per_resource",
@@ -411,7 +411,7 @@ class ServerLimit(TransportError):
 
 
 def transaction_size(payload: Payload) -> str:
-    """ "N entries (C conditional, U updates)", what server limits count."""
+    """The size as server limits count it: "N entries (C conditional, U updates)"."""
     try:
         entries = [e for e in json.loads(payload.body)["entry"] if isinstance(e, dict)]
     except (ValueError, KeyError, TypeError):
@@ -465,8 +465,8 @@ def batch_failure(where, origin_, failed, count, issues) -> TransportError:
     statuses = ", ".join(str(status) for status, _, _ in failed)
     return TransportError(
         f"{where}: {origin_} refused {len(failed)} of {count} entries ({'; '.join(said)}{more}); "
-        "the others were applied, and the retry sends the whole message again (its conditional "
-        "requests do not duplicate them)",
+        "the rest of this batch was applied and no later batch was sent; the retry sends the "
+        "whole message again (its conditional requests do not duplicate what was applied)",
         permanent=any(is_permanent(status) for status, _, _ in failed),
         status_code=failed[0][0] or None,
         response=f"batch-response with failed entries: {statuses}"[:1000],
