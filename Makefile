@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Front-end assets come from the npm registry through package-lock.json, never committed.
+# Front-end assets (and, as devDependencies, the test FHIR server's Medplum packages) come from
+# the npm registry through package-lock.json, never committed.
 assets: $(VENDOR)/.stamp
 $(VENDOR)/.stamp: package-lock.json Makefile $(VENV)/.installed
 	$(NPM) ci --no-audit --no-fund --loglevel=error

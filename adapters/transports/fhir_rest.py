@@ -1,10 +1,16 @@
-"""FHIR REST destination: the canonical Bundle as one transaction, or resource by resource.
+"""FHIR REST destination: the canonical Bundle as one transaction, as batches, or resource by
+resource.
 
 ``mode: "transaction"`` POSTs the Bundle as stored to the server's base URL (byte for byte): the
-server applies it all or nothing.
+server applies it all or nothing. Servers cap transactions (Medplum refuses one that holds
+conditional entries beyond 8 entries, or more than 50 updates); such a refusal fails the attempt
+permanently with an error that names the limit and the mode that fits (``ServerLimit``).
 
-``mode: "per_resource"`` (for servers without transactions) sends each entry on its own, in an
-order where a resource comes after the resources it refers to:
+``mode: "batch"`` and ``mode: "per_resource"`` send the entries in an order where a resource comes
+after the resources it refers to. ``batch`` POSTs one batch Bundle per dependency level (the
+entries that refer to nothing else in the Bundle, then those that refer only to the first level,
+...): a batch's entries must not depend on each other, and no transaction limit applies.
+``per_resource`` (servers without batch or transaction) sends each entry on its own. In both:
 
 - an entry that carries a ``request`` is sent as written: ``PUT Patient?identifier=sys|val`` is a
   conditional update, ``POST`` with ``ifNoneExist`` a conditional create (``If-None-Exist``);
@@ -12,10 +18,15 @@ order where a resource comes after the resources it refers to:
 - otherwise a resource with an identifier is PUT to ``[type]?identifier=system|value``; one with
   an ``id`` is PUT to ``[type]/[id]``; anything else is a plain POST (not idempotent);
 - ``urn:uuid:`` references to earlier entries are rewritten to the ids the server answered with
-  (``Location``, else the returned resource's id);
-- the first failure stops the send and is classified like a transaction's. The entries already
-  applied stay applied; the retry sends them all again, which the conditional requests make
-  harmless. The delivery timeout covers the whole send, not each request.
+  (``Location``, else the returned resource's id), or, when it named none, to the entry's own
+  conditional search (``Patient?identifier=sys|val``, a conditional reference);
+- a failure stops the send before the next level (batch) or entry (per_resource). The entries
+  already applied stay applied and the retry sends the whole message again, which the
+  conditional requests make harmless (no duplicate). A batch answers entry by entry: the attempt
+  fails if any entry failed, permanently when one of the failed entries can never succeed (a
+  4xx), else transiently (every failure was a 5xx, 408 or 429), and its error lists them.
+  Retrying only the failed entries would need state kept across attempts; resending the message
+  costs conditional no-ops on the server instead. The delivery timeout covers the whole send.
 
 Auth: a static ``bearer_token``, or OAuth2 client credentials (``oauth2``): the token is fetched
 once and shared by all threads, reused until shortly before ``expires_in`` runs out (five minutes
@@ -28,7 +39,9 @@ OperationOutcome issues in any answer (an error, a success, each transaction-res
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import re
 import threading
 import time
 from typing import Any, Literal
@@ -78,10 +91,14 @@ class FhirRestTransport:
         base_url: HttpUrl = url_field(
             description="The FHIR server's base, e.g. https://ehr/fhir/R4."
         )
-        mode: Literal["transaction", "per_resource"] = Field(
+        mode: Literal["transaction", "batch", "per_resource"] = Field(
             "transaction",
-            description="One transaction Bundle per message, or each resource on its own "
-            "(conditional create/update).",
+            description="transaction: the Bundle in one request, applied all or nothing (some "
+            "servers cap its size, e.g. Medplum at 8 entries with conditional requests). batch: "
+            "one batch Bundle per dependency level, no size cap, references resolved from the "
+            "server's answers. per_resource: one request per resource, for servers without "
+            "batch. Entries go as conditional create/update, so a retried message updates what "
+            "it stored before rather than duplicating it.",
         )
         bearer_token: SecretStr | None = secret(
             None, "A static token; or use OAuth2 client credentials instead."
@@ -107,13 +124,15 @@ class FhirRestTransport:
             self.headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
 
     def encode(self, payload: Payload) -> Encoded:
-        """The transaction Bundle as stored (per_resource mode sends its entries one by one)."""
-        how = "each entry to" if self.config.mode == "per_resource" else "POST"
-        return Encoded(payload.body, payload.content_type, f"{how} {self.where}")
+        """The transaction Bundle as stored (batch and per_resource modes send its entries)."""
+        how = {"transaction": "POST", "batch": "batches to", "per_resource": "each entry to"}
+        return Encoded(payload.body, payload.content_type, f"{how[self.config.mode]} {self.where}")
 
     def send(self, payload: Payload, *, timeout: float) -> SendResult:
         if self.config.mode == "per_resource":
             return self._send_each(payload, timeout)
+        if self.config.mode == "batch":
+            return self._send_batches(payload, timeout)
         headers = {
             "Content-Type": payload.content_type,
             # Servers that honour it make a retried POST single-effect; conditional creates in the
@@ -124,12 +143,19 @@ class FhirRestTransport:
         sent = f"POST {self.where} ({payload.content_type}, {len(payload.body)} bytes)"
         code, reason, data = self._exchange("POST", self.url, payload.body, headers, timeout)
         answer = _json(data)
-        summary = summarize(answer, data)
-        issues = issues_of(answer)
         if 200 <= code < 300:
-            return SendResult(code, summary, sent, issues)
-        raise TransportError(
-            f"{self.where} answered {code} {reason}: {summary}",
+            return SendResult(code, summarize(answer, data), sent, issues_of(answer))
+        raise self._refusal(f"{self.where} answered", code, reason, answer, data, payload)
+
+    def _refusal(self, what, code, reason, answer, data, payload=None, issues=()):
+        """The error for a non-2xx answer: a ServerLimit when the server says the request was
+        too big for it, else a TransportError classified by the status."""
+        summary = summarize(answer, data)
+        issues = (*issues, *issues_of(answer))
+        if is_limit(code, issues):
+            return ServerLimit(self.config.mode, what, code, summary, issues, payload)
+        return TransportError(
+            f"{what} {code} {reason}: {summary}",
             permanent=is_permanent(code),
             status_code=code,
             response=summary,
@@ -137,61 +163,112 @@ class FhirRestTransport:
         )
 
     def _send_each(self, payload: Payload, timeout: float) -> SendResult:
-        try:
-            bundle = json.loads(payload.body)
-            entries = list(enumerate(bundle["entry"]))
-            if not all(isinstance(e, dict) for _, e in entries):
-                raise TypeError("an entry is not an object")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TransportError(f"not a Bundle with entries: {exc}", permanent=True)
         deadline = time.monotonic() + timeout
-        ids: dict[str, str] = {}  # fullUrl -> "Type/id" on the server
+        sender = References(bundle_entries(payload))
         issues: list[dict] = []
         answers: list[str] = []
         code = 200
-        ordered = dependency_order(entries)
-        in_bundle = {e.get("fullUrl") for _, e in entries} - {None}
+        ordered = sender.ordered
         for step, (index, entry) in enumerate(ordered, 1):
-            resource = _with_server_ids(entry.get("resource"), ids, in_bundle)
-            method, path, extra = entry_request(entry, resource)
-            # The type, not the URL: a conditional URL carries identifiers (an MRN) into the log.
-            where = f"entry {step}/{len(ordered)} ({method} {path.split('?')[0]})"
-            headers = {
-                "Idempotency-Key": f"{payload.idempotency_key}-{index}",
-                "X-Request-Id": f"{payload.idempotency_key}-{index}",
-                **extra,
-            }
-            body = None
-            if resource is not None and method in ("POST", "PUT"):
-                body = json.dumps(resource, separators=(",", ":")).encode()
-                headers["Content-Type"] = "application/fhir+json"
-            left = max(0.001, deadline - time.monotonic())
-            try:
-                code, reason, data, location = self._exchange(
-                    method, self.url + path, body, headers, left, want_location=True
-                )
-            except TransportError as exc:
-                exc.args = (f"{where}: {exc}",)
-                exc.issues = tuple(issues)
-                raise
-            answer = _json(data)
-            issues += issues_of(answer)
-            if not 200 <= code < 300:
-                summary = summarize(answer, data)
-                raise TransportError(
-                    f"{where}: {self.where} answered {code} {reason}: {summary}",
-                    permanent=is_permanent(code),
-                    status_code=code,
-                    response=summary,
-                    issues=tuple(issues),
-                )
+            where = f"entry {step}/{len(ordered)}"
+            code = self._send_entry(
+                sender, entry, f"{payload.idempotency_key}-{index}", where, deadline, issues
+            )
             answers.append(str(code))
-            if entry.get("fullUrl") and resource is not None:
-                found = _server_id(location, answer, resource.get("resourceType", ""))
-                if found:
-                    ids[entry["fullUrl"]] = found
-        sent = f"{len(ordered)} requests to {self.where} ({len(payload.body)} bytes of Bundle)"
+        completions = sender.completions()
+        for step, (index, entry) in enumerate(completions, 1):
+            where = f"completing entry {step}/{len(completions)}"
+            code = self._send_entry(
+                sender, entry, f"{payload.idempotency_key}-{index}-c", where, deadline, issues
+            )
+            answers.append(str(code))
+        count = len(ordered) + len(completions)
+        sent = f"{count} requests to {self.where} ({len(payload.body)} bytes of Bundle)"
         return SendResult(code, f"per_resource: {', '.join(answers)}", sent, tuple(issues))
+
+    def _send_entry(self, sender, entry, key, where, deadline, issues) -> int:
+        """One entry on its own; its answer's issues are added to ``issues``."""
+        resource, method, path, extra = sender.prepared(entry)
+        # The type, not the URL: a conditional URL carries identifiers (an MRN) into the log.
+        where = f"{where} ({method} {resource_type(path)})"
+        headers = {"Idempotency-Key": key, "X-Request-Id": key, **extra}
+        body = None
+        if resource is not None and method in ("POST", "PUT"):
+            body = json.dumps(resource, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/fhir+json"
+        left = max(0.001, deadline - time.monotonic())
+        try:
+            code, reason, data, location = self._exchange(
+                method, self.url + path, body, headers, left, want_location=True
+            )
+        except TransportError as exc:
+            exc.args = (f"{where}: {exc}",)
+            exc.issues = tuple(issues)
+            raise
+        answer = _json(data)
+        if not 200 <= code < 300:
+            raise self._refusal(
+                f"{where}: {self.where} answered", code, reason, answer, data, issues=tuple(issues)
+            )
+        issues += issues_of(answer)
+        sender.answered(entry, resource, location, answer)
+        return code
+
+    def _send_batches(self, payload: Payload, timeout: float) -> SendResult:
+        deadline = time.monotonic() + timeout
+        sender = References(bundle_entries(payload))
+        issues: list[dict] = []
+        statuses: list[str] = []
+        number = 0
+        for number, level in enumerate(sender.with_completions(sender.levels()), 1):
+            where = f"batch {number} ({len(level)} entries)"
+            prepared = [(entry, *sender.prepared(entry)) for _, entry in level]
+            key = f"{payload.idempotency_key}-b{number}"
+            replies = self._post_batch(where, prepared, key, deadline, issues)
+            failed = []
+            for (entry, resource, method, path, _), reply in zip(prepared, replies, strict=True):
+                status = reply_status(reply)
+                statuses.append(str(status))
+                if 200 <= status < 300:
+                    sender.answered(entry, resource, reply.get("location"), reply.get("resource"))
+                else:
+                    failed.append((status, f"{method} {resource_type(path)}", reply))
+            if failed:
+                raise batch_failure(where, self.where, failed, len(prepared), tuple(issues))
+        sent = f"{number} batch Bundles to {self.where} ({len(sender.ordered)} entries)"
+        return SendResult(200, f"batch: {', '.join(statuses)}", sent, tuple(issues))
+
+    def _post_batch(self, where, prepared, key, deadline, issues) -> list[dict]:
+        """One batch Bundle of the prepared entries; each entry's reply, in their order. The
+        answer's issues are added to ``issues``."""
+        bundle = {"resourceType": "Bundle", "type": "batch"}
+        bundle["entry"] = [batch_entry(*p) for p in prepared]
+        body = json.dumps(bundle, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/fhir+json", "Idempotency-Key": key}
+        headers["X-Request-Id"] = key
+        left = max(0.001, deadline - time.monotonic())
+        try:
+            code, reason, data = self._exchange("POST", self.url, body, headers, left)
+        except TransportError as exc:
+            exc.args = (f"{where}: {exc}",)
+            exc.issues = tuple(issues)
+            raise
+        answer = _json(data)
+        what = f"{where}: {self.where} answered"
+        if not 200 <= code < 300:
+            raise self._refusal(what, code, reason, answer, data, issues=tuple(issues))
+        issues += issues_of(answer)
+        replies = batch_replies(answer, len(prepared))
+        if replies is None:
+            summary = summarize(answer, data)
+            raise TransportError(
+                f"{what} {code} without a batch-response Bundle of {len(prepared)} entries: "
+                f"{summary}",
+                status_code=code,
+                response=summary,
+                issues=tuple(issues),
+            )
+        return replies
 
     def _exchange(self, method, url, body, headers, timeout, *, want_location=False):
         """One request with the auth header; with OAuth2, a 401 refetches the token once."""
@@ -292,7 +369,214 @@ class TokenSource:
         return str(answer["access_token"]), max(1.0, lifetime)
 
 
-# ------------------------------------------------------------------------ per-resource requests
+# ------------------------------------------------------------------------ server limits
+
+# How a refusal for size reads: Medplum says "has too many entries" and "more update operations
+# than allowed"; the other words are the ones such messages commonly use. A 413 always is one.
+LIMIT_WORDS = re.compile(r"too many|too large|than allowed|exceed|maximum|limit", re.IGNORECASE)
+SMALLER_MODES = {
+    "transaction": "use mode batch (one batch per dependency level) or per_resource",
+    "batch": "use mode per_resource",
+}
+
+
+def is_limit(code: int, issues: tuple[dict, ...]) -> bool:
+    """Whether a permanent refusal says the request was too big for the server."""
+    if code == 413:
+        return True
+    return is_permanent(code) and any(
+        i["code"] == "too-costly" or LIMIT_WORDS.search(i["diagnostics"]) for i in issues
+    )
+
+
+class ServerLimit(TransportError):
+    """The server refused a request for its size (entries, updates, isolation): permanent, as the
+    same request would be refused again; the message names the limit and the mode that fits."""
+
+    def __init__(self, mode, what, code, summary, issues, payload=None) -> None:
+        said = "; ".join(i["diagnostics"] for i in issues if i["diagnostics"]) or summary
+        refused = what
+        if payload is not None:
+            refused = f"the server refused a transaction of {transaction_size(payload)}"
+        fix = SMALLER_MODES.get(mode, "the request cannot be split further")
+        message = f"server limit: {refused} ({code}): its limit: {said}; {fix}"
+        note = {"severity": "error", "code": "too-costly", "diagnostics": message, "expression": []}
+        super().__init__(
+            message,
+            permanent=True,
+            status_code=code,
+            response=summary,
+            issues=(*issues, note),
+        )
+
+
+def transaction_size(payload: Payload) -> str:
+    """The size as server limits count it: "N entries (C conditional, U updates)"."""
+    try:
+        entries = [e for e in json.loads(payload.body)["entry"] if isinstance(e, dict)]
+    except (ValueError, KeyError, TypeError):
+        return f"{len(payload.body)} bytes"
+    requests = [e.get("request") or {} for e in entries]
+    conditional = sum(1 for r in requests if "?" in str(r.get("url", "")) or r.get("ifNoneExist"))
+    updates = sum(1 for r in requests if r.get("method") == "PUT")
+    return f"{len(entries)} entries ({conditional} conditional, {updates} updates)"
+
+
+# ------------------------------------------------------------------------ batch answers
+
+
+def batch_entry(entry: dict, resource: dict | None, method: str, path: str, _headers) -> dict:
+    """One entry of a batch Bundle: the request as written (or as worked out), references
+    rewritten. No fullUrl: nothing in a batch may refer to it, and a server that rewrites every
+    occurrence of a fullUrl (Medplum does) would change identifiers that hold the same urn:uuid,
+    so the conditional create would no longer find the resource on a retry."""
+    written = entry.get("request") or {}
+    request_ = dict(written) if written.get("method") and written.get("url") else {}
+    request_ = request_ or {"method": method, "url": path}
+    return {"resource": resource, "request": request_} if resource else {"request": request_}
+
+
+def batch_replies(answer: Any, count: int) -> list[dict] | None:
+    """Each entry's ``response`` (with the entry's ``resource``) from a batch-response Bundle,
+    in the batch's order; None when the answer is not one for ``count`` entries."""
+    if not isinstance(answer, dict) or answer.get("resourceType") != "Bundle":
+        return None
+    entries = answer.get("entry")
+    if not isinstance(entries, list) or len(entries) != count:
+        return None
+    if not all(isinstance(e, dict) and isinstance(e.get("response"), dict) for e in entries):
+        return None
+    return [{**e["response"], "resource": e.get("resource")} for e in entries]
+
+
+def reply_status(reply: dict) -> int:
+    """The code of a batch entry's ``response.status`` ("201 Created"); 0 when there is none."""
+    match = re.match(r"\s*(\d{3})", str(reply.get("status", "")))
+    return int(match.group(1)) if match else 0
+
+
+def batch_failure(where, origin_, failed, count, issues) -> TransportError:
+    """A batch whose answer has failed entries: permanent when one of them can never succeed."""
+    said = []
+    for status, what, reply in failed[:5]:
+        why = "; ".join(i["diagnostics"] for i in issues_of(reply.get("outcome"))) or "no detail"
+        said.append(f"{what} {status or 'without a status'}: {why}")
+    more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+    statuses = ", ".join(str(status) for status, _, _ in failed)
+    return TransportError(
+        f"{where}: {origin_} refused {len(failed)} of {count} entries ({'; '.join(said)}{more}); "
+        "the rest of this batch was applied and no later batch was sent; the retry sends the "
+        "whole message again (its conditional requests do not duplicate what was applied)",
+        permanent=any(is_permanent(status) for status, _, _ in failed),
+        status_code=failed[0][0] or None,
+        response=f"batch-response with failed entries: {statuses}"[:1000],
+        issues=issues,
+    )
+
+
+# ------------------------------------------------------------------------ per-entry requests
+
+
+def bundle_entries(payload: Payload) -> list[tuple[int, dict]]:
+    try:
+        entries = list(enumerate(json.loads(payload.body)["entry"]))
+        if not all(isinstance(e, dict) for _, e in entries):
+            raise TypeError("an entry is not an object")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TransportError(f"not a Bundle with entries: {exc}", permanent=True)
+    return entries
+
+
+class References:
+    """A Bundle's entries in dependency order, each prepared with its ``urn:uuid:`` references
+    rewritten to where the server stored the entries sent before it."""
+
+    def __init__(self, entries: list[tuple[int, dict]]) -> None:
+        self.ordered = dependency_order(entries)
+        self.in_bundle = {e.get("fullUrl") for _, e in entries} - {None}
+        self.stored: dict[str, str] = {}  # fullUrl -> "Type/id" (or a conditional reference)
+        self.incomplete: list[dict] = []  # entries sent without some of their references
+
+    def prepared(self, entry: dict) -> tuple[dict | None, str, str, dict[str, str]]:
+        """The resource to send, the method, the path and the extra headers.
+
+        A reference to an entry not stored yet (a cycle: Condition.encounter and
+        Encounter.diagnosis) is left out for now, with the list item or element that holds it;
+        ``completions()`` then updates the resource in full once everything is stored."""
+        resource = entry.get("resource")
+        waiting = {r for r in _references(resource) if r in self.in_bundle} - self.stored.keys()
+        if waiting:
+            resource = _without(resource, waiting)
+            self.incomplete.append(entry)
+        resource = _with_server_ids(resource, self.stored)
+        return (resource, *entry_request(entry, resource))
+
+    def completions(self) -> list[tuple[int, dict]]:
+        """Updates of the entries sent with references left out, now that all are stored."""
+        done = []
+        for entry in self.incomplete:
+            targets = {entry.get("fullUrl")} | set(_references(entry["resource"])) & self.in_bundle
+            missing = sorted(targets - self.stored.keys(), key=str)
+            if missing:
+                raise TransportError(
+                    f"cannot refer to {missing[0] or 'an entry without fullUrl'}: the server did "
+                    "not say where it stored it",
+                    permanent=True,
+                )
+            where = self.stored[entry["fullUrl"]]
+            resource = dict(entry["resource"])
+            if "?" not in where:  # an update by id carries that id in its body too
+                resource["id"] = where.split("/")[1]
+            update = {**entry, "resource": resource, "request": {"method": "PUT", "url": where}}
+            done.append((len(done), update))
+        self.incomplete = []
+        return done
+
+    def with_completions(self, levels: list[list[tuple[int, dict]]]):
+        """The levels, then (once they are sent) the completions, when there are any."""
+        yield from levels
+        completions = self.completions()
+        if completions:
+            yield completions
+
+    def answered(self, entry: dict, resource: dict | None, location: str | None, body) -> None:
+        """Note where the server stored ``entry``: its answer's id, else the entry's own
+        conditional search, a reference the server resolves itself."""
+        if not entry.get("fullUrl") or not isinstance(resource, dict):
+            return
+        found = _server_id(location, body, resource.get("resourceType", ""))
+        found = found or conditional_reference(entry, resource)
+        if found:
+            self.stored[entry["fullUrl"]] = found
+
+    def levels(self) -> list[list[tuple[int, dict]]]:
+        """The ordered entries grouped so that each group refers only to earlier groups."""
+        by_url = {e["fullUrl"]: i for i, e in self.ordered if e.get("fullUrl")}
+        level: dict[int, int] = {}
+        for index, entry in self.ordered:
+            targets = (by_url.get(ref) for ref in _references(entry.get("resource")))
+            level[index] = 1 + max((level[t] for t in targets if t in level), default=-1)
+        groups: list[list[tuple[int, dict]]] = [
+            [] for _ in range(max(level.values(), default=-1) + 1)
+        ]
+        for index, entry in self.ordered:
+            groups[level[index]].append((index, entry))
+        return groups
+
+
+def resource_type(path: str) -> str:
+    """The type a request path names: for messages, as the rest may carry an identifier."""
+    return path.split("?")[0].split("/")[0]
+
+
+def conditional_reference(entry: dict, resource: dict) -> str | None:
+    """``Type?search`` for an entry sent as a conditional create or update, else None."""
+    _, path, headers = entry_request(entry, resource)
+    if "?" in path:
+        return path
+    if headers.get("If-None-Exist"):
+        return f"{path}?{headers['If-None-Exist']}"
+    return None
 
 
 def entry_request(entry: dict, resource: dict | None) -> tuple[str, str, dict[str, str]]:
@@ -358,24 +642,48 @@ def _references(node: Any):
             yield from _references(item)
 
 
-def _with_server_ids(node: Any, ids: dict[str, str], in_bundle: set[str]) -> Any:
-    """A copy of ``node`` whose references to sent entries name the server's ids."""
+def _with_server_ids(node: Any, ids: dict[str, str]) -> Any:
+    """A copy of ``node`` whose references to sent entries name where the server stored them."""
     if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str) and value.startswith("urn:"):
-                if value not in ids and value in in_bundle:
-                    raise TransportError(
-                        f"cannot refer to {value}: the server did not say where it stored it",
-                        permanent=True,
-                    )
-                out[key] = ids.get(value, value)
-            else:
-                out[key] = _with_server_ids(value, ids, in_bundle)
-        return out
+        return {
+            key: ids.get(value, value)
+            if key == "reference" and isinstance(value, str)
+            else _with_server_ids(value, ids)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
-        return [_with_server_ids(item, ids, in_bundle) for item in node]
+        return [_with_server_ids(item, ids) for item in node]
     return node
+
+
+def _without(resource: dict, refs: set[str]) -> dict:
+    """A copy of ``resource`` without its references to ``refs``: each goes with the list item
+    that holds it (a diagnosis, a link), else with the resource's element."""
+    out = copy.deepcopy(resource)
+    cuts = sorted(set(_cuts(out, refs, ())), reverse=True)  # later list items first: indexes hold
+    for path in cuts:
+        parent = out
+        for step in path[:-1]:
+            parent = parent[step]
+        del parent[path[-1]]
+    for key in [k for k, v in out.items() if v in ([], {})]:
+        del out[key]
+    return out
+
+
+def _cuts(node: Any, refs: set[str], path: tuple):
+    """Paths to cut: the innermost list item above each reference to ``refs``, else the
+    top-level element."""
+    if isinstance(node, dict):
+        if node.get("reference") in refs:
+            items = [i for i, step in enumerate(path) if isinstance(step, int)]
+            yield path[: items[-1] + 1] if items else path[:1]
+            return
+        for key, value in node.items():
+            yield from _cuts(value, refs, (*path, key))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _cuts(item, refs, (*path, index))
 
 
 def _server_id(location: str | None, body: Any, rtype: str) -> str | None:

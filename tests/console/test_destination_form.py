@@ -614,3 +614,14 @@ def test_the_builder_assembles_and_validates_with_pydantic(kinds):
         "limits": {"x": 2},
         "inner": {"code": "XY", "pin": "9"},
     }
+
+
+def test_the_fhir_rest_mode_is_a_choice_explained_on_the_form(analyst):
+    channel = factories.channel(40631)
+    page = analyst.get(f"/channels/{channel.pk}/destinations/new/?transport=fhir_rest")
+    html = page.content.decode()
+    assert Inputs(html).controls["config-mode"]["tag"] == "select"
+    options = re.findall(r'<option value="([^"]*)"', html.split('name="config-mode"')[1])
+    assert options[:3] == ["transaction", "batch", "per_resource"]
+    assert "one batch Bundle per dependency level" in html  # the field's description
+    assert "a retried message updates what it stored before" in html

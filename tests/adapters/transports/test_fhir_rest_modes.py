@@ -14,6 +14,7 @@ import pytest
 
 from adapters.registry import ConfigError, build_transport
 from adapters.transports.base import Payload, TransportError
+from adapters.transports.fhir_rest import ServerLimit
 from tests.adapters.transports.http_peer import HttpPeer, Reply, outcome
 
 PATIENT = "urn:uuid:00000000-0000-0000-0000-00000000000a"
@@ -69,6 +70,8 @@ class FhirServer:
     def __init__(self) -> None:
         self.ids = itertools.count(1)
         self.fail: dict[str, Reply] = {}
+        self.entry_status: dict[str, str] = {}  # a batch entry's status by resource type
+        self.locations = True  # batch entries answered with a location
         self.accepted_tokens = {"tok-1", "tok-2", "tok-3"}
         self.tokens_issued: list[dict] = []
         self.token_reply: Reply | None = None
@@ -82,6 +85,8 @@ class FhirServer:
         rtype = request.path.removeprefix("/fhir/").split("?")[0].split("/")[0]
         if rtype in self.fail:
             return self.fail[rtype]
+        if rtype == "" and request.json()["type"] == "batch":
+            return Reply(200, self.batch_response(request.json()["entry"]))
         if rtype == "":  # a transaction
             entries = request.json()["entry"]
             return Reply(
@@ -108,6 +113,20 @@ class FhirServer:
             outcome("information", "informational", f"stored {rtype}/{new_id}"),
             {"Location": self.peer.url(f"/fhir/{rtype}/{new_id}/_history/1")},
         )
+
+    def batch_response(self, entries: list[dict]) -> dict:
+        """Each entry answered as ``entry_status`` says for its type (201 and a location else)."""
+        answers = []
+        for entry in entries:
+            rtype = entry["request"]["url"].split("?")[0].split("/")[0]
+            status = self.entry_status.get(rtype, "201 Created")
+            response: dict = {"status": status}
+            if status.startswith("2") and self.locations:
+                response["location"] = f"{rtype}/{next(self.ids)}/_history/1"
+            elif not status.startswith("2"):
+                response["outcome"] = outcome("error", "processing", f"{rtype} said {status}")
+            answers.append({"response": response})
+        return {"resourceType": "Bundle", "type": "batch-response", "entry": answers}
 
     def token(self, request) -> Reply:
         self.tokens_issued.append({"headers": request.headers, "form": parse_qs(request.body)})
@@ -187,6 +206,105 @@ def test_an_answer_that_is_not_json_has_no_issues(fhir):
     assert "bad gateway" in caught.value.response
 
 
+# ---------------------------------------------------------------------------- batch
+
+
+def test_batch_sends_one_batch_per_dependency_level_with_server_ids(fhir):
+    result = transport(fhir, mode="batch").send(payload(), timeout=5)
+    first, second = (r.json() for r in fhir.peer.requests)
+    assert first["type"] == second["type"] == "batch"
+    assert [e["request"] for e in first["entry"]] == [
+        BUNDLE["entry"][1]["request"],  # the Patient and the Practitioner refer to nothing
+        BUNDLE["entry"][2]["request"],  # (as written: conditional update, conditional create)
+    ]
+    assert all("fullUrl" not in e for e in first["entry"])
+    [observation] = second["entry"]
+    assert observation["resource"]["subject"] == {"reference": "Patient/1"}
+    assert observation["resource"]["performer"] == [{"reference": "Practitioner/2"}]
+    assert [r.headers["Idempotency-Key"] for r in fhir.peer.requests] == ["key-1-b1", "key-1-b2"]
+    assert result.summary == "batch: 201, 201, 201"
+    assert result.request.startswith("2 batch Bundles to ")
+
+
+def test_batch_refers_by_conditional_reference_when_the_server_names_no_id(fhir):
+    fhir.locations = False
+    transport(fhir, mode="batch").send(payload(), timeout=5)
+    [observation] = fhir.peer.requests[1].json()["entry"]
+    assert observation["resource"]["subject"] == {"reference": "Patient?identifier=urn:mrn|123"}
+    assert observation["resource"]["performer"] == [
+        {"reference": "Practitioner?identifier=urn:npi|9"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "permanent"),
+    [({"Practitioner": "503"}, False), ({"Practitioner": "503", "Patient": "422"}, True)],
+)
+def test_a_partly_failed_batch_is_permanent_only_when_an_entry_can_never_succeed(
+    fhir, statuses, permanent
+):
+    fhir.entry_status = statuses
+    with pytest.raises(TransportError) as caught:
+        transport(fhir, mode="batch").send(payload(), timeout=5)
+    error = caught.value
+    assert error.permanent is permanent and not isinstance(error, ServerLimit)
+    assert str(error).startswith(f"batch 1 (2 entries): {fhir.peer.url('/fhir/')} refused")
+    assert "POST Practitioner 503: Practitioner said 503" in str(error)
+    assert "123" not in str(error)  # the conditional URL (an MRN) stays out of the log
+    assert len(fhir.peer.requests) == 1  # the Observation, which needs both, was not sent
+
+
+def test_a_batch_answer_that_is_not_a_batch_response_is_transient(fhir):
+    fhir.fail[""] = Reply(200, outcome("information", "informational", "ok?"))
+    with pytest.raises(TransportError) as caught:
+        transport(fhir, mode="batch").send(payload(), timeout=5)
+    assert not caught.value.permanent
+    assert "without a batch-response Bundle of 2 entries" in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- server limits
+
+
+@pytest.mark.parametrize(
+    ("mode", "fix"),
+    [
+        ("transaction", "use mode batch (one batch per dependency level) or per_resource"),
+        ("batch", "use mode per_resource"),
+    ],
+)
+def test_a_size_refusal_names_the_limit_and_the_mode_that_fits(fhir, mode, fix):
+    fhir.fail[""] = Reply(413, b"Request Entity Too Large")
+    with pytest.raises(ServerLimit) as caught:
+        transport(fhir, mode=mode).send(payload(), timeout=5)
+    error = caught.value
+    assert error.permanent and error.status_code == 413
+    assert str(error).endswith(fix)
+    if mode == "transaction":
+        assert "a transaction of 3 entries (3 conditional, 2 updates) (413)" in str(error)
+
+
+def test_a_rate_limit_is_no_size_limit(fhir):
+    fhir.fail[""] = Reply(429, outcome("error", "throttled", "rate limit exceeded"))
+    with pytest.raises(TransportError) as caught:
+        transport(fhir).send(payload(), timeout=5)
+    assert not isinstance(caught.value, ServerLimit) and not caught.value.permanent
+
+
+def test_the_mode_is_offered_with_what_each_one_does():
+    schema = type(build_transport("fhir_rest", {"base_url": "https://ehr/fhir"}).config)
+    mode = schema.model_json_schema()["properties"]["mode"]
+    assert mode["enum"] == ["transaction", "batch", "per_resource"]
+    assert mode["default"] == "transaction"
+    for word in (
+        "transaction:",
+        "batch:",
+        "per_resource:",
+        "Medplum",
+        "rather than duplicating it",
+    ):
+        assert word in mode["description"]
+
+
 # ---------------------------------------------------------------------------- per resource
 
 
@@ -215,6 +333,66 @@ def test_per_resource_sends_referenced_resources_first_and_rewrites_references(f
         "stored Practitioner/2",
         "stored Observation/3",
     ]
+
+
+CONDITION = "urn:uuid:00000000-0000-0000-0000-00000000000d"
+ENCOUNTER = "urn:uuid:00000000-0000-0000-0000-00000000000e"
+CYCLE = {  # Condition.encounter and Encounter.diagnosis refer to each other, as ADT maps write
+    "resourceType": "Bundle",
+    "type": "transaction",
+    "entry": [
+        {
+            "fullUrl": CONDITION,
+            "resource": {
+                "resourceType": "Condition",
+                "identifier": [{"system": "urn:dg1", "value": "d1"}],
+                "subject": {"reference": "Patient/p"},
+                "encounter": {"reference": ENCOUNTER},
+            },
+            "request": {"method": "PUT", "url": "Condition?identifier=urn:dg1|d1"},
+        },
+        {
+            "fullUrl": ENCOUNTER,
+            "resource": {
+                "resourceType": "Encounter",
+                "identifier": [{"system": "urn:visit", "value": "v1"}],
+                "diagnosis": [{"condition": {"reference": CONDITION}, "rank": 1}],
+            },
+            "request": {"method": "PUT", "url": "Encounter?identifier=urn:visit|v1"},
+        },
+    ],
+}
+
+
+def test_per_resource_completes_a_reference_cycle_once_both_are_stored(fhir):
+    result = transport(fhir, mode="per_resource").send(payload(CYCLE), timeout=5)
+    sent = [(r.method, unquote(r.path), r.json()) for r in fhir.peer.requests]
+    assert [(method, path) for method, path, _ in sent] == [
+        # the Condition comes first in the Bundle, so the Encounter it needs goes before it
+        ("PUT", "/fhir/Encounter?identifier=urn:visit|v1"),
+        ("PUT", "/fhir/Condition?identifier=urn:dg1|d1"),
+        ("PUT", "/fhir/Encounter/1"),  # the update that adds what had to wait
+    ]
+    first, condition, completion = (body for _, _, body in sent)
+    assert "diagnosis" not in first  # the list item that held the reference waits, whole
+    assert first["identifier"] == [{"system": "urn:visit", "value": "v1"}]
+    assert condition["encounter"] == {"reference": "Encounter/1"}
+    assert completion["id"] == "1"
+    assert completion["diagnosis"] == [{"condition": {"reference": "Condition/2"}, "rank": 1}]
+    assert result.summary == "per_resource: 201, 201, 201"
+
+
+def test_batch_completes_a_reference_cycle_in_a_last_batch(fhir):
+    result = transport(fhir, mode="batch").send(payload(CYCLE), timeout=5)
+    batches = [r.json()["entry"] for r in fhir.peer.requests]
+    assert [[e["request"]["url"] for e in batch] for batch in batches] == [
+        ["Encounter?identifier=urn:visit|v1"],
+        ["Condition?identifier=urn:dg1|d1"],
+        ["Encounter/1"],
+    ]
+    assert "diagnosis" not in batches[0][0]["resource"]
+    assert batches[2][0]["resource"]["diagnosis"][0]["condition"] == {"reference": "Condition/2"}
+    assert result.request.startswith("3 batch Bundles to ")
 
 
 def test_per_resource_without_requests_uses_the_identifier_then_the_id(fhir):
