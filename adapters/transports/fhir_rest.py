@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import re
 import threading
 import time
@@ -49,7 +48,7 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
 
-from adapters.codecs import bounded_json
+from adapters.codecs import bounded_json, exact_json
 from adapters.registry import register_transport
 from adapters.transports.base import Encoded, Payload, SendResult, TransportError
 from adapters.transports.webhook import (
@@ -194,7 +193,7 @@ class FhirRestTransport:
         headers = {"Idempotency-Key": key, "X-Request-Id": key, **extra}
         body = None
         if resource is not None and method in ("POST", "PUT"):
-            body = json.dumps(resource, separators=(",", ":")).encode()
+            body = exact_json.dumps(resource, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/fhir+json"
         left = max(0.001, deadline - time.monotonic())
         try:
@@ -243,7 +242,7 @@ class FhirRestTransport:
         answer's issues are added to ``issues``."""
         bundle = {"resourceType": "Bundle", "type": "batch"}
         bundle["entry"] = [batch_entry(*p) for p in prepared]
-        body = json.dumps(bundle, separators=(",", ":")).encode()
+        body = exact_json.dumps(bundle, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/fhir+json", "Idempotency-Key": key}
         headers["X-Request-Id"] = key
         left = max(0.001, deadline - time.monotonic())
@@ -413,7 +412,7 @@ class ServerLimit(TransportError):
 def transaction_size(payload: Payload) -> str:
     """The size as server limits count it: "N entries (C conditional, U updates)"."""
     try:
-        entries = [e for e in json.loads(payload.body)["entry"] if isinstance(e, dict)]
+        entries = [e for e in exact_json.loads(payload.body)["entry"] if isinstance(e, dict)]
     except (ValueError, KeyError, TypeError):
         return f"{len(payload.body)} bytes"
     requests = [e.get("request") or {} for e in entries]
@@ -479,7 +478,7 @@ def batch_failure(where, origin_, failed, count, issues) -> TransportError:
 
 def bundle_entries(payload: Payload) -> list[tuple[int, dict]]:
     try:
-        entries = list(enumerate(json.loads(payload.body)["entry"]))
+        entries = list(enumerate(exact_json.loads(payload.body)["entry"]))
         if not all(isinstance(e, dict) for _, e in entries):
             raise TypeError("an entry is not an object")
     except (ValueError, KeyError, TypeError) as exc:

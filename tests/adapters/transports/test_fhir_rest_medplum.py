@@ -4,12 +4,11 @@ in a local Node process, tests/fhir_server), with Bundles converted from the sha
 from __future__ import annotations
 
 import copy
-import json
 from collections import Counter
 
 import pytest
 
-from adapters.codecs import hl7v2
+from adapters.codecs import exact_json, hl7v2
 from adapters.mapping.convert import convert
 from adapters.mapping.result import MappingError
 from adapters.registry import build_transport
@@ -19,7 +18,7 @@ from tests.fhir_server import MedplumServer
 from tests.support import require_corpus
 
 # > 8 entries, all conditional (Medplum: "requires strict isolation but has too many entries")
-ORU = "oru/fhirconv_oru_r01_v251.hl7"  # 42 entries
+ORU = "oru/fhirconv_oru_r01_v251.hl7"  # 46 entries
 ADT = "adt/fhirconv_adt_a01_v28_full.hl7"  # 51 entries
 # > 50 conditional updates (Medplum: "more update operations than allowed")
 CASELAB = "oru/cdc_oru_r01_v251_caselab_escaped_F.hl7"  # 83 entries, 82 PUT
@@ -44,7 +43,7 @@ def bundle_of(name: str) -> dict:
 
 
 def payload(bundle: dict, key: str = "msg-1") -> Payload:
-    return Payload(json.dumps(bundle).encode(), "application/fhir+json", key, "m1", None, 1)
+    return Payload(exact_json.dumps(bundle).encode(), "application/fhir+json", key, "m1", None, 1)
 
 
 def send(server: MedplumServer, mode: str, bundle: dict, key: str = "msg-1"):
@@ -84,7 +83,7 @@ def the_patient(server: MedplumServer, bundle: dict) -> dict:
 @pytest.mark.parametrize(
     "name, said, size",
     [
-        (ORU, "Transaction requires strict isolation but has too many entries", "42 entries"),
+        (ORU, "Transaction requires strict isolation but has too many entries", "46 entries"),
         (CASELAB, "Transaction contains more update operations than allowed", "83 entries"),
     ],
 )

@@ -554,3 +554,23 @@ def test_secrets_are_marked_and_never_shown(fhir):
 def test_bearer_token_and_oauth2_together_is_a_config_error(fhir):
     with pytest.raises(ConfigError, match="not both"):
         transport(fhir, bearer_token="x", oauth2=oauth(fhir))
+
+
+@pytest.mark.parametrize("mode", ["batch", "per_resource", "transaction"])
+def test_every_mode_sends_decimals_as_they_were_written(fhir, mode):
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "potassium"},
+        "valueQuantity": {"value": "__1.50__", "unit": "mmol/L"},
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": observation, "request": {"method": "POST", "url": "Observation"}}],
+    }
+    body = json.dumps(bundle).replace('"__1.50__"', "1.50").encode()
+    sent = Payload(body, "application/fhir+json", "key-dec", "m1", None, 1)
+    transport(fhir, mode=mode).send(sent, timeout=5)
+    [request] = fhir.peer.requests
+    assert b'"value":1.50' in request.body.replace(b" ", b"")
