@@ -56,6 +56,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from adapters.registry import ConfigError
+from channels_app import drafts
 from channels_app.channels import checked_enabled, checked_tags
 from channels_app.destinations import (
     POLICY_LIMITS,
@@ -763,17 +764,43 @@ class Applied:
 def apply_channel(channel_doc: dict, user, *, publish: bool) -> Applied:
     """Write one channel of a file: checked again here (Refused, nothing written), then its
     settings, destinations and samples; with ``publish`` recorded as a new version (none when
-    nothing changed). Call it inside one transaction per file."""
+    nothing changed). Without it, an existing channel's settings and destinations become its
+    draft (what runs changes when the draft is published); a new channel is created as it is.
+    Call it inside one transaction per file."""
     plan = plan_channel(channel_doc)
+    if plan.channel is not None and not publish:
+        drafts.save_draft(plan.channel, _as_draft(plan, channel_doc), user, "imported from YAML")
+        _apply_samples(plan.channel, plan.samples, user)
+        return Applied(plan, plan.channel, None)
     channel = plan.channel or Channel()
     for key, value in plan.settings.items():
         setattr(channel, key, value)
-    # TODO(drafts): without publish, save plan.settings (and the destinations below) as the
-    # channel's draft instead of writing them to the live channel; publish then records it.
     channel.save()
     _apply_destinations(channel, plan.destinations)
     _apply_samples(channel, plan.samples, user)
     return Applied(plan, channel, _published(channel, user) if publish else None)
+
+
+def _as_draft(plan: ChannelPlan, channel_doc: dict) -> dict:
+    """The file's channel as a draft document: its checked settings, and secrets as the file
+    writes them (the marker keeps the stored one, as in any draft)."""
+    own = {d.name: d.pk for d in plan.channel.destinations.all()}
+    written = {d.get("name"): d for d in channel_doc.get("destinations") or []}
+    return {
+        **{key: value for key, value in plan.settings.items() if key != "source_config"},
+        "name": plan.name,
+        "source_config": channel_doc.get("source_config") or {},
+        "destinations": [
+            {
+                "id": own.get(item.name),
+                "name": item.name,
+                "transport": item.transport,
+                "config": written[item.name].get("config") or {},
+                **item.settings,
+            }
+            for item in plan.destinations
+        ],
+    }
 
 
 def _published(channel: Channel, user) -> ChannelVersion | None:

@@ -3,9 +3,8 @@ commands all call these, which export and import through channels_app.config_io 
 audit entries (an export holds the samples, which hold PHI; an import changes configuration).
 
 Import applies a whole file in one transaction: a channel refused (checked again as it is
-written) undoes the ones before it. Without ``publish`` the settings are written to the channel
-and no version is recorded; once drafts exist the file becomes each channel's draft instead
-(see ``TODO(drafts)`` in config_io.apply_channel).
+written) undoes the ones before it. Without ``publish`` the file becomes each existing channel's
+draft (published later, after review); a new channel is created as it is.
 """
 
 from __future__ import annotations

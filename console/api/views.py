@@ -303,7 +303,7 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         """Import a YAML file (``document``): checked whole first; refused with every problem
         (its channel and key path) and nothing applied, or the changes per channel, applied in
         one transaction unless ``dry_run``; ``publish`` records each changed channel as a new
-        version (without it, no version is recorded)."""
+        version (without it, the file becomes each existing channel's draft)."""
         form = s.ImportRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data

@@ -86,8 +86,10 @@ def _summary(applied) -> str:
     for result in applied:
         if result.version:
             parts.append(f"“{result.channel.name}” (version {result.version.number})")
+        elif result.plan.changes and result.plan.new:
+            parts.append(f"“{result.channel.name}” (created, not published)")
         elif result.plan.changes:
-            parts.append(f"“{result.channel.name}” (not published)")
+            parts.append(f"“{result.channel.name}” (saved as its draft: review and publish it)")
     if not parts:
         return "Imported: nothing changed."
     return "Imported " + ", ".join(parts) + "."

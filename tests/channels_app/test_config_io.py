@@ -336,3 +336,29 @@ def test_a_destination_left_out_that_has_deliveries_is_disabled_not_deleted():
     assert gone.enabled is False and kept.enabled is True
     [again] = plan_document(config_io.dump(doc))
     assert again.changes == [], "disabled already: importing the file again changes nothing"
+
+
+def test_without_publish_a_file_becomes_the_channels_draft_and_runs_once_published():
+    from channels_app import drafts
+
+    [mllp, *_] = every_kind(secrets=True)
+    mllp.publish()
+
+    def change(channels):
+        channels["ADT demo"]["route_filter"] = "%messageCode = 'ORU'"
+        channels["ADT demo"]["destinations"][1]["timeout_s"] = 7
+
+    [applied, *_] = [a for a in import_text(edited(change), publish=False) if a.plan.changes]
+    assert applied.version is None
+    mllp.refresh_from_db()
+    assert mllp.route_filter == "%messageCode = 'ADT'"  # what runs is untouched
+    draft = drafts.draft_of(mllp)
+    assert draft["route_filter"] == "%messageCode = 'ORU'"
+    assert {d["name"]: d["timeout_s"] for d in draft["destinations"]}["fhir"] == 7
+    drafts.publish_draft(mllp, None, "reviewed")
+    mllp.refresh_from_db()
+    assert mllp.route_filter == "%messageCode = 'ORU'"
+    assert mllp.destinations.get(name="fhir").timeout_s == 7
+    assert open_config("fhir_rest", mllp.destinations.get(name="fhir").config)["bearer_token"] == (
+        "fhir-token"
+    )  # the secret the file shows as the marker is kept

@@ -89,13 +89,16 @@ def test_publish_applies_records_a_version_and_audits(channel, tmp_path):
 
 
 @pytest.mark.django_db
-def test_without_publish_the_settings_are_written_and_no_version_recorded(channel, tmp_path):
+def test_without_publish_the_file_becomes_the_channels_draft(channel, tmp_path):
+    from channels_app import drafts
+
     file = tmp_path / "adt.yaml"
     file.write_text(export_yaml([channel]).replace("route_filter: ''", "route_filter: 'true'"))
     out, _ = run("import_channels", str(file))
-    assert "not published" in out
+    assert "saved as its draft" in out
     channel.refresh_from_db()
-    assert channel.route_filter == "true" and channel.current_version() is None
+    assert channel.route_filter == "" and channel.current_version() is None
+    assert drafts.draft_of(channel)["route_filter"] == "true"
 
 
 @pytest.mark.django_db

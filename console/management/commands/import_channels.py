@@ -7,9 +7,9 @@
 The whole file is checked first: an unknown key, a bad setting, a routing condition or field
 rule that does not compile refuses it, each problem on standard error with its channel and key
 path, and the exit status is 1; nothing is applied. Otherwise the changes are printed, then
-applied in one transaction. Without --publish the settings are written to each channel without
-recording a version (once drafts exist, they become the channel's draft); with --publish each
-changed channel is published as a new version. Audited as shell:import_channels.
+applied in one transaction. Without --publish each existing channel's settings become its draft
+(what runs changes when the draft is published); with --publish each changed channel is
+published as a new version. Audited as shell:import_channels.
 """
 
 from __future__ import annotations
@@ -78,4 +78,8 @@ class Command(BaseCommand):
 def _outcome(result, publish: bool) -> str:
     if result.version:
         return f"published as version {result.version.number}"
-    return "nothing new to publish" if publish else "not published (no version recorded)"
+    if publish:
+        return "nothing new to publish"
+    if result.plan.new:
+        return "created, not published (no version yet)"
+    return "saved as its draft: review and publish it to put it live"
