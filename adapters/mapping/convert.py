@@ -28,15 +28,10 @@ def convert(
     Raises UnsupportedMessageType for a type without a map, MappingError when the message
     lacks what the map requires or the Bundle would not be valid FHIR R4.
     """
-    code, event = message.message_code, message.trigger_event
-    handler = registry.lookup(code, event)
-    if handler is None:
-        events = registry.supported_events(code)
-        if events:  # the code is mapped, this event is not: say which events are
-            raise UnsupportedMessageType(
-                message.message_type, supported=[f"{code.upper()}^{e}" for e in events]
-            )
-        raise UnsupportedMessageType(message.message_type, supported=registry.supported_codes())
+    unsupported = unmapped(message)
+    if unsupported:
+        raise unsupported
+    handler = registry.lookup(message.message_code, message.trigger_event)
     ctx = Context(message, default_tz=default_tz, profile=profile)
     try:
         handler(ctx)
@@ -69,6 +64,20 @@ def convert(
     ),
     ("MSH-10", "Bundle.identifier.value", "text; system from MSH-3, else MSH-4"),
 )
+def unmapped(message: hl7v2.Message) -> UnsupportedMessageType | None:
+    """Why ``message`` has no built-in map (naming what is mapped), or None when it has one: a
+    dictionary lookup, cheap enough for ingest to answer the sender with it."""
+    code, event = message.message_code, message.trigger_event
+    if registry.lookup(code, event) is not None:
+        return None
+    events = registry.supported_events(code)
+    if events:  # the code is mapped, this event is not: say which events are
+        return UnsupportedMessageType(
+            message.message_type, supported=[f"{code.upper()}^{e}" for e in events]
+        )
+    return UnsupportedMessageType(message.message_type, supported=registry.supported_codes())
+
+
 def _bundle(ctx: Context) -> dict:
     """MSH -> Bundle: MSH-10 -> identifier.value (system from MSH-3, else MSH-4), MSH-7 ->
     timestamp."""

@@ -21,6 +21,7 @@ import psycopg
 
 from adapters.codecs import hl7v2
 from adapters.codecs.hl7v2_ack import Header
+from adapters.mapping.convert import unmapped
 from channels_app import events
 from channels_app.sealing import seal_many
 
@@ -74,6 +75,10 @@ def read_inbound(
         return item
     item.header = Header.of(message)
     item.message_type = message.message_type
+    # A type without a map can never be converted: stored with its error and answered AR now,
+    # not acknowledged AA and failed later where the sender cannot see it.
+    if unsupported := unmapped(message):
+        item.error, item.error_stage = unsupported, "map"
     return item
 
 
@@ -179,20 +184,26 @@ def _row(item: Inbound, key: str | None, raw: bytes) -> tuple:
         item.channel_version_id,
         item.received_at,
         ERROR_STATUS if error else RECEIVED_STATUS,
-        item.message_type[:40],
-        h.control_id[:200],
-        h.sending_application[:200],
-        h.sending_facility[:200],
+        _text(item.message_type, 40),
+        _text(h.control_id, 200),
+        _text(h.sending_application, 200),
+        _text(h.sending_facility, 200),
         item.remote_addr[:100],
         raw,
         item.error_stage if error else "",
         type(error).__name__ if error else "",
-        (getattr(error, "location", "") or "")[:200] if error else "",
-        str(error)[:4000] if error else "",
+        _text(str(getattr(error, "location", "") or ""), 200) if error else "",
+        _text(str(error), 4000) if error else "",
         key,
         len(item.raw),
         item.content_type[:60],
     )
+
+
+def _text(value: str, limit: int) -> str:
+    """A sender's text as a PostgreSQL text column takes it: a NUL (which no text column
+    holds) written as ``\\x00``, the rest kept. The body itself is stored as sent."""
+    return (value.replace("\x00", "\\x00") if "\x00" in value else value)[:limit]
 
 
 async def store_batch(conn: psycopg.AsyncConnection, items: list[Inbound]) -> list[Stored]:

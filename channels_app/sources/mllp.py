@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from adapters.codecs.hl7v2 import DEFAULT_ENCODING, Encoding, escape
 from adapters.codecs.hl7v2_ack import AckMode, Header, Verdict, ack_code, build_ack
+from adapters.mapping.result import UnsupportedMessageType
 from adapters.transports.mllp import (
     COMMIT_ACK,
     COMMIT_ACK_BLOCK,
@@ -163,18 +164,32 @@ def _ack_text(
         error = item.error
         location = None
         if getattr(error, "segment", None):
-            location = (error.segment, error.segment_index, error.field)
-        reading_failed = verdict == "reject"
+            location = (error.segment, getattr(error, "segment_index", 1), _field(error.field))
         reason = getattr(error, "bare_reason", None) or str(error)
         ack = build_ack(
             header,
             code,
             control_id=control_id,
             text=reason,
-            error_code="internal" if reading_failed else "segment_sequence",
+            error_code=_error_code(item, verdict),
             error_location=location,
         )
     return ack
+
+
+def _field(field) -> int | None:
+    """A field's number: a parse error gives it as such, a map error as its path ("MSH-9")."""
+    if isinstance(field, int) or field is None:
+        return field
+    number = str(field).rpartition("-")[2]
+    return int(number) if number.isdigit() else None
+
+
+def _error_code(item: Inbound, verdict: Verdict) -> str:
+    """ERR-3: a type without a map is the standard's 200; a message not read at all, 207."""
+    if isinstance(item.error, UnsupportedMessageType):
+        return "unsupported_message_type"
+    return "internal" if verdict == "reject" else "segment_sequence"
 
 
 def _verdict(item: Inbound, failure: str | None) -> Verdict:
