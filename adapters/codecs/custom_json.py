@@ -253,7 +253,12 @@ def to_bundle(document: Any, compiled: JsonMap, *, check: bool = True) -> Conver
     issues: list[ConversionIssue] = []
     key = _document_key(document, compiled, issues)
     built = [t for t in compiled.resources if _wanted(t, document, compiled, issues)]
-    urls = {t: "urn:uuid:" + stable_uuid("json", t, key) for t in built}
+    # Each resource's stable id names it (its derived identifier, when it has no business one);
+    # its fullUrl is another UUID derived from that id, as the v2 maps do (adapters.mapping.context):
+    # a server that rewrites a fullUrl wherever it appears must leave the identifier alone.
+    ids = {t: stable_uuid("json", t, key) for t in built}
+    urls = {t: "urn:uuid:" + stable_uuid("entry", ids[t]) for t in built}
+    derived = {urls[t]: "urn:uuid:" + ids[t] for t in built}
     skeleton = {
         "resourceType": "Bundle",
         "id": stable_uuid("Bundle", "json", key),
@@ -266,7 +271,7 @@ def to_bundle(document: Any, compiled: JsonMap, *, check: bool = True) -> Conver
     # A required rule of a resource its `when` left out has nothing to require.
     rule_issues = [i for i in rule_issues if _resource_of(i.target) in urls]
     issues += [_issue(i) for i in rule_issues]
-    entries = [_finish(e, compiled, issues) for e in bundle["entry"]]
+    entries = [_finish(e, compiled, issues, derived[e["fullUrl"]]) for e in bundle["entry"]]
     bundle["entry"] = [e for e in entries if e is not None]
     if not bundle["entry"]:
         del bundle["entry"]  # FHIR allows no empty arrays
@@ -318,8 +323,11 @@ def _document_key(document: Any, compiled: JsonMap, issues: list[ConversionIssue
     return "sha1:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def _finish(entry: dict, compiled: JsonMap, issues: list[ConversionIssue]) -> dict | None:
-    """The entry with its conditional request, or None for a resource no rule wrote to."""
+def _finish(
+    entry: dict, compiled: JsonMap, issues: list[ConversionIssue], derived: str
+) -> dict | None:
+    """The entry with its conditional request (on ``derived``, its stable id, when no rule
+    gave it a business identifier), or None for a resource no rule wrote to."""
     resource = entry["resource"]
     rtype = resource["resourceType"]
     if len(resource) == 1:
@@ -342,7 +350,7 @@ def _finish(entry: dict, compiled: JsonMap, issues: list[ConversionIssue]) -> di
     listed = current if isinstance(current, list) else [current] if current else []
     identity = next((i for i in listed if _searchable(i)), None)
     if identity is None:
-        identity = {"system": URI_SYSTEM, "value": entry["fullUrl"]}
+        identity = {"system": URI_SYSTEM, "value": derived}
         resource = {**resource, "identifier": [*listed, identity] if repeats else identity}
     request = {"method": "PUT", "url": f"{rtype}?identifier={search_value(identity)}"}
     return {**entry, "resource": resource, "request": request}

@@ -12,8 +12,10 @@ identifier-based conditional request:
   references.
 
 A resource with no business identifier gets one derived from the message
-(``urn:ietf:rfc:3986`` | ``urn:uuid:<uuid5>``), the same UUID as its ``fullUrl``, so the
-conditional request still makes re-delivery idempotent.
+(``urn:ietf:rfc:3986`` | ``urn:uuid:<uuid5>``), so the conditional request still makes
+re-delivery idempotent. Its ``fullUrl`` is another UUID derived from that one: a server that
+rewrites every occurrence of a fullUrl in a transaction (Medplum does) must not rewrite the
+identifier too, or a retry's conditional request would find nothing and duplicate.
 """
 
 from __future__ import annotations
@@ -57,10 +59,12 @@ def _url_part(text: str) -> str:
 
 
 def search_value(identifier: dict) -> str:
-    """``system|value`` for a search URL, each side escaped so '|', '&' or '#' cannot break it."""
+    """``system|value`` for a search URL, each side escaped so '|', '&' or '#' cannot break it;
+    ``|value`` for an identifier without a system (FHIR's "no system"), so it cannot match the
+    same value under some other system."""
     value = _url_part(identifier["value"])
     system = identifier.get("system")
-    return f"{_url_part(system)}|{value}" if system else value
+    return f"{_url_part(system)}|{value}" if system else f"|{value}"
 
 
 class Context:
@@ -318,9 +322,9 @@ class Context:
         if known:
             return known
         rid = stable_uuid(rtype, dedupe)
-        full_url = "urn:uuid:" + rid
+        full_url = "urn:uuid:" + stable_uuid("entry", rid)
         if identity is None:
-            identity = {"system": cs.URI_SYSTEM, "value": full_url}
+            identity = {"system": cs.URI_SYSTEM, "value": "urn:uuid:" + rid}
             identifiers = resource.get("identifier")
             if isinstance(identifiers, list):
                 identifiers.append(identity)

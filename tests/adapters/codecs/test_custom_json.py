@@ -114,13 +114,15 @@ def test_a_key_makes_the_ids_follow_the_business_key_not_the_content():
     assert [e["fullUrl"] for e in first["entry"]] == [e["fullUrl"] for e in changed["entry"]]
 
 
-def test_a_resource_without_a_business_identifier_gets_one_from_its_full_url():
+def test_a_resource_without_a_business_identifier_gets_a_stable_one_not_its_full_url():
     order = copy.deepcopy(ORDER)
     del order["visit"]["number"]
     bundle = to_bundle(order, compile_json_map(MAP)).bundle
     encounter = entry(bundle, "Encounter")
-    derived = {"system": "urn:ietf:rfc:3986", "value": encounter["fullUrl"]}
-    assert encounter["resource"]["identifier"] == [derived]
+    [derived] = encounter["resource"]["identifier"]
+    assert derived["system"] == "urn:ietf:rfc:3986" and derived["value"].startswith("urn:uuid:")
+    assert derived["value"] != encounter["fullUrl"]  # a server rewriting fullUrls leaves it be
+    assert to_bundle(order, compile_json_map(MAP)).bundle == bundle  # the same every time
     assert (
         encounter["request"]["url"] == f"Encounter?identifier=urn:ietf:rfc:3986|{derived['value']}"
     )

@@ -70,7 +70,9 @@ def test_a_referenced_resource_keeps_its_if_none_exist_in_step():
     request = entry(after, "Practitioner")["request"]
     assert request["method"] == "POST"
     value = entry(after, "Practitioner")["resource"]["identifier"][0]["value"]
-    assert value.startswith("X") and request["ifNoneExist"] == "identifier=" + value
+    assert (
+        value.startswith("X") and request["ifNoneExist"] == "identifier=|" + value
+    )  # no system: "|value"
     assert entry(before, "Practitioner")["request"]["ifNoneExist"] != request["ifNoneExist"]
 
 
