@@ -18,10 +18,8 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -30,16 +28,13 @@ import psutil
 import psycopg
 from cryptography.fernet import Fernet
 
+from bench.spine import pct, wait_port
+
 ROOT = Path(__file__).resolve().parent.parent
 INGEST_S = float(os.environ.get("BENCH_INGEST_S", 5))
 ACK_S = float(os.environ.get("BENCH_ACK_S", 10))
 ROUNDS = int(os.environ.get("BENCH_INGEST_ROUNDS", 4))
 CONNECTIONS = 16
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else -1.0
 
 
 def bench_url() -> str:
@@ -92,7 +87,7 @@ class Servers:
             stderr=subprocess.STDOUT,
         )
         self.ports[name] = port
-        _wait_port(port)
+        wait_port(port, timeout=60)
 
     def cpu_s(self, name: str) -> float:
         times = psutil.Process(self.procs[name].pid).cpu_times()
@@ -195,16 +190,6 @@ def main() -> None:
         servers.stop()
     report(figures, load_before, os.getloadavg())
     print("BENCH " + json.dumps(figures))
-
-
-def _wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 if __name__ == "__main__":

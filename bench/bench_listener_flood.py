@@ -28,6 +28,7 @@ from urllib.parse import urlparse, urlunparse
 import psycopg
 
 from bench.load import END, START, message
+from bench.spine import wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = int(os.environ.get("BENCH_FLOOD_MESSAGES", 200))
@@ -183,7 +184,7 @@ def main() -> None:
     figures: dict = {}
     try:
         for port in (flood_port, idle_port):
-            _wait_port(port)
+            wait_port(port, timeout=60)
         flood = frame_flood(flood_port)
         lat = flood["latencies"]
         figures.update(
@@ -216,16 +217,6 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(listener.pid, signal.SIGKILL)
     print("BENCH " + json.dumps(figures))
-
-
-def _wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"listener did not open port {port}")
 
 
 if __name__ == "__main__":

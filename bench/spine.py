@@ -92,7 +92,7 @@ class Stack:
     def start_listener(self) -> None:
         self.spawn("sink", sys.executable, "-m", "bench.sink", str(self.sink_port))
         self.spawn("listener", sys.executable, "manage.py", "run_listeners", "--channel", "bench")
-        _wait_port(self.mllp_port)
+        wait_port(self.mllp_port)
 
     def start_workers(self) -> None:
         """The process and deliver workers, as console/run.py starts them."""
@@ -106,7 +106,7 @@ class Stack:
             "web", sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
             "console.asgi:application",
         )  # fmt: skip
-        _wait_port(port)
+        wait_port(port)
 
     def pids(self) -> dict[str, list[int]]:
         """Each role's processes (children included), and the database's backends."""
@@ -338,7 +338,8 @@ def throughput(loadgen, stack: Stack) -> dict:
     }
 
 
-def _wait_port(port: int, timeout: float = 30) -> None:
+def wait_port(port: int, timeout: float = 30) -> None:
+    """Until something listens on 127.0.0.1:``port`` (RuntimeError after ``timeout``)."""
     import socket
 
     deadline = time.monotonic() + timeout
