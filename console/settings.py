@@ -227,6 +227,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Every route needs a role; send `Authorization: Bearer hub_…` (see README).",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "state" or "status": each enum by its own name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertStateEnum": "channels_app.models.alerts.Alert.State",
+        "AlertNoticeStateEnum": "channels_app.models.alerts.AlertNotice.State",
+        "ReplayJobStateEnum": "channels_app.models.replay.ReplayJob.State",
+        "SourceStateEnum": "channels_app.models.heartbeat.SourceHeartbeat.State",
+        "MessageStatusEnum": "channels_app.models.traffic.Message.Status",
+        "DeliveryStatusEnum": "channels_app.models.traffic.Delivery.Status",
+    },
 }
 
 CHANNEL_LAYERS = {
