@@ -58,7 +58,7 @@ def has_value(bundle: dict, resource_type: str, path: str) -> bool:
 
 def all_rows():
     registry.load()
-    return [(m, row) for m in declared._SEGMENTS.values() for row in m.rows]
+    return [(m, row) for m in declared.all_maps() for row in m.rows]
 
 
 def test_every_declared_row_is_well_formed():

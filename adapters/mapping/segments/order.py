@@ -6,6 +6,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 from adapters.mapping.segments.report import group_identifier, order_identifiers
 
@@ -35,6 +36,57 @@ def order_status(ctx: Context, orc: hl7v2.Segment | None, default: str) -> str:
     return default
 
 
+@fields(
+    "ORC",
+    "ServiceRequest",
+    (
+        "ORC-1",
+        "ServiceRequest.status",
+        "order control (table 0119) -> status, when ORC-5 gives none",
+    ),
+    ("ORC-2", "ServiceRequest.identifier", "EI -> Identifier, type PLAC (OBR-2 first)"),
+    ("ORC-3", "ServiceRequest.identifier", "EI -> Identifier, type FILL (OBR-3 first)"),
+    ("ORC-4", "ServiceRequest.requisition", "EI -> Identifier, type PGN (also in identifier)"),
+    ("ORC-5", "ServiceRequest.status", "order status (table 0038) -> status"),
+    (
+        "ORC-8",
+        "ServiceRequest.basedOn",
+        "EIP -> the parent ServiceRequest (placer, filler ids)",
+        "a placer or filler id",
+    ),
+    ("ORC-9", "ServiceRequest.authoredOn", "DTM -> dateTime", "a valid date"),
+    ("ORC-12", "ServiceRequest.requester", "XCN -> Practitioner", "an id or a name"),
+)
+@fields(
+    "OBR",
+    "ServiceRequest",
+    ("OBR-2", "ServiceRequest.identifier", "EI -> Identifier, type PLAC"),
+    ("OBR-3", "ServiceRequest.identifier", "EI -> Identifier, type FILL"),
+    ("OBR-4", "ServiceRequest.code", "CWE -> CodeableConcept"),
+    ("OBR-5", "ServiceRequest.priority", "S/A/R/P/T/C -> priority", "a known code, no TQ1-9"),
+    ("OBR-16", "ServiceRequest.requester", "XCN -> Practitioner", "ORC-12 gives none"),
+    (
+        "OBR-27.4",
+        "ServiceRequest.occurrence",
+        "DTM -> occurrenceDateTime",
+        "no TQ1-7, a valid date",
+    ),
+    ("OBR-27.6", "ServiceRequest.priority", "S/A/R/P/T/C -> priority", "a known code, no TQ1-9"),
+    (
+        "OBR-29",
+        "ServiceRequest.basedOn",
+        "EIP -> the parent ServiceRequest",
+        "no ORC-8, a placer or filler id",
+    ),
+    ("OBR-31", "ServiceRequest.reasonCode", "CWE -> CodeableConcept, each repetition"),
+    ("OBR-53", "ServiceRequest.identifier", "EI -> Identifier, type PLAC (alternate placer)"),
+)
+@fields(
+    "TQ1",
+    "ServiceRequest",
+    ("TQ1-7", "ServiceRequest.occurrence", "DTM -> occurrenceDateTime", "a valid date"),
+    ("TQ1-9", "ServiceRequest.priority", "S/A/R/P/T/C -> priority", "a known code"),
+)
 def map_service_request(
     ctx: Context,
     orc: hl7v2.Segment | None,
