@@ -160,6 +160,16 @@ def map_service_request(
 REFERRAL_STATUS = {"A": "active", "P": "on-hold", "R": "revoked", "E": "revoked"}
 
 
+@fields(
+    "RF1",
+    "ServiceRequest",
+    ("RF1-1", "ServiceRequest.status", "A/P/R/E (table 0283) -> status, else unknown"),
+    ("RF1-2", "ServiceRequest.priority", "S/A/R/P/T/C -> priority", "a known code"),
+    ("RF1-3", "ServiceRequest.category", "CWE -> CodeableConcept"),
+    ("RF1-6", "ServiceRequest.identifier", "EI -> Identifier (originating referral id)"),
+    ("RF1-10", "ServiceRequest.reasonCode", "CWE -> CodeableConcept, each repetition"),
+    ("RF1-11", "ServiceRequest.identifier", "EI -> Identifier (external referral id)"),
+)
 def map_referral(ctx: Context, rf1: hl7v2.Segment) -> str | None:
     """RF1 -> ServiceRequest (the referral): status 1, priority 2, type 3 -> category,
     original and external referral ids 6/11 -> identifier, reason 10 -> reasonCode."""
