@@ -50,7 +50,8 @@ def note_text(ctx: Context, nte: hl7v2.Segment) -> str:
     "R30",
     "R31",
     "R32",
-    segments="MSH PID PD1 PV1 PV2 ORC:ServiceRequest OBR TQ1:ServiceRequest OBX NTE SPM FT1",
+    segments="MSH PID PD1 PV1 PV2 ORC:ServiceRequest OBR TQ1:ServiceRequest OBX"
+    " NTE:ServiceRequest NTE:Observation SPM FT1",
 )
 def oru(ctx: Context) -> None:
     ctx.require_segment("PID", "Patient")
@@ -74,7 +75,8 @@ def _patients(message: hl7v2.Message) -> list[list[hl7v2.Segment]]:
     "R22",
     "R23",
     "R24",
-    segments="MSH PID PD1 PV1 SPM OBX OBR ORC:ServiceRequest TQ1:ServiceRequest NTE",
+    segments="MSH PID PD1 PV1 SPM OBX OBR ORC:ServiceRequest TQ1:ServiceRequest NTE:ServiceRequest"
+    " NTE:Observation",
 )
 def oul(ctx: Context) -> None:
     """OUL: lab results as ORU gives them, but ORC follows its OBR, and in R22/R23 the

@@ -87,6 +87,16 @@ def order_status(ctx: Context, orc: hl7v2.Segment | None, default: str) -> str:
     ("TQ1-7", "ServiceRequest.occurrence", "DTM -> occurrenceDateTime", "a valid date"),
     ("TQ1-9", "ServiceRequest.priority", "S/A/R/P/T/C -> priority", "a known code"),
 )
+@fields(
+    "NTE",
+    "ServiceRequest",
+    (
+        "NTE-3",
+        "ServiceRequest.note",
+        "FT repetitions -> Annotation text",
+        "after the order's ORC or OBR",
+    ),
+)
 def map_service_request(
     ctx: Context,
     orc: hl7v2.Segment | None,
