@@ -75,7 +75,8 @@ def test_message_tables_name_their_handler_and_segments():
     adt = declared.table("ADT^A01")
     assert adt.handler.endswith("messages.adt.adt")
     assert [m.segment for m in adt.maps][:4] == ["MSH", "PID", "PD1", "PV1"]
-    assert not adt.undeclared  # every segment the map reads has its rows
+    # read by the map, but no corpus message carries them: the page says so
+    assert adt.undeclared == ("PDA", "ACC")
     assert declared.table("ADT^A40").segments == ("MSH", "PID", "PD1", "MRG")
     assert declared.table("ZZZ^Z01") is None
     for code in registry.supported_codes():
@@ -122,3 +123,25 @@ def test_tables_list_rows_in_declaration_order(message_type):
     pid = next(m for m in table.maps if m.segment == "PID")
     assert pid.rows[0].v2 == "PID-3"
     assert pid.function.endswith("segments.patient.map_patient")
+
+
+def resources_of(message_type: str, segment: str) -> list[str]:
+    return [m.resource for m in declared.table(message_type).maps if m.segment == segment]
+
+
+def test_a_segment_shows_the_resource_its_message_map_makes_of_it():
+    assert resources_of("ORM^O01", "OBR") == ["ServiceRequest"]
+    assert resources_of("MDM^T02", "OBR") == ["ServiceRequest"]
+    assert sorted(resources_of("ORU^R01", "OBR")) == ["DiagnosticReport", "ServiceRequest"]
+    assert resources_of("RDE^O11", "ORC") == ["MedicationRequest"]
+    assert resources_of("VXU^V04", "RXR") == ["Immunization"]
+    assert resources_of("SIU^S12", "NTE") == ["Appointment"]
+    assert declared.table("ORU^R01").segments.count("NTE") == 1  # listed once, two tables
+
+
+def test_a_segment_is_declared_once_per_resource():
+    registry.load()
+    with pytest.raises(ValueError, match="OBR -> DiagnosticReport already declared"):
+        declared.fields("OBR", "DiagnosticReport", ("OBR-4", "DiagnosticReport.code", "CWE"))(
+            lambda ctx: None
+        )
