@@ -139,6 +139,19 @@ def test_a_segment_shows_the_resource_its_message_map_makes_of_it():
     assert declared.table("ORU^R01").segments.count("NTE") == 1  # listed once, two tables
 
 
+# Named by pharmacy maps, not declared: no corpus message carries them to prove their rows.
+UNPROVEN = {("RXA", "MedicationAdministration"), ("NTE", "MedicationRequest")}
+
+
+def test_every_resource_a_message_map_names_is_declared():
+    """``OBR:ServiceReqest`` (a typo) would quietly list OBR as unlisted: refused here."""
+    known = {(m.segment, m.resource) for m in declared.all_maps()} | UNPROVEN
+    for handler in set(registry._HANDLERS.values()):
+        for token in registry.segments_of(handler):
+            segment, _, resource = token.partition(":")
+            assert not resource or (segment, resource) in known, f"{handler.__name__}: {token}"
+
+
 def test_a_segment_is_declared_once_per_resource():
     registry.load()
     with pytest.raises(ValueError, match="OBR -> DiagnosticReport already declared"):
