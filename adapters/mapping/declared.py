@@ -5,7 +5,10 @@ rows it writes, declared on the map function itself::
             ("PID-3", "Patient.identifier", "CX -> Identifier"), ...)
     def map_patient(ctx, pid, pd1=None): ...
 
-and, per message map, the segments it reads (``@handles(..., segments="PID PV1 OBX")``). The
+and, per message map, the segments it reads (``@handles(..., segments="PID PV1 OBX")``). A
+segment that one map turns into one resource and another map into another (OBR: ServiceRequest
+in an order, DiagnosticReport in a result) is declared once per resource, and a message map
+names the one it makes as ``OBR:ServiceRequest`` (a bare ``OBR`` takes every one). The
 Mapping page shows these tables; a corpus test converts real messages and checks that every
 row's FHIR path holds a value whenever its v2 field is present, so a table cannot drift from
 the code without a failing test. The decorator returns the function untouched: no cost per
@@ -41,24 +44,26 @@ class SegmentMap:
     rows: tuple[FieldRow, ...]
 
 
-_SEGMENTS: dict[str, SegmentMap] = {}
+_SEGMENTS: dict[str, list[SegmentMap]] = {}  # per segment, one per resource it becomes
 
 
 def fields(segment: str, resource: str, *rows: tuple[str, ...]) -> Callable[[F], F]:
     """Declare the rows a segment map writes (each ``(v2, fhir, transform[, when])``)."""
 
     def declare(fn: F) -> F:
-        if segment in _SEGMENTS:
-            raise ValueError(f"{segment} already declared by {_SEGMENTS[segment].function}")
-        _SEGMENTS[segment] = SegmentMap(
-            segment,
-            resource,
-            f"{fn.__module__}.{fn.__qualname__}",
-            tuple(FieldRow(*r) for r in rows),
-        )
+        maps = _SEGMENTS.setdefault(segment, [])
+        if any(m.resource == resource for m in maps):
+            raise ValueError(f"{segment} -> {resource} already declared")
+        name = f"{fn.__module__}.{fn.__qualname__}"
+        maps.append(SegmentMap(segment, resource, name, tuple(FieldRow(*r) for r in rows)))
         return fn
 
     return declare
+
+
+def all_maps() -> list[SegmentMap]:
+    registry.load()
+    return [m for maps in _SEGMENTS.values() for m in maps]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +79,10 @@ class MessageTable:
         return tuple(s for s in self.segments if s not in declared)
 
 
-def segment_map(segment: str) -> SegmentMap | None:
-    registry.load()
-    return _SEGMENTS.get(segment)
+def _maps_of(token: str) -> list[SegmentMap]:
+    """``OBR`` -> every declaration of OBR; ``OBR:ServiceRequest`` -> that one."""
+    segment, _, resource = token.partition(":")
+    return [m for m in _SEGMENTS.get(segment, ()) if not resource or m.resource == resource]
 
 
 def table(message_type: str) -> MessageTable | None:
@@ -85,7 +91,8 @@ def table(message_type: str) -> MessageTable | None:
     handler = registry.lookup(code, event.partition("^")[0] or "*")
     if handler is None:
         return None
-    segments = registry.segments_of(handler)
-    maps = tuple(_SEGMENTS[s] for s in segments if s in _SEGMENTS)
+    tokens = registry.segments_of(handler)
+    segments = tuple(dict.fromkeys(t.partition(":")[0] for t in tokens))
+    maps = tuple(m for t in tokens for m in _maps_of(t))
     name = f"{handler.__module__}.{handler.__qualname__}"
     return MessageTable(f"{code}^{event.partition('^')[0]}", name, segments, maps)

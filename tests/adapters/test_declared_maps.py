@@ -58,7 +58,7 @@ def has_value(bundle: dict, resource_type: str, path: str) -> bool:
 
 def all_rows():
     registry.load()
-    return [(m, row) for m in declared._SEGMENTS.values() for row in m.rows]
+    return [(m, row) for m in declared.all_maps() for row in m.rows]
 
 
 def test_every_declared_row_is_well_formed():
@@ -74,8 +74,9 @@ def test_every_declared_row_is_well_formed():
 def test_message_tables_name_their_handler_and_segments():
     adt = declared.table("ADT^A01")
     assert adt.handler.endswith("messages.adt.adt")
-    assert [m.segment for m in adt.maps][:3] == ["MSH", "PID", "PV1"]
-    assert "GT1" in adt.undeclared  # read by the map, not declared yet: the page says so
+    assert [m.segment for m in adt.maps][:4] == ["MSH", "PID", "PD1", "PV1"]
+    # read by the map, but no corpus message carries them: the page says so
+    assert adt.undeclared == ("PDA", "ACC")
     assert declared.table("ADT^A40").segments == ("MSH", "PID", "PD1", "MRG")
     assert declared.table("ZZZ^Z01") is None
     for code in registry.supported_codes():
@@ -122,3 +123,38 @@ def test_tables_list_rows_in_declaration_order(message_type):
     pid = next(m for m in table.maps if m.segment == "PID")
     assert pid.rows[0].v2 == "PID-3"
     assert pid.function.endswith("segments.patient.map_patient")
+
+
+def resources_of(message_type: str, segment: str) -> list[str]:
+    return [m.resource for m in declared.table(message_type).maps if m.segment == segment]
+
+
+def test_a_segment_shows_the_resource_its_message_map_makes_of_it():
+    assert resources_of("ORM^O01", "OBR") == ["ServiceRequest"]
+    assert resources_of("MDM^T02", "OBR") == ["ServiceRequest"]
+    assert sorted(resources_of("ORU^R01", "OBR")) == ["DiagnosticReport", "ServiceRequest"]
+    assert resources_of("RDE^O11", "ORC") == ["MedicationRequest"]
+    assert resources_of("VXU^V04", "RXR") == ["Immunization"]
+    assert resources_of("SIU^S12", "NTE") == ["Appointment"]
+    assert declared.table("ORU^R01").segments.count("NTE") == 1  # listed once, two tables
+
+
+# Named by pharmacy maps, not declared: no corpus message carries them to prove their rows.
+UNPROVEN = {("RXA", "MedicationAdministration"), ("NTE", "MedicationRequest")}
+
+
+def test_every_resource_a_message_map_names_is_declared():
+    """``OBR:ServiceReqest`` (a typo) would quietly list OBR as unlisted: refused here."""
+    known = {(m.segment, m.resource) for m in declared.all_maps()} | UNPROVEN
+    for handler in set(registry._HANDLERS.values()):
+        for token in registry.segments_of(handler):
+            segment, _, resource = token.partition(":")
+            assert not resource or (segment, resource) in known, f"{handler.__name__}: {token}"
+
+
+def test_a_segment_is_declared_once_per_resource():
+    registry.load()
+    with pytest.raises(ValueError, match="OBR -> DiagnosticReport already declared"):
+        declared.fields("OBR", "DiagnosticReport", ("OBR-4", "DiagnosticReport.code", "CWE"))(
+            lambda ctx: None
+        )

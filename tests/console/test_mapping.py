@@ -112,6 +112,21 @@ def test_the_page_shows_the_built_in_map_of_a_received_type(viewer, channel):
     assert "save-mapping" not in page  # a viewer reads the rules, no editor
 
 
+def test_the_page_shows_the_resource_each_message_type_makes_of_a_segment(viewer, channel):
+    def page(message_type):
+        url = f"/channels/{channel.pk}/mapping/?type={message_type}"
+        return viewer.get(url).content.decode()
+
+    order, result = page("ORM^O01"), page("ORU^R01")
+    assert 'data-segment="OBR" data-resource="ServiceRequest"' in order
+    assert 'data-resource="DiagnosticReport"' not in order
+    assert 'data-segment="OBR" data-resource="DiagnosticReport"' in result
+    assert "<code>OBR-25</code>" in result and "DiagnosticReport.status" in result
+    assert 'id="builtin-unlisted"' not in page("SIU^S12")  # every segment it reads is listed
+    unlisted = page("ADT^A01").split('id="builtin-unlisted"')[1].split("</p>")[0]
+    assert "PDA, ACC" in unlisted
+
+
 def test_any_registered_type_can_be_chosen(viewer, channel):
     page = viewer.get(f"/channels/{channel.pk}/mapping/?type=ADT^A01").content.decode()
     assert "<code>PID-3</code>" in page and "Patient.identifier" in page

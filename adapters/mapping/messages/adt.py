@@ -29,7 +29,9 @@ VISIT_EVENTS = [
 
 
 @handles(
-    "ADT", *VISIT_EVENTS, segments="MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1"
+    "ADT",
+    *VISIT_EVENTS,
+    segments="MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 PDA ACC",
 )
 def adt(ctx: Context) -> None:
     message = ctx.message

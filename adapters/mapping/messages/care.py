@@ -41,7 +41,7 @@ def ppr(ctx: Context) -> None:
     "P06",
     "P10",
     "P12",
-    segments="MSH PID PD1 PV1 PV2 DG1 PR1 IN1 IN2 GT1",
+    segments="MSH PID PD1 PV1 PV2 DG1 PR1 IN1 IN2 GT1 PDA ACC",
 )
 def bar(ctx: Context) -> None:
     """Each visit group's details; an account purged (P02) or ended (P06) is inactive."""
@@ -53,7 +53,9 @@ def bar(ctx: Context) -> None:
                 entry["resource"]["status"] = "inactive"
 
 
-@handles("REF", "I12", "I13", "I14", "I15", segments="MSH PID PD1 PV1 RF1 DG1 PR1 OBX IN1 GT1")
+@handles(
+    "REF", "I12", "I13", "I14", "I15", segments="MSH PID PD1 PV1 RF1 DG1 PR1 OBX IN1 GT1 PDA ACC"
+)
 def ref_(ctx: Context) -> None:
     map_subject(ctx)
     if ctx.message.first("RF1") is None:

@@ -15,7 +15,8 @@ from adapters.mapping.segments.order import map_service_request
     "DFT",
     "P03",
     "P11",
-    segments="MSH PID PD1 PV1 PV2 ORC OBR FT1 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1",
+    segments="MSH PID PD1 PV1 PV2 ORC:ServiceRequest OBR:ServiceRequest FT1 NK1 AL1 DG1 PR1"
+    " RF1 DB1 OBX IN1 IN2 GT1 PDA ACC",
 )
 def dft(ctx: Context) -> None:
     map_subject(ctx)

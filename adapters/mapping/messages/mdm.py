@@ -12,7 +12,11 @@ from adapters.mapping.segments.order import map_service_request
 
 
 # OBX here is the document's content (DocumentReference), not an Observation: not listed.
-@handles("MDM", *[f"T{n:02d}" for n in range(1, 12)], segments="MSH PID PD1 PV1 PV2 TXA ORC OBR")
+@handles(
+    "MDM",
+    *[f"T{n:02d}" for n in range(1, 12)],
+    segments="MSH PID PD1 PV1 PV2 TXA ORC:ServiceRequest OBR:ServiceRequest",
+)
 def mdm(ctx: Context) -> None:
     """The document, and the order it answers when the message carries one (ORC/OBR, v2.5+):
     a ServiceRequest given as DocumentReference.context.related."""

@@ -45,7 +45,13 @@ def note_text(ctx: Context, nte: hl7v2.Segment) -> str:
 
 
 @handles(
-    "ORU", "R01", "R30", "R31", "R32", segments="MSH PID PD1 PV1 PV2 ORC OBR TQ1 OBX NTE SPM FT1"
+    "ORU",
+    "R01",
+    "R30",
+    "R31",
+    "R32",
+    segments="MSH PID PD1 PV1 PV2 ORC:ServiceRequest OBR TQ1:ServiceRequest OBX"
+    " NTE:ServiceRequest NTE:Observation SPM FT1",
 )
 def oru(ctx: Context) -> None:
     ctx.require_segment("PID", "Patient")
@@ -64,7 +70,14 @@ def _patients(message: hl7v2.Message) -> list[list[hl7v2.Segment]]:
     return [g for g in groups if any(s.name == "PID" for s in g)]
 
 
-@handles("OUL", "R22", "R23", "R24", segments="MSH PID PD1 PV1 SPM OBX OBR ORC TQ1 NTE")
+@handles(
+    "OUL",
+    "R22",
+    "R23",
+    "R24",
+    segments="MSH PID PD1 PV1 SPM OBX OBR ORC:ServiceRequest TQ1:ServiceRequest NTE:ServiceRequest"
+    " NTE:Observation",
+)
 def oul(ctx: Context) -> None:
     """OUL: lab results as ORU gives them, but ORC follows its OBR, and in R22/R23 the
     specimen (SPM, with its own OBX) comes before the orders done on it."""

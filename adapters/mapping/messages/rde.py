@@ -97,7 +97,8 @@ def _missing(ctx: Context, segment: str, target: str):
 
 
 PHARMACY_SEGMENTS = (
-    "MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 ORC TQ1 RXO RXE RXR RXC NTE FT1"
+    "MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 PDA ACC ORC:MedicationRequest"
+    " TQ1:MedicationRequest RXO RXE RXR:MedicationRequest RXC NTE:MedicationRequest FT1"
 )
 
 
@@ -141,6 +142,10 @@ def rds(ctx: Context) -> None:
     _events(ctx, "RXD", "MedicationDispense", map_dispense)
 
 
-@handles("RAS", "O17", segments=PHARMACY_SEGMENTS + " RXA")
+@handles(
+    "RAS",
+    "O17",
+    segments=PHARMACY_SEGMENTS + " RXA:MedicationAdministration",
+)
 def ras(ctx: Context) -> None:
     _events(ctx, "RXA", "MedicationAdministration", map_administration)

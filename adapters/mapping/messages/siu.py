@@ -18,7 +18,7 @@ RESOURCE_SEGMENTS = ("AIS", "AIG", "AIL", "AIP")
 @handles(
     "SIU",
     *[f"S{n}" for n in range(12, 27)],
-    segments="MSH PID PD1 PV1 PV2 SCH TQ1 NTE OBX DG1 AIS AIG AIL AIP",
+    segments="MSH PID PD1 PV1 PV2 SCH TQ1:Appointment NTE:Appointment OBX DG1 AIS AIG AIL AIP",
 )
 def siu(ctx: Context) -> None:
     sch = ctx.require_segment("SCH", "Appointment")

@@ -13,7 +13,10 @@ from adapters.mapping.segments.order import map_service_request
 
 
 @handles(
-    "VXU", "V04", segments="MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 ORC RXA RXR"
+    "VXU",
+    "V04",
+    segments="MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 PDA ACC ORC:ServiceRequest"
+    " RXA:Immunization RXR:Immunization",
 )
 def vxu(ctx: Context) -> None:
     map_subject(ctx)

@@ -63,6 +63,13 @@ def has_visit(ctx: Context, pv1: hl7v2.Segment | None) -> bool:
     ("PV1-44", "Encounter.period.start", "DTM -> dateTime", "a valid date/time"),
     ("PV1-45", "Encounter.period.end", "DTM -> dateTime", "a valid date/time"),
 )
+@fields(
+    "PV2",
+    "Encounter",
+    ("PV2-1", "Encounter.location", "PL -> Location (status planned)", "PV1 describes a visit"),
+    ("PV2-3", "Encounter.reasonCode", "CWE -> CodeableConcept", "PV1 describes a visit"),
+    ("PV2-11", "Encounter.length", "whole days -> Duration (d)", "PV1 describes a visit"),
+)
 def map_encounter(
     ctx: Context, pv1: hl7v2.Segment, pv2: hl7v2.Segment | None = None, event: str = ""
 ) -> str:

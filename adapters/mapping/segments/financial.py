@@ -155,6 +155,24 @@ def _payor(ctx: Context, in1: hl7v2.Segment) -> dict:
     return ref(url, name or None)
 
 
+@fields(
+    "GT1",
+    "Account",
+    (
+        "GT1-3",
+        "Account.guarantor.party",
+        "XPN -> RelatedPerson (relationship 11, address 5, phones 6/7, birth 8, sex 9)",
+    ),
+    (
+        "GT1-11",
+        "Account.guarantor.party",
+        "SEL -> the Patient itself (GT1 ids, name, address, phones added to it)",
+        "the code is SEL",
+    ),
+    ("GT1-13", "Account.guarantor.period.start", "DT -> date", "a valid date"),
+    ("GT1-14", "Account.guarantor.period.end", "DT -> date", "a valid date"),
+    ("GT1-21", "Account.guarantor.party", "XON -> Organization", "GT1-3 is empty"),
+)
 def map_account(
     ctx: Context, gt1_segments: list[hl7v2.Segment], pid: hl7v2.Segment | None = None
 ) -> str | None:
@@ -247,6 +265,15 @@ def _guarantor_is_patient(ctx: Context, gt1: hl7v2.Segment) -> None:
     )
 
 
+@fields(
+    "IN2",
+    "Patient",
+    ("IN2-6", "Patient.identifier", "Medicare number -> Identifier (type MC)"),
+    ("IN2-7", "Patient.name", "XPN -> HumanName (Medicaid case name)"),
+    ("IN2-8", "Patient.identifier", "Medicaid number -> Identifier (type MA)"),
+    ("IN2-10", "Patient.identifier", "military id -> Identifier (type MI)"),
+    ("IN2-61", "Patient.identifier", "CX -> Identifier (type MB)"),
+)
 def insured_patient_details(ctx: Context, in2: hl7v2.Segment) -> None:
     """IN2 -> Patient: Medicare number 6 (MC), Medicaid case name 7 and number 8 (MA),
     military id 10, patient member number 61 (MB) (IG: IN2 -> Patient)."""
@@ -263,6 +290,27 @@ def insured_patient_details(ctx: Context, in2: hl7v2.Segment) -> None:
     add_patient_details(ctx, identifier=identifiers, name=names)
 
 
+@fields(
+    "FT1",
+    "ChargeItem",
+    ("FT1-2", "ChargeItem.identifier", "transaction id -> Identifier (sender's system)"),
+    ("FT1-4", "ChargeItem.occurrence", "DR -> occurrenceDateTime / Period", "a valid date"),
+    ("FT1-5", "ChargeItem.enteredDate", "DTM -> dateTime", "a valid date"),
+    ("FT1-6", "ChargeItem.status", "CG/CD -> billable, else unknown"),
+    ("FT1-7", "ChargeItem.code", "CWE -> CodeableConcept (required: empty drops the FT1)"),
+    ("FT1-10", "ChargeItem.quantity", "NM -> Quantity", "a number"),
+    ("FT1-11", "ChargeItem.priceOverride", "CP -> Money", "a number"),
+    ("FT1-19", "ChargeItem.reason", "CWE -> CodeableConcept, each repetition"),
+    ("FT1-20", "ChargeItem.performer.actor", "XCN -> Practitioner", "an id or a name"),
+    ("FT1-29", "ChargeItem.product", "CWE (NDC) -> productCodeableConcept"),
+)
+@fields(
+    "FT1",
+    "MedicationDispense",
+    ("FT1-29", "MedicationDispense.medication", "CWE (NDC) -> the dispensed drug"),
+    ("FT1-42", "MedicationDispense.authorizingPrescription", "-> Identifier (type PRN)", "FT1-29"),
+    ("FT1-43", "MedicationDispense.quantity", "CQ -> SimpleQuantity", "FT1-29, a number"),
+)
 def map_charge(ctx: Context, ft1: hl7v2.Segment, account: str | None = None) -> str | None:
     """FT1: transaction id 2 -> identifier, date 4 -> occurrence, posting date 5 ->
     enteredDate, type 6 -> status, code 7 -> code, quantity 10 -> quantity, extended amount

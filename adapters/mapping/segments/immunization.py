@@ -36,6 +36,12 @@ VIS_PRESENTED = "29769-7"
     ("RXA-16", "Immunization.expirationDate", "DTM -> date", "a valid date"),
     ("RXA-17", "Immunization.manufacturer", "CWE (MVX) -> Reference with identifier/display"),
 )
+@fields(
+    "RXR",
+    "Immunization",
+    ("RXR-1", "Immunization.route", "CWE (table 0162) -> CodeableConcept"),
+    ("RXR-2", "Immunization.site", "CWE (table 0163) -> CodeableConcept"),
+)
 def map_immunization(
     ctx: Context,
     rxa: hl7v2.Segment,

@@ -91,6 +91,11 @@ OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-catego
         "OBX-3 names the observation",
     ),
 )
+@fields(
+    "NTE",
+    "Observation",
+    ("NTE-3", "Observation.note", "FT repetitions -> Annotation text", "after an OBX"),
+)
 def map_observation(
     ctx: Context,
     obx: hl7v2.Segment,

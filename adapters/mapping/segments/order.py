@@ -6,6 +6,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 from adapters.mapping.segments.report import group_identifier, order_identifiers
 
@@ -35,6 +36,67 @@ def order_status(ctx: Context, orc: hl7v2.Segment | None, default: str) -> str:
     return default
 
 
+@fields(
+    "ORC",
+    "ServiceRequest",
+    (
+        "ORC-1",
+        "ServiceRequest.status",
+        "order control (table 0119) -> status, when ORC-5 gives none",
+    ),
+    ("ORC-2", "ServiceRequest.identifier", "EI -> Identifier, type PLAC (OBR-2 first)"),
+    ("ORC-3", "ServiceRequest.identifier", "EI -> Identifier, type FILL (OBR-3 first)"),
+    ("ORC-4", "ServiceRequest.requisition", "EI -> Identifier, type PGN (also in identifier)"),
+    ("ORC-5", "ServiceRequest.status", "order status (table 0038) -> status"),
+    (
+        "ORC-8",
+        "ServiceRequest.basedOn",
+        "EIP -> the parent ServiceRequest (placer, filler ids)",
+        "a placer or filler id",
+    ),
+    ("ORC-9", "ServiceRequest.authoredOn", "DTM -> dateTime", "a valid date"),
+    ("ORC-12", "ServiceRequest.requester", "XCN -> Practitioner", "an id or a name"),
+)
+@fields(
+    "OBR",
+    "ServiceRequest",
+    ("OBR-2", "ServiceRequest.identifier", "EI -> Identifier, type PLAC"),
+    ("OBR-3", "ServiceRequest.identifier", "EI -> Identifier, type FILL"),
+    ("OBR-4", "ServiceRequest.code", "CWE -> CodeableConcept"),
+    ("OBR-5", "ServiceRequest.priority", "S/A/R/P/T/C -> priority", "a known code, no TQ1-9"),
+    ("OBR-16", "ServiceRequest.requester", "XCN -> Practitioner", "ORC-12 gives none"),
+    (
+        "OBR-27.4",
+        "ServiceRequest.occurrence",
+        "DTM -> occurrenceDateTime",
+        "no TQ1-7, a valid date",
+    ),
+    ("OBR-27.6", "ServiceRequest.priority", "S/A/R/P/T/C -> priority", "a known code, no TQ1-9"),
+    (
+        "OBR-29",
+        "ServiceRequest.basedOn",
+        "EIP -> the parent ServiceRequest",
+        "no ORC-8, a placer or filler id",
+    ),
+    ("OBR-31", "ServiceRequest.reasonCode", "CWE -> CodeableConcept, each repetition"),
+    ("OBR-53", "ServiceRequest.identifier", "EI -> Identifier, type PLAC (alternate placer)"),
+)
+@fields(
+    "TQ1",
+    "ServiceRequest",
+    ("TQ1-7", "ServiceRequest.occurrence", "DTM -> occurrenceDateTime", "a valid date"),
+    ("TQ1-9", "ServiceRequest.priority", "S/A/R/P/T/C -> priority", "a known code"),
+)
+@fields(
+    "NTE",
+    "ServiceRequest",
+    (
+        "NTE-3",
+        "ServiceRequest.note",
+        "FT repetitions -> Annotation text",
+        "after the order's ORC or OBR",
+    ),
+)
 def map_service_request(
     ctx: Context,
     orc: hl7v2.Segment | None,
@@ -108,6 +170,16 @@ def map_service_request(
 REFERRAL_STATUS = {"A": "active", "P": "on-hold", "R": "revoked", "E": "revoked"}
 
 
+@fields(
+    "RF1",
+    "ServiceRequest",
+    ("RF1-1", "ServiceRequest.status", "A/P/R/E (table 0283) -> status, else unknown"),
+    ("RF1-2", "ServiceRequest.priority", "S/A/R/P/T/C -> priority", "a known code"),
+    ("RF1-3", "ServiceRequest.category", "CWE -> CodeableConcept"),
+    ("RF1-6", "ServiceRequest.identifier", "EI -> Identifier (originating referral id)"),
+    ("RF1-10", "ServiceRequest.reasonCode", "CWE -> CodeableConcept, each repetition"),
+    ("RF1-11", "ServiceRequest.identifier", "EI -> Identifier (external referral id)"),
+)
 def map_referral(ctx: Context, rf1: hl7v2.Segment) -> str | None:
     """RF1 -> ServiceRequest (the referral): status 1, priority 2, type 3 -> category,
     original and external referral ids 6/11 -> identifier, reason 10 -> reasonCode."""

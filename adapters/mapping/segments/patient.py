@@ -57,6 +57,12 @@ EXT = "http://hl7.org/fhir/StructureDefinition/"
     ),
     ("PID-29", "Patient.deceased", "DTM -> deceasedDateTime (PID-30 Y alone -> deceasedBoolean)"),
 )
+@fields(
+    "PD1",
+    "Patient",
+    ("PD1-3", "Patient.generalPractitioner", "XON -> Organization", "an id or a name"),
+    ("PD1-4", "Patient.generalPractitioner", "XCN -> Practitioner", "an id or a name"),
+)
 def map_patient(ctx: Context, pid: hl7v2.Segment, pd1: hl7v2.Segment | None = None) -> str:
     """Build the Patient for ``pid``; returns its fullUrl (also kept as ``ctx.patient``)."""
     ctx.segment = pid
@@ -168,6 +174,11 @@ def add_patient_details(ctx: Context, **lists: list[dict]) -> None:
             del patient[element]
 
 
+@fields(
+    "DB1",
+    "Patient",
+    ("DB1-3", "Patient.identifier", "CX -> Identifier", "DB1-2 is PT or empty"),
+)
 def map_disability_identifier(ctx: Context, db1: hl7v2.Segment) -> None:
     """DB1-3 (disabled person identifier) -> Patient.identifier when DB1-2 says the disabled
     person is the patient (PT, or not said)."""
@@ -296,6 +307,15 @@ def _pd1(ctx: Context, pd1: hl7v2.Segment, patient: dict) -> None:
         patient["generalPractitioner"] = gps
 
 
+@fields(
+    "MRG",
+    "Patient",
+    (
+        "MRG-1",
+        "Patient.link",
+        "CX -> the replaced Patient (inactive, link replaced-by); the survivor links replaces",
+    ),
+)
 def map_merge(ctx: Context, mrg: hl7v2.Segment, survivor: str) -> str | None:
     """MRG-1 (prior patient identifiers) -> the replaced Patient, inactive, ``replaced-by`` the
     survivor; the survivor gets the ``replaces`` link (IG: MRG -> Patient.link)."""

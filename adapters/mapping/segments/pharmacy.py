@@ -7,6 +7,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 from adapters.mapping.segments.report import order_identifiers
 
@@ -23,6 +24,67 @@ def medication_status(ctx: Context, orc: hl7v2.Segment | None) -> str:
     )
 
 
+@fields(
+    "ORC",
+    "MedicationRequest",
+    ("ORC-1", "MedicationRequest.status", "order control -> status, when ORC-5 gives none"),
+    ("ORC-2", "MedicationRequest.identifier", "EI -> Identifier, type PLAC"),
+    ("ORC-9", "MedicationRequest.authoredOn", "DTM -> dateTime", "an RXE, a valid date"),
+)
+@fields(
+    "RXE",
+    "MedicationRequest",
+    ("RXE-2", "MedicationRequest.medication", "CWE -> medicationCodeableConcept (else RXO-1)"),
+    (
+        "RXE-3",
+        "MedicationRequest.dosageInstruction.doseAndRate.dose",
+        "NM + RXE-5 units -> doseQuantity (doseRange with RXE-4)",
+        "a number",
+    ),
+    ("RXE-7", "MedicationRequest.dosageInstruction.text", "CWE text -> text"),
+    (
+        "RXE-10",
+        "MedicationRequest.dispenseRequest.quantity",
+        "NM + RXE-11 units -> Quantity",
+        "a number",
+    ),
+    (
+        "RXE-12",
+        "MedicationRequest.dispenseRequest.numberOfRepeatsAllowed",
+        "NM -> unsignedInt",
+        "a whole number",
+    ),
+    ("RXE-13", "MedicationRequest.requester", "XCN -> Practitioner", "ORC-12 gives none"),
+    (
+        "RXE-23",
+        "MedicationRequest.dosageInstruction.doseAndRate.rate",
+        "NM + RXE-24 units -> rateQuantity",
+        "a number",
+    ),
+)
+@fields(
+    "RXR",
+    "MedicationRequest",
+    ("RXR-1", "MedicationRequest.dosageInstruction.route", "CWE (table 0162)", "after the RXE"),
+    ("RXR-2", "MedicationRequest.dosageInstruction.site", "CWE (table 0550)", "after the RXE"),
+)
+@fields(
+    "TQ1",
+    "MedicationRequest",
+    ("TQ1-3", "MedicationRequest.dosageInstruction.timing.code", "RPT -> CodeableConcept"),
+    (
+        "TQ1-7",
+        "MedicationRequest.dosageInstruction.timing.repeat.bounds.start",
+        "DTM -> boundsPeriod.start",
+        "a valid date",
+    ),
+    (
+        "TQ1-8",
+        "MedicationRequest.dosageInstruction.timing.repeat.bounds.end",
+        "DTM -> boundsPeriod.end",
+        "a valid date",
+    ),
+)
 def map_medication_request(
     ctx: Context,
     rxe: hl7v2.Segment,
@@ -99,6 +161,29 @@ def map_medication_request(
     return ctx.add(request, identity=identity, key=key, global_key=key is not None)
 
 
+@fields(
+    "RXO",
+    "MedicationRequest",
+    ("RXO-1", "MedicationRequest.medication", "CWE -> medicationCodeableConcept"),
+    (
+        "RXO-2",
+        "MedicationRequest.dosageInstruction.doseAndRate.dose",
+        "NM + RXO-4 units -> doseQuantity",
+        "a number",
+    ),
+    (
+        "RXO-11",
+        "MedicationRequest.dispenseRequest.quantity",
+        "NM + RXO-12 units -> Quantity",
+        "a number",
+    ),
+    (
+        "RXO-13",
+        "MedicationRequest.dispenseRequest.numberOfRepeatsAllowed",
+        "NM -> unsignedInt",
+        "a whole number",
+    ),
+)
 def map_original_order(
     ctx: Context,
     rxo: hl7v2.Segment,
@@ -169,6 +254,19 @@ def _medication(
     request["medicationReference"] = ref(ctx.add(medication, key=f"{ctx.segment_key()}|drug"))
 
 
+@fields(
+    "RXC",
+    "Medication",
+    ("RXC-1", "Medication.ingredient.isActive", "B (base) -> false, else true"),
+    ("RXC-2", "Medication.code", "CWE -> the component's own Medication"),
+    ("RXC-3", "Medication.amount", "NM + RXC-4 units -> amount.numerator", "a number"),
+    (
+        "RXC-5",
+        "Medication.ingredient.strength",
+        "NM + RXC-6 units per RXC-8/9 volume -> Ratio",
+        "a number",
+    ),
+)
 def _ingredient(ctx: Context, rxc: hl7v2.Segment) -> dict | None:
     """RXC: component type 1 (B = base, not active), code 2, amount 3/4 -> a Medication of its
     own; strength 5/6 per volume 8/9 -> ingredient.strength (IG: RXC -> Medication)."""

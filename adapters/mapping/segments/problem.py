@@ -5,6 +5,7 @@ from __future__ import annotations
 from adapters.codecs import hl7v2
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments.clinical import CONDITION_CATEGORY
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -17,6 +18,14 @@ def _status(system: str, code: str) -> dict:
     return {"coding": [{"system": system, "code": code}]}
 
 
+@fields(
+    "PRB",
+    "Condition",
+    ("PRB-3", "Condition.code", "CWE -> CodeableConcept (required: empty drops the PRB)"),
+    ("PRB-4", "Condition.identifier", "EI -> Identifier"),
+    ("PRB-7", "Condition.recordedDate", "DTM -> dateTime", "a valid date"),
+    ("PRB-16", "Condition.onset", "DTM -> onsetDateTime", "a valid date"),
+)
 def map_problem(ctx: Context, prb: hl7v2.Segment, event: str) -> str | None:
     """PRB: code 3 -> code, instance id 4 -> identifier, established 7 -> recordedDate,
     resolved 9 -> abatement (clinicalStatus resolved), confirmation 13 -> verificationStatus,

@@ -6,6 +6,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref, search_value
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 
 
@@ -33,6 +34,18 @@ def order_key(placer: dict | None, filler: dict | None) -> str | None:
     return search_value(chosen) if chosen else None
 
 
+@fields(
+    "OBR",
+    "DiagnosticReport",
+    ("OBR-2", "DiagnosticReport.identifier", "EI -> Identifier, type PLAC (else ORC-2)"),
+    ("OBR-3", "DiagnosticReport.identifier", "EI -> Identifier, type FILL (else ORC-3)"),
+    ("OBR-4", "DiagnosticReport.code", "CWE -> CodeableConcept (required: empty fails)"),
+    ("OBR-7", "DiagnosticReport.effective", "DTM -> effectiveDateTime (period start with OBR-8)"),
+    ("OBR-22", "DiagnosticReport.issued", "DTM -> instant", "a valid time"),
+    ("OBR-24", "DiagnosticReport.category", "table 0074 -> CodeableConcept"),
+    ("OBR-25", "DiagnosticReport.status", "table 0123 -> status (else unknown)"),
+    ("OBR-32", "DiagnosticReport.resultsInterpreter", "NDL (CNN) -> Practitioner"),
+)
 def map_report(
     ctx: Context,
     obr: hl7v2.Segment,

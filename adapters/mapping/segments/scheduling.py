@@ -42,6 +42,56 @@ MINUTES = {
     ("SCH-7", "Appointment.reasonCode", "CWE (table 0276) -> CodeableConcept"),
     ("SCH-8", "Appointment.appointmentType", "CWE (table 0277) -> CodeableConcept"),
 )
+@fields(
+    "NTE",
+    "Appointment",
+    (
+        "NTE-3",
+        "Appointment.comment",
+        "FT -> text, the notes joined by lines",
+        "after SCH or an AIS/AIG/AIL/AIP",
+    ),
+)
+@fields(
+    "TQ1",
+    "Appointment",
+    ("TQ1-7", "Appointment.start", "DTM -> instant", "a valid time, with an end or duration"),
+    ("TQ1-8", "Appointment.end", "DTM -> instant", "a valid time after a valid TQ1-7"),
+)
+@fields(
+    "AIS",
+    "Appointment",
+    ("AIS-3", "Appointment.serviceType", "CWE -> CodeableConcept, each repetition"),
+    (
+        "AIS-4",
+        "Appointment.start",
+        "DTM -> instant (end from AIS-7/8 duration)",
+        "no TQ1-7 or SCH-11 start",
+    ),
+)
+@fields(
+    "AIG",
+    "Appointment",
+    ("AIG-3", "Appointment.participant.actor.display", "CWE -> display"),
+    ("AIG-4", "Appointment.participant.type", "CWE -> CodeableConcept"),
+)
+@fields(
+    "AIL",
+    "Appointment",
+    ("AIL-3", "Appointment.participant.actor", "PL -> Location", "a location"),
+    ("AIL-4", "Appointment.participant.type", "CWE (table 0305) -> CodeableConcept"),
+)
+@fields(
+    "AIP",
+    "Appointment",
+    ("AIP-3", "Appointment.participant.actor", "XCN -> Practitioner", "an id or a name"),
+    ("AIP-4", "Appointment.participant.type", "CWE -> CodeableConcept"),
+    (
+        "AIP-12",
+        "Appointment.participant.status",
+        "Booked/Confirmed -> accepted, Cancelled -> declined, Pending/Waitlist -> needs-action",
+    ),
+)
 def map_appointment(
     ctx: Context,
     sch: hl7v2.Segment,
