@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 ROLE_ENV = "HUB_PROCESS_ROLE"
 RESTARTS_ENV = "HUB_PROCESS_RESTARTS"
+REPLACES_ENV = "HUB_PROCESS_REPLACES"  # the pid of the dead process this one takes over from
 # A row is forgotten once it has been silent this long.
 FORGET_AFTER = timedelta(days=1)
 
@@ -42,6 +43,7 @@ class Heartbeat:
         self.pid = os.getpid()
         self.started_at = timezone.now()
         self.restarts = int(os.environ.get(RESTARTS_ENV) or 0)
+        self.replaces = int(os.environ.get(REPLACES_ENV) or 0)
         self.sockets = list(sockets)
         self._stopped = threading.Event()
         # A beat in flight when the process stops must land before the row is removed, or it
@@ -106,13 +108,16 @@ class Heartbeat:
         ProcessHeartbeat.objects.filter(beat_at__lt=now - FORGET_AFTER).delete()
 
     def _forget_replaced(self) -> None:
-        """The silent rows of this role on this host are the processes this one replaces."""
+        """The processes this one replaces: the one the runner says died (however recently it
+        beat), and any silent one of this role on this host."""
+        from django.db.models import Q
+
         from channels_app.models import ProcessHeartbeat
 
         quiet_since = timezone.now() - timedelta(seconds=3 * max(every_s(), 1))
-        ProcessHeartbeat.objects.filter(
-            host=self.host, role=self.role, beat_at__lt=quiet_since
-        ).delete()
+        ProcessHeartbeat.objects.filter(host=self.host).filter(
+            Q(role=self.role, beat_at__lt=quiet_since) | Q(pid=self.replaces)
+        ).exclude(pid=self.pid).delete()
 
     def _forget_self(self) -> None:
         from channels_app.models import ProcessHeartbeat

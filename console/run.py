@@ -132,6 +132,7 @@ class Supervisor:
         self.restarts: dict[str, int] = dict.fromkeys(commands, 0)
         self.failures: dict[str, int] = dict.fromkeys(commands, 0)  # in a row, for the backoff
         self.due: dict[str, float] = {}  # role -> when to start it again
+        self.dead: dict[str, int] = {}  # role -> the pid that died, which its successor replaces
 
     def start_all(self) -> None:
         for role in self.commands:
@@ -150,7 +151,8 @@ class Supervisor:
                 self._start(role)
 
     def stop_all(self, timeout_s: float = 15) -> list[int]:
-        """Stop every process; the pids of those that were running."""
+        """Stop every process; the pids of those that were running, and of any that died and
+        was not started again."""
         self.due.clear()
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -162,7 +164,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 print(f"[runner] {role} did not stop in {timeout_s:.0f} s: killed", flush=True)
             _end_group(proc)
-        return [proc.pid for proc in self.procs.values()]
+        return [proc.pid for proc in self.procs.values()] + list(self.dead.values())
 
     def _start(self, role: str) -> None:
         env = {
@@ -170,6 +172,8 @@ class Supervisor:
             "HUB_PROCESS_ROLE": role,
             "HUB_PROCESS_RESTARTS": str(self.restarts[role]),
         }
+        if role in self.dead:  # its heartbeat row goes when the successor's first beat comes
+            env["HUB_PROCESS_REPLACES"] = str(self.dead.pop(role))
         proc = subprocess.Popen(self.commands[role], env=env, cwd=ROOT, start_new_session=True)
         self.procs[role] = proc
         self.started_at[role] = time.monotonic()
@@ -181,6 +185,7 @@ class Supervisor:
 
     def _exited(self, role: str, proc: subprocess.Popen, now: float) -> None:
         del self.procs[role]
+        self.dead[role] = proc.pid
         _end_group(proc)
         # A process that ran a while before dying starts over at the shortest backoff.
         ran_s = now - self.started_at[role]

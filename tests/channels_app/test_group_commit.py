@@ -20,9 +20,10 @@ def test_an_unstorable_message_is_refused_alone(mllp_port):
     common = {"channel_id": channel.id, "channel_version_id": None, "dedupe_window_s": 0}
     good = [read_inbound(factories.adt_a01(f"OK-{i}"), **common) for i in range(5)]
     bad = read_inbound(factories.adt_a01("BAD"), **common)
-    # A NUL in a text column is refused by PostgreSQL (read_inbound cleans headers; this one
-    # stands for any row the database refuses).
-    bad.header = dataclasses.replace(bad.header, control_id="BAD\x00")
+    # A NUL in a text column is refused by PostgreSQL (ingest writes a sender's header text
+    # without NULs; the peer address is the hub's own): it stands for any row the database
+    # refuses.
+    bad.remote_addr = "127.0.0.1\x00"
     stored_ids: list[int] = []
 
     async def run():
@@ -44,3 +45,21 @@ def test_an_unstorable_message_is_refused_alone(mllp_port):
         f"OK-{i}" for i in range(5)
     ]
     assert sorted(stored_ids) == sorted(Message.objects.values_list("id", flat=True))
+
+
+def test_a_nul_in_a_senders_header_is_stored_written_out(mllp_port):
+    channel = factories.channel(mllp_port)
+    common = {"channel_id": channel.id, "channel_version_id": None, "dedupe_window_s": 0}
+    item = read_inbound(factories.adt_a01("NUL"), **common)
+    item.header = dataclasses.replace(item.header, control_id="NUL\x00ID")
+
+    async def run():
+        committer = GroupCommitter(database_conninfo(), on_stored=lambda ids: None)
+        await committer.start()
+        stored = await committer.submit(item)
+        await committer.stop()
+        return stored
+
+    stored = asyncio.run(run())
+    assert isinstance(stored, Stored)
+    assert Message.objects.get(pk=stored.message_id).control_id == "NUL\\x00ID"

@@ -35,10 +35,14 @@ def sign_in(page, base: str) -> None:
 
 
 def change_route(page, rule: str) -> None:
+    """Edit the destination's rule (it goes to the channel's draft) and publish the draft."""
     page.locator("[data-action=edit-destination]").first.click()
     page.get_by_label("Route when").fill(rule)
     page.get_by_role("button", name=re.compile("Save")).click()
-    expect(page).to_have_url(re.compile(r"/channels/#destination-\d+$"))
+    page.get_by_role("link", name="Review & publish").first.click()
+    page.get_by_label("Note for this version").fill("only results")
+    page.get_by_role("button", name=re.compile("Publish as version")).click()
+    expect(page.locator("[data-flash]")).to_contain_text("published as version")
 
 
 def test_bench_run_save_accept_then_a_rule_change_shows_in_run_all(

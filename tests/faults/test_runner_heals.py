@@ -145,6 +145,10 @@ def _kill_and_see_it_back(role: str, runner: subprocess.Popen, output) -> None:
         what=f"{role} back after SIGKILL",
     )
     assert runner.poll() is None, output.read_text()[-3000:]
+    # The System page shows the process that took over, not the dead one beside it.
+    from channels_app.models import ProcessHeartbeat
+
+    assert not ProcessHeartbeat.objects.filter(pid=before.pid).exists()
     # The others were never touched.
     for other in set(ROLES) - {role}:
         assert _live(other) is not None, f"{other} went away when {role} was killed"
