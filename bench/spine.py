@@ -356,10 +356,8 @@ def _reset_traffic(db_url: str, redis_url: str) -> None:
     import redis as redis_lib
 
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "TRUNCATE channels_app_attempt, channels_app_delivery, channels_app_messagekey,"
-            " channels_app_message, channels_app_dedupeentry"
-        )
+        # CASCADE: whatever refers to messages (deliveries, attempts, keys, replay items...) goes.
+        conn.execute("TRUNCATE channels_app_message, channels_app_dedupeentry CASCADE")
     redis_lib.Redis.from_url(redis_url).flushdb()
 
 
