@@ -137,16 +137,7 @@ def map_observation(
     if category:
         obs["category"] = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}]
     obs["code"] = code
-    if ctx.patient:
-        obs["subject"] = ref(ctx.patient)
-    if ctx.encounter:
-        obs["encounter"] = ref(ctx.encounter)
-    when = ctx.datetime(obx, 14, "Observation.effectiveDateTime") or effective
-    if when:
-        obs["effectiveDateTime"] = when
-    performers = _performers(ctx, obx)
-    if performers:
-        obs["performer"] = performers
+    _who_when(ctx, obx, obs, effective)
 
     units = dt.unit_fields(ctx.comps(obx, 6))
     _value(ctx, obx, obs, units)
@@ -195,16 +186,7 @@ def pointer_report(
         report["basedOn"] = [ref(based_on)]
     report["status"] = _status(ctx, obx)
     report["code"] = code
-    if ctx.patient:
-        report["subject"] = ref(ctx.patient)
-    if ctx.encounter:
-        report["encounter"] = ref(ctx.encounter)
-    when = ctx.datetime(obx, 14, "DiagnosticReport.effectiveDateTime") or effective
-    if when:
-        report["effectiveDateTime"] = when
-    performers = _performers(ctx, obx)
-    if performers:
-        report["performer"] = performers
+    _who_when(ctx, obx, report, effective)
     if specimen:
         report["specimen"] = [ref(specimen)]
     report["presentedForm"] = attachments
@@ -241,6 +223,21 @@ def _status(ctx: Context, obx: hl7v2.Segment) -> str:
             severity="warning" if status_code else "information",
         )
     return status
+
+
+def _who_when(ctx: Context, obx: hl7v2.Segment, resource: dict, effective: str | None) -> None:
+    """Subject, encounter, effective time (OBX-14, else the group's) and performers of a
+    resource made from an OBX (an Observation, or the report of a referenced result)."""
+    if ctx.patient:
+        resource["subject"] = ref(ctx.patient)
+    if ctx.encounter:
+        resource["encounter"] = ref(ctx.encounter)
+    when = ctx.datetime(obx, 14, f"{resource['resourceType']}.effectiveDateTime") or effective
+    if when:
+        resource["effectiveDateTime"] = when
+    performers = _performers(ctx, obx)
+    if performers:
+        resource["performer"] = performers
 
 
 def _performers(ctx: Context, obx: hl7v2.Segment) -> list[dict]:
