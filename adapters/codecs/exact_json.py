@@ -51,12 +51,15 @@ def loads(text: str | bytes, **options: Any) -> Any:
 
 
 class ExactEncoder(json.JSONEncoder):
-    """For APIs that take an encoder class (Django's ``JSONField(encoder=...)``)."""
+    """For APIs that take an encoder class (Django's ``JSONField(encoder=...)``, DRF's
+    renderer); a subclass's ``default`` still serves the types json cannot write."""
 
     def encode(self, o: Any) -> str:
         return dumps(
             o,
+            default=self.default,
             ensure_ascii=self.ensure_ascii,
+            allow_nan=self.allow_nan,
             sort_keys=self.sort_keys,
             indent=self.indent,
             separators=(self.item_separator, self.key_separator),

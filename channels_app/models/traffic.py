@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from adapters.codecs.exact_json import ExactEncoder
+from adapters.codecs.exact_json import ExactDecoder, ExactEncoder
 from channels_app.sealing import unseal, unseal_json
 
 DELIVERY_KEY_NAMESPACE = uuid.UUID("6f1c2a4e-8f0b-4c47-9a51-3d7d0e2b9c10")
@@ -42,7 +42,8 @@ class Message(models.Model):
     # How ``raw`` is encoded: HL7 v2 (MLLP, files, HTTP) or FHIR JSON (HTTP).
     content_type = models.CharField(max_length=60, db_default="x-application/hl7-v2+er7")
     size = models.PositiveIntegerField(default=0)
-    canonical = models.JSONField(null=True, blank=True, encoder=ExactEncoder)
+    # Read back exactly too: jsonb keeps 1.50 as written, a float would show 1.5.
+    canonical = models.JSONField(null=True, blank=True, encoder=ExactEncoder, decoder=ExactDecoder)
     # With encryption at rest on, the canonical JSON lives here sealed and ``canonical`` is null.
     canonical_sealed = models.BinaryField(null=True, blank=True)
     pruned_at = models.DateTimeField(null=True, blank=True)

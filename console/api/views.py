@@ -20,6 +20,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
 from channels_app import drafts, field_rules, outcome
@@ -55,6 +56,7 @@ from console import (
 )
 from console.api import serializers as s
 from console.api.pagination import MessagePages
+from console.api.renderers import ExactJSONRenderer
 from console.message_filters import MessageFilter, listed_messages
 from console.message_phi import key_values, phi_by_message, phi_of_message_id
 from console.models import ApiToken, AuditEvent
@@ -495,6 +497,10 @@ def message_filterset(request, queryset) -> MessageFilter:
     return filterset
 
 
+# A message body's decimals go out as written (1.50 stays 1.50).
+BODY_RENDERERS = [ExactJSONRenderer, BrowsableAPIRenderer]
+
+
 class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     """Message metadata for everyone; bodies masked, revealed only by an audited POST."""
 
@@ -544,13 +550,13 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         return super().get_serializer(*args, **kwargs)
 
     @extend_schema(responses=s.MessageBodySerializer)
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=BODY_RENDERERS)
     def body(self, request, pk=None):
         """The message as received and as canonical FHIR, PHI masked."""
         return Response(_body(get_object_or_404(Message, pk=pk), reveal=False))
 
     @extend_schema(request=None, responses=s.MessageBodySerializer)
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], renderer_classes=BODY_RENDERERS)
     def reveal(self, request, pk=None):
         """The bodies with PHI; written to the audit log."""
         message = get_object_or_404(Message, pk=pk)
