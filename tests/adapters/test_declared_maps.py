@@ -132,6 +132,7 @@ def resources_of(message_type: str, segment: str) -> list[str]:
 def test_a_segment_shows_the_resource_its_message_map_makes_of_it():
     assert resources_of("ORM^O01", "OBR") == ["ServiceRequest"]
     assert resources_of("MDM^T02", "OBR") == ["ServiceRequest"]
+    assert resources_of("MDM^T02", "OBX") == ["DocumentReference"]  # the document's content
     assert sorted(resources_of("ORU^R01", "OBR")) == ["DiagnosticReport", "ServiceRequest"]
     assert resources_of("RDE^O11", "ORC") == ["MedicationRequest"]
     assert resources_of("VXU^V04", "RXR") == ["Immunization"]

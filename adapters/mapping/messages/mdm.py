@@ -11,11 +11,11 @@ from adapters.mapping.segments.financial import map_account
 from adapters.mapping.segments.order import map_service_request
 
 
-# OBX here is the document's content (DocumentReference), not an Observation: not listed.
+# OBX here is the document's content (IG MDM_T02: OBX -> DocumentReference), not an Observation.
 @handles(
     "MDM",
     *[f"T{n:02d}" for n in range(1, 12)],
-    segments="MSH PID PD1 PV1 PV2 TXA ORC:ServiceRequest OBR:ServiceRequest",
+    segments="MSH PID PD1 PV1 PV2 ORC:ServiceRequest OBR:ServiceRequest TXA OBX:DocumentReference",
 )
 def mdm(ctx: Context) -> None:
     """The document, and the order it answers when the message carries one (ORC/OBR, v2.5+):

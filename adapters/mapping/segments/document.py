@@ -10,6 +10,7 @@ from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 from adapters.mapping.segments.observation import (
     TEXT_TYPES,
+    concept_title,
     ed_attachment,
     observation_text,
     text_attachment,
@@ -32,8 +33,8 @@ AVAILABILITY = {"AV": "current", "CA": "entered-in-error", "OB": "superseded", "
     ),
 )
 def map_document(ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segment]) -> str:
-    """TXA: type 2 -> type, activity time 4 -> date, origination 6 -> attachment creation, author 5 (and originator 9) -> author,
-    authenticator 10 (22) -> authenticator, unique document number 12 -> masterIdentifier,
+    """TXA: type 2 -> type, activity time 4 -> date, origination 6 -> attachment creation,
+    author 5 (and originator 9) -> author, authenticator 10 (22) -> authenticator, unique document number 12 -> masterIdentifier,
     file name 16 -> identifier, completion 17 -> docStatus, availability 19 -> status; the
     OBX text (TX/FT/ST...) -> one text/plain attachment, each ED -> its own attachment."""
     ctx.segment = txa
@@ -63,23 +64,47 @@ def map_document(ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segm
     authenticator = actors.practitioners(ctx, txa, 10) or actors.practitioners(ctx, txa, 22)
     if authenticator:
         doc["authenticator"] = authenticator[0]
-    title = (kind or {}).get("text") or next(
-        (c.get("display") for c in (kind or {}).get("coding", []) if c.get("display")), None
-    )
+    title = concept_title(kind) if kind else None
+    content = document_content(ctx, txa, observations, title)
+    created = ctx.datetime(txa, 6, "DocumentReference.content.attachment.creation")
+    if created:
+        for item in content:
+            item["attachment"]["creation"] = created
+    doc["content"] = content
+    if ctx.encounter:
+        doc["context"] = {"encounter": [ref(ctx.encounter)]}
+    identity = master or (doc.get("identifier") or [None])[0]
+    return ctx.add(doc, identity=identity)
+
+
+@fields(
+    "OBX",
+    "DocumentReference",
+    (
+        "OBX-5",
+        "DocumentReference.content.attachment.contentType",
+        "ED -> Attachment of its own: MIME type from ED-3 (else ED-2), ED-5 as Base64",
+        "OBX-2 is ED",
+    ),
+    (
+        "OBX-5",
+        "DocumentReference.content.attachment.data",
+        "TX, FT, ST and other text -> one line each of one text/plain attachment",
+        "OBX-2 is a text type, in a document message (MDM)",
+    ),
+)
+def document_content(
+    ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segment], title: str | None
+) -> list[dict]:
+    """The document's OBX as DocumentReference.content (IG MDM_T02: OBX -> DocumentReference):
+    the text lines first, as one readable attachment, then each ED as sent. Content is
+    required, so a notification without OBX gets an empty text attachment and a warning."""
     content = []
     lines = []
     for obx in observations:
         vtype = ctx.value(obx, 2).upper()
         if vtype == "ED":
-            reps = ctx.reps(obx, 5)
-            if reps:
-                content.append(
-                    {
-                        "attachment": ed_attachment(
-                            ctx, obx, reps[0], "DocumentReference.content.attachment"
-                        )
-                    }
-                )
+            content += _ed_content(ctx, obx)
         elif vtype in TEXT_TYPES or not vtype:
             text = observation_text(ctx, obx)
             if text:
@@ -98,7 +123,6 @@ def map_document(ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segm
     if lines:
         content.insert(0, {"attachment": text_attachment("\n".join(lines), title)})
     if not content:
-        # content is required: a notification without the document still says what it is
         ctx.issue(
             txa,
             None,
@@ -111,15 +135,15 @@ def map_document(ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segm
         content.append(
             {"attachment": {"contentType": "text/plain", **({"title": title} if title else {})}}
         )
-    created = ctx.datetime(txa, 6, "DocumentReference.content.attachment.creation")
-    if created:
-        for item in content:
-            item["attachment"]["creation"] = created
-    doc["content"] = content
-    if ctx.encounter:
-        doc["context"] = {"encounter": [ref(ctx.encounter)]}
-    identity = master or (doc.get("identifier") or [None])[0]
-    return ctx.add(doc, identity=identity)
+    return content
+
+
+def _ed_content(ctx: Context, obx: hl7v2.Segment) -> list[dict]:
+    reps = ctx.reps(obx, 5)
+    if not reps:
+        return []
+    target = "DocumentReference.content.attachment"
+    return [{"attachment": ed_attachment(ctx, obx, reps[0], target)}]
 
 
 def _unique(refs: list[dict]) -> list[dict]:

@@ -8,6 +8,7 @@ from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
 from adapters.mapping.datatypes import Comps
 from adapters.mapping.declared import fields
+from adapters.mapping.segments import actors
 
 
 def relationship(code_field: Comps, table: str = "0063") -> dict | None:
@@ -91,63 +92,95 @@ def _name_key(names: list[dict]) -> str:
     ("NK1-4", "RelatedPerson.address", "XAD -> Address"),
     ("NK1-5", "RelatedPerson.telecom", "XTN -> ContactPoint, use home"),
     ("NK1-6", "RelatedPerson.telecom", "XTN -> ContactPoint, use work"),
+    ("NK1-30", "RelatedPerson.name", "XPN -> HumanName, after NK1-2's"),
+    ("NK1-31", "RelatedPerson.telecom", "XTN -> ContactPoint"),
+    ("NK1-32", "RelatedPerson.address", "XAD -> Address, after NK1-4's"),
 )
 def map_next_of_kin(ctx: Context, nk1: hl7v2.Segment) -> str | None:
-    """NK1: name 2 (or contact person 30), relationship 3, address 4, phones 5/6 (40/41),
-    start/end 8/9, contact role 7, sex 15, birth date 16, identifiers 33."""
+    """NK1: name 2 and contact person 30, relationship 3, address 4 and 32, phones 5/6, 31 and
+    40/41, start/end 8/9, contact role 7, sex 15, birth date 16, identifiers 33 (IG NK1 ->
+    RelatedPerson). An NK1 that names an organisation (13) and no person (2) is the patient's
+    contact at that organisation, its contact person 30-32 (IG NK1 -> Patient.contact)."""
     ctx.segment = nk1
-    names = [n for n in (dt.xpn(f) for f in ctx.reps(nk1, 2)) if n]
-    if not names:
-        names = [n for n in (dt.xpn(f) for f in ctx.reps(nk1, 30)) if n]
-    identifiers = [i for i in (dt.cx(f) for f in ctx.reps(nk1, 33)) if i]
     relationships = [
         r for r in (relationship(ctx.comps(nk1, 3)), relationship(ctx.comps(nk1, 7), "0131")) if r
     ]
-    if not names and not identifiers:
-        organization = ctx.value(nk1, 13)
-        if organization:
-            _patient_contact_organization(ctx, organization, relationships)
-        else:
-            ctx.issue(
-                nk1,
-                2,
-                "",
-                "RelatedPerson.name",
-                "NK1 names no person (NK1-2, NK1-30) or organisation (NK1-13); not converted",
-                severity="warning",
-            )
+    identifiers = [i for i in (dt.cx(f) for f in ctx.reps(nk1, 33)) if i]
+    if not (_xpns(ctx, nk1, 2) or identifiers) and ctx.value(nk1, 13):
+        _organization_contact(ctx, nk1, relationships)
         return None
-    telecom = [t for t in (dt.xtn(f, "home") for f in ctx.reps(nk1, 5)) if t]
-    telecom += [t for t in (dt.xtn(f, "work") for f in ctx.reps(nk1, 6)) if t]
-    telecom += [t for t in (dt.xtn(f, "home") for f in ctx.reps(nk1, 40)) if t]
-    telecom += [t for t in (dt.xtn(f, "work") for f in ctx.reps(nk1, 41)) if t]
-    addresses = [a for a in (dt.xad(f) for f in ctx.reps(nk1, 4)) if a]
-    sex = ctx.value(nk1, 15).upper()
-    start = ctx.date(nk1, 8, "RelatedPerson.period.start")
-    end = ctx.date(nk1, 9, "RelatedPerson.period.end")
-    period = {k: v for k, v in (("start", start), ("end", end)) if v} or None
-    if period and "start" in period and "end" in period and period["end"] < period["start"]:
-        del period["end"]
+    names = _xpns(ctx, nk1, 2) + _xpns(ctx, nk1, 30)
+    if not names and not identifiers:
+        ctx.issue(
+            nk1,
+            2,
+            "",
+            "RelatedPerson.name",
+            "NK1 names no person (NK1-2, NK1-30) or organisation (NK1-13); not converted",
+            severity="warning",
+        )
+        return None
     return related_person(
         ctx,
         names=names,
         relationships=relationships,
-        addresses=addresses,
-        telecom=telecom,
-        gender=cs.ADMINISTRATIVE_SEX.get(sex),
+        addresses=_xads(ctx, nk1, 4) + _xads(ctx, nk1, 32),
+        telecom=_next_of_kin_telecom(ctx, nk1),
+        gender=cs.ADMINISTRATIVE_SEX.get(ctx.value(nk1, 15).upper()),
         birth_date=ctx.date(nk1, 16, "RelatedPerson.birthDate"),
         identifiers=identifiers,
-        period=period,
+        period=_period(ctx, nk1),
         key=f"{_name_key(names)}|{ctx.value(nk1, 3)}",
     )
 
 
-def _patient_contact_organization(ctx: Context, name: str, relationships: list[dict]) -> None:
+def _xpns(ctx: Context, seg: hl7v2.Segment, n: int) -> list[dict]:
+    return [name for name in (dt.xpn(f) for f in ctx.reps(seg, n)) if name]
+
+
+def _xads(ctx: Context, seg: hl7v2.Segment, n: int) -> list[dict]:
+    return [address for address in (dt.xad(f) for f in ctx.reps(seg, n)) if address]
+
+
+def _xtns(ctx: Context, seg: hl7v2.Segment, n: int, use: str | None = None) -> list[dict]:
+    return [t for t in (dt.xtn(f, use) for f in ctx.reps(seg, n)) if t]
+
+
+def _next_of_kin_telecom(ctx: Context, nk1: hl7v2.Segment) -> list[dict]:
+    return (
+        _xtns(ctx, nk1, 5, "home")
+        + _xtns(ctx, nk1, 6, "work")
+        + _xtns(ctx, nk1, 31)
+        + _xtns(ctx, nk1, 40, "home")
+        + _xtns(ctx, nk1, 41, "work")
+    )
+
+
+def _period(ctx: Context, nk1: hl7v2.Segment) -> dict | None:
+    start = ctx.date(nk1, 8, "RelatedPerson.period.start")
+    end = ctx.date(nk1, 9, "RelatedPerson.period.end")
+    if start and end and end < start:
+        end = None
+    return {k: v for k, v in (("start", start), ("end", end)) if v} or None
+
+
+def _organization_contact(ctx: Context, nk1: hl7v2.Segment, relationships: list[dict]) -> None:
+    """Patient.contact naming the organisation (NK1-13, an Organization) whose contact person
+    is NK1-30 (name), NK1-31 (phones) and NK1-32 (address)."""
     patient = ctx.resource(ctx.patient) if ctx.patient else None
-    if patient is None:
+    organization = actors.organization(ctx, ctx.comps(nk1, 13))
+    if patient is None or organization is None:
         return
-    contact: dict = {}
-    if relationships:
-        contact["relationship"] = relationships
-    contact["organization"] = {"display": name}
+    person = {
+        "name": next(iter(_xpns(ctx, nk1, 30)), None),
+        "telecom": _xtns(ctx, nk1, 31),
+        "address": next(iter(_xads(ctx, nk1, 32)), None),
+    }
+    person = {k: v for k, v in person.items() if v}
+    if person:
+        known = ctx.resource(organization["reference"]).setdefault("contact", [])
+        if person not in known:
+            known.append(person)
+    contact: dict = {"relationship": relationships} if relationships else {}
+    contact["organization"] = organization
     patient.setdefault("contact", []).append(contact)

@@ -19,6 +19,39 @@ def test_nk1_becomes_a_related_person_of_the_patient(convert_segments):
     assert entry_of(result, person)["request"]["method"] == "PUT"
 
 
+def test_nk1_contact_person_fields_add_a_name_phone_and_address(convert_segments):
+    """IG NK1 -> RelatedPerson: NK1-30 is name[2], NK1-31 telecom, NK1-32 address[2]."""
+    fields = [""] * 33
+    fields[1:5] = ["1", "Everyman^Eve", "SPO", "1 Main St^^Springfield"]
+    fields[30:33] = ["Everyman^Evelyn^M", "^PRN^PH^^1^217^5559876", "9 Side St^^Shelbyville"]
+    nk1 = "NK1" + "|".join(fields)
+    person = one(convert_segments("A01", PID, nk1), "RelatedPerson")
+    assert [n["given"][0] for n in person["name"]] == ["Eve", "Evelyn"]
+    assert [a["city"] for a in person["address"]] == ["Springfield", "Shelbyville"]
+    assert person["telecom"][0]["value"] == "+1 (217) 5559876"
+
+
+def test_an_organisation_nk1_is_a_patient_contact_with_its_contact_person(convert_segments):
+    """IG NK1 -> Patient: NK1-13 -> contact.organization, NK1-30..32 -> its contact."""
+    fields = [""] * 33
+    fields[1], fields[3] = "1", "EMR^Employer^HL70063"
+    fields[13] = "ACME Works^^^^^HOSP^XX^^^ACME-1"
+    fields[30:33] = ["Boss^Bob", "^WPN^PH^^1^217^5550000", "1 Factory Rd^^Springfield"]
+    nk1 = "NK1" + "|".join(fields)
+    result = convert_segments("A01", PID, nk1)
+    assert not resources(result, "RelatedPerson")
+    [contact] = one(result, "Patient")["contact"]
+    organization = one(result, "Organization")
+    assert contact["organization"]["reference"] == entry_of(result, organization)["fullUrl"]
+    assert contact["relationship"][0]["coding"][-1]["code"] == "EMR"
+    assert organization["name"] == "ACME Works"
+    assert organization["identifier"][0]["value"] == "ACME-1"
+    [person] = organization["contact"]
+    assert person["name"]["family"] == "Boss"
+    assert person["telecom"][0]["use"] == "work"
+    assert person["address"]["line"] == ["1 Factory Rd"]
+
+
 def test_the_same_next_of_kin_is_the_same_resource_across_messages(convert_segments):
     nk1 = "NK1|1|Everyman^Eve|SPO^Spouse^HL70063"
     a = entry_of(r1 := convert_segments("A01", PID, nk1), one(r1, "RelatedPerson"))
