@@ -28,6 +28,11 @@ entries that refer to nothing else in the Bundle, then those that refer only to 
   Retrying only the failed entries would need state kept across attempts; resending the message
   costs conditional no-ops on the server instead. The delivery timeout covers the whole send.
 
+A query's answer (RSP^K22, ADR^A19: a ``searchset`` Bundle of Patients) is no Bundle a server
+stores: every mode sends it as the transaction of the resources it found, each a conditional
+update (``PUT Patient?identifier=sys|val``), so the patients land on the server and a repeated
+answer updates them; an answer that found nobody sends nothing and succeeds.
+
 Auth: a static ``bearer_token``, or OAuth2 client credentials (``oauth2``): the token is fetched
 once and shared by all threads, reused until shortly before ``expires_in`` runs out (five minutes
 when the server does not say), and fetched again once if the server answers 401.
@@ -43,6 +48,7 @@ import copy
 import re
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -123,11 +129,20 @@ class FhirRestTransport:
             self.headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
 
     def encode(self, payload: Payload) -> Encoded:
-        """The transaction Bundle as stored (batch and per_resource modes send its entries)."""
+        """The transaction Bundle as stored (batch and per_resource modes send its entries); a
+        query's answer as the transaction of its resources."""
+        found = searchset_entries(payload)
+        if found:
+            payload = transaction_of(payload, found)
         how = {"transaction": "POST", "batch": "batches to", "per_resource": "each entry to"}
         return Encoded(payload.body, payload.content_type, f"{how[self.config.mode]} {self.where}")
 
     def send(self, payload: Payload, *, timeout: float) -> SendResult:
+        found = searchset_entries(payload)
+        if found == []:
+            return SendResult(200, "the query's answer holds no patients: nothing to send")
+        if found:
+            payload = transaction_of(payload, found)
         if self.config.mode == "per_resource":
             return self._send_each(payload, timeout)
         if self.config.mode == "batch":
@@ -366,6 +381,39 @@ class TokenSource:
         except (TypeError, ValueError):
             lifetime = DEFAULT_TOKEN_LIFETIME_S
         return str(answer["access_token"]), max(1.0, lifetime)
+
+
+# ------------------------------------------------------------------------ query answers
+
+
+def searchset_entries(payload: Payload) -> list[dict] | None:
+    """The entries of a query's answer (RSP^K22, ADR^A19: a ``searchset`` Bundle), or None when
+    the payload is some other Bundle."""
+    if b'"searchset"' not in payload.body:  # cheap: most Bundles are never parsed here
+        return None
+    try:
+        bundle = exact_json.loads(payload.body)
+    except ValueError:
+        return None
+    if not isinstance(bundle, dict) or bundle.get("type") != "searchset":
+        return None
+    return [e for e in bundle.get("entry") or [] if isinstance(e, dict) and e.get("resource")]
+
+
+def transaction_of(payload: Payload, found: list[dict]) -> Payload:
+    """A query's answer as the transaction of what it found. A server stores no searchset, and
+    what an integration wants of the answer is its patients on the server: each match (and each
+    resource it includes, which the matches refer to) becomes the conditional update or create
+    ``entry_request`` works out, so a repeated answer updates the same patients. Every mode
+    then sends it as it sends any transaction Bundle."""
+    entries = []
+    for entry in found:
+        method, path, _ = entry_request({}, entry["resource"])
+        item = {"fullUrl": entry["fullUrl"]} if entry.get("fullUrl") else {}
+        item |= {"resource": entry["resource"], "request": {"method": method, "url": path}}
+        entries.append(item)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return replace(payload, body=exact_json.dumps(bundle, separators=(",", ":")).encode())
 
 
 # ------------------------------------------------------------------------ server limits
