@@ -138,6 +138,10 @@ class AuditedConfigViewSet(
         return Response(self.get_serializer(obj).data)
 
 
+# Canonical FHIR in an answer keeps its decimals as written (1.50 stays 1.50).
+BODY_RENDERERS = [ExactJSONRenderer, BrowsableAPIRenderer]
+
+
 @extend_schema_view(
     list=extend_schema(
         parameters=[
@@ -236,7 +240,7 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         return Response(self.get_serializer(channel).data)
 
     @extend_schema(request=s.DryRunRequestSerializer, responses=OpenApiResponse())
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], renderer_classes=BODY_RENDERERS)
     def test(self, request, pk=None):
         """Dry run: the parse tree, Bundle, issues, routing and each routed destination's encoded
         output for a message (or a saved sample); nothing is stored, nothing is sent."""
@@ -495,10 +499,6 @@ def message_filterset(request, queryset) -> MessageFilter:
     if not filterset.is_valid():
         raise serializers.ValidationError(message_filters.errors(filterset))
     return filterset
-
-
-# A message body's decimals go out as written (1.50 stays 1.50).
-BODY_RENDERERS = [ExactJSONRenderer, BrowsableAPIRenderer]
 
 
 class MessageViewSet(viewsets.ReadOnlyModelViewSet):

@@ -76,3 +76,15 @@ def test_the_api_body_and_reveal_keep_decimals_as_written(operator, stored):
     assert masked.status_code == revealed.status_code == 200
     for answer in (masked, revealed):
         assert_written(answer.content.decode())
+
+
+def test_the_api_test_bench_keeps_decimals_as_written(analyst_user, client):
+    channel = factories.channel(40072)
+    client.force_login(analyst_user)
+    answer = client.post(
+        f"/api/v1/channels/{channel.pk}/test/",
+        {"raw": ORU.decode()},
+        content_type="application/json",
+    )
+    assert answer.status_code == 200
+    assert_written(answer.content.decode())
