@@ -25,19 +25,6 @@ CASELAB = "oru/cdc_oru_r01_v251_caselab_escaped_F.hl7"  # 83 entries, 82 PUT
 SMALL = "adt/lfh_adt_a01_v27.hl7"  # 8 entries: within Medplum's limits
 
 
-@pytest.fixture(scope="module")
-def medplum():
-    server = MedplumServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(medplum):
-    medplum.reset()
-    return medplum
-
-
 def bundle_of(name: str) -> dict:
     return convert(hl7v2.parse((require_corpus() / name).read_bytes())).bundle
 

@@ -18,19 +18,6 @@ ADAM = "PID|1||12345^^^HOSP&1.2.3.4.5&ISO^MR||Everyman^Adam||19610615|M|||1 Main
 EVE = "PID|2||67890^^^HOSP&1.2.3.4.5&ISO^MR||Everyman^Eve||19640203|F"
 
 
-@pytest.fixture(scope="module")
-def medplum():
-    server = MedplumServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(medplum):
-    medplum.reset()
-    return medplum
-
-
 def answer(*segments: str, kind: str = "RSP^K22^RSP_K21", n: int = 1) -> Payload:
     raw = "\r".join([MSH.format(kind=kind, n=n), "MSA|AA|Q-1", *segments]) + "\r"
     bundle = convert(hl7v2.parse(raw.encode())).bundle
