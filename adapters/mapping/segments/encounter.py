@@ -69,6 +69,18 @@ def has_visit(ctx: Context, pv1: hl7v2.Segment | None) -> bool:
     ("PV2-1", "Encounter.location", "PL -> Location (status planned)", "PV1 describes a visit"),
     ("PV2-3", "Encounter.reasonCode", "CWE -> CodeableConcept", "PV1 describes a visit"),
     ("PV2-11", "Encounter.length", "whole days -> Duration (d)", "PV1 describes a visit"),
+    (
+        "PV2-12",
+        "Encounter.type.text",
+        "visit description -> type text",
+        "PV1 describes a visit, PV1-4 gives no type",
+    ),
+    (
+        "PV2-25",
+        "Encounter.priority",
+        "CWE (table 0217) -> CodeableConcept",
+        "PV1 describes a visit",
+    ),
 )
 def map_encounter(
     ctx: Context, pv1: hl7v2.Segment, pv2: hl7v2.Segment | None = None, event: str = ""

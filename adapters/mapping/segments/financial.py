@@ -302,6 +302,12 @@ def insured_patient_details(ctx: Context, in2: hl7v2.Segment) -> None:
     ("FT1-11", "ChargeItem.priceOverride", "CP -> Money", "a number"),
     ("FT1-19", "ChargeItem.reason", "CWE -> CodeableConcept, each repetition"),
     ("FT1-20", "ChargeItem.performer.actor", "XCN -> Practitioner", "an id or a name"),
+    (
+        "FT1-21",
+        "ChargeItem.enterer",
+        "XCN (ordered by) -> Practitioner, the first",
+        "an id or a name",
+    ),
     ("FT1-29", "ChargeItem.product", "CWE (NDC) -> productCodeableConcept"),
 )
 @fields(
