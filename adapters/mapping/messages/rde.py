@@ -108,7 +108,7 @@ def _missing(ctx: Context, segment: str, target: str):
 
 PHARMACY_SEGMENTS = (
     "MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 PDA ACC ORC:MedicationRequest"
-    " TQ1:MedicationRequest RXO RXE RXR:MedicationRequest RXC NTE:MedicationRequest FT1"
+    " TQ1:MedicationRequest RXO RXE RXR:MedicationRequest RXC NTE:MedicationRequest FT1 BLG"
 )
 
 

@@ -292,6 +292,16 @@ def map_original_order(
     return ctx.add(request, key=key)
 
 
+@fields(
+    "RXE",
+    "Medication",
+    ("RXE-6", "Medication.form", "CWE (give dosage form) -> CodeableConcept", "RXC components"),
+)
+@fields(
+    "RXO",
+    "Medication",
+    ("RXO-5", "Medication.form", "CWE (dosage form) -> CodeableConcept", "RXC components"),
+)
 def _medication(
     ctx: Context,
     request: dict,
