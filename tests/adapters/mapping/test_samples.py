@@ -130,3 +130,22 @@ def test_the_replaced_patient_keeps_its_name_the_report_its_period_the_charge_it
     assert report["effectivePeriod"]["end"].startswith("2019-07-21T07:00:00")
     charge = one(sample("dft_p03_v25_enterer.hl7"), "ChargeItem")
     assert charge["enterer"]["display"] == "Jin Park MD"
+
+
+def test_a_procedure_named_only_in_words_and_a_guarantor_who_is_the_patient():
+    result = sample("adt_a08_v24_procedure_text_guarantor_self.hl7")
+    assert one(result, "Procedure")["code"] == {"text": "Appendectomy, laparoscopic"}
+    assert one(result, "Coverage")["order"] == 2
+    patient = one(result, "Patient")
+    account = one(result, "Account")
+    assert account["guarantor"][0]["party"]["reference"] == entry_of(result, patient)["fullUrl"]
+    assert not resources(result, "RelatedPerson")
+    values = {i["value"] for i in patient["identifier"]}
+    assert {"G5520931", "471-22-9083", "E-20931"} <= values  # GT1-2, GT1-12, GT1-19
+    assert {"value": "+1 (218) 5550190", "system": "phone", "use": "work"} in patient["telecom"]
+
+
+def test_a_rejected_specimen_is_unavailable_with_its_condition():
+    specimen = one(sample("oru_r01_v251_rejected_specimen.hl7"), "Specimen")
+    assert specimen["status"] == "unavailable"
+    assert specimen["condition"][0]["coding"][0]["code"] == "HEM"
