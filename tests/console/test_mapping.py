@@ -123,8 +123,17 @@ def test_the_page_shows_the_resource_each_message_type_makes_of_a_segment(viewer
     assert 'data-segment="OBR" data-resource="DiagnosticReport"' in result
     assert "<code>OBR-25</code>" in result and "DiagnosticReport.status" in result
     assert 'id="builtin-unlisted"' not in page("SIU^S12")  # every segment it reads is listed
-    unlisted = page("ADT^A01").split('id="builtin-unlisted"')[1].split("</p>")[0]
-    assert "PDA, ACC" in unlisted
+    admit = page("ADT^A01")  # PDA and ACC rows, proven on hand-made samples
+    assert 'data-segment="PDA" data-resource="Observation"' in admit
+    assert "<code>ACC-8</code>" in admit and 'id="builtin-unlisted"' not in admit
+    # a guarantor who is the patient, and the Encounter's diagnoses from DG1
+    assert 'data-segment="GT1" data-resource="Patient"' in admit
+    assert 'data-segment="DG1" data-resource="Encounter"' in admit
+    assert "<code>PV1-50</code>" in admit and "<code>IN1-22</code>" in admit
+    assert 'data-segment="BLG" data-resource="Account"' in page("OML^O21")
+    administration = page("RAS^O17")
+    assert 'data-segment="RXA" data-resource="MedicationAdministration"' in administration
+    assert 'data-segment="RXR" data-resource="MedicationAdministration"' in administration
 
 
 def test_any_registered_type_can_be_chosen(viewer, channel):

@@ -70,7 +70,7 @@ def split_orders(ctx: Context, segments: list[hl7v2.Segment]) -> tuple[list, lis
 
 ORDER_SEGMENTS = (
     "MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 PDA ACC ORC:ServiceRequest"
-    " TQ1:ServiceRequest OBR:ServiceRequest NTE:ServiceRequest NTE:Observation SPM FT1"
+    " TQ1:ServiceRequest OBR:ServiceRequest NTE:ServiceRequest NTE:Observation SPM FT1 BLG"
 )
 
 

@@ -51,7 +51,7 @@ def note_text(ctx: Context, nte: hl7v2.Segment) -> str:
     "R31",
     "R32",
     segments="MSH PID PD1 PV1 PV2 ORC:ServiceRequest OBR TQ1:ServiceRequest OBX"
-    " NTE:ServiceRequest NTE:Observation SPM FT1",
+    " NTE:ServiceRequest NTE:Observation SPM FT1 BLG",
 )
 def oru(ctx: Context) -> None:
     ctx.require_segment("PID", "Patient")

@@ -6,6 +6,7 @@ Each event points at the order it carries out."""
 from __future__ import annotations
 
 from adapters.codecs import hl7v2
+from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context
 from adapters.mapping.messages.adt import map_patient_details
 from adapters.mapping.messages.common import map_subject
@@ -13,7 +14,11 @@ from adapters.mapping.messages.oru import note_text
 from adapters.mapping.registry import handles
 from adapters.mapping.segments.financial import map_charges
 from adapters.mapping.segments.observation import map_observation
-from adapters.mapping.segments.pharmacy import map_medication_request, map_original_order
+from adapters.mapping.segments.pharmacy import (
+    map_medication_request,
+    map_order_carried_out,
+    map_original_order,
+)
 from adapters.mapping.segments.pharmacy_events import map_administration, map_dispense
 
 
@@ -80,7 +85,12 @@ def _request(ctx: Context, order: dict) -> str | None:
         )
     if order["rxo"] is not None:
         return map_original_order(
-            ctx, order["rxo"], order["orc"], order["order_rxc"], intent="order"
+            ctx,
+            order["rxo"],
+            order["orc"],
+            order["order_rxc"],
+            intent="order",
+            notes=order["notes"],
         )
     return None
 
@@ -98,7 +108,7 @@ def _missing(ctx: Context, segment: str, target: str):
 
 PHARMACY_SEGMENTS = (
     "MSH PID PD1 PV1 PV2 NK1 AL1 DG1 PR1 RF1 DB1 OBX IN1 IN2 GT1 PDA ACC ORC:MedicationRequest"
-    " TQ1:MedicationRequest RXO RXE RXR:MedicationRequest RXC NTE:MedicationRequest FT1"
+    " TQ1:MedicationRequest RXO RXE RXR:MedicationRequest RXC NTE:MedicationRequest FT1 BLG"
 )
 
 
@@ -125,6 +135,9 @@ def omp(ctx: Context) -> None:
         _request(ctx, order)
 
 
+DRUG_FIELD = {"RXD": 2, "RXA": 5}  # the dispensed or given drug
+
+
 def _events(ctx: Context, segment: str, target: str, mapper) -> None:
     _patient(ctx)
     orders = pharmacy_orders(ctx)
@@ -132,12 +145,17 @@ def _events(ctx: Context, segment: str, target: str, mapper) -> None:
         raise _missing(ctx, segment, target)
     for order in orders:
         request = _request(ctx, order)
+        if request is None and order["events"]:
+            event = order["events"][0][0]
+            drug = dt.cwe(ctx.comps(event, DRUG_FIELD[event.name]))
+            if drug:
+                request = map_order_carried_out(ctx, order["orc"], drug, order["notes"])
         for seg, rxr in order["events"]:
             mapper(ctx, seg, rxr, request)
     map_charges(ctx, ctx.message.segments[1:])
 
 
-@handles("RDS", "O13", segments=PHARMACY_SEGMENTS + " RXD")
+@handles("RDS", "O13", segments=PHARMACY_SEGMENTS + " RXD RXR:MedicationDispense")
 def rds(ctx: Context) -> None:
     _events(ctx, "RXD", "MedicationDispense", map_dispense)
 
@@ -145,7 +163,7 @@ def rds(ctx: Context) -> None:
 @handles(
     "RAS",
     "O17",
-    segments=PHARMACY_SEGMENTS + " RXA:MedicationAdministration",
+    segments=PHARMACY_SEGMENTS + " RXA:MedicationAdministration RXR:MedicationAdministration",
 )
 def ras(ctx: Context) -> None:
     _events(ctx, "RXA", "MedicationAdministration", map_administration)

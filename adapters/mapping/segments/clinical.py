@@ -109,13 +109,27 @@ def _reaction(field: dt.Comps) -> dict | None:
     "DG1",
     "Condition",
     (
-        "DG1-3",
-        "Condition.code",
-        "CWE -> CodeableConcept (coding system from DG1-2 when CWE-3 is empty)",
+        "DG1-2",
+        "Condition.code.coding.system",
+        "coding method (I9, I10, SNM ...) -> the coding's system",
+        "DG1-3 names no coding system",
     ),
+    ("DG1-3", "Condition.code", "CWE -> CodeableConcept"),
     ("DG1-4", "Condition.code.text", "text"),
     ("DG1-5", "Condition.onset", "DTM -> onsetDateTime"),
+    ("DG1-16", "Condition.asserter", "XCN -> Practitioner, the first", "an id or a name"),
     ("DG1-20", "Condition.identifier", "EI -> Identifier; the identity of the conditional update"),
+)
+@fields(
+    "DG1",
+    "Encounter",
+    ("DG1-6", "Encounter.diagnosis.use", "CWE (table 0052) -> CodeableConcept", "a visit (PV1)"),
+    (
+        "DG1-15",
+        "Encounter.diagnosis.rank",
+        "priority -> positiveInt",
+        "a visit (PV1), a whole number above 0",
+    ),
 )
 def map_condition(ctx: Context, dg1: hl7v2.Segment) -> str | None:
     """DG1: code 3 (or description 4) -> code, date 5 -> onsetDateTime, clinician 16 ->
@@ -193,8 +207,29 @@ def _encounter_diagnosis(ctx: Context, dg1: hl7v2.Segment, condition_url: str) -
     "PR1",
     "Procedure",
     ("PR1-3", "Procedure.code", "CWE -> CodeableConcept"),
+    ("PR1-4", "Procedure.code.text", "text", "PR1-3 is empty"),
     ("PR1-5", "Procedure.performed", "DTM -> performedDateTime"),
     ("PR1-6", "Procedure.category", "CWE (table 0230) -> CodeableConcept"),
+    (
+        "PR1-8",
+        "Procedure.performer.actor",
+        "XCN (anesthesiologist) -> Practitioner, function ATND",
+        "an id or a name",
+    ),
+    (
+        "PR1-11",
+        "Procedure.performer.actor",
+        "XCN (surgeon) -> Practitioner, function PPRF",
+        "an id or a name",
+    ),
+    (
+        "PR1-12",
+        "Procedure.performer.actor",
+        "XCN (procedure practitioner) -> Practitioner, function SPRF",
+        "an id or a name",
+    ),
+    ("PR1-15", "Procedure.reasonCode", "CWE (associated diagnosis) -> CodeableConcept"),
+    ("PR1-19", "Procedure.identifier", "EI -> Identifier; the identity of the conditional update"),
 )
 def map_procedure(ctx: Context, pr1: hl7v2.Segment) -> str | None:
     """PR1: code 3 (description 4) -> code, date 5 -> performedDateTime, functional type 6 ->

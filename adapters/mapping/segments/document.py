@@ -18,18 +18,41 @@ from adapters.mapping.segments.observation import (
 
 # TXA-19 document availability -> DocumentReference.status
 AVAILABILITY = {"AV": "current", "CA": "entered-in-error", "OB": "superseded", "UN": "current"}
+WHO = "an id or a name"
 
 
 @fields(
     "TXA",
     "DocumentReference",
     ("TXA-2", "DocumentReference.type", "CWE (table 0270) -> CodeableConcept"),
+    ("TXA-4", "DocumentReference.date", "DTM (activity time) -> instant", "a valid date/time"),
+    ("TXA-5", "DocumentReference.author", "XCN -> Practitioner, each repetition", WHO),
+    (
+        "TXA-6",
+        "DocumentReference.content.attachment.creation",
+        "DTM (origination) -> dateTime; also the date when TXA-4 gives none",
+        "a valid date/time",
+    ),
+    ("TXA-9", "DocumentReference.author", "XCN (originator) -> Practitioner, after TXA-5", WHO),
+    ("TXA-10", "DocumentReference.authenticator", "XCN -> Practitioner, the first", WHO),
     ("TXA-12", "DocumentReference.masterIdentifier", "EI -> Identifier, scoped to the sender"),
+    ("TXA-16", "DocumentReference.identifier", "file name -> Identifier, scoped to the sender"),
     (
         "TXA-17",
         "DocumentReference.docStatus",
         "completion status (table 0271) -> docStatus",
         "a known code",
+    ),
+    (
+        "TXA-19",
+        "DocumentReference.status",
+        "availability (table 0275): CA -> entered-in-error, OB -> superseded, else current",
+    ),
+    (
+        "TXA-22",
+        "DocumentReference.authenticator",
+        "XCN (authentication person) -> Practitioner, the first",
+        "TXA-10 gives none, an id or a name",
     ),
 )
 def map_document(ctx: Context, txa: hl7v2.Segment, observations: list[hl7v2.Segment]) -> str:

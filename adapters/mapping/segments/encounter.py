@@ -51,17 +51,46 @@ def has_visit(ctx: Context, pv1: hl7v2.Segment | None) -> bool:
     ("PV1-2", "Encounter.class", "patient class (table 0004) -> v3 ActCode"),
     ("PV1-3", "Encounter.location", "PL -> Location (status active)"),
     ("PV1-4", "Encounter.type", "CWE (table 0007) -> CodeableConcept"),
+    ("PV1-5", "Encounter.hospitalization.preAdmissionIdentifier", "CX -> Identifier"),
+    ("PV1-6", "Encounter.location", "PL (prior location) -> Location (status completed)"),
     ("PV1-7", "Encounter.participant", "XCN -> Practitioner, type ATND"),
+    ("PV1-8", "Encounter.participant", "XCN -> Practitioner, type REF"),
+    ("PV1-9", "Encounter.participant", "XCN -> Practitioner, type CON"),
     ("PV1-10", "Encounter.serviceType", "CWE (table 0069) -> CodeableConcept"),
+    ("PV1-11", "Encounter.location", "PL (temporary location) -> Location (status active)"),
+    ("PV1-13", "Encounter.hospitalization.reAdmission", "CWE (table 0092) -> CodeableConcept"),
     ("PV1-14", "Encounter.hospitalization.admitSource", "CWE (table 0023) -> CodeableConcept"),
+    (
+        "PV1-15",
+        "Encounter.hospitalization.specialArrangement",
+        "CWE (table 0009) -> CodeableConcept, each repetition",
+    ),
+    ("PV1-17", "Encounter.participant", "XCN -> Practitioner, type ADM"),
     ("PV1-19", "Encounter.identifier", "CX -> Identifier; the identity of the conditional update"),
     (
         "PV1-36",
         "Encounter.hospitalization.dischargeDisposition",
         "CWE (table 0112) -> CodeableConcept",
     ),
+    (
+        "PV1-37",
+        "Encounter.hospitalization.destination.display",
+        "DLD (discharged to location) -> display",
+    ),
+    (
+        "PV1-38",
+        "Encounter.hospitalization.dietPreference",
+        "CWE (table 0114) -> CodeableConcept",
+    ),
+    ("PV1-42", "Encounter.location", "PL (pending location) -> Location (status planned)"),
+    (
+        "PV1-43",
+        "Encounter.location",
+        "PL (prior temporary location) -> Location (status completed)",
+    ),
     ("PV1-44", "Encounter.period.start", "DTM -> dateTime", "a valid date/time"),
     ("PV1-45", "Encounter.period.end", "DTM -> dateTime", "a valid date/time"),
+    ("PV1-50", "Encounter.identifier", "CX (alternate visit id) -> Identifier"),
 )
 @fields(
     "PV2",
@@ -69,6 +98,18 @@ def has_visit(ctx: Context, pv1: hl7v2.Segment | None) -> bool:
     ("PV2-1", "Encounter.location", "PL -> Location (status planned)", "PV1 describes a visit"),
     ("PV2-3", "Encounter.reasonCode", "CWE -> CodeableConcept", "PV1 describes a visit"),
     ("PV2-11", "Encounter.length", "whole days -> Duration (d)", "PV1 describes a visit"),
+    (
+        "PV2-12",
+        "Encounter.type.text",
+        "visit description -> type text",
+        "PV1 describes a visit, PV1-4 gives no type",
+    ),
+    (
+        "PV2-25",
+        "Encounter.priority",
+        "CWE (table 0217) -> CodeableConcept",
+        "PV1 describes a visit",
+    ),
 )
 def map_encounter(
     ctx: Context, pv1: hl7v2.Segment, pv2: hl7v2.Segment | None = None, event: str = ""

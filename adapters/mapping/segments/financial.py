@@ -13,17 +13,47 @@ from adapters.mapping.segments.patient import add_patient_details
 from adapters.mapping.segments.related import person_key, related_person, relationship
 
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+GUARANTOR = "GT1-3 names a guarantor other than the patient"
 
 
 @fields(
     "IN1",
     "Coverage",
-    ("IN1-3", "Coverage.payor", "CX -> the payor Organization's identifier (IN1-4 its name)"),
+    (
+        "IN1-1",
+        "Coverage.identifier",
+        "set ID, with IN1-2/3/36 -> the derived urn:uuid identifier",
+        "no policy number or insured's id with a system",
+    ),
+    ("IN1-2", "Coverage.class.value", "CWE (plan id) -> class plan, CWE-2 its name"),
+    ("IN1-3", "Coverage.payor", "CX -> the payor Organization's identifier"),
+    ("IN1-4", "Coverage.payor.display", "XON (company name) -> display"),
+    ("IN1-8", "Coverage.class.value", "group number -> class group"),
+    ("IN1-9", "Coverage.class.name", "group name -> class group name", "IN1-8 is valued"),
     ("IN1-12", "Coverage.period.start", "DT -> date", "a valid date"),
     ("IN1-13", "Coverage.period.end", "DT -> date", "a valid date"),
     ("IN1-15", "Coverage.type", "CWE (table 0086) -> CodeableConcept"),
     ("IN1-17", "Coverage.relationship", "CWE (table 0063) -> subscriber relationship"),
+    ("IN1-22", "Coverage.order", "coordination of benefits priority -> positiveInt", "above 0"),
     ("IN1-36", "Coverage.identifier", "policy number -> Identifier"),
+    ("IN1-49", "Coverage.subscriberId", "CX (insured's id) -> subscriberId, Identifier type SN"),
+)
+@fields(
+    "IN1",
+    "RelatedPerson",
+    (
+        "IN1-16",
+        "RelatedPerson.name",
+        "XPN (insured) -> the subscriber's HumanName",
+        "IN1-17 names another person",
+    ),
+    (
+        "IN1-18",
+        "RelatedPerson.birthDate",
+        "DT -> date",
+        "IN1-17 names another person, a valid date",
+    ),
+    ("IN1-19", "RelatedPerson.address", "XAD -> Address", "IN1-17 names another person"),
 )
 def map_coverage(ctx: Context, in1: hl7v2.Segment, in2: hl7v2.Segment | None = None) -> str | None:
     """IN1: plan 2 -> class plan, company id/name/address/phone 3/4/5/7 -> payor Organization,
@@ -118,6 +148,13 @@ def _class(kind: str, value: str, name: str) -> dict:
     return out
 
 
+@fields(
+    "IN1",
+    "Organization",
+    ("IN1-4", "Organization.name", "XON (company name) -> name"),
+    ("IN1-5", "Organization.address", "XAD -> Address, each repetition"),
+    ("IN1-7", "Organization.telecom", "XTN -> ContactPoint (work), each repetition"),
+)
 def _payor(ctx: Context, in1: hl7v2.Segment) -> dict:
     """IN1-3 (company id, CX) and IN1-4 (company name, XON) -> Organization; with neither, a
     reference that says the payor is unknown (Coverage.payor is required, and the plan in
@@ -161,7 +198,7 @@ def _payor(ctx: Context, in1: hl7v2.Segment) -> dict:
     (
         "GT1-3",
         "Account.guarantor.party",
-        "XPN -> RelatedPerson (relationship 11, address 5, phones 6/7, birth 8, sex 9)",
+        "XPN -> RelatedPerson (relationship from GT1-11)",
     ),
     (
         "GT1-11",
@@ -211,6 +248,16 @@ def map_account(
     return ctx.add(account, identity=identity, key=key, global_key=key is not None)
 
 
+@fields(
+    "GT1",
+    "RelatedPerson",
+    ("GT1-2", "RelatedPerson.identifier", "CX -> Identifier, those with a system", GUARANTOR),
+    ("GT1-5", "RelatedPerson.address", "XAD -> Address, each repetition", GUARANTOR),
+    ("GT1-6", "RelatedPerson.telecom", "XTN -> ContactPoint (home)", GUARANTOR),
+    ("GT1-7", "RelatedPerson.telecom", "XTN -> ContactPoint (work)", GUARANTOR),
+    ("GT1-8", "RelatedPerson.birthDate", "DTM -> date", GUARANTOR + ", a valid date"),
+    ("GT1-9", "RelatedPerson.gender", "administrative sex (table 0001) -> gender", GUARANTOR),
+)
 def _guarantor(ctx: Context, gt1: hl7v2.Segment) -> dict | None:
     relation_field = ctx.comps(gt1, 11)
     if relation_field.c(1).upper() == "SEL":
@@ -247,6 +294,17 @@ def _guarantor(ctx: Context, gt1: hl7v2.Segment) -> dict | None:
     return ref(url) if url else None
 
 
+@fields(
+    "GT1",
+    "Patient",
+    ("GT1-2", "Patient.identifier", "CX (guarantor number) -> Identifier", "GT1-11 is SEL"),
+    ("GT1-3", "Patient.name", "XPN -> HumanName", "GT1-11 is SEL"),
+    ("GT1-5", "Patient.address", "XAD -> Address", "GT1-11 is SEL"),
+    ("GT1-6", "Patient.telecom", "XTN -> ContactPoint (home)", "GT1-11 is SEL"),
+    ("GT1-7", "Patient.telecom", "XTN -> ContactPoint (work)", "GT1-11 is SEL"),
+    ("GT1-12", "Patient.identifier", "SSN -> Identifier (type SS)", "GT1-11 is SEL"),
+    ("GT1-19", "Patient.identifier", "CX (employee id) -> Identifier", "GT1-11 is SEL"),
+)
 def _guarantor_is_patient(ctx: Context, gt1: hl7v2.Segment) -> None:
     """GT1 of the patient (GT1-11 SEL) -> Patient: number 2, name 3, address 5, phones 6/7,
     SSN 12, employee id 19 (IG: GT1 -> Patient when the guarantor is the patient)."""
@@ -293,6 +351,12 @@ def insured_patient_details(ctx: Context, in2: hl7v2.Segment) -> None:
 @fields(
     "FT1",
     "ChargeItem",
+    (
+        "FT1-1",
+        "ChargeItem.identifier",
+        "set ID, with FT1-4/7 -> the derived urn:uuid identifier",
+        "no FT1-2",
+    ),
     ("FT1-2", "ChargeItem.identifier", "transaction id -> Identifier (sender's system)"),
     ("FT1-4", "ChargeItem.occurrence", "DR -> occurrenceDateTime / Period", "a valid date"),
     ("FT1-5", "ChargeItem.enteredDate", "DTM -> dateTime", "a valid date"),
@@ -302,6 +366,12 @@ def insured_patient_details(ctx: Context, in2: hl7v2.Segment) -> None:
     ("FT1-11", "ChargeItem.priceOverride", "CP -> Money", "a number"),
     ("FT1-19", "ChargeItem.reason", "CWE -> CodeableConcept, each repetition"),
     ("FT1-20", "ChargeItem.performer.actor", "XCN -> Practitioner", "an id or a name"),
+    (
+        "FT1-21",
+        "ChargeItem.enterer",
+        "XCN (ordered by) -> Practitioner, the first",
+        "an id or a name",
+    ),
     ("FT1-29", "ChargeItem.product", "CWE (NDC) -> productCodeableConcept"),
 )
 @fields(
@@ -435,6 +505,11 @@ def map_charges(ctx: Context, segments: list[hl7v2.Segment], account: str | None
             map_billing_account(ctx, seg)
 
 
+@fields(
+    "BLG",
+    "Account",
+    ("BLG-3", "Account.identifier", "CX -> Identifier; the identity of the conditional update"),
+)
 def map_billing_account(ctx: Context, blg: hl7v2.Segment) -> str | None:
     """BLG-3 (account id, CX) -> Account of the patient (IG: BLG -> Account)."""
     ctx.segment = blg

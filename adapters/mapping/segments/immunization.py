@@ -32,6 +32,11 @@ VIS_PRESENTED = "29769-7"
         "NM + RXA-7 units -> Quantity",
         "an amount other than 999",
     ),
+    (
+        "RXA-9",
+        "Immunization.primarySource",
+        "NIP001: 00 -> true, else false and the code -> reportOrigin",
+    ),
     ("RXA-15", "Immunization.lotNumber", "text"),
     ("RXA-16", "Immunization.expirationDate", "DTM -> date", "a valid date"),
     ("RXA-17", "Immunization.manufacturer", "CWE (MVX) -> Reference with identifier/display"),

@@ -11,6 +11,7 @@ from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 
 OBSERVATION_CODE = cs.LOCAL_CS_PREFIX + "hub-observation"
@@ -39,6 +40,52 @@ def _observation(ctx: Context, code: str, display: str, tag: str, **fields) -> s
     return ctx.add(obs, key=f"{ctx.segment_key()}|{tag}")
 
 
+@fields(
+    "PDA",
+    "Observation",
+    (
+        "PDA-3",
+        "Observation.value",
+        "ID (table 0136) -> valueCodeableConcept of a death-certificate Observation",
+        "Y or N",
+    ),
+    (
+        "PDA-4",
+        "Observation.effective",
+        "DTM -> the death-certificate Observation's effectiveDateTime",
+        "PDA-3 Y or N, a valid date",
+    ),
+    (
+        "PDA-5",
+        "Observation.performer",
+        "XCN -> Practitioner who certified the death",
+        "PDA-3 Y or N",
+    ),
+    (
+        "PDA-6",
+        "Observation.value",
+        "ID (table 0136) -> valueCodeableConcept of an autopsy Observation",
+        "Y or N",
+    ),
+    (
+        "PDA-7",
+        "Observation.effective.end",
+        "DR -> the autopsy Observation's effectivePeriod (start, end)",
+        "PDA-6 Y or N, valid dates",
+    ),
+    (
+        "PDA-8",
+        "Observation.performer",
+        "XCN -> Practitioner who performed the autopsy",
+        "PDA-6 Y or N",
+    ),
+    (
+        "PDA-9",
+        "Observation.value",
+        "ID (table 0136) -> valueCodeableConcept of a coroner Observation",
+        "Y or N",
+    ),
+)
 def map_death_details(ctx: Context, pda: hl7v2.Segment) -> None:
     """PDA-3 death certified (PDA-4 when, PDA-5 by whom), PDA-6 autopsy performed (PDA-7
     period, PDA-8 performer), PDA-9 coroner indicator: one Observation each."""
@@ -82,6 +129,43 @@ ACCIDENT_FLAGS = (
 )
 
 
+@fields(
+    "ACC",
+    "Observation",
+    (
+        "ACC-1",
+        "Observation.effective",
+        "DTM -> the injury-incident Observation's effectiveDateTime",
+        "a valid date",
+    ),
+    (
+        "ACC-2",
+        "Observation.value",
+        "CWE (table 0050) -> valueCodeableConcept",
+        "ACC-8 is empty",
+    ),
+    (
+        "ACC-5",
+        "Observation.component.value",
+        "ID (table 0136) -> component AJRI (job related)",
+        "Y or N",
+    ),
+    (
+        "ACC-6",
+        "Observation.component.value",
+        "ID (table 0136) -> component ADI (death)",
+        "Y or N",
+    ),
+    ("ACC-7", "Observation.performer", "XCN -> Practitioner who entered the accident"),
+    ("ACC-8", "Observation.value", "text -> valueString"),
+    (
+        "ACC-10",
+        "Observation.component.value",
+        "ID (table 0136) -> component PNI (police notified)",
+        "Y or N",
+    ),
+    ("ACC-13", "Observation.identifier", "EI -> Identifier"),
+)
 def map_accident(ctx: Context, acc: hl7v2.Segment) -> str | None:
     """ACC: date 1 -> effective, description 8 (else the accident code 2) -> value, job
     related 5 / death 6 / police notified 10 -> components, entered by 7 -> performer,

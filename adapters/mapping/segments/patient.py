@@ -315,6 +315,7 @@ def _pd1(ctx: Context, pd1: hl7v2.Segment, patient: dict) -> None:
         "Patient.link",
         "CX -> the replaced Patient (inactive, link replaced-by); the survivor links replaces",
     ),
+    ("MRG-7", "Patient.where(active = false).name", "XPN -> the replaced Patient's name"),
 )
 def map_merge(ctx: Context, mrg: hl7v2.Segment, survivor: str) -> str | None:
     """MRG-1 (prior patient identifiers) -> the replaced Patient, inactive, ``replaced-by`` the

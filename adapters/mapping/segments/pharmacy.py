@@ -29,7 +29,15 @@ def medication_status(ctx: Context, orc: hl7v2.Segment | None) -> str:
     "MedicationRequest",
     ("ORC-1", "MedicationRequest.status", "order control -> status, when ORC-5 gives none"),
     ("ORC-2", "MedicationRequest.identifier", "EI -> Identifier, type PLAC"),
-    ("ORC-9", "MedicationRequest.authoredOn", "DTM -> dateTime", "an RXE, a valid date"),
+    ("ORC-3", "MedicationRequest.identifier", "EI -> Identifier, type FILL"),
+    (
+        "ORC-5",
+        "MedicationRequest.status",
+        "order status (table 0038) -> status",
+        "a known code",
+    ),
+    ("ORC-9", "MedicationRequest.authoredOn", "DTM -> dateTime", "a valid date"),
+    ("ORC-12", "MedicationRequest.requester", "XCN -> Practitioner"),
 )
 @fields(
     "RXE",
@@ -42,6 +50,11 @@ def medication_status(ctx: Context, orc: hl7v2.Segment | None) -> str:
         "a number",
     ),
     ("RXE-7", "MedicationRequest.dosageInstruction.text", "CWE text -> text"),
+    (
+        "RXE-9",
+        "MedicationRequest.substitution.allowed",
+        "substitution status N -> allowedBoolean false, else true",
+    ),
     (
         "RXE-10",
         "MedicationRequest.dispenseRequest.quantity",
@@ -61,12 +74,19 @@ def medication_status(ctx: Context, orc: hl7v2.Segment | None) -> str:
         "NM + RXE-24 units -> rateQuantity",
         "a number",
     ),
+    ("RXE-27", "MedicationRequest.reasonCode", "CWE (give indication) -> CodeableConcept"),
 )
 @fields(
     "RXR",
     "MedicationRequest",
     ("RXR-1", "MedicationRequest.dosageInstruction.route", "CWE (table 0162)", "after the RXE"),
     ("RXR-2", "MedicationRequest.dosageInstruction.site", "CWE (table 0550)", "after the RXE"),
+    ("RXR-4", "MedicationRequest.dosageInstruction.method", "CWE (table 0165)", "after the RXE"),
+)
+@fields(
+    "NTE",
+    "MedicationRequest",
+    ("NTE-3", "MedicationRequest.note.text", "FT -> Annotation text, one per NTE of the order"),
 )
 @fields(
     "TQ1",
@@ -130,15 +150,12 @@ def map_medication_request(
     request["subject"] = ref(ctx.patient)
     if ctx.encounter:
         request["encounter"] = ref(ctx.encounter)
-    if orc is not None:
-        authored = ctx.datetime(orc, 9, "MedicationRequest.authoredOn")
-        if authored:
-            request["authoredOn"] = authored
-    requester = actors.practitioner(ctx, ctx.comps(orc, 12)) if orc is not None else None
-    requester = requester or actors.practitioner(ctx, ctx.comps(rxe, 13))
+    _ordered(ctx, request, orc)
+    if "requester" not in request:
+        requester = actors.practitioner(ctx, ctx.comps(rxe, 13))
+        if requester:
+            request["requester"] = requester
     ctx.segment = rxe
-    if requester:
-        request["requester"] = requester
     reasons = [r for r in (dt.cwe(f) for f in ctx.reps(rxe, 27)) if r]
     if reasons:
         request["reasonCode"] = reasons
@@ -159,6 +176,43 @@ def map_medication_request(
     identity = placer or filler
     key = None if identity else ctx.about("rx", ctx.value(rxe, 2), str(ctx.occurrence(rxe)))
     return ctx.add(request, identity=identity, key=key, global_key=key is not None)
+
+
+def map_order_carried_out(
+    ctx: Context, orc: hl7v2.Segment, medication: dict, notes: list[str]
+) -> str | None:
+    """An ORC with neither RXE nor RXO (a RAS or RDS that only names the order it carries out)
+    -> that MedicationRequest, for the drug given. Sent as a conditional create: the
+    pharmacy's own, richer record of the order is never overwritten."""
+    placer, filler = order_identifiers(ctx, None, orc)
+    identity = placer or filler
+    if identity is None or not ctx.patient:
+        return None
+    request: dict = {"resourceType": "MedicationRequest"}
+    request["identifier"] = [i for i in (placer, filler) if i]
+    request["status"] = medication_status(ctx, orc)
+    request["intent"] = "order"
+    request["medicationCodeableConcept"] = medication
+    request["subject"] = ref(ctx.patient)
+    if ctx.encounter:
+        request["encounter"] = ref(ctx.encounter)
+    _ordered(ctx, request, orc)
+    if notes:
+        request["note"] = [{"text": n} for n in notes]
+    ctx.segment = orc
+    return ctx.add(request, identity=identity, update=False)
+
+
+def _ordered(ctx: Context, request: dict, orc: hl7v2.Segment | None) -> None:
+    """When and by whom the order was written: ORC-9 -> authoredOn, ORC-12 -> requester."""
+    if orc is None:
+        return
+    authored = ctx.datetime(orc, 9, "MedicationRequest.authoredOn")
+    if authored:
+        request["authoredOn"] = authored
+    requester = actors.practitioner(ctx, ctx.comps(orc, 12))
+    if requester:
+        request["requester"] = requester
 
 
 @fields(
@@ -191,11 +245,13 @@ def map_original_order(
     components: list[hl7v2.Segment] | None = None,
     *,
     intent: str = "original-order",
+    notes: list[str] | None = None,
 ) -> str | None:
     """RXO (the order as the prescriber wrote it) -> MedicationRequest, intent original-order,
     that the pharmacy's encoded order (RXE) is basedOn: requested give code 1 -> medication,
     amount 2/3 + units 4 -> dose, dispense amount/units 11/12 -> dispenseRequest.quantity,
-    refills 13, substitution 9 (IG: RXO -> MedicationRequest)."""
+    refills 13, substitution 9 (IG: RXO -> MedicationRequest). As the order itself (OMP), it
+    also takes ORC-9/ORC-12 and the order's notes, as an RXE's request does."""
     ctx.segment = rxo
     medication = dt.cwe(ctx.comps(rxo, 1))
     if medication is None:
@@ -225,12 +281,27 @@ def map_original_order(
     refills = ctx.value(rxo, 13)
     if refills.isdigit():
         request.setdefault("dispenseRequest", {})["numberOfRepeatsAllowed"] = int(refills)
+    if intent == "order":  # the order itself (OMP): who wrote it, when, and its notes
+        _ordered(ctx, request, orc)
+        ctx.segment = rxo
+        if notes:
+            request["note"] = [{"text": n} for n in notes]
     if identity:
         return ctx.add(request, identity=identity)
     key = ctx.about("rx-original", ctx.value(rxo, 1), str(ctx.occurrence(rxo)))
     return ctx.add(request, key=key)
 
 
+@fields(
+    "RXE",
+    "Medication",
+    ("RXE-6", "Medication.form", "CWE (give dosage form) -> CodeableConcept", "RXC components"),
+)
+@fields(
+    "RXO",
+    "Medication",
+    ("RXO-5", "Medication.form", "CWE (dosage form) -> CodeableConcept", "RXC components"),
+)
 def _medication(
     ctx: Context,
     request: dict,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from adapters.codecs import hl7v2
 from adapters.mapping import datatypes as dt
 from adapters.mapping.context import Context, ref
+from adapters.mapping.declared import fields
 from adapters.mapping.segments import actors
 
 # RXA-20 completion status (table 0322) -> MedicationAdministration.status
@@ -21,6 +22,33 @@ def _route(ctx: Context, rxr: hl7v2.Segment | None) -> dict:
     return {k: v for k, v in parts.items() if v}
 
 
+@fields(
+    "RXD",
+    "MedicationDispense",
+    (
+        "RXD-2",
+        "MedicationDispense.medication",
+        "CWE -> medicationCodeableConcept (required: empty drops the RXD)",
+    ),
+    ("RXD-3", "MedicationDispense.whenHandedOver", "DTM -> dateTime", "a valid date"),
+    ("RXD-4", "MedicationDispense.quantity", "NM + RXD-5 units -> Quantity", "a number"),
+    ("RXD-7", "MedicationDispense.identifier", "EI (prescription number) -> Identifier"),
+    ("RXD-9", "MedicationDispense.note", "CWE text -> note"),
+    ("RXD-10", "MedicationDispense.performer.actor", "XCN -> Practitioner"),
+    ("RXD-11", "MedicationDispense.substitution.wasSubstituted", "G or T -> true, else false"),
+    (
+        "RXD-18",
+        "MedicationDispense.note",
+        "lot number (with RXD-19 expiry) -> note text (R4 has no lot element)",
+    ),
+)
+@fields(
+    "RXR",
+    "MedicationDispense",
+    ("RXR-1", "MedicationDispense.dosageInstruction.route", "CWE", "after the RXD"),
+    ("RXR-2", "MedicationDispense.dosageInstruction.site", "CWE", "after the RXD"),
+    ("RXR-4", "MedicationDispense.dosageInstruction.method", "CWE", "after the RXD"),
+)
 def map_dispense(
     ctx: Context, rxd: hl7v2.Segment, rxr: hl7v2.Segment | None, request: str | None
 ) -> str | None:
@@ -69,6 +97,54 @@ def map_dispense(
     return ctx.add(dispense, identity=number, key=None if number else f"{ctx.segment_key()}|rxd")
 
 
+@fields(
+    "RXA",
+    "MedicationAdministration",
+    (
+        "RXA-3",
+        "MedicationAdministration.effective",
+        "DTM -> effectiveDateTime (effectivePeriod.start with RXA-4; required)",
+    ),
+    (
+        "RXA-4",
+        "MedicationAdministration.effective.end",
+        "DTM -> effectivePeriod.end",
+        "it differs from RXA-3",
+    ),
+    ("RXA-5", "MedicationAdministration.medication", "CWE -> medicationCodeableConcept"),
+    (
+        "RXA-6",
+        "MedicationAdministration.dosage.dose",
+        "NM + RXA-7 units -> Quantity",
+        "a number other than 999 (unknown)",
+    ),
+    ("RXA-10", "MedicationAdministration.performer.actor", "XCN -> Practitioner"),
+    (
+        "RXA-18",
+        "MedicationAdministration.statusReason",
+        "CWE -> CodeableConcept",
+        "RXA-20 RE or NA (not done)",
+    ),
+    ("RXA-19", "MedicationAdministration.reasonCode", "CWE -> CodeableConcept"),
+    (
+        "RXA-20",
+        "MedicationAdministration.status",
+        "table 0322: CP completed, PA stopped, RE/NA not-done",
+    ),
+    (
+        "RXA-21",
+        "MedicationAdministration.status",
+        "action D -> entered-in-error",
+        "D",
+    ),
+)
+@fields(
+    "RXR",
+    "MedicationAdministration",
+    ("RXR-1", "MedicationAdministration.dosage.route", "CWE", "after the RXA, with a dose"),
+    ("RXR-2", "MedicationAdministration.dosage.site", "CWE", "after the RXA, with a dose"),
+    ("RXR-4", "MedicationAdministration.dosage.method", "CWE", "after the RXA, with a dose"),
+)
 def map_administration(
     ctx: Context, rxa: hl7v2.Segment, rxr: hl7v2.Segment | None, request: str | None
 ) -> str | None:

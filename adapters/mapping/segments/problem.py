@@ -21,10 +21,29 @@ def _status(system: str, code: str) -> dict:
 @fields(
     "PRB",
     "Condition",
+    (
+        "PRB-1",
+        "Condition.verificationStatus",
+        "action DE (or a PC3 event) -> entered-in-error, no clinicalStatus",
+        "DE",
+    ),
     ("PRB-3", "Condition.code", "CWE -> CodeableConcept (required: empty drops the PRB)"),
     ("PRB-4", "Condition.identifier", "EI -> Identifier"),
     ("PRB-7", "Condition.recordedDate", "DTM -> dateTime", "a valid date"),
+    (
+        "PRB-9",
+        "Condition.abatement",
+        "DTM -> abatementDateTime, clinicalStatus resolved",
+        "a valid date, not deleted",
+    ),
+    (
+        "PRB-13",
+        "Condition.verificationStatus",
+        "table 0815 C/P/D/R -> confirmed/provisional/differential/refuted",
+        "a known code, not deleted",
+    ),
     ("PRB-16", "Condition.onset", "DTM -> onsetDateTime", "a valid date"),
+    ("PRB-17", "Condition.onset", "ST -> onsetString", "PRB-16 is empty"),
 )
 def map_problem(ctx: Context, prb: hl7v2.Segment, event: str) -> str | None:
     """PRB: code 3 -> code, instance id 4 -> identifier, established 7 -> recordedDate,

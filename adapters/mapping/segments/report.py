@@ -41,6 +41,12 @@ def order_key(placer: dict | None, filler: dict | None) -> str | None:
     ("OBR-3", "DiagnosticReport.identifier", "EI -> Identifier, type FILL (else ORC-3)"),
     ("OBR-4", "DiagnosticReport.code", "CWE -> CodeableConcept (required: empty fails)"),
     ("OBR-7", "DiagnosticReport.effective", "DTM -> effectiveDateTime (period start with OBR-8)"),
+    (
+        "OBR-8",
+        "DiagnosticReport.effective.end",
+        "DTM -> effectivePeriod.end",
+        "OBR-7 and OBR-8 valid dates",
+    ),
     ("OBR-22", "DiagnosticReport.issued", "DTM -> instant", "a valid time"),
     ("OBR-24", "DiagnosticReport.category", "table 0074 -> CodeableConcept"),
     ("OBR-25", "DiagnosticReport.status", "table 0123 -> status (else unknown)"),

@@ -20,6 +20,9 @@ PARTICIPANT_STATUS = {
     "Pending": "needs-action",
     "Waitlist": "needs-action",
 }
+PARTICIPATION = (
+    "Booked/Confirmed -> accepted, Cancelled -> declined, Pending/Waitlist -> needs-action"
+)
 MINUTES = {
     "MIN": 1,
     "M": 1,
@@ -41,6 +44,31 @@ MINUTES = {
     ("SCH-2", "Appointment.identifier", "EI -> filler Identifier"),
     ("SCH-7", "Appointment.reasonCode", "CWE (table 0276) -> CodeableConcept"),
     ("SCH-8", "Appointment.appointmentType", "CWE (table 0277) -> CodeableConcept"),
+    (
+        "SCH-9",
+        "Appointment.minutesDuration",
+        "NM in SCH-10 units -> whole minutes",
+        "a number, a minute or more",
+    ),
+    (
+        "SCH-10",
+        "Appointment.minutesDuration",
+        "units (S, MIN, H, D; minutes when empty) of SCH-9",
+        "SCH-9 is a number, a minute or more",
+    ),
+    (
+        "SCH-11",
+        "Appointment.start",
+        "TQ start (component 4) -> instant; end (5) or the SCH-9 duration -> end; a start"
+        " alone -> requestedPeriod",
+        "no TQ1-7, a valid start with an end or a duration",
+    ),
+    (
+        "SCH-25",
+        "Appointment.status",
+        "filler status (table 0278) -> status, else booked; S15/S16 cancelled, S17"
+        " entered-in-error, S26 noshow whatever it says",
+    ),
 )
 @fields(
     "NTE",
@@ -80,17 +108,14 @@ MINUTES = {
     "Appointment",
     ("AIL-3", "Appointment.participant.actor", "PL -> Location", "a location"),
     ("AIL-4", "Appointment.participant.type", "CWE (table 0305) -> CodeableConcept"),
+    ("AIL-12", "Appointment.participant.status", PARTICIPATION, "a location"),
 )
 @fields(
     "AIP",
     "Appointment",
     ("AIP-3", "Appointment.participant.actor", "XCN -> Practitioner", "an id or a name"),
     ("AIP-4", "Appointment.participant.type", "CWE -> CodeableConcept"),
-    (
-        "AIP-12",
-        "Appointment.participant.status",
-        "Booked/Confirmed -> accepted, Cancelled -> declined, Pending/Waitlist -> needs-action",
-    ),
+    ("AIP-12", "Appointment.participant.status", PARTICIPATION),
 )
 def map_appointment(
     ctx: Context,

@@ -14,6 +14,8 @@ from adapters.mapping.declared import fields
     "Specimen",
     ("SPM-2", "Specimen.identifier", "EIP -> placer and filler Identifiers"),
     ("SPM-4", "Specimen.type", "CWE (table 0487) -> CodeableConcept"),
+    ("SPM-7", "Specimen.collection.method", "CWE (table 0488) -> CodeableConcept"),
+    ("SPM-8", "Specimen.collection.bodySite", "CWE (source site) -> CodeableConcept"),
     (
         "SPM-17",
         "Specimen.collection.collected",
@@ -21,6 +23,8 @@ from adapters.mapping.declared import fields
         "a valid date/time",
     ),
     ("SPM-18", "Specimen.receivedTime", "DTM -> dateTime", "a valid date/time"),
+    ("SPM-21", "Specimen.status", "any reject reason -> unavailable"),
+    ("SPM-24", "Specimen.condition", "CWE (table 0493) -> CodeableConcept, each repetition"),
 )
 def map_specimen(ctx: Context, spm: hl7v2.Segment) -> str | None:
     """SPM: ids 2 (EIP: placer & filler) -> identifier, type 4 -> type, collection method 7
