@@ -50,7 +50,7 @@ def note_text(ctx: Context, nte: hl7v2.Segment) -> str:
     "R30",
     "R31",
     "R32",
-    segments="MSH PID PD1 PV1 PV2 ORC:ServiceRequest OBR TQ1:ServiceRequest OBX"
+    segments="MSH PID PD1 PV1 PV2 ORC:ServiceRequest OBR TQ1:ServiceRequest OBX TXA"
     " NTE:ServiceRequest NTE:Observation SPM FT1 BLG",
 )
 def oru(ctx: Context) -> None:
