@@ -3,11 +3,22 @@ non-HOT update of it) paid for indexes that others already cover. The foreign ke
 message.channel and delivery.message are served by message_channel_recent and
 delivery_once_per_destination (same leading column); the two resent_* keys, null on almost every
 row, are indexed only where set. Only the indexes change in the database (Django would drop and
-re-validate each foreign key constraint, a scan of the table for nothing)."""
+re-validate each foreign key constraint, a scan of the table for nothing).
+
+The canonical bundle (a few kB, over the TOAST threshold) is compressed with lz4 where the server
+has it: a fifth of pglz's CPU to write and less to read, for a slightly larger value (new values
+only; a server built without lz4 keeps pglz)."""
 
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
+
+LZ4_CANONICAL = """
+DO $$ BEGIN
+    ALTER TABLE channels_app_message ALTER COLUMN canonical SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN NULL;
+END $$
+"""
 
 
 class Migration(migrations.Migration):
@@ -98,5 +109,9 @@ class Migration(migrations.Migration):
                 fields=["resent_by"],
                 name="message_resent_by",
             ),
+        ),
+        migrations.RunSQL(
+            LZ4_CANONICAL,
+            "ALTER TABLE channels_app_message ALTER COLUMN canonical SET COMPRESSION pglz",
         ),
     ]
