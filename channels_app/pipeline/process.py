@@ -136,8 +136,8 @@ SAVE_KEYS = """
 gone AS (DELETE FROM channels_app_messagekey WHERE message_id = ANY(%(messages)s)),
 keyed AS (
     INSERT INTO channels_app_messagekey (message_id, kind, value, authority, normalised)
-    SELECT * FROM unnest(%(key_message)s::bigint[], %(kind)s::text[], %(value)s::text[],
-                         %(authority)s::text[], %(normalised)s::text[]))
+    SELECT * FROM jsonb_to_recordset(%(keys)s::jsonb)
+        AS k(message_id bigint, kind text, value text, authority text, normalised text))
 """
 
 # Outcomes, keys and deliveries of a batch: one statement, one round trip.
@@ -152,7 +152,7 @@ def _save(
     params = {
         "outcomes": _outcome_rows(messages),
         "messages": [m.id for m in messages],
-        **_key_columns(found),
+        "keys": _key_rows(found),
         **_delivery_columns(deliveries),
     }
     with connection.cursor() as cursor:
@@ -164,11 +164,16 @@ def _save(
     ]
 
 
-def _key_columns(found: dict[int, list[keys.Key]]) -> dict[str, list]:
-    rows = [(message_id, *key) for message_id, found_keys in found.items() for key in found_keys]
-    columns = list(zip(*rows, strict=True)) or [[]] * 5
-    names = ("key_message", "kind", "value", "authority", "normalised")
-    return {name: list(column) for name, column in zip(names, columns, strict=True)}
+def _key_rows(found: dict[int, list[keys.Key]]) -> str:
+    # One JSON document: quoting each element of five text arrays (client-side) cost more.
+    return json.dumps(
+        [
+            {"message_id": message_id, **key._asdict()}
+            for message_id, found_keys in found.items()
+            for key in found_keys
+        ],
+        ensure_ascii=False,
+    )
 
 
 def _delivery(message: Message, destination: Destination, parsed, now) -> Delivery:
