@@ -33,6 +33,8 @@ ACK_S = float(os.environ.get("BENCH_ACK_S", 10))
 E2E_S = float(os.environ.get("BENCH_E2E_S", 15))  # each step of the rising load
 E2E_RATES = [float(r) for r in os.environ.get("BENCH_E2E_RATES", "1000,1500,2000,2500").split(",")]
 E2E_LATENCY_S = float(os.environ.get("BENCH_E2E_LATENCY_S", 20))
+# Count each task's statements and ids (bench/counted.py): a little CPU of its own.
+COUNT = os.environ.get("BENCH_COUNT", "") == "1"
 # The first seconds of a step are not counted: the first messages are still on their way.
 SETTLE_S = 2.0
 # A step keeps up when this share of what was offered in it was delivered in it.
@@ -99,6 +101,8 @@ class Stack:
         from console.run import worker_commands
 
         for role, cmd in worker_commands(sys.executable).items():
+            if COUNT:  # the same workers, counting their statements (bench/counted.py)
+                cmd = [("bench.counted" if arg == "console" else arg) for arg in cmd]
             self.spawn(role, *cmd, "--without-gossip", "--without-mingle")
 
     def start_web(self, port: int) -> None:
@@ -291,7 +295,30 @@ def latency(loadgen, stack: Stack) -> dict:
         f"end to end at 200 msg/s ({len(lat)} delivered): p50 {figures['e2e_p50_ms']} ms, "
         f"p95 {figures['e2e_p95_ms']} ms (received → delivered)"
     )
+    print(
+        "  where it goes, p50/p95 ms: "
+        + ", ".join(
+            f"{hop} {pct(ms, 0.5)}/{pct(ms, 0.95)}" for hop, ms in _hops(stack.db_url, t0).items()
+        )
+    )
     return figures
+
+
+def _hops(db_url: str, since: float) -> dict[str, list[float]]:
+    """The hops of received → delivered: to the process claim (queue wait), claim → send
+    started (converting, committing, the deliver queue), the send, send → settled."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT extract(epoch FROM m.processed_at - m.received_at) * 1000,"
+            " extract(epoch FROM a.started_at - m.processed_at) * 1000, a.duration_ms,"
+            " extract(epoch FROM d.delivered_at - a.started_at) * 1000 - a.duration_ms"
+            " FROM channels_app_delivery d JOIN channels_app_message m ON m.id = d.message_id"
+            " JOIN channels_app_attempt a ON a.delivery_id = d.id"
+            " WHERE d.status = 'DELIVERED' AND m.received_at >= to_timestamp(%s)",
+            (since,),
+        ).fetchall()
+    names = ("to process claim", "claim to send", "send", "send to settled")
+    return {name: [float(r[i]) for r in rows] for i, name in enumerate(names)}
 
 
 def throughput(loadgen, stack: Stack) -> dict:
@@ -300,6 +327,7 @@ def throughput(loadgen, stack: Stack) -> dict:
     steps = []
     meter = CpuMeter(stack, loadgen=loadgen.submit(os.getpid).result()).start()
     delivered_before = _delivered_count(stack.db_url)
+    rows_before, tasks_before = _row_changes(stack.db_url), _task_counts(stack.redis_url)
     for n, rate in enumerate(E2E_RATES):
         step = offer(loadgen, stack, rate, E2E_S, f"tp{n}-")
         steps.append(step)
@@ -311,6 +339,12 @@ def throughput(loadgen, stack: Stack) -> dict:
         if not kept_up(step):
             break
     spent, delivered = meter.stop(), _delivered_count(stack.db_url) - delivered_before
+    time.sleep(1.5)  # table statistics and task counts are flushed within a second
+    _print_database_work(
+        _delta(_row_changes(stack.db_url), rows_before),
+        _delta(_task_counts(stack.redis_url), tasks_before),
+        delivered,
+    )
     per_msg = {
         role: round(seconds * 1000 / max(1, delivered), 3) for role, seconds in spent.items()
     }
@@ -403,6 +437,52 @@ def _delivered_count(db_url: str) -> int:
             "SELECT count(*) FROM channels_app_delivery WHERE status = 'DELIVERED'"
         ).fetchone()
     return n
+
+
+def _row_changes(db_url: str) -> dict[str, int]:
+    """Rows inserted, updated (HOT or not) per hot table, and transactions, so far."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables"
+            " WHERE relname IN ('channels_app_message', 'channels_app_delivery',"
+            " 'channels_app_attempt', 'channels_app_messagekey', 'channels_app_dedupeentry')"
+        ).fetchall()
+        (commits,) = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    found = {"transactions": commits}
+    for name, ins, upd, hot, dele in rows:
+        table = name.removeprefix("channels_app_")
+        found.update({f"{table} ins": ins, f"{table} upd": upd, f"{table} hot": hot})
+        found[f"{table} del"] = dele
+    return found
+
+
+def _task_counts(redis_url: str) -> dict[str, int]:
+    import redis as redis_lib
+
+    raw = redis_lib.Redis.from_url(redis_url).hgetall("bench:counted")
+    return {k.decode().removeprefix("channels_app.tasks."): int(v) for k, v in raw.items()}
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+def _print_database_work(rows: dict[str, int], tasks: dict[str, int], delivered: int) -> None:
+    per = max(1, delivered)
+    print(
+        "database work per delivered message: "
+        + ", ".join(f"{k} {v / per:.2f}" for k, v in sorted(rows.items()) if v)
+    )
+    for name in sorted({k.rsplit(":", 1)[0] for k in tasks}):
+        n = max(1, tasks.get(f"{name}:tasks", 0))
+        print(
+            f"task {name}: {n} tasks ({n / per:.3f} per message), "
+            f"{tasks.get(f'{name}:ids', 0) / n:.1f} ids and "
+            f"{tasks.get(f'{name}:statements', 0) / n:.1f} statements per task, "
+            f"{tasks.get(f'{name}:statements', 0) / per:.2f} statements per message"
+        )
 
 
 def _cpu(pid: int) -> float:

@@ -21,8 +21,9 @@ class Message(models.Model):
         FILTERED = "FILTERED", "Filtered"
         ERROR = "ERROR", "Error"
 
+    # Indexed by message_channel_recent (channel first): a second index would only cost writes.
     channel = models.ForeignKey(
-        "channels_app.Channel", on_delete=models.PROTECT, related_name="messages"
+        "channels_app.Channel", on_delete=models.PROTECT, related_name="messages", db_index=False
     )
     channel_version = models.ForeignKey(
         "channels_app.ChannelVersion",
@@ -62,8 +63,14 @@ class Message(models.Model):
     # The sweeper re-enqueues RECEIVED work whose sweep_after has passed, then pushes it back.
     sweep_after = models.DateTimeField(default=timezone.now)
     # An operator's edited copy points at the message it was made from; the original is untouched.
+    # (indexed only where set, below: almost every message has neither)
     resent_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resent_as"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="resent_as",
+        db_index=False,
     )
     resent_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -71,6 +78,7 @@ class Message(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,
     )
 
     class Meta:
@@ -86,6 +94,16 @@ class Message(models.Model):
                 fields=["sweep_after"],
                 name="message_unprocessed",
                 condition=models.Q(status="RECEIVED"),
+            ),
+            models.Index(
+                fields=["resent_from"],
+                name="message_resent_from",
+                condition=models.Q(resent_from__isnull=False),
+            ),
+            models.Index(
+                fields=["resent_by"],
+                name="message_resent_by",
+                condition=models.Q(resent_by__isnull=False),
             ),
             # The Channels page lists the types a channel received without a map.
             models.Index(
@@ -145,7 +163,10 @@ class Delivery(models.Model):
         DELIVERED = "DELIVERED", "Delivered"
         FAILED = "FAILED", "Failed"
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    # Indexed by delivery_once_per_destination (message first).
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     destination = models.ForeignKey(
         "channels_app.Destination", on_delete=models.PROTECT, related_name="deliveries"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections import defaultdict
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from adapters.base import AdapterError
 from adapters.codecs import custom_json, exact_json, fhir_json, hl7v2
 from adapters.routing import RuleError, Verdict, header_variables
 from channels_app import events, field_rules
-from channels_app.models import Delivery, Destination, Message
+from channels_app.models import Channel, Delivery, Destination, Message
 from channels_app.pipeline import lanes
 from channels_app.pipeline.deliver import LANE_HEAD
 from channels_app.routing import routing_table
@@ -34,7 +35,7 @@ WHERE d.destination_id = ANY(%(destinations)s) AND d.status = 'PENDING'
 ORDER BY d.message_id LIMIT %(limit)s
 """
 
-# One UPDATE for the whole batch, its rows passed as one JSON document (Django's bulk_update
+# The batch's outcomes in one UPDATE, its rows passed as one JSON document (Django's bulk_update
 # builds a CASE per field and row, and arrays of large JSON values are slow to escape).
 SAVE_OUTCOMES = """
 UPDATE channels_app_message AS m
@@ -42,7 +43,7 @@ SET status = o.status, canonical = o.canonical,
     canonical_sealed = decode(o.canonical_sealed, 'base64'), issues = o.issues,
     processed_at = o.processed_at, error_stage = o.error_stage, error_class = o.error_class,
     error_path = o.error_path, error_detail = o.error_detail, routing = o.routing
-FROM jsonb_to_recordset(%s::jsonb) AS o(
+FROM jsonb_to_recordset(%(outcomes)s::jsonb) AS o(
     id bigint, status text, canonical jsonb, canonical_sealed text, issues jsonb,
     processed_at timestamptz, error_stage text, error_class text, error_path text,
     error_detail text, routing jsonb)
@@ -64,11 +65,10 @@ def process_messages(ids: list[int]) -> list[int]:
         messages = _claim(ids)
         if not messages:
             return []
-        destinations = _destinations_by_channel({m.channel_id for m in messages})
+        destinations, rules = _channels({m.channel_id for m in messages})
         now = timezone.now()
         deliveries: list[Delivery] = []
         json_maps = json_map.JsonMaps()  # each channel's map read once per batch
-        rules = field_rules.ChannelRules.load({m.channel_id for m in messages})
         found_keys: dict[int, list[keys.Key]] = {}
         for message in messages:
             parsed = convert_message(message, json_maps, rules)
@@ -84,9 +84,7 @@ def process_messages(ids: list[int]) -> list[int]:
                 continue
             message.status = Message.Status.PROCESSED
             deliveries += [_delivery(message, d, parsed, now) for d in targets]
-        _save_outcomes(messages)
-        _save_keys([m.id for m in messages], found_keys)
-        created = _create_deliveries(deliveries)
+        created = _save(messages, found_keys, deliveries)
     events.processed(messages)
     return [d.id for d in created if d.status == Delivery.Status.PENDING] + _lanes_unblocked(
         created
@@ -122,10 +120,8 @@ RETURNING d.id, d.message_id, d.destination_id, d.status, d.ordering_key
 """
 
 
-def _create_deliveries(deliveries: list[Delivery]) -> list[Delivery]:
-    if not deliveries:
-        return []
-    params = {
+def _delivery_columns(deliveries: list[Delivery]) -> dict[str, list]:
+    return {
         "message": [d.message_id for d in deliveries],
         "destination": [d.destination_id for d in deliveries],
         "status": [d.status for d in deliveries],
@@ -133,8 +129,34 @@ def _create_deliveries(deliveries: list[Delivery]) -> list[Delivery]:
         "next": [d.next_attempt_at for d in deliveries],
         "key": [d.ordering_key for d in deliveries],
     }
+
+
+# A message processed again (a replay) has its keys replaced, not added to.
+SAVE_KEYS = """
+gone AS (DELETE FROM channels_app_messagekey WHERE message_id = ANY(%(messages)s)),
+keyed AS (
+    INSERT INTO channels_app_messagekey (message_id, kind, value, authority, normalised)
+    SELECT * FROM jsonb_to_recordset(%(keys)s::jsonb)
+        AS k(message_id bigint, kind text, value text, authority text, normalised text))
+"""
+
+# Outcomes, keys and deliveries of a batch: one statement, one round trip.
+SAVE = f"WITH saved AS ({SAVE_OUTCOMES}), {SAVE_KEYS} {CREATE_DELIVERIES}"
+
+
+def _save(
+    messages: list[Message], found: dict[int, list[keys.Key]], deliveries: list[Delivery]
+) -> list[Delivery]:
+    """Store the batch's outcomes and keys, and create its deliveries; returns the deliveries
+    inserted or reset (by id)."""
+    params = {
+        "outcomes": _outcome_rows(messages),
+        "messages": [m.id for m in messages],
+        "keys": _key_rows(found),
+        **_delivery_columns(deliveries),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(CREATE_DELIVERIES, params)
+        cursor.execute(SAVE, params)
         rows = cursor.fetchall()
     return [
         Delivery(id=i, message_id=m, destination_id=dest, status=status, ordering_key=key)
@@ -142,25 +164,16 @@ def _create_deliveries(deliveries: list[Delivery]) -> list[Delivery]:
     ]
 
 
-# A message processed again (a replay) has its keys replaced, not added to.
-SAVE_KEYS = """
-WITH gone AS (DELETE FROM channels_app_messagekey WHERE message_id = ANY(%(messages)s))
-INSERT INTO channels_app_messagekey (message_id, kind, value, authority, normalised)
-SELECT * FROM unnest(%(message)s::bigint[], %(kind)s::text[], %(value)s::text[],
-                     %(authority)s::text[], %(normalised)s::text[])
-"""
-
-
-def _save_keys(message_ids: list[int], found: dict[int, list[keys.Key]]) -> None:
-    rows = [(message_id, *key) for message_id, found_keys in found.items() for key in found_keys]
-    columns = list(zip(*rows, strict=True)) or [[]] * 5
-    params = dict(
-        zip(("message", "kind", "value", "authority", "normalised"), columns, strict=True)
+def _key_rows(found: dict[int, list[keys.Key]]) -> str:
+    # One JSON document: quoting each element of five text arrays (client-side) cost more.
+    return json.dumps(
+        [
+            {"message_id": message_id, **key._asdict()}
+            for message_id, found_keys in found.items()
+            for key in found_keys
+        ],
+        ensure_ascii=False,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            SAVE_KEYS, {"messages": message_ids, **{k: list(v) for k, v in params.items()}}
-        )
 
 
 def _delivery(message: Message, destination: Destination, parsed, now) -> Delivery:
@@ -195,30 +208,34 @@ def _lanes_unblocked(deliveries: list[Delivery]) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+# The given messages still RECEIVED, topped up (a backlog) with others whose own task is late;
+# rows another worker holds are skipped. Raw SQL: the ORM's compiling cost more than the claim.
+# Both parts by index (an OR of the two would walk every RECEIVED row: a backlog's cost squared).
+CLAIM = """
+WITH late AS (
+    SELECT id FROM channels_app_message
+    WHERE status = 'RECEIVED' AND sweep_after < %(late)s AND id <> ALL(%(ids)s::bigint[])
+    ORDER BY sweep_after LIMIT %(room)s FOR UPDATE SKIP LOCKED
+)
+SELECT id, channel_id, raw, content_type, status, canonical, issues, message_type,
+       sending_application, sending_facility, control_id, received_at
+FROM channels_app_message
+WHERE id = ANY(%(ids)s::bigint[] || ARRAY(SELECT id FROM late)) AND status = 'RECEIVED'
+ORDER BY id
+FOR UPDATE SKIP LOCKED
+"""
+
+
 def _claim(ids: list[int]) -> list[Message]:
-    open_messages = (
-        Message.objects.select_for_update(skip_locked=True)
-        .filter(status=Message.Status.RECEIVED)
-        .only(
-            *("id", "channel_id", "raw", "content_type", "status", "canonical", "issues"),
-            *("message_type", "sending_application", "sending_facility"),  # routing's header
-            "control_id",  # a key of a message that came as FHIR or JSON
-            "received_at",  # reported through the events seam
-        )
-    )
-    messages = list(open_messages.filter(id__in=ids).order_by("id"))
-    room = BATCH_MAX - len(messages)
-    if room > 0:
-        late = timezone.now() - LATE_AFTER
-        messages += (
-            open_messages.filter(sweep_after__lt=late)
-            .exclude(id__in=ids)
-            .order_by("sweep_after")[:room]
-        )
-    return messages
+    params = {
+        "ids": list(ids),
+        "late": timezone.now() - LATE_AFTER,
+        "room": max(0, BATCH_MAX - len(ids)),
+    }
+    return list(Message.objects.raw(CLAIM, params))
 
 
-def _save_outcomes(messages: list[Message]) -> None:
+def _outcome_rows(messages: list[Message]) -> str:
     # Sealed at rest when a key is set: the bundle goes to canonical_sealed (in base64 inside the
     # JSON document) and canonical stays null.
     sealing = sealing_enabled()
@@ -242,30 +259,47 @@ def _save_outcomes(messages: list[Message]) -> None:
         }
         for m in messages
     ]
-    with connection.cursor() as cursor:
-        # exact_json: a decimal keeps its written digits in the stored jsonb (1.50 stays 1.50)
-        cursor.execute(SAVE_OUTCOMES, [exact_json.dumps(rows, ensure_ascii=False)])
+    # exact_json: a decimal keeps its written digits in the stored jsonb (1.50 stays 1.50)
+    return exact_json.dumps(rows, ensure_ascii=False)
 
 
-def _destinations_by_channel(channel_ids: set[int]) -> dict[int, list[Destination]]:
+# Each channel of the batch with its field rules and its enabled destinations (one row each, in
+# the order of the ORM's Destination ordering within a channel; a row without one when none).
+CHANNELS = """
+SELECT c.id, c.paused, c.route_filter, c.mapping::text,
+       d.id, d.name, d.paused, d.ordering_key, d.route_when
+FROM channels_app_channel AS c
+LEFT JOIN channels_app_destination AS d ON d.channel_id = c.id AND d.enabled
+WHERE c.id = ANY(%s)
+ORDER BY c.id, d.name
+"""
+
+
+DESTINATION_FIELDS = ("id", "name", "paused", "ordering_key", "route_when")
+
+
+def _channels(
+    channel_ids: set[int],
+) -> tuple[dict[int, list[Destination]], field_rules.ChannelRules]:
+    """The enabled destinations of each channel (each with its channel's pause and filter), and
+    the channels' field rules: one query."""
     found: dict[int, list[Destination]] = defaultdict(list)
-    targets = (
-        Destination.objects.filter(channel_id__in=channel_ids, enabled=True)
-        .select_related("channel")
-        .only(
-            "id",
-            "channel_id",
-            "name",
-            "paused",
-            "ordering_key",
-            "route_when",
-            "channel__paused",
-            "channel__route_filter",
-        )
-    )
-    for destination in targets:
-        found[destination.channel_id].append(destination)
-    return found
+    mappings: dict[int, dict | None] = {}
+    channels: dict[int, Channel] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(CHANNELS, [sorted(channel_ids)])
+        rows = cursor.fetchall()
+    for channel_id, paused, route_filter, mapping_text, *destination in rows:
+        if channel_id not in channels:
+            channels[channel_id] = Channel(id=channel_id, paused=paused, route_filter=route_filter)
+            mappings[channel_id] = json.loads(mapping_text) if mapping_text else None
+        if destination[0] is None:
+            continue
+        target = Destination(**dict(zip(DESTINATION_FIELDS, destination, strict=True)))
+        target.channel_id = channel_id
+        target.channel = channels[channel_id]
+        found[channel_id].append(target)
+    return found, field_rules.ChannelRules(mappings)
 
 
 def route_message(message: Message, targets: list[Destination]) -> list[Destination]:
