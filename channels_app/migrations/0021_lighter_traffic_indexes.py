@@ -23,7 +23,7 @@ END $$
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels_app", "0019_canonical_exact_decimals"),
+        ("channels_app", "0020_canonical_exact_decoder"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
