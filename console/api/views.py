@@ -108,7 +108,7 @@ def to_draft(request, channel: Channel, document: dict, where: str = ""):
     try:
         return channel_actions.change_draft(request, channel, document, **asked)
     except DraftError as exc:
-        errors = {path.removeprefix(where): why for path, why in exc.errors.items()}
+        errors = {path.removeprefix(where): [why] for path, why in exc.errors.items()}
         raise serializers.ValidationError(errors) from None
 
 
