@@ -20,7 +20,13 @@ from django.db import transaction
 from adapters.registry import ConfigError, transport_names
 from channels_app import samples
 from channels_app.channels import checked_tags
-from channels_app.destinations import POLICY_LIMITS, checked_config, checked_ordering_key
+from channels_app.destinations import (
+    POLICY_LIMITS,
+    checked_config,
+    checked_ordering_key,
+    secret_fingerprints,
+    secrets_changed,
+)
 from channels_app.dry_run import dry_run
 from channels_app.models import Channel, ChannelDraft, ChannelVersion, Destination
 from channels_app.models.config import CHANNEL_SETTINGS, DESTINATION_SETTINGS
@@ -32,7 +38,11 @@ from channels_app.sealing import (
     secret_fields,
     secret_values,
 )
-from channels_app.sources import checked_source_config, public_snapshot
+from channels_app.sources import (
+    checked_source_config,
+    public_snapshot,
+    source_secret_fingerprints,
+)
 
 # What a draft sets on the channel: its settings and name, not whether it runs.
 CHANNEL_FIELDS = ("name", *(f for f in CHANNEL_SETTINGS if f != "enabled"))
@@ -94,6 +104,40 @@ def drafted(channel: Channel, snapshot: dict | None = None) -> tuple[Channel, li
     snapshot = draft_of(channel) if snapshot is None else snapshot
     destinations = shadow.apply(snapshot, CHANNEL_FIELDS, save=False)
     return shadow, destinations
+
+
+def destination_entry(channel: Channel, document: dict, destination: Destination):
+    """Where the draft ``document`` lists ``destination`` and its entry there: ``(index,
+    entry)``, or ``(None, entry)`` for one the draft does not list: a new one (its transport and
+    no settings yet) or one the draft removed (its live entry: editing it puts it back)."""
+    if destination.pk is not None:
+        for index, entry in enumerate(document["destinations"]):
+            if entry.get("id") == destination.pk:
+                return index, entry
+        live = live_snapshot(channel)["destinations"]
+        return None, next(d for d in live if d["id"] == destination.pk)
+    return None, {"id": None, "transport": destination.transport, "config": {}}
+
+
+def drafted_destination(destination: Destination, entry: dict) -> Destination:
+    """An unsaved copy of ``destination`` with the draft entry's settings and config (secrets
+    as the draft keeps them): what the destination form and the API edit."""
+    shown = copy.copy(destination)
+    for field in ("name", *DESTINATION_SETTINGS):
+        if field in entry:
+            setattr(shown, field, entry[field])
+    shown.config = entry.get("config") or {}
+    return shown
+
+
+def with_destination(document: dict, index: int | None, entry: dict) -> dict:
+    """``document`` with ``entry`` at ``index`` (None: added at the end)."""
+    listed = list(document["destinations"])
+    if index is None:
+        listed.append(entry)
+    else:
+        listed[index] = entry
+    return {**document, "destinations": listed}
 
 
 # --- comparing ----------------------------------------------------------------------------------
@@ -161,6 +205,26 @@ def _unflat(flat: dict[str, Any]) -> dict:
             node = node.setdefault(key, {})
         node[last] = value
     return nested
+
+
+def changed_secrets(channel: Channel, a: dict, b: dict) -> list[str]:
+    """The secrets set, changed or removed from snapshot ``a`` to ``b`` (drafts of the channel,
+    or its live snapshot), by place (``destinations.EHR.config.url``): compared opened, since
+    one a URL's user info carries shows the same before and after. Never their values."""
+    source_a, destinations_a = _fingerprints(channel, a)
+    source_b, destinations_b = _fingerprints(channel, b)
+    places = secrets_changed(source_a, source_b)
+    for name in sorted(destinations_a.keys() & destinations_b.keys()):
+        changed = secrets_changed(destinations_a[name], destinations_b[name])
+        places += [f"destinations.{name}.{place}" for place in changed]
+    return places
+
+
+def _fingerprints(channel: Channel, snapshot: dict) -> tuple[dict, dict]:
+    """Digests of the source's secrets, and of each destination's by its name."""
+    shadow, destinations = drafted(channel, snapshot)
+    by_name = {d.name: secret_fingerprints(d.transport, d.config) for d in destinations}
+    return source_secret_fingerprints(shadow), by_name
 
 
 def draft_diff(channel: Channel) -> list[dict]:

@@ -20,6 +20,7 @@ from adapters.registry import build_transport
 from adapters.transports.base import Payload
 from channels_app.field_rules import ChannelRules
 from channels_app.models import Channel, Destination, Message
+from channels_app.models.samples import DRY_RUN_NAME, stable
 from channels_app.pipeline import process
 from channels_app.sealing import SealError, open_config
 from channels_app.sealing import enabled as sealing_enabled
@@ -50,7 +51,7 @@ class DryRun:
         the raw message, which the sample keeps)."""
         found = self.as_dict()
         del found["parse_tree"], found["content_type"]
-        return found
+        return stable(found)
 
 
 def content_type_of(channel: Channel, raw: bytes) -> str:
@@ -139,7 +140,7 @@ def _output(destination: Destination, message: Message) -> dict:
         body=stored_text(message.canonical).encode(),
         content_type=fhir_json.MEDIA_TYPE,
         idempotency_key=DRY_RUN_KEY,
-        name=f"message-dry-run-{destination.pk}",
+        name=DRY_RUN_NAME,
         source=bytes(message.raw),
     )
     try:

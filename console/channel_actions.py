@@ -103,11 +103,29 @@ def save_draft(request, channel: Channel, snapshot, note: str = "") -> ChannelDr
     before = drafts.draft_of(channel)
     draft = drafts.save_draft(channel, snapshot, request.user, note)
     changed = drafts.diff(before, draft.snapshot)
-    if changed:
-        detail = {"changes": _changes(changed)}
+    secrets = drafts.changed_secrets(channel, before, draft.snapshot)
+    if changed or secrets:
+        detail = {"changes": _changes(changed), **_secrets(secrets)}
         audit.record(request, "channel.draft_saved", target=f"channel:{channel.pk}", detail=detail)
     draft.changes = changed
     return draft
+
+
+def _secrets(places: list[str]) -> dict:
+    """The secrets a change set, changed or removed, as the audit names them: never a value."""
+    return {"secrets": dict.fromkeys(places, audit.SECRET_CHANGED)} if places else {}
+
+
+@transaction.atomic
+def change_draft(
+    request, channel: Channel, snapshot, *, publish: bool = False, note: str = ""
+) -> tuple[ChannelDraft, ChannelVersion | None]:
+    """Save ``snapshot`` as the channel's draft and, when asked, publish the draft at once as a
+    new version (any earlier unpublished change with it): each step audited as on its own, and
+    both or neither (drafts.DraftError leaves the draft as it was)."""
+    draft = save_draft(request, channel, snapshot, note)
+    version = publish_draft(request, channel, note) if publish else None
+    return draft, version
 
 
 @transaction.atomic
@@ -126,8 +144,16 @@ def discard_draft(request, channel: Channel) -> bool:
 def publish_draft(request, channel: Channel, note: str = "") -> ChannelVersion:
     """Put the draft live as a new version; audited with its diff against what ran before."""
     changed = drafts.draft_diff(channel)
+    secrets = drafts.changed_secrets(
+        channel, drafts.live_snapshot(channel), drafts.draft_of(channel)
+    )
     version = drafts.publish_draft(channel, request.user, note)
-    detail = {"version": version.number, "note": version.note, "changes": _changes(changed)}
+    detail = {
+        "version": version.number,
+        "note": version.note,
+        "changes": _changes(changed),
+        **_secrets(secrets),
+    }
     audit.record(request, "channel.published", target=f"channel:{channel.pk}", detail=detail)
     return version
 

@@ -196,6 +196,56 @@ class PublishSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
+class DraftWriteSerializer(serializers.Serializer):
+    """The query string of a write to a channel's configuration: it goes to the draft, or
+    published at once as a new version with ``?publish=true&note=...``."""
+
+    publish = serializers.BooleanField(
+        default=False,
+        help_text="true: publish the draft (with this change and any earlier unpublished one) "
+        "as a new version in the same request, as POST draft/publish/ does.",
+    )
+    note = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The note of the version (kept on the draft until it is published).",
+    )
+
+
+class DraftStateSerializer(serializers.Serializer):
+    url = serializers.CharField(
+        help_text="The draft: GET, PUT or DELETE it; POST publish/ under it."
+    )
+    changes = ChangeSerializer(many=True, help_text="The draft against what runs.")
+
+
+class DraftedSerializer(serializers.Serializer):
+    """What a write answers beside the object as the draft now holds it (or, published, as it
+    now runs)."""
+
+    draft = DraftStateSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="The channel's draft, which holds the change; null once it is published.",
+    )
+    version = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="The version published by ?publish=true; null when the change is drafted.",
+    )
+
+
+class DraftedChannelSerializer(DraftedSerializer, ChannelSerializer):
+    class Meta(ChannelSerializer.Meta):
+        fields = [*ChannelSerializer.Meta.fields, "draft", "version"]
+
+
+class DraftedMappingSerializer(DraftedSerializer, MappingSerializer):
+    pass
+
+
 class SamplePreviewSerializer(serializers.Serializer):
     sample = serializers.IntegerField()
     name = serializers.CharField()
@@ -227,6 +277,9 @@ class DestinationSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["paused", "breaker_state", "breaker_changed_at"]
         extra_kwargs = POLICY_LIMITS  # the console's form applies the same bounds
+        # A name is unique among the destinations the channel's draft lists (checked with the
+        # draft), not among the live rows: the draft may have renamed one already.
+        validators: list = []
 
     def to_representation(self, destination):
         data = super().to_representation(destination)
@@ -254,6 +307,11 @@ class DestinationSerializer(serializers.ModelSerializer):
         if "config" in attrs or self.instance is None:
             attrs["config"] = config
         return attrs
+
+
+class DraftedDestinationSerializer(DraftedSerializer, DestinationSerializer):
+    class Meta(DestinationSerializer.Meta):
+        fields = [*DestinationSerializer.Meta.fields, "draft", "version"]
 
 
 def _checked_rule(value: str) -> str:

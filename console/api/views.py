@@ -26,7 +26,6 @@ from rest_framework.response import Response
 from channels_app import drafts, field_rules, outcome
 from channels_app import samples as suite
 from channels_app.channels import DeleteRefused
-from channels_app.destinations import secret_fingerprints, secrets_changed
 from channels_app.drafts import DraftError
 from channels_app.dry_run import dry_run
 from channels_app.models import (
@@ -86,6 +85,54 @@ def text_param(request, name: str) -> str:
     return request.query_params.get(name, "").replace("\x00", "")
 
 
+DRAFT_PARAMETERS = [s.DraftWriteSerializer]
+DRAFTED = (
+    " It goes to the channel's draft (what runs changes when the draft is published; "
+    "``draft`` in the answer says what the draft now changes and where it is), or is "
+    "published at once as a new version with ``?publish=true&note=...`` (``version``). A "
+    "draft that cannot be saved or published is refused (400) naming each key, and nothing "
+    "is changed."
+)
+
+
+def publish_asked(request) -> dict:
+    """``publish`` and ``note`` from the query string of a configuration write."""
+    asked = s.DraftWriteSerializer(data=request.query_params)
+    asked.is_valid(raise_exception=True)
+    return asked.validated_data
+
+
+def to_draft(request, channel: Channel, document: dict, where: str = ""):
+    """Save ``document`` as the channel's draft, published at once when the query string asks
+    (``?publish=true&note=``); (draft, version or None). A refused draft is a 400 naming each
+    key, the ``where`` prefix (one destination's place in the draft) taken off its paths."""
+    asked = publish_asked(request)
+    try:
+        return channel_actions.change_draft(request, channel, document, **asked)
+    except DraftError as exc:
+        errors = {path.removeprefix(where): [why] for path, why in exc.errors.items()}
+        raise serializers.ValidationError(errors) from None
+
+
+def draft_state(channel: Channel, version) -> dict:
+    """What a write answers beside the object: the draft that holds it, or the version that
+    published it (see DraftedSerializer)."""
+    if version is not None or not drafts.has_draft(channel):
+        return {"draft": None, "version": getattr(version, "number", None)}
+    url = f"/api/v1/channels/{channel.pk}/draft/"
+    return {"draft": {"url": url, "changes": drafts.draft_diff(channel)}, "version": None}
+
+
+def drafted_answer(channel: Channel, shown: dict, version, *, created: bool = False) -> Response:
+    """``shown`` with the draft's state; a drafted change names the draft in ``Location``."""
+    state = draft_state(channel, version)
+    headers = {"Location": state["draft"]["url"]} if state["draft"] else {}
+    code = status.HTTP_200_OK
+    if created:
+        code = status.HTTP_201_CREATED if version else status.HTTP_202_ACCEPTED
+    return Response({**shown, **state}, status=code, headers=headers)
+
+
 class AuditedConfigViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -93,36 +140,11 @@ class AuditedConfigViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Config objects: everyone reads, analysts change; every change is audited with its diff.
-    Deleting is not offered: messages keep pointing at their channel and destinations."""
+    """Config objects: everyone reads what runs, analysts change it through the channel's draft
+    (channels_app.drafts), audited with its diff as the pages' changes are. Deleting is not
+    offered: messages keep pointing at their channel and destinations."""
 
     noun = ""
-
-    def perform_create(self, serializer):
-        with transaction.atomic():
-            obj = serializer.save()
-            audit.record_change(
-                self.request, self.noun, obj.pk, None, self.get_serializer(obj).data
-            )
-
-    def perform_update(self, serializer):
-        before = self.get_serializer(serializer.instance).data
-        secrets_before = self.secret_fingerprints(serializer.instance)
-        with transaction.atomic():
-            obj = serializer.save()
-            changed = secrets_changed(secrets_before, self.secret_fingerprints(obj))
-            audit.record_change(
-                self.request,
-                self.noun,
-                obj.pk,
-                before,
-                self.get_serializer(obj).data,
-                secrets=changed,
-            )
-
-    def secret_fingerprints(self, obj) -> dict[str, str]:
-        """The object's secrets, digested (see channels_app.destinations); none by default."""
-        return {}
 
     def _set_paused(self, request, paused: bool):
         from channels_app.pipeline import control
@@ -142,17 +164,34 @@ class AuditedConfigViewSet(
 BODY_RENDERERS = [ExactJSONRenderer, BrowsableAPIRenderer]
 
 
+CHANNEL_WRITE = extend_schema(
+    parameters=DRAFT_PARAMETERS,
+    responses=s.DraftedChannelSerializer,
+    description="Change the channel's settings, answered as the draft now has them."
+    + DRAFTED
+    + " ``enabled`` is not configuration: it starts or stops the channel at once.",
+)
+
+
 @extend_schema_view(
     list=extend_schema(
         parameters=[
             OpenApiParameter("tag", str, description="Channels with this tag."),
             OpenApiParameter("archived", bool, description="true: the archived channels only."),
         ]
-    )
+    ),
+    create=extend_schema(
+        description="Create a channel: live at once, as the console's New channel creates it "
+        "(nothing runs yet to keep a draft from); publish it to record its first version."
+    ),
+    retrieve=extend_schema(description="The channel as it runs (its draft, if any, at draft/)."),
+    update=CHANNEL_WRITE,
+    partial_update=CHANNEL_WRITE,
 )
 class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
-    """Channels: created, changed, cloned, archived and deleted through console.channel_actions,
-    the functions the Channels pages call, which audit each change with its diff."""
+    """Channels: created, changed (in the draft), cloned, archived and deleted through
+    console.channel_actions, the functions the Channels pages call, which audit each change
+    with its diff."""
 
     queryset = Channel.objects.all()
     serializer_class = s.ChannelSerializer
@@ -198,8 +237,27 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
     def perform_create(self, serializer):
         serializer.instance = channel_actions.create(self.request, serializer.validated_data)
 
-    def perform_update(self, serializer):
-        channel_actions.update(self.request, serializer.instance, serializer.validated_data)
+    def update(self, request, *args, partial: bool = False, **kwargs):
+        """PUT and PATCH: checked as the draft has the channel, then saved to its draft
+        (``enabled``, an action of its own, at once)."""
+        channel = self.get_object()
+        form = self.get_serializer(
+            drafts.draft_channel(channel), data=request.data, partial=partial
+        )
+        form.is_valid(raise_exception=True)
+        values = {k: v for k, v in form.validated_data.items() if k in request.data}
+        if "source_type" in values:  # its settings were checked for the type it becomes
+            values["source_config"] = form.validated_data["source_config"]
+        enabled = values.pop("enabled", None)
+        version = None
+        with transaction.atomic():
+            if enabled is not None:
+                channel_actions.set_enabled(request, channel, enabled)
+            if values or publish_asked(request)["publish"]:
+                _, version = to_draft(request, channel, {**drafts.draft_of(channel), **values})
+        channel.refresh_from_db()
+        shown = channel if version else drafts.draft_channel(channel)
+        return drafted_answer(channel, s.ChannelSerializer(shown).data, version)
 
     def perform_destroy(self, instance):
         try:
@@ -258,23 +316,28 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
     @extend_schema(responses=s.MappingSerializer)
     @action(detail=True, methods=["get"])
     def mapping(self, request, pk=None):
-        """The channel's analyst field rules for HL7 v2 and their lookup tables."""
+        """The channel's analyst field rules for HL7 v2 and their lookup tables, as they run
+        (the draft's are in draft/ under ``snapshot.mapping``)."""
         channel = self.get_object()
         return Response(field_rules.stored(channel.mapping))
 
-    @extend_schema(request=s.MappingSerializer, responses=s.MappingSerializer)
+    @extend_schema(
+        request=s.MappingSerializer,
+        parameters=DRAFT_PARAMETERS,
+        responses=s.DraftedMappingSerializer,
+        description="Replace the field rules and tables, answered as the draft now has them; "
+        "refused (400) naming the rule and part when a rule does not compile." + DRAFTED,
+    )
     @mapping.mapping.put
     def set_mapping(self, request, pk=None):
-        """Replace the field rules and tables; refused (400) naming the rule and part when a
-        rule does not compile. Audited as a change of the channel, with its diff."""
         channel = self.get_object()
         try:
             checked = field_rules.checked_mapping(request.data)
         except field_rules.MappingRefused as exc:
             body = {"mapping": [str(exc)], "rule": exc.index, "part": exc.part}
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
-        channel_actions.update(request, channel, {"mapping": checked})
-        return Response(checked)
+        _, version = to_draft(request, channel, {**drafts.draft_of(channel), "mapping": checked})
+        return drafted_answer(channel, checked, version)
 
     @extend_schema(request=None, responses=s.SampleOutcomeSerializer(many=True))
     @action(detail=True, methods=["post"])
@@ -331,7 +394,8 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def publish(self, request, pk=None):
-        """Record the channel and its destinations as a new version."""
+        """Record the channel and its destinations as they run now as a new version (a new
+        channel has none until then); a draft is put live by draft/publish/."""
         channel = self.get_object()
         version = channel.publish(user=request.user)
         audit.record(
@@ -455,6 +519,30 @@ def _applied(result) -> dict:
     return {**result.plan.as_dict(), "id": result.channel.pk, "version": version}
 
 
+DESTINATION_WRITE = extend_schema(
+    parameters=DRAFT_PARAMETERS,
+    responses=s.DraftedDestinationSerializer,
+    description="Change the destination, answered as the channel's draft now has it." + DRAFTED,
+)
+
+
+@extend_schema_view(
+    create=extend_schema(
+        parameters=DRAFT_PARAMETERS,
+        responses={
+            201: OpenApiResponse(s.DraftedDestinationSerializer, description="Published."),
+            202: OpenApiResponse(
+                s.DraftedDestinationSerializer,
+                description="In the draft (``id`` null until it is published).",
+            ),
+        },
+        description="Add a destination to a channel (``channel``): answered 202 as the "
+        "channel's draft now has it." + DRAFTED + " Published, it is answered 201.",
+    ),
+    retrieve=extend_schema(description="The destination as it runs."),
+    update=DESTINATION_WRITE,
+    partial_update=DESTINATION_WRITE,
+)
 class DestinationViewSet(AuditedConfigViewSet):
     queryset = Destination.objects.all()
     serializer_class = s.DestinationSerializer
@@ -468,8 +556,44 @@ class DestinationViewSet(AuditedConfigViewSet):
         "resume": OPERATOR,
     }
 
-    def secret_fingerprints(self, obj) -> dict[str, str]:
-        return secret_fingerprints(obj.transport, obj.config)
+    def create(self, request, *args, **kwargs):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        values = dict(form.validated_data)
+        destination = Destination(channel=values.pop("channel"), transport=values["transport"])
+        return self._drafted(request, destination, values, created=True)
+
+    def update(self, request, *args, partial: bool = False, **kwargs):
+        """PUT and PATCH: checked as the channel's draft has the destination."""
+        destination = self.get_object()
+        channel = destination.channel
+        _, entry = drafts.destination_entry(channel, drafts.draft_of(channel), destination)
+        shown = drafts.drafted_destination(destination, entry)
+        form = self.get_serializer(shown, data=request.data, partial=partial)
+        form.is_valid(raise_exception=True)
+        values = dict(form.validated_data)
+        if values.pop("channel", channel) != channel:
+            raise serializers.ValidationError({"channel": ["a destination stays on its channel"]})
+        return self._drafted(request, destination, values)
+
+    def _drafted(self, request, destination: Destination, values: dict, created: bool = False):
+        """Put ``values`` into the draft's entry for ``destination`` and answer with it."""
+        channel = destination.channel
+        document = drafts.draft_of(channel)
+        index, entry = drafts.destination_entry(channel, document, destination)
+        place = len(document["destinations"]) if index is None else index
+        document = drafts.with_destination(document, index, {**entry, **values})
+        _, version = to_draft(request, channel, document, where=f"destinations.{place}.")
+        if version is None:
+            saved = drafts.draft_of(channel)["destinations"][place]
+            shown = drafts.drafted_destination(destination, saved)
+            return drafted_answer(channel, self.get_serializer(shown).data, None, created=created)
+        name = document["destinations"][place]["name"]
+        live = channel.destinations.get(name=name)
+        answer = drafted_answer(channel, self.get_serializer(live).data, version, created=created)
+        if created:
+            answer["Location"] = f"/api/v1/destinations/{live.pk}/"
+        return answer
 
     def get_queryset(self):
         queryset = super().get_queryset()

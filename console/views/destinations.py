@@ -7,7 +7,6 @@ audited with its diff (secrets only as the marker); it runs once the draft is pu
 
 from __future__ import annotations
 
-import copy
 import sys
 
 from django.contrib import messages
@@ -18,7 +17,6 @@ from django.views.decorators.http import require_http_methods
 from adapters.registry import transport_class, transport_names
 from channels_app import drafts
 from channels_app.models import Channel, Destination
-from channels_app.models.config import DESTINATION_SETTINGS
 from channels_app.sealing import masked, secret_fields
 from console import channel_actions
 from console.access import requires
@@ -57,15 +55,8 @@ def _edit(request, destination: Destination):
     is_new = destination.pk is None
     channel = destination.channel
     document = drafts.draft_of(channel)
-    index = _draft_index(document, destination)
-    if index is not None:
-        entry = document["destinations"][index]
-    elif is_new:
-        entry = {"id": None, "transport": destination.transport, "config": {}}
-    else:  # one the draft removed (through the API): editing it puts it back
-        live = drafts.live_snapshot(channel)["destinations"]
-        entry = next(d for d in live if d["id"] == destination.pk)
-    shown = _drafted(destination, entry)
+    index, entry = drafts.destination_entry(channel, document, destination)
+    shown = drafts.drafted_destination(destination, entry)
     form = DestinationForm(data, instance=shown)
     config_form = ConfigForm(
         shown.transport,
@@ -76,10 +67,7 @@ def _edit(request, destination: Destination):
     if data is not None and all([form.is_valid(), config_form.is_valid()]):
         values = {name: form.cleaned_data[name] for name in DestinationForm.Meta.fields}
         entry = {**entry, **values, "config": config_form.config}
-        if index is None:
-            document["destinations"].append(entry)
-        else:
-            document["destinations"][index] = entry
+        document = drafts.with_destination(document, index, entry)
         try:
             draft = channel_actions.save_draft(request, channel, document)
         except drafts.DraftError as exc:
@@ -98,23 +86,6 @@ def _edit(request, destination: Destination):
         "is_new": is_new,
     }
     return render(request, "destinations/edit.html", context)
-
-
-def _draft_index(document: dict, destination: Destination) -> int | None:
-    """Where the draft lists ``destination`` (None: a new one, or one the draft removed)."""
-    if destination.pk is None:
-        return None
-    ids = [entry.get("id") for entry in document["destinations"]]
-    return ids.index(destination.pk) if destination.pk in ids else None
-
-
-def _drafted(destination: Destination, entry: dict) -> Destination:
-    """A copy of ``destination`` with the draft's settings: what the form edits."""
-    shown = copy.copy(destination)
-    for field in ("name", *DESTINATION_SETTINGS):
-        if field in entry:
-            setattr(shown, field, entry[field])
-    return shown
 
 
 def _say_saved(request, channel: Channel, name: str, is_new: bool, changed: bool) -> None:

@@ -11,7 +11,7 @@ from channels_app import config_io, samples
 from channels_app.channels import configuration
 from channels_app.config_io import Refused, apply_channel, export_yaml, plan_document
 from channels_app.models import Channel, ChannelSample, Delivery, Destination, Message
-from channels_app.sealing import SECRET_MARKER, open_config
+from channels_app.sealing import SECRET_MARKER, open_config, seal_json
 from channels_app.sources import opened_source_config
 from tests import factories
 
@@ -362,3 +362,39 @@ def test_without_publish_a_file_becomes_the_channels_draft_and_runs_once_publish
     assert open_config("fhir_rest", mllp.destinations.get(name="fhir").config)["bearer_token"] == (
         "fhir-token"
     )  # the secret the file shows as the marker is kept
+
+
+def test_a_channel_built_from_its_export_passes_its_own_suite():
+    adt = every_kind(secrets=False)[0]
+    for sample in adt.samples.all():
+        samples.accept(sample)
+    text = export_yaml([adt]).replace("ADT demo", "ADT copy").replace("40851", "40861")
+    import_text(text)
+    copy = Channel.objects.get(name="ADT copy")
+    assert not {d.pk for d in copy.destinations.all()} & {d.pk for d in adt.destinations.all()}
+    outcomes = samples.run_suite(copy)
+    assert [(o.sample.name, o.status, o.diff) for o in outcomes] == [
+        ("admission", samples.PASSED, ""),
+        ("not yet", samples.PASSED, ""),
+    ]
+
+
+def test_an_output_accepted_with_destination_ids_is_read_by_destination_name():
+    adt = every_kind(secrets=False)[0]
+    sample = adt.samples.get(name="admission")
+    archive = adt.destinations.get(name="archive")
+    old = samples.run_sample(sample).as_dict()  # as accepted outputs were kept before
+    del old["parse_tree"], old["content_type"]
+    assert all(isinstance(d["destination"], int) for d in old["routing"])
+    target = old["outputs"]["archive"]["target"]
+    old["outputs"]["archive"]["target"] = target.replace(
+        "message-dry-run", f"message-dry-run-{archive.pk}"
+    )
+    sample.accepted_sealed = seal_json(old)
+    sample.save()
+    assert samples.check_sample(sample).status == samples.PASSED
+    exported = config_io.load(export_yaml([adt]))["channels"][0]["samples"][0]["accepted"]
+    assert [set(d) for d in exported["routing"]] == [
+        {"destination_name", "routed", "reason"}
+    ] * len(exported["routing"])
+    assert exported["outputs"]["archive"]["target"] == target

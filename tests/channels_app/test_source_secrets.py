@@ -78,7 +78,9 @@ def test_an_unrelated_edit_leaves_the_ciphertext_as_it_was(analyst_user):
     client = signed_in(analyst_user)
     shown = client.get(f"/api/v1/channels/{channel.pk}/").json()["source_config"]
     changed = {"source_config": {**shown, "idle_timeout_s": 30}}
-    response = client.patch(f"/api/v1/channels/{channel.pk}/", changed, "application/json")
+    response = client.patch(
+        f"/api/v1/channels/{channel.pk}/?publish=true", changed, "application/json"
+    )
     assert response.status_code == 200, response.content
     assert sealed_password(channel) == before
     assert channel.source_config["idle_timeout_s"] == 30
@@ -95,7 +97,9 @@ def test_a_new_password_is_sealed_anew(analyst_user):
     client = signed_in(analyst_user)
     shown = client.get(f"/api/v1/channels/{channel.pk}/").json()["source_config"]
     changed = {"source_config": {**shown, "tls": {**shown["tls"], "key_password": "other-pw"}}}
-    response = client.patch(f"/api/v1/channels/{channel.pk}/", changed, "application/json")
+    response = client.patch(
+        f"/api/v1/channels/{channel.pk}/?publish=true", changed, "application/json"
+    )
     assert response.status_code == 200, response.content
     assert sealed_password(channel) != before and "other-pw" not in stored_row(channel)
     assert opened_password(channel) == "other-pw"
@@ -107,13 +111,17 @@ def test_a_password_only_change_is_audited_as_a_changed_secret(analyst_user):
     client = signed_in(analyst_user)
     shown = client.get(f"/api/v1/channels/{channel.pk}/").json()["source_config"]
     unrelated = {"source_config": {**shown, "idle_timeout_s": 45}}
-    client.patch(f"/api/v1/channels/{channel.pk}/", unrelated, "application/json")
+    client.patch(f"/api/v1/channels/{channel.pk}/?publish=true", unrelated, "application/json")
     changed = {"source_config": {**shown, "tls": {**shown["tls"], "key_password": "new-pw-7"}}}
-    client.patch(f"/api/v1/channels/{channel.pk}/", changed, "application/json")
-    first, second = AuditEvent.objects.filter(target=f"channel:{channel.pk}").order_by("id")[1:]
+    client.patch(f"/api/v1/channels/{channel.pk}/?publish=true", changed, "application/json")
+    events = AuditEvent.objects.filter(target=f"channel:{channel.pk}").order_by("id")
+    first, second = events.filter(action="channel.draft_saved")
     assert "secrets" not in first.detail
     assert second.detail["secrets"] == {"source_config.tls.key_password": "secret changed"}
-    assert "new-pw-7" not in str(second.detail) and PASSWORD not in str(second.detail)
+    published = events.filter(action="channel.published").last()
+    assert published.detail["secrets"] == second.detail["secrets"]
+    everything = str([e.detail for e in events])
+    assert "new-pw-7" not in everything and PASSWORD not in everything
 
 
 @pytest.mark.django_db

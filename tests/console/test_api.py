@@ -66,7 +66,7 @@ def test_changing_a_channel_is_audited_with_its_diff(analyst_user):
         content_type="application/json",
     )
     assert response.status_code == 200, response.content
-    event = AuditEvent.objects.get(action="channel.updated")
+    event = AuditEvent.objects.get(action="channel.draft_saved")
     assert event.detail["changes"]["description"] == ["", "lab feed"]
     assert event.detail["changes"]["dedupe_window_s"] == [86400, 60]
     assert event.actor_name == "analyst"
@@ -75,7 +75,7 @@ def test_changing_a_channel_is_audited_with_its_diff(analyst_user):
         {"description": "lab feed"},
         content_type="application/json",
     )
-    assert AuditEvent.objects.filter(action="channel.updated").count() == 1  # nothing changed
+    assert AuditEvent.objects.filter(action="channel.draft_saved").count() == 1  # nothing changed
 
 
 def test_destination_secrets_are_write_only(analyst_user):
@@ -93,6 +93,7 @@ def test_destination_secrets_are_write_only(analyst_user):
             },
         },
         content_type="application/json",
+        QUERY_STRING="publish=true",
     )
     assert created.status_code == 201, created.content
     pk = created.json()["id"]
@@ -102,7 +103,7 @@ def test_destination_secrets_are_write_only(analyst_user):
     # Changing something else keeps the secret; the marker sent back keeps it too.
     config = client.get(f"/api/v1/destinations/{pk}/").json()["config"]
     client.patch(
-        f"/api/v1/destinations/{pk}/",
+        f"/api/v1/destinations/{pk}/?publish=true",
         {"config": {**config, "base_url": "https://ehr2.example/fhir"}},
         content_type="application/json",
     )
@@ -112,8 +113,10 @@ def test_destination_secrets_are_write_only(analyst_user):
     opened = open_config(stored.transport, stored.config)
     assert opened["bearer_token"] == "s3cret-token-value"
     assert opened["base_url"] == "https://ehr2.example/fhir"
-    diff = AuditEvent.objects.get(action="destination.updated").detail["changes"]
-    assert list(diff) == ["config"] and "s3cret" not in json.dumps(diff)
+    diff = (
+        AuditEvent.objects.filter(action="channel.published").order_by("-id")[0].detail["changes"]
+    )
+    assert list(diff) == ["destinations.EHR.config.base_url"] and "s3cret" not in json.dumps(diff)
 
 
 def test_a_bad_destination_config_names_the_field(analyst_user):

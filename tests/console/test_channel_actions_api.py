@@ -72,15 +72,19 @@ def test_updating_is_audited_with_the_diff_and_secrets_stay_write_only(analyst_u
     changed = {**shown["source_config"], "idle_timeout_s": 30}
     response = patch(client, f"/api/v1/channels/{channel.pk}/", {"source_config": changed})
     assert response.status_code == 200, response.content
+    assert response.json()["source_config"]["idle_timeout_s"] == 30  # as the draft has it
     assert "s3cret-pw" not in response.content.decode()
+    channel.refresh_from_db()
+    assert "idle_timeout_s" not in channel.source_config  # runs as before until published
+    event = audited("channel.draft_saved")
+    assert event.detail["changes"] == {"source_config.idle_timeout_s": [None, 30]}
+    published = patch(client, f"/api/v1/channels/{channel.pk}/?publish=true", {})
+    assert published.status_code == 200 and published.json()["version"] == 1
     channel.refresh_from_db()
     kept = opened_source_config("mllp", channel.source_config)["tls"]["key_password"]
     assert kept == "s3cret-pw"  # the marker kept it
     assert channel.source_config["idle_timeout_s"] == 30
-    event = audited("channel.updated")
-    before, after = event.detail["changes"]["source_config"]
-    assert "idle_timeout_s" not in before and after["idle_timeout_s"] == 30
-    assert "s3cret-pw" not in str(event.detail)
+    assert "s3cret-pw" not in str(list(AuditEvent.objects.values_list("detail", flat=True)))
 
 
 def test_disabling_and_enabling_are_updates_audited_as_such(analyst_user):

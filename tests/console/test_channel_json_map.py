@@ -25,7 +25,7 @@ JSON_MAP = {
 
 def save(client, channel, source_config, method="patch"):
     return getattr(client, method)(
-        f"/api/v1/channels/{channel.pk}/",
+        f"/api/v1/channels/{channel.pk}/?publish=true",
         {"name": channel.name, "source_type": "http", "source_config": source_config},
         content_type="application/json",
     )

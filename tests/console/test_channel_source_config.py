@@ -48,8 +48,11 @@ def test_good_sources_are_saved(analyst_user, tmp_path):
     channel = factories.channel(40803)
     ok = patch(analyst_user, channel, source_config={"port": 40803, "ack_mode": "enhanced"})
     assert ok.status_code == 200, ok.content
+    assert ok.json()["source_config"]["ack_mode"] == "enhanced"  # the draft holds it
     pickup = {"directory": str(tmp_path), "glob": "*.txt"}
     ok = patch(analyst_user, channel, source_type="file", source_config=pickup)
     assert ok.status_code == 200, ok.content
+    published = signed_in(analyst_user).post(f"/api/v1/channels/{channel.pk}/draft/publish/")
+    assert published.status_code == 201, published.content
     channel.refresh_from_db()
     assert channel.source_type == Channel.SourceType.FILE and channel.source_config == pickup

@@ -99,7 +99,7 @@ def test_sending_the_markers_back_keeps_them_and_new_values_replace_them(ehr, an
     shown["base_url"] = shown["base_url"].replace("fhir.example", "fhir2.example")  # host only
     shown["headers"]["X-Source"] = "hub-2"
     response = client.patch(
-        f"/api/v1/destinations/{ehr.pk}/",
+        f"/api/v1/destinations/{ehr.pk}/?publish=true",
         data=json.dumps({"config": shown}),
         content_type="application/json",
     )

@@ -20,16 +20,17 @@ KEY = Fernet.generate_key().decode()
 OLD, NEW = "tok-OLD-SECRET-3310", "tok-NEW-SECRET-8812"
 
 
-def patch(client, destination: Destination, config: dict):
+def patch(client, destination: Destination, config: dict, query: str = ""):
     return client.patch(
-        f"/api/v1/destinations/{destination.pk}/",
+        f"/api/v1/destinations/{destination.pk}/{query}",
         data=json.dumps({"config": config}),
         content_type="application/json",
     )
 
 
 def updates() -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action="destination.updated"))
+    """The API's changes of destinations, saved to their channel's draft."""
+    return list(AuditEvent.objects.filter(action="channel.draft_saved"))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -41,15 +42,23 @@ def test_a_new_bearer_token_alone_is_audited_and_used(
     ehr = factories.fhir_destination(
         channel, fhir_sink.url, config={"base_url": fhir_sink.url, "bearer_token": OLD}
     )
-    response = patch(signed_in(analyst_user), ehr, {"base_url": fhir_sink.url, "bearer_token": NEW})
+    config = {"base_url": fhir_sink.url, "bearer_token": NEW}
+    response = patch(signed_in(analyst_user), ehr, config, "?publish=true")
     assert response.status_code == 200, response.content
     assert response.json()["config"]["bearer_token"] == SECRET_MARKER
 
     [event] = updates()
-    assert event.actor == analyst_user and event.target == f"destination:{ehr.pk}"
-    assert event.detail["secrets"] == {"config.bearer_token": "secret changed"}
-    assert event.detail["changes"] == {}  # the public form did not change
-    assert OLD not in json.dumps(event.detail) and NEW not in json.dumps(event.detail)
+    assert event.actor == analyst_user and event.target == f"channel:{channel.pk}"
+    changed = [SECRET_MARKER, f"{SECRET_MARKER} (changed)"]
+    assert event.detail["changes"] == {"destinations.FHIR sink.config.bearer_token": changed}
+    assert event.detail["secrets"] == {
+        "destinations.FHIR sink.config.bearer_token": "secret changed"
+    }
+    published = AuditEvent.objects.get(action="channel.published")
+    assert published.detail["changes"] == event.detail["changes"]
+    assert published.detail["secrets"] == event.detail["secrets"]
+    everything = json.dumps([event.detail, published.detail])
+    assert OLD not in everything and NEW not in everything
 
     listener(channel)
     send(mllp_port, factories.adt_a01("SECRET-ROTATED"))
@@ -90,8 +99,8 @@ def test_a_header_value_and_url_password_changes_are_named_without_their_values(
     assert patch(client, hook, new).status_code == 200
     [event] = updates()
     assert event.detail["secrets"] == {
-        "config.headers.X-Api-Key": "secret changed",
-        "config.url": "secret changed",
+        "destinations.hook.config.headers.X-Api-Key": "secret changed",
+        "destinations.hook.config.url": "secret changed",  # its public form is the same
     }
     text = json.dumps(event.detail)
     assert not any(secret in text for secret in (OLD, NEW, "pw-OLD-1", "pw-NEW-2"))

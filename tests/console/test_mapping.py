@@ -60,12 +60,19 @@ def test_the_api_reads_and_writes_the_mapping_with_an_audited_diff(analyst, chan
     assert analyst.get(url).json() == {"rules": [], "tables": {}}
     mapping = {"rules": [CAPS], "tables": {"sites": {"A": "Alpha"}}}
     answer = put(analyst, url, mapping)
-    assert answer.status_code == 200 and answer.json() == mapping
+    assert answer.status_code == 200
+    assert {k: answer.json()[k] for k in mapping} == mapping  # as the draft now has it
+    assert answer["Location"] == answer.json()["draft"]["url"]
     channel.refresh_from_db()
-    assert channel.mapping == mapping
-    event = AuditEvent.objects.get(action="channel.updated", target=f"channel:{channel.pk}")
-    assert event.detail["changes"]["mapping"] == [{}, mapping]
+    assert channel.mapping == {}  # what runs changes when the draft is published
+    assert analyst.get(url).json() == {"rules": [], "tables": {}}
+    event = AuditEvent.objects.get(action="channel.draft_saved", target=f"channel:{channel.pk}")
+    assert event.detail["changes"]["mapping.tables.sites.A"] == [None, "Alpha"]
+    published = put(analyst, f"{url}?publish=true&note=caps", mapping)
+    assert published.status_code == 200 and published.json()["version"] == 1
+    assert published.json()["draft"] is None
     assert analyst.get(url).json() == mapping
+    assert channel.versions.get(number=1).note == "caps"
 
 
 def test_a_rule_that_does_not_compile_is_refused_naming_rule_and_part(analyst, channel):
@@ -76,7 +83,7 @@ def test_a_rule_that_does_not_compile_is_refused_naming_rule_and_part(analyst, c
     assert body["rule"] == 1 and body["part"] == "target"
     assert "rule #2 ('oops'), target 'Patient.gendre'" in body["mapping"][0]
     channel.refresh_from_db()
-    assert channel.mapping == {} and not AuditEvent.objects.filter(action="channel.updated")
+    assert channel.mapping == {} and not AuditEvent.objects.filter(action="channel.draft_saved")
 
 
 def test_the_channel_resource_checks_its_mapping_too(analyst, channel):

@@ -68,9 +68,16 @@ def test_api_stores_a_rule_and_audits_it(analyst_user, destination):
     assert response.status_code == 200
     assert response.json()["route_when"] == FINAL_REPORT
     destination.refresh_from_db()
+    assert destination.route_when == ""  # in the draft until it is published
+    event = AuditEvent.objects.get(action="channel.draft_saved")
+    path = f"destinations.{destination.name}.route_when"
+    assert event.detail["changes"][path] == ["", FINAL_REPORT]
+    published = signed_in(analyst_user).post(
+        f"/api/v1/channels/{destination.channel_id}/draft/publish/", {"note": "final only"}
+    )
+    assert published.status_code == 201
+    destination.refresh_from_db()
     assert destination.route_when == FINAL_REPORT
-    event = AuditEvent.objects.get(action="destination.updated")
-    assert event.detail["changes"]["route_when"] == ["", FINAL_REPORT]
 
 
 def test_api_refuses_an_unknown_function(analyst_user, destination):
