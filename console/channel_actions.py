@@ -123,9 +123,25 @@ def change_draft(
     """Save ``snapshot`` as the channel's draft and, when asked, publish the draft at once as a
     new version (any earlier unpublished change with it): each step audited as on its own, and
     both or neither (drafts.DraftError leaves the draft as it was)."""
+    if publish:
+        _refuse_others_unpublished(request, channel)
     draft = save_draft(request, channel, snapshot, note)
     version = publish_draft(request, channel, note) if publish else None
     return draft, version
+
+
+def _refuse_others_unpublished(request, channel: Channel) -> None:
+    """An edit published at once must not carry someone else's unpublished draft live unseen:
+    they publish (or discard) it from the draft, where its whole diff is shown first."""
+    draft = ChannelDraft.objects.filter(channel=channel).select_related("updated_by").first()
+    if draft and draft.updated_by_id != request.user.pk and drafts.draft_diff(channel):
+        by = draft.updated_by.username if draft.updated_by else "someone else"
+        raise drafts.DraftError(
+            {
+                "publish": f"the draft holds unpublished changes by {by}: review and publish or "
+                "discard the draft first, or save this change to the draft without publish"
+            }
+        )
 
 
 @transaction.atomic

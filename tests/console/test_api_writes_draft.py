@@ -10,6 +10,7 @@ import pytest
 from channels_app import drafts
 from channels_app.models import Channel, ChannelDraft, Destination
 from console.models import AuditEvent
+from console.roles import Role
 from tests import factories
 from tests.support import signed_in
 
@@ -74,6 +75,20 @@ def test_publishing_takes_the_earlier_draft_changes_with_it(analyst, channel):
     patch(analyst, f"/api/v1/channels/{channel.pk}/?publish=true", {})
     channel.refresh_from_db()
     assert (channel.description, channel.retention_days) == ("drafted first", 30)
+
+
+def test_publish_true_refuses_to_carry_another_analysts_unpublished_draft(analyst, channel):
+    other = signed_in(factories.user("analyst2", Role.ANALYST))
+    patch(other, f"/api/v1/channels/{channel.pk}/", {"description": "not reviewed yet"})
+    refused = patch(analyst, f"/api/v1/channels/{channel.pk}/?publish=true", {"tags": ["x"]})
+    assert refused.status_code == 400
+    assert "unpublished changes by analyst2" in refused.json()["publish"][0]
+    channel.refresh_from_db()
+    assert channel.tags == [] and channel.versions.count() == 1
+    assert drafts.draft_of(channel)["description"] == "not reviewed yet"
+    assert drafts.draft_of(channel)["tags"] == []  # nothing of the refused write was kept
+    saved = patch(analyst, f"/api/v1/channels/{channel.pk}/", {"tags": ["x"]})  # no publish
+    assert saved.status_code == 200 and saved.json()["tags"] == ["x"]
 
 
 def test_a_refused_write_changes_nothing(analyst, channel):
