@@ -52,7 +52,7 @@ from typing import Any
 
 import yaml
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from adapters.registry import ConfigError
@@ -758,6 +758,17 @@ class Applied:
     plan: ChannelPlan
     channel: Channel
     version: ChannelVersion | None  # the version this import published; None if it did not
+
+
+# One import at a time: a second one waits for the first to commit, then checks its file
+# against what the first left (two imports interleaved could each create the same channel).
+IMPORT_LOCK = 0x48554249  # any constant shared by every importer
+
+
+def lock_imports() -> None:
+    """Hold the import lock until the current transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK])
 
 
 @transaction.atomic

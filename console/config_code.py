@@ -45,9 +45,10 @@ def imported(
     request, text: str, *, publish: bool, via: str, actor_name: str = "", user=None
 ) -> list[Applied]:
     """Import the whole file or nothing; each channel it changed is audited with its changes."""
-    plans = config_io.plan_document(text)
     user = user or _user(request)
     with transaction.atomic():
+        config_io.lock_imports()
+        plans = config_io.plan_document(text)  # planned again under the lock
         applied = [config_io.apply_channel(p.given, user, publish=publish) for p in plans]
         for result in applied:
             _audit(request, result, via=via, actor_name=actor_name)

@@ -5,10 +5,15 @@ analysts cannot import. Each export and import is audited."""
 
 from __future__ import annotations
 
-import pytest
+import threading
 
+import pytest
+from django.db import connection, transaction
+
+from channels_app import config_io
 from channels_app.config_io import export_yaml
 from channels_app.models import Channel, Destination
+from console import config_code
 from console.models import AuditEvent
 from tests import factories
 from tests.support import signed_in
@@ -153,3 +158,39 @@ def test_the_import_page_lists_why_a_file_is_refused(channel, hub_admin_user):
     assert "The file is refused: nothing was applied" in page
     channel.refresh_from_db()
     assert channel.route_filter == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_waits_for_the_one_under_way_and_then_sees_what_it_left(hub_admin_user):
+    made = factories.channel(40883, name="Feed")
+    document = export_yaml([made])
+    made.delete()
+    holding, release = threading.Event(), threading.Event()
+
+    def first_import_under_way():  # another importer holds the lock until told to commit
+        with transaction.atomic():
+            config_io.lock_imports()
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    def second_import(results):
+        results.append(
+            config_code.imported(None, document, publish=True, via="t", user=hub_admin_user)
+        )
+        connection.close()
+
+    first, results = threading.Thread(target=first_import_under_way), []
+    first.start()
+    assert holding.wait(10)
+    second = threading.Thread(target=second_import, args=(results,))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive() and not Channel.objects.filter(name="Feed").exists()
+    release.set()
+    first.join(10)
+    second.join(10)
+    [applied] = results[0]
+    assert applied.plan.new and Channel.objects.filter(name="Feed").count() == 1
+    again = config_code.imported(None, document, publish=True, via="t", user=hub_admin_user)
+    assert not again[0].plan.new and not again[0].plan.changes  # planned against what is there
