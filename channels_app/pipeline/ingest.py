@@ -75,7 +75,7 @@ def read_inbound(
         item.message_type = _message_type(item.header)
         return item
     item.header = Header.of(message)
-    item.message_type = message.message_type
+    item.message_type = _message_type(item.header)  # as message.message_type, read once
     # A type without a map can never be converted: stored with its error and answered AR now,
     # not acknowledged AA and failed later where the sender cannot see it.
     if unsupported := unmapped(message):
