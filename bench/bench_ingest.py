@@ -4,8 +4,9 @@
 Figures: ingest_bare_msgs_per_s and ingest_ours_msgs_per_s (16 connections, closed loop, each
 message committed before its ACK), ingest_ratio (ours / bare; target at least 0.6),
 ack_ours_p50/p95/p99_ms and ack_bare_p50/p95/p99_ms (one connection at 100 msg/s; target p50 at
-most 1.0 ms), and the CPU each server spent per message in both (a figure the machine's load
-sways less than the timings). Ours runs as in production: a real `run_listeners` process, bodies
+most 1.0 ms), and the CPU each server and its PostgreSQL backends spent per message in both (a
+figure the machine's load sways less than the timings; the servers take turns, so the backends
+busy in a turn are the server's own). Ours runs as in production: a real `run_listeners` process, bodies
 sealed at rest, dedupe on, statistics and Celery enqueueing on. Uses its own database
 (<name>_bench_ingest) and the configured Redis database.
 
@@ -28,7 +29,7 @@ import psutil
 import psycopg
 from cryptography.fernet import Fernet
 
-from bench.spine import pct, wait_port
+from bench.spine import _cpu, pct, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 INGEST_S = float(os.environ.get("BENCH_INGEST_S", 5))
@@ -71,6 +72,7 @@ class Servers:
 
     def __init__(self, env: dict) -> None:
         self.env = env
+        self.db_name = urlparse(env["DATABASE_URL"]).path.lstrip("/")
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
 
@@ -92,6 +94,15 @@ class Servers:
     def cpu_s(self, name: str) -> float:
         times = psutil.Process(self.procs[name].pid).cpu_times()
         return times.user + times.system
+
+    def db_cpu_s(self) -> dict[int, float]:
+        """CPU seconds of each PostgreSQL backend connected to the bench database, by pid."""
+        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self.db_name,),
+            ).fetchall()
+        return {pid: _cpu(pid) for (pid,) in rows}
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -116,28 +127,51 @@ def measure(servers: Servers, loadgen: ProcessPoolExecutor) -> dict:
     cpu: dict[str, list[float]] = {name: [] for name in names}
     acks: dict[str, list[float]] = {name: [] for name in names}
     ack_cpu: dict[str, list[float]] = {name: [] for name in names}
+    db_cpu: dict[str, list[float]] = {name: [] for name in names}
+    ack_db_cpu: dict[str, list[float]] = {name: [] for name in names}
     for turn in range(ROUNDS):
         for name in names if turn % 2 == 0 else names[::-1]:
             port = servers.ports[name]
-            before = servers.cpu_s(name)
+            meter = _CpuTurn(servers, name)
             run = loadgen.submit(load.flood, port, CONNECTIONS, INGEST_S, f"in{turn}-").result()
             rates[name].append(run["per_s"])
-            cpu[name].append((servers.cpu_s(name) - before) / run["messages"] * 1e6)
-            before = servers.cpu_s(name)
+            server_us, db_us = meter.per_message(run["messages"])
+            cpu[name].append(server_us)
+            db_cpu[name].append(db_us)
+            meter = _CpuTurn(servers, name)
             paced = loadgen.submit(load.paced, port, 100, ACK_S / ROUNDS, f"ack{turn}-{name}-")
             acks[name] += paced.result()["latencies_ms"]
-            ack_cpu[name].append((servers.cpu_s(name) - before) / paced.result()["messages"] * 1e6)
+            server_us, db_us = meter.per_message(paced.result()["messages"])
+            ack_cpu[name].append(server_us)
+            ack_db_cpu[name].append(db_us)
     figures: dict = {}
     for name in names:
         figures[f"ingest_{name}_msgs_per_s"] = round(sum(rates[name]) / ROUNDS, 1)
         figures[f"ingest_{name}_cpu_us_per_msg"] = round(sum(cpu[name]) / ROUNDS, 1)
+        figures[f"ingest_{name}_db_cpu_us_per_msg"] = round(sum(db_cpu[name]) / ROUNDS, 1)
         for q in (50, 95, 99):
             figures[f"ack_{name}_p{q}_ms"] = pct(acks[name], q / 100)
         figures[f"ack_{name}_cpu_us_per_msg"] = round(sum(ack_cpu[name]) / ROUNDS, 1)
+        figures[f"ack_{name}_db_cpu_us_per_msg"] = round(sum(ack_db_cpu[name]) / ROUNDS, 1)
     figures["ingest_ratio"] = round(
         figures["ingest_ours_msgs_per_s"] / figures["ingest_bare_msgs_per_s"], 3
     )
     return figures
+
+
+class _CpuTurn:
+    """The CPU one server and the database's backends spend during one turn."""
+
+    def __init__(self, servers: Servers, name: str) -> None:
+        self.servers, self.name = servers, name
+        self.server = servers.cpu_s(name)
+        self.db = servers.db_cpu_s()
+
+    def per_message(self, messages: int) -> tuple[float, float]:
+        """(server, database) µs of CPU per message since the turn began."""
+        server = self.servers.cpu_s(self.name) - self.server
+        db = sum(s - self.db.get(pid, 0.0) for pid, s in self.servers.db_cpu_s().items())
+        return server / messages * 1e6, db / messages * 1e6
 
 
 def report(figures: dict, load_before: tuple, load_after: tuple) -> None:
@@ -145,7 +179,8 @@ def report(figures: dict, load_before: tuple, load_after: tuple) -> None:
         print(
             f"ingest {name:4s}, {CONNECTIONS} connections, {ROUNDS} x {INGEST_S:g} s: "
             f"{figures[f'ingest_{name}_msgs_per_s']:.0f} msg/s "
-            f"({figures[f'ingest_{name}_cpu_us_per_msg']:.0f} µs of server CPU per message)"
+            f"({figures[f'ingest_{name}_cpu_us_per_msg']:.0f} µs of server CPU and "
+            f"{figures[f'ingest_{name}_db_cpu_us_per_msg']:.0f} µs of PostgreSQL CPU per message)"
         )
     print(f"ingest ours / bare: {figures['ingest_ratio']:.2f} (target at least 0.60)")
     for name in ("bare", "ours"):
@@ -153,7 +188,8 @@ def report(figures: dict, load_before: tuple, load_after: tuple) -> None:
             f"ACK {name:4s}, 1 connection at 100 msg/s, {ACK_S:g} s in {ROUNDS} turns: "
             f"p50 {figures[f'ack_{name}_p50_ms']} ms, p95 {figures[f'ack_{name}_p95_ms']} ms, "
             f"p99 {figures[f'ack_{name}_p99_ms']} ms "
-            f"({figures[f'ack_{name}_cpu_us_per_msg']:.0f} µs of server CPU per message)"
+            f"({figures[f'ack_{name}_cpu_us_per_msg']:.0f} µs of server CPU and "
+            f"{figures[f'ack_{name}_db_cpu_us_per_msg']:.0f} µs of PostgreSQL CPU per message)"
         )
     print(
         "load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(

@@ -437,7 +437,7 @@ class MLLPServer:
         opened_at = last_frame_at = loop.time()
         frame_since: float | None = None
         while True:
-            idle_deadline, idle_reason = self._idle_deadline(conn, opened_at, last_frame_at)
+            idle_deadline, before_first = self._idle_deadline(conn, opened_at, last_frame_at)
             deadline = idle_deadline
             if frame_since is not None:
                 deadline = min(deadline, frame_since + limits.frame_timeout_s)
@@ -449,8 +449,10 @@ class MLLPServer:
             except TimeoutError:
                 if frame_since is not None and deadline < idle_deadline:
                     reason = f"frame not completed within {limits.frame_timeout_s:g} s"
+                elif before_first:
+                    reason = f"no frame started within {limits.preframe_timeout_s:g} s"
                 else:
-                    reason = idle_reason
+                    reason = f"no complete frame for {limits.idle_timeout_s:g} s"
                 log.info(
                     "channel %r: closing MLLP connection from %s: %s",
                     self.spec.channel_name,
@@ -482,20 +484,14 @@ class MLLPServer:
 
     def _idle_deadline(
         self, conn: _Connection, opened_at: float, last_frame_at: float
-    ) -> tuple[float, str]:
-        """When a connection waiting for its next frame is closed, and the reason then."""
-        limits = self.limits
-        idle = (
-            last_frame_at + limits.idle_timeout_s,
-            f"no complete frame for {limits.idle_timeout_s:g} s",
-        )
+    ) -> tuple[float, bool]:
+        """When a connection waiting for its next frame is closed, and whether that is for not
+        starting a first frame (the reason is worded only when it is closed: this runs per read)."""
+        idle = last_frame_at + self.limits.idle_timeout_s
         if conn.framed:
-            return idle
-        preframe = (
-            opened_at + limits.preframe_timeout_s,
-            f"no frame started within {limits.preframe_timeout_s:g} s",
-        )
-        return min(idle, preframe)
+            return idle, False
+        preframe = opened_at + self.limits.preframe_timeout_s
+        return (preframe, True) if preframe < idle else (idle, False)
 
     async def _give_up(self, frames: FrameReader, reason: str, remote: str, writer) -> None:
         """The frame in progress is stored with its reason and refused; the peer may still read."""
