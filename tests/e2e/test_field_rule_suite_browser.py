@@ -85,6 +85,8 @@ def test_a_drafted_field_rule_shows_as_changed_in_the_suite_until_accepted_again
     page.locator("[data-action=mapping]").click()
     add_authority_rule(page)
     assert drafts.draft_of(channel)["mapping"]["tables"] == {"authorities": {"HOSP": OID}}
+    page.reload()
+    expect(page.locator("[data-draft-note]")).to_contain_text("unpublished draft")
 
     page.locator("[data-action=test-bench]").click()
     expect(run_all(page, "run-all-draft")).to_have_attribute("data-status", "changed")
