@@ -3,7 +3,9 @@ each one had accepted. Shared by the bench page and the REST API.
 
 A sample ``passed`` when its result is the accepted one, ``changed`` when it differs, ``failed``
 when the message no longer gets through (an error) where it used to, and is ``unaccepted`` until
-an analyst accepts an output. The diff is a unified diff of both results written out readably
+an analyst accepts an output. The suite runs as the channel runs now, or as its draft would
+(``setup``: the unsaved channel and destinations of ``drafts.drafted``), so a change can be seen
+against the accepted outputs before it is published. The diff is a unified diff of both results written out readably
 (JSON pretty-printed, HL7 v2 one segment a line).
 """
 
@@ -18,9 +20,11 @@ from django.utils import timezone
 
 from adapters.codecs import exact_json
 from channels_app.dry_run import CONTENT_TYPES, DryRun, dry_run
-from channels_app.models import Channel, ChannelSample
+from channels_app.models import Channel, ChannelSample, Destination
 
 PASSED, CHANGED, FAILED, UNACCEPTED = "passed", "changed", "failed", "unaccepted"
+# The channel (maybe an unsaved draft's copy) and its destinations to run samples as.
+Setup = tuple[Channel, list[Destination]]
 
 
 class SampleRefused(ValueError):
@@ -64,23 +68,26 @@ class SampleOutcome:
         }
 
 
-def run_sample(sample: ChannelSample) -> DryRun:
-    return dry_run(sample.channel, sample.raw, sample.content_type)
+def run_sample(sample: ChannelSample, setup: Setup | None = None) -> DryRun:
+    channel, destinations = setup or (sample.channel, None)
+    return dry_run(channel, sample.raw, sample.content_type, destinations=destinations)
 
 
-def check_sample(sample: ChannelSample) -> SampleOutcome:
-    result = run_sample(sample)
+def check_sample(sample: ChannelSample, setup: Setup | None = None) -> SampleOutcome:
+    result = run_sample(sample, setup)
     current, accepted = result.comparable(), sample.accepted
     if accepted is None:
         return SampleOutcome(sample, UNACCEPTED, "", result)
     if current == accepted:
         return SampleOutcome(sample, PASSED, "", result)
     status = FAILED if result.error and not accepted.get("error") else CHANGED
-    return SampleOutcome(sample, status, diff(accepted, current), result)
+    labels = ("accepted", "draft" if setup else "now")
+    return SampleOutcome(sample, status, diff(accepted, current, labels), result)
 
 
-def run_suite(channel: Channel) -> list[SampleOutcome]:
-    return [check_sample(s) for s in channel.samples.select_related("channel").order_by("name")]
+def run_suite(channel: Channel, setup: Setup | None = None) -> list[SampleOutcome]:
+    found = channel.samples.select_related("channel").order_by("name")
+    return [check_sample(sample, setup) for sample in found]
 
 
 def tally(outcomes: list[SampleOutcome]) -> dict[str, int]:

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from adapters.codecs import exact_json
+from channels_app import drafts
 from channels_app import samples as suite
 from channels_app.dry_run import CONTENT_TYPES, DryRun, dry_run
 from channels_app.models import Channel, ChannelSample, Message
@@ -99,9 +100,12 @@ def bench_sample_delete(request, pk: int):
 @requires(Role.ANALYST)
 @require_POST
 def bench_suite(request, pk: int):
+    """Run all, as the channel runs now or (``against=draft``) as its draft would."""
     channel = get_object_or_404(Channel, pk=pk)
-    outcomes = {o.sample.pk: o for o in suite.run_suite(channel)}
-    return _samples_answer(request, channel, outcomes=outcomes)
+    on_draft = request.POST.get("against") == "draft" and drafts.has_draft(channel)
+    setup = drafts.drafted(channel) if on_draft else None
+    outcomes = {o.sample.pk: o for o in suite.run_suite(channel, setup)}
+    return _samples_answer(request, channel, outcomes=outcomes, on_draft=on_draft)
 
 
 def _posted_raw(request) -> tuple[str, str]:
@@ -131,20 +135,21 @@ def _result(request, channel, result: DryRun | None, *, problem: str = "", sampl
     return render(request, "bench/_result.html", context)
 
 
-def _samples_answer(request, channel, *, problem: str = "", outcomes=None):
+def _samples_answer(request, channel, *, problem: str = "", outcomes=None, on_draft=False):
     if not request.htmx:
         return redirect("bench", channel.pk)
     context = {"channel": channel, "problem": problem, **_samples(channel, outcomes)}
-    return render(request, "bench/_samples.html", context)
+    return render(request, "bench/_samples.html", context | {"on_draft": on_draft})
 
 
 def _samples(channel: Channel, outcomes: dict | None = None) -> dict:
+    """The samples' rows, their tally, and what Run all can run against (the draft, if any)."""
     rows = []
     for sample in channel.samples.select_related("created_by").order_by("name"):
         outcome = (outcomes or {}).get(sample.pk)
         rows.append({"sample": sample, "outcome": outcome, "diff": _diff_lines(outcome)})
     counts = suite.tally(list(outcomes.values())) if outcomes else None
-    return {"samples": rows, "counts": counts}
+    return {"samples": rows, "counts": counts, "drafted": drafts.has_draft(channel)}
 
 
 def _diff_lines(outcome) -> list[tuple[str, str]]:

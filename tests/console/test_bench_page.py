@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from channels_app import drafts
 from channels_app.models import ChannelSample, Destination, Message
 from console.models import AuditEvent
 from tests import factories
@@ -86,3 +89,21 @@ def test_copying_an_unknown_message_says_so(analyst, channel):
     data = {"message": "999999", "name": "nothing"}
     html = analyst.post(f"/channels/{channel.pk}/bench/copy/", data, **HTMX).content.decode()
     assert "no stored message" in html and not ChannelSample.objects.exists()
+
+
+def test_run_all_on_the_draft_shows_what_a_drafted_field_rule_changes(analyst, channel):
+    raw = factories.adt_a01("PAGE-3", family="quiet").decode()
+    sample = ChannelSample.objects.create(channel=channel, name="adt draft", raw=raw)
+    analyst.post(f"/bench/samples/{sample.pk}/accept/", **HTMX)
+    rule = {"source": "PID-5(1).1", "target": "Patient.name[0].family", "transforms": ["upper"]}
+    drafts.save_draft(channel, {**drafts.draft_of(channel), "mapping": {"rules": [rule]}})
+
+    on_draft = {"against": "draft"}
+    html = analyst.post(f"/channels/{channel.pk}/bench/suite/", on_draft, **HTMX).content.decode()
+    assert 'data-status="changed"' in html and 'data-ran-against="draft"' in html
+    assert re.search(r'diff-del">-\s+&quot;family&quot;: &quot;quiet&quot;', html)
+    assert re.search(r'diff-add">\+\s+&quot;family&quot;: &quot;QUIET&quot;', html)
+    assert "+++ draft" in html
+
+    html = analyst.post(f"/channels/{channel.pk}/bench/suite/", **HTMX).content.decode()
+    assert 'data-status="passed"' in html and 'data-ran-against="live"' in html
