@@ -751,7 +751,15 @@ class SampleOutcomeSerializer(serializers.Serializer):
     sample = serializers.IntegerField()
     name = serializers.CharField()
     status = serializers.ChoiceField(["passed", "changed", "failed", "unaccepted"])
-    diff = serializers.CharField(help_text="Unified diff, accepted → now.")
+    diff = serializers.CharField(help_text="Unified diff, accepted → now (or → draft).")
+
+
+class SuiteRunSerializer(serializers.Serializer):
+    against = serializers.ChoiceField(["live", "draft"], help_text="What the samples ran on.")
+    counts = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Samples per status."
+    )
+    samples = SampleOutcomeSerializer(many=True)
 
 
 class ImportRequestSerializer(serializers.Serializer):

@@ -339,13 +339,35 @@ class ChannelViewSet(mixins.DestroyModelMixin, AuditedConfigViewSet):
         _, version = to_draft(request, channel, {**drafts.draft_of(channel), "mapping": checked})
         return drafted_answer(channel, checked, version)
 
-    @extend_schema(request=None, responses=s.SampleOutcomeSerializer(many=True))
+    @extend_schema(
+        request=None,
+        parameters=[
+            OpenApiParameter(
+                "against",
+                str,
+                enum=["live", "draft"],
+                description="Run as the channel runs now (default) or as its draft would.",
+            )
+        ],
+        responses=s.SuiteRunSerializer,
+    )
     @action(detail=True, methods=["post"])
     def suite(self, request, pk=None):
-        """Run every sample of the channel against its accepted output."""
-        outcomes = suite.run_suite(self.get_object())
+        """Run every sample of the channel against its accepted output: as the channel runs now,
+        or (``?against=draft``) as its unpublished draft would, before it is published."""
+        channel = self.get_object()
+        against = request.query_params.get("against", "live")
+        if against not in ("live", "draft"):
+            raise serializers.ValidationError({"against": ["live or draft"]})
+        if against == "draft" and not drafts.has_draft(channel):
+            raise serializers.ValidationError({"against": ["the channel has no draft"]})
+        outcomes = suite.run_suite(channel, drafts.drafted(channel) if against == "draft" else None)
         return Response(
-            {"counts": suite.tally(outcomes), "samples": [o.as_dict() for o in outcomes]}
+            {
+                "against": against,
+                "counts": suite.tally(outcomes),
+                "samples": [o.as_dict() for o in outcomes],
+            }
         )
 
     @extend_schema(

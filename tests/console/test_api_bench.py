@@ -70,6 +70,29 @@ def test_accept_then_change_a_route_and_the_suite_says_changed(analyst, channel)
     assert ran["outputs"] == {}
 
 
+def test_the_suite_runs_on_the_draft_before_it_is_published(analyst, channel):
+    raw = factories.adt_a01("API-DRAFT").decode()
+    sample = post(analyst, "/api/v1/samples/", {"channel": channel.pk, "name": "a", "raw": raw})
+    post(analyst, f"/api/v1/samples/{sample.json()['id']}/accept/", {})
+    url = f"/api/v1/channels/{channel.pk}/suite/"
+    assert post(analyst, url + "?against=draft", {}).json() == {
+        "against": ["the channel has no draft"]
+    }
+    destination = channel.destinations.get()
+    answer = analyst.patch(
+        f"/api/v1/destinations/{destination.pk}/",
+        {"route_when": "%messageCode = 'ORU'"},
+        content_type="application/json",
+    )
+    assert answer.status_code == 200, answer.content  # saved to the draft, not live
+    on_draft = post(analyst, url + "?against=draft", {}).json()
+    assert on_draft["against"] == "draft" and on_draft["counts"]["changed"] == 1
+    assert "+++ draft" in on_draft["samples"][0]["diff"]
+    live = post(analyst, url, {}).json()
+    assert live["against"] == "live" and live["counts"]["passed"] == 1
+    assert post(analyst, url + "?against=tomorrow", {}).status_code == 400
+
+
 def test_a_duplicate_sample_name_is_refused_naming_the_field(analyst, channel):
     data = {"channel": channel.pk, "name": "one", "raw": "MSH|^~\\&|A"}
     assert post(analyst, "/api/v1/samples/", data).status_code == 201
