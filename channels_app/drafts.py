@@ -177,6 +177,7 @@ def diff(a: dict, b: dict) -> list[dict]:
     """What changed from snapshot ``a`` to snapshot ``b``: one entry per setting, by its dotted
     path (``destinations.EHR.timeout_s``), with its value before and after (None: absent)."""
     before, after = _flat(comparable(a)), _flat(comparable(b))
+    before, after = _filled(before, after), _filled(after, before)
     return [
         {"path": path, "before": before.get(path), "after": after.get(path)}
         for path in sorted(before.keys() | after.keys())
@@ -192,6 +193,16 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     for key, item in value.items():
         found |= _flat(item, f"{prefix}.{key}" if prefix else str(key))
     return found
+
+
+def _filled(flat: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """``flat`` without an empty dict whose place the other side fills: a first rule in an empty
+    mapping is that rule added, not ``mapping: {}`` removed."""
+    return {
+        path: value
+        for path, value in flat.items()
+        if value != {} or not any(key.startswith(f"{path}.") for key in other)
+    }
 
 
 def _unflat(flat: dict[str, Any]) -> dict:

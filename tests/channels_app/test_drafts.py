@@ -135,6 +135,18 @@ def test_the_diff_of_two_versions_names_each_changed_setting(channel, analyst_us
     assert drafts.diff(v2.snapshot, v2.snapshot) == []
 
 
+def test_a_first_rule_in_an_empty_mapping_is_an_addition_not_a_removal(channel):
+    before = {"mapping": {}, "name": "x"}
+    after = {"mapping": {"tables": {"codes": {"A": "1"}}}, "name": "x"}
+    assert drafts.diff(before, after) == [
+        {"path": "mapping.tables.codes.A", "before": None, "after": "1"}
+    ]
+    assert drafts.diff(after, before) == [
+        {"path": "mapping.tables.codes.A", "before": "1", "after": None}
+    ]
+    assert drafts.diff({"mapping": {}}, {}) == [{"path": "mapping", "before": {}, "after": None}]
+
+
 def test_the_preview_runs_each_sample_live_and_as_drafted(channel, analyst_user):
     ChannelSample.objects.create(channel=channel, name="adt", raw=factories.adt_a01().decode())
     ChannelSample.objects.create(channel=channel, name="oru", raw=factories.oru_r01().decode())
