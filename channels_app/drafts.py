@@ -436,6 +436,7 @@ class SamplePreview:
     status: str  # unchanged, changed (diff says how), failed (the draft stops it; error says why)
     diff: str
     error: dict | None
+    changed: list[str]  # the places that differ (samples.changed_places)
 
     def as_dict(self) -> dict:
         return {
@@ -443,6 +444,7 @@ class SamplePreview:
             "name": self.name,
             "status": self.status,
             "diff": self.diff,
+            "changed": self.changed,
             "error": self.error,
         }
 
@@ -458,9 +460,10 @@ def preview(channel: Channel) -> list[SamplePreview]:
             shadow, sample.raw, sample.content_type, destinations=destinations
         ).comparable()
         if live == draft:
-            status, shown = UNCHANGED, ""
+            status, shown, places = UNCHANGED, "", []
         else:
             status = FAILED if draft["error"] and not live["error"] else CHANGED
             shown = samples.diff(live, draft, labels=("live", "draft"))
-        found.append(SamplePreview(sample.pk, sample.name, status, shown, draft["error"]))
+            places = samples.changed_places(live, draft)
+        found.append(SamplePreview(sample.pk, sample.name, status, shown, draft["error"], places))
     return found

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
@@ -58,6 +58,7 @@ class SampleOutcome:
     status: str
     diff: str
     result: DryRun
+    changed: list[str] = field(default_factory=list)  # the places that differ (changed_places)
 
     def as_dict(self) -> dict:
         return {
@@ -65,6 +66,7 @@ class SampleOutcome:
             "name": self.sample.name,
             "status": self.status,
             "diff": self.diff,
+            "changed": self.changed,
         }
 
 
@@ -82,7 +84,8 @@ def check_sample(sample: ChannelSample, setup: Setup | None = None) -> SampleOut
         return SampleOutcome(sample, PASSED, "", result)
     status = FAILED if result.error and not accepted.get("error") else CHANGED
     labels = ("accepted", "draft" if setup else "now")
-    return SampleOutcome(sample, status, diff(accepted, current, labels), result)
+    shown = diff(accepted, current, labels)
+    return SampleOutcome(sample, status, shown, result, changed_places(accepted, current))
 
 
 def run_suite(channel: Channel, setup: Setup | None = None) -> list[SampleOutcome]:
@@ -111,6 +114,34 @@ def diff(accepted: dict, current: dict, labels: tuple[str, str] = ("accepted", "
     accepted, current = _sent_or_not(accepted, current)
     lines = difflib.unified_diff(readable(accepted), readable(current), *labels, n=3, lineterm="")
     return "\n".join(lines)
+
+
+def changed_places(before: dict, after: dict, limit: int = 12) -> list[str]:
+    """Where two results differ, as paths a reader knows (``Patient.identifier[0].system``: a
+    path restarts at each resource), at most ``limit`` of them and then how many more."""
+    found: list[str] = []
+    _differences(before, after, "", found)
+    places = list(dict.fromkeys(found))
+    if len(places) > limit:
+        places = [*places[:limit], f"and {len(places) - limit} more"]
+    return places
+
+
+def _differences(a, b, path: str, found: list[str]) -> None:
+    if a == b:
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        kind = a.get("resourceType")
+        path = kind if kind and kind == b.get("resourceType") else path
+        for key in sorted(a.keys() | b.keys()):
+            _differences(a.get(key), b.get(key), f"{path}.{key}" if path else key, found)
+    elif isinstance(a, list) and isinstance(b, list):
+        for i in range(max(len(a), len(b))):
+            left = a[i] if i < len(a) else None
+            right = b[i] if i < len(b) else None
+            _differences(left, right, f"{path}[{i}]", found)
+    else:
+        found.append(path)
 
 
 def _sent_or_not(accepted: dict, current: dict) -> tuple[dict, dict]:

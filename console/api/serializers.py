@@ -251,6 +251,9 @@ class SamplePreviewSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.ChoiceField(choices=["unchanged", "changed", "failed"])
     diff = serializers.CharField(help_text="A unified diff, live against draft.")
+    changed = serializers.ListField(
+        child=serializers.CharField(), help_text="Where they differ (Patient.identifier[0].system)."
+    )
     error = serializers.JSONField(allow_null=True, help_text="What stops it under the draft.")
 
 
@@ -752,6 +755,9 @@ class SampleOutcomeSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.ChoiceField(["passed", "changed", "failed", "unaccepted"])
     diff = serializers.CharField(help_text="Unified diff, accepted → now (or → draft).")
+    changed = serializers.ListField(
+        child=serializers.CharField(), help_text="Where they differ (Patient.identifier[0].system)."
+    )
 
 
 class SuiteRunSerializer(serializers.Serializer):

@@ -88,6 +88,7 @@ def test_the_suite_runs_on_the_draft_before_it_is_published(analyst, channel):
     on_draft = post(analyst, url + "?against=draft", {}).json()
     assert on_draft["against"] == "draft" and on_draft["counts"]["changed"] == 1
     assert "+++ draft" in on_draft["samples"][0]["diff"]
+    assert any(place.startswith("routing[0]") for place in on_draft["samples"][0]["changed"])
     live = post(analyst, url, {}).json()
     assert live["against"] == "live" and live["counts"]["passed"] == 1
     assert post(analyst, url + "?against=tomorrow", {}).status_code == 400

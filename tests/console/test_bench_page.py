@@ -104,6 +104,7 @@ def test_run_all_on_the_draft_shows_what_a_drafted_field_rule_changes(analyst, c
     assert re.search(r'diff-del">-\s+&quot;family&quot;: &quot;quiet&quot;', html)
     assert re.search(r'diff-add">\+\s+&quot;family&quot;: &quot;QUIET&quot;', html)
     assert "+++ draft" in html
+    assert "<code>Patient.name[0].family</code>" in html  # where, above the diff
 
     html = analyst.post(f"/channels/{channel.pk}/bench/suite/", **HTMX).content.decode()
     assert 'data-status="passed"' in html and 'data-ran-against="live"' in html
