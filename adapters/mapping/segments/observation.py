@@ -365,6 +365,8 @@ def _typed_value(
             f"not a valid {vtype} value ({exc}); kept as valueString",
             comp=exc.component,
         )
+        if vtype == "SN":  # as a reader writes it: ">^2/38" is ">2/38", not ER7
+            text = "".join(field.c(n) for n in range(1, 5))
         if text:
             target["valueString"] = text
 

@@ -42,6 +42,19 @@ def medication_status(ctx: Context, orc: hl7v2.Segment | None) -> str:
 @fields(
     "RXE",
     "MedicationRequest",
+    ("RXE-1.2", "MedicationRequest.dosageInstruction.timing.code", "TQ interval -> code", "no TQ1"),
+    (
+        "RXE-1.4",
+        "MedicationRequest.dosageInstruction.timing.repeat.bounds.start",
+        "TS -> boundsPeriod.start",
+        "no TQ1, a valid date",
+    ),
+    (
+        "RXE-1.5",
+        "MedicationRequest.dosageInstruction.timing.repeat.bounds.end",
+        "TS -> boundsPeriod.end",
+        "no TQ1, a valid date",
+    ),
     ("RXE-2", "MedicationRequest.medication", "CWE -> medicationCodeableConcept (else RXO-1)"),
     (
         "RXE-3",
@@ -373,22 +386,9 @@ def _dosage(ctx, rxe, rxr, tq1) -> dict:
             texts.append(text)
     if texts:
         dosage["text"] = " ".join(texts)
-    if tq1 is not None:
-        timing: dict = {}
-        pattern = ctx.comps(tq1, 3)
-        if pattern.c(1):
-            timing["code"] = dt.cwe(pattern, GTS)
-        start = ctx.dtm(tq1, 7, "MedicationRequest.dosageInstruction.timing.repeat")
-        end = ctx.dtm(tq1, 8, "MedicationRequest.dosageInstruction.timing.repeat")
-        bounds = {}
-        if start:
-            bounds["start"] = ctx.datetime_text(start)
-        if end:
-            bounds["end"] = ctx.datetime_text(end)
-        if bounds:
-            timing["repeat"] = {"boundsPeriod": bounds}
-        if timing:
-            dosage["timing"] = timing
+    timing = _tq1_timing(ctx, tq1) if tq1 is not None else _tq_timing(ctx, rxe)
+    if timing:
+        dosage["timing"] = timing
     if rxr is not None:
         route = dt.cwe(ctx.comps(rxr, 1), cs.V2 + "0162")
         if route:
@@ -422,6 +422,32 @@ def _dosage(ctx, rxe, rxr, tq1) -> dict:
     if dose_rate:
         dosage["doseAndRate"] = [dose_rate]
     return dosage
+
+
+def _tq1_timing(ctx, tq1) -> dict:
+    return _timing(ctx, ctx.comps(tq1, 3), tq1, (7, 1), (8, 1))
+
+
+def _tq_timing(ctx, rxe) -> dict:
+    """Before v2.5 (no TQ1) the timing is RXE-1 (TQ): interval 2 (its repeat pattern), start 4,
+    end 5; without it a v2.3 order's "BID" would be lost."""
+    pattern = dt.Comps(ctx.comps(rxe, 1).c(2), ctx.enc)
+    return _timing(ctx, pattern, rxe, (1, 4), (1, 5))
+
+
+def _timing(ctx, pattern, seg, start_at, end_at) -> dict:
+    timing: dict = {}
+    if pattern.c(1):
+        timing["code"] = dt.cwe(pattern, GTS)
+    target = "MedicationRequest.dosageInstruction.timing.repeat"
+    bounds = {}
+    for name, (n, comp) in (("start", start_at), ("end", end_at)):
+        parsed = ctx.dtm(seg, n, target, comp)
+        if parsed:
+            bounds[name] = ctx.datetime_text(parsed)
+    if bounds:
+        timing["repeat"] = {"boundsPeriod": bounds}
+    return timing
 
 
 def _dispense(ctx, rxe) -> dict:
