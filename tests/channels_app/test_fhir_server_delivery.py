@@ -1,21 +1,31 @@
 """A corpus message through the whole hub (MLLP in, Celery worker out) to a real validating FHIR
 server (Medplum's, tests/fhir_server) that caps transactions: a transaction destination sends the
 refused Bundle as batches in the same attempt and says so; one set to fail says why it was
-refused and which mode fits."""
+refused and which mode fits. The demo channel (seed_demo with ``DEMO_FHIR_URL``) is such a
+transaction destination."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from io import StringIO
 
+import pytest
+from django.core.management import call_command
+
+from adapters.codecs import exact_json, hl7v2
+from adapters.mapping.convert import convert
+from adapters.transports.base import Payload
 from adapters.transports.mllp import MLLPClient
-from channels_app.models import Attempt, Delivery, Message
+from channels_app.management.commands.seed_demo import DEMO_CHANNEL
+from channels_app.models import Attempt, Delivery, Destination, Message
+from channels_app.pipeline import deliver
 from tests import factories
 from tests.fhir_server import MedplumServer
 from tests.support import require_corpus, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORU = "oru/fhirconv_oru_r01_v251.hl7"  # 42 entries, all conditional
+ORU = "oru/fhirconv_oru_r01_v251.hl7"  # 46 entries, all conditional: over Medplum's limit
 
 
 @pytest.fixture
@@ -80,3 +90,26 @@ def test_a_transaction_over_the_limit_is_delivered_as_batches_or_fails_saying_wh
     assert "Transaction requires strict isolation but has too many entries" in attempt.error
     assert attempt.error.endswith("use mode batch (one batch per dependency level) or per_resource")
     assert attempt.issues[-1]["code"] == "too-costly"
+
+
+def test_the_demo_delivers_a_message_too_large_for_a_transaction_as_batches(
+    medplum, monkeypatch, settings, tmp_path
+):
+    settings.HUB = {**settings.HUB, "OUTBOX_DIR": str(tmp_path)}
+    monkeypatch.setenv("DEMO_FHIR_URL", medplum.url)
+    call_command("seed_demo", stdout=StringIO())
+    [destination] = Destination.objects.filter(channel__name=DEMO_CHANNEL, enabled=True)
+    assert destination.config["mode"] == "transaction"
+    transport = deliver._transport(
+        destination.transport, json.dumps(destination.config, sort_keys=True)
+    )
+    bundle = convert(hl7v2.parse((require_corpus() / ORU).read_bytes())).bundle
+    body = exact_json.dumps(bundle).encode()
+    result = transport.send(
+        Payload(body, "application/fhir+json", "demo-1", "m1", None, 1), timeout=60
+    )
+    assert result.status_code == 200
+    assert result.summary.startswith(f"server refused a transaction of {len(bundle['entry'])} ")
+    assert "sent as a batch instead: entries are not applied atomically" in result.summary
+    assert len(medplum.search("Patient")) == 1
+    assert medplum.search("Observation")
