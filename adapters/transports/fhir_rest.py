@@ -104,7 +104,8 @@ class FhirRestTransport:
         mode: Literal["transaction", "batch", "per_resource"] = Field(
             "transaction",
             description="transaction: the Bundle in one request, applied all or nothing (some "
-            "servers cap its size, e.g. Medplum at 8 entries with conditional requests). batch: "
+            "servers cap its size, e.g. Medplum at 8 entries with conditional requests: see "
+            "if_too_large). batch: "
             "one batch Bundle per dependency level, no size cap, references resolved from the "
             "server's answers. per_resource: one request per resource, for servers without "
             "batch. Entries go as conditional create/update, so a retried message updates what "
@@ -561,10 +562,11 @@ class Refusal(NamedTuple):
     at: float  # time.monotonic()
 
     def note(self, payload: Payload) -> str:
-        minutes = max(1, round((time.monotonic() - self.at) / 60))
+        minutes = int((time.monotonic() - self.at) // 60)
+        ago = f"{minutes} min ago" if minutes else "under a minute ago"
         return (
             f"server refused a transaction of {self.size} for its size limit ({self.said}) "
-            f"{minutes} min ago; this one, of {transaction_size(payload)}, is no smaller: sent "
+            f"{ago}; this one, of {transaction_size(payload)}, is no smaller: sent "
             f"as a batch instead without asking again: {NOT_ATOMIC}"
         )
 

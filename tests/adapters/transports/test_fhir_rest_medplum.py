@@ -155,7 +155,7 @@ def test_a_refused_size_goes_to_batches_at_once_while_smaller_ones_still_try_a_t
     entries = len(large["entry"])
     assert remembered.request.endswith(f" batch Bundles to {server.url} ({entries} entries)")
     assert "refused" not in remembered.request  # no transaction tried first
-    assert f"min ago; this one, of {entries} entries (" in remembered.summary
+    assert f"under a minute ago; this one, of {entries} entries (" in remembered.summary
     assert ", is no smaller: sent as a batch instead without asking again: entries are not " in (
         remembered.summary
     )
