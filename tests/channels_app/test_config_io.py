@@ -268,6 +268,30 @@ def test_a_field_rule_or_routing_condition_that_does_not_compile_is_refused():
     assert "FHIRPath syntax error" in problems[1]
 
 
+def test_what_a_fhir_destination_does_with_a_transaction_too_large_travels_in_the_file():
+    [adt, *_] = every_kind(secrets=True)
+    adt.publish()
+
+    def to_fail(channels):
+        channels["ADT demo"]["destinations"][1]["config"]["if_too_large"] = "fail"
+
+    text = edited(to_fail)
+    assert [str(c) for plan in plan_document(text) for c in plan.changes] == [
+        '+ channels[ADT demo].destinations[fhir].config.if_too_large: added "fail"'
+    ]
+    import_text(text)
+    fhir = Destination.objects.get(channel=adt, name="fhir")
+    assert open_config("fhir_rest", fhir.config)["if_too_large"] == "fail"
+    assert export_yaml(Channel.objects.all()) == text
+
+    def to_split(channels):
+        channels["ADT demo"]["destinations"][1]["config"]["if_too_large"] = "split"
+
+    [problem] = refused(edited(to_split))
+    assert problem.startswith("channels[ADT demo].destinations[fhir].config.if_too_large: ")
+    assert "'batch' or 'fail'" in problem
+
+
 def test_a_new_channel_with_only_the_marker_for_a_secret_is_refused():
     text = export_yaml(every_kind(secrets=True))
     Channel.objects.all().delete()

@@ -625,3 +625,7 @@ def test_the_fhir_rest_mode_is_a_choice_explained_on_the_form(analyst):
     assert options[:3] == ["transaction", "batch", "per_resource"]
     assert "one batch Bundle per dependency level" in html  # the field's description
     assert "a retried message updates what it stored before" in html
+    assert Inputs(html).controls["config-if_too_large"]["tag"] == "select"
+    choices = html.split('name="config-if_too_large"')[1].split("</select>")[0]
+    assert re.findall(r'<option value="([^"]*)"', choices) == ["batch", "fail"]
+    assert "entries are not applied all or nothing (the attempt says so)" in html

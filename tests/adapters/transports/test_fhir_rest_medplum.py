@@ -33,8 +33,8 @@ def payload(bundle: dict, key: str = "msg-1") -> Payload:
     return Payload(exact_json.dumps(bundle).encode(), "application/fhir+json", key, "m1", None, 1)
 
 
-def send(server: MedplumServer, mode: str, bundle: dict, key: str = "msg-1"):
-    transport = build_transport("fhir_rest", {"base_url": server.url, "mode": mode})
+def send(server: MedplumServer, mode: str, bundle: dict, key: str = "msg-1", **config):
+    transport = build_transport("fhir_rest", {"base_url": server.url, "mode": mode, **config})
     return transport.send(payload(bundle, key), timeout=60)
 
 
@@ -79,7 +79,7 @@ def test_a_transaction_over_the_servers_limit_is_refused_with_the_mode_that_fits
 ):
     bundle = bundle_of(name)
     with pytest.raises(ServerLimit) as refused:
-        send(server, "transaction", bundle)
+        send(server, "transaction", bundle, if_too_large="fail")
     error = refused.value
     assert error.permanent and error.status_code == 400  # the same transaction fails again
     message = str(error)
@@ -108,6 +108,61 @@ def test_other_refusals_stay_ordinary_errors(server):
     assert not isinstance(refused.value, ServerLimit)
     assert refused.value.permanent and refused.value.status_code == 400
     assert "bogus" in str(refused.value)
+
+
+# --- transaction falling back to batches: delivered, the trade-off said ----------------------------
+
+
+def test_a_transaction_over_the_limit_is_sent_as_batches_and_says_so(server):
+    bundle = bundle_of(ORU)
+    entries = len(bundle["entry"])
+    result = send(server, "transaction", bundle)  # if_too_large: batch, the default
+    assert result.status_code == 200
+    assert result.summary.startswith(
+        f"server refused a transaction of {entries} entries ({entries} conditional, "
+    )
+    assert "for its size limit (Transaction requires strict isolation but has too many " in (
+        result.summary
+    )
+    assert "; sent as a batch instead: entries are not applied atomically; batch: 20" in (
+        result.summary
+    )
+    assert result.request.startswith(f"POST {server.url} (a transaction, refused for its size ")
+    assert f"batch Bundles to {server.url} ({entries} entries)" in result.request
+    assert result.issues[0]["severity"] == "warning"
+    assert result.issues[0]["diagnostics"] == result.summary.split("; batch: ")[0]
+
+    first = stored(server, bundle)
+    patient = the_patient(server, bundle)
+    observations = first["Observation"]
+    assert {o["subject"]["reference"] for o in observations} == {f"Patient/{patient['id']}"}
+    send(server, "transaction", bundle)  # the retry after a lost answer: stored once
+    again = stored(server, bundle)
+    assert {t: sorted(r["id"] for r in rs) for t, rs in again.items()} == {
+        t: sorted(r["id"] for r in rs) for t, rs in first.items()
+    }
+
+
+def test_a_refused_size_goes_to_batches_at_once_while_smaller_ones_still_try_a_transaction(
+    server,
+):
+    transport = build_transport("fhir_rest", {"base_url": server.url})
+    large, small = bundle_of(ADT), bundle_of(SMALL)
+    refused = transport.send(payload(bundle_of(ORU)), timeout=60)  # 46 entries: refused
+    assert refused.request.startswith(f"POST {server.url} (a transaction, refused")
+
+    remembered = transport.send(payload(large, "msg-2"), timeout=60)  # no smaller in any count
+    entries = len(large["entry"])
+    assert remembered.request.endswith(f" batch Bundles to {server.url} ({entries} entries)")
+    assert "refused" not in remembered.request  # no transaction tried first
+    assert f"under a minute ago; this one, of {entries} entries (" in remembered.summary
+    assert ", is no smaller: sent as a batch instead without asking again: entries are not " in (
+        remembered.summary
+    )
+    assert the_patient(server, large)  # delivered
+
+    within = transport.send(payload(small, "msg-3"), timeout=60)  # 8 entries: a transaction
+    assert within.summary.startswith("Bundle transaction-response: ")
 
 
 # --- batch and per_resource: accepted, references resolved, retries harmless ---------------------
@@ -218,25 +273,24 @@ def corpus_bundles() -> list[tuple[str, dict]]:
     return bundles
 
 
-def test_every_corpus_bundle_is_applied_as_a_transaction_or_refused_for_the_limit(server):
-    """And one applied sent again (a retry whose answer was lost) stores nothing new: the
-    server rewrites each fullUrl wherever it appears, so no identifier may repeat one."""
+def test_every_corpus_bundle_is_delivered_in_transaction_mode_and_stored_once(server):
+    """As a transaction, or as batches when refused for the limit; sent again (a retry whose
+    answer was lost) it stores nothing new: the server rewrites each fullUrl wherever it
+    appears, so no identifier may repeat one. One transport: as a worker holds it."""
+    transport = build_transport("fhir_rest", {"base_url": server.url})
     outcomes = Counter()
     for name, bundle in corpus_bundles():
         server.reset()
         try:
-            send(server, "transaction", bundle)
-        except ServerLimit:
-            outcomes["limit"] += 1
-            continue
+            result = transport.send(payload(bundle), timeout=60)
         except TransportError as error:
-            raise AssertionError(f"{name}: refused for another reason: {error}") from error
-        outcomes["applied"] += 1
+            raise AssertionError(f"{name}: refused: {error}") from error
+        outcomes["batches" if "sent as a batch instead" in result.summary else "applied"] += 1
         first = {t: sorted(r["id"] for r in rs) for t, rs in stored(server, bundle).items()}
-        send(server, "transaction", bundle)
+        transport.send(payload(bundle), timeout=60)
         again = {t: sorted(r["id"] for r in rs) for t, rs in stored(server, bundle).items()}
         assert again == first, name
-    assert outcomes["applied"] and outcomes["limit"]  # the corpus has both sizes
+    assert outcomes["applied"] and outcomes["batches"], outcomes  # the corpus has both sizes
 
 
 def test_every_corpus_bundle_sent_as_batches_twice_is_stored_once(server):
