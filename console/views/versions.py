@@ -91,6 +91,7 @@ def channel_versions(request, pk: int):
         "compared": compared,
         "asked": a is not None or b is not None,
         "may_roll_back": has_role(request.user, Role.ADMIN),
+        "may_test": has_role(request.user, Role.ANALYST),
         "has_draft": drafts.has_draft(channel),
     }
     return render(request, "channels/versions.html", context)

@@ -82,6 +82,10 @@ def test_the_versions_page_lists_and_compares(analyst_user, viewer_user, channel
     page = client.get(f"/channels/{channel.pk}/versions/").content.decode()
     assert 'id="version-2"' in page and 'id="version-1"' in page and "slower" in page
     assert 'data-action="roll-back"' not in page  # viewers do not roll back
+    assert f'href="/channels/{channel.pk}/mapping/"' in page
+    assert 'data-action="test-bench"' not in page  # the bench is the analysts'
+    as_analyst = signed_in(analyst_user).get(f"/channels/{channel.pk}/versions/").content.decode()
+    assert f'href="/channels/{channel.pk}/bench/"' in as_analyst
     compared = client.get(f"/channels/{channel.pk}/versions/?a=1&b=2").content.decode()
     assert (
         'id="version-diff"' in compared and 'data-change="destinations.EHR.timeout_s"' in compared
