@@ -83,7 +83,7 @@ def dry_run(
         _read_header(message, result)
     if message.status != Message.Status.ERROR:
         rules = ChannelRules({channel.pk: channel.mapping if mapping is None else mapping})
-        parsed = process.convert_message(message, rules=rules)
+        parsed = process.convert_message(message, json_map.JsonMaps.of(channel), rules)
         result.bundle, result.issues = message.canonical, list(message.issues or [])
         if parsed is not None and result.parse_tree is None:
             result.parse_tree = parse_tree(parsed)

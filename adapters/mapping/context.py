@@ -24,8 +24,10 @@ import hashlib
 import re
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from adapters.codecs import hl7v2
 from adapters.mapping import codesystems as cs
@@ -69,7 +71,12 @@ def search_value(identifier: dict) -> str:
 
 class Context:
     def __init__(
-        self, message: hl7v2.Message, *, default_tz: str | None = None, profile: str | None = None
+        self,
+        message: hl7v2.Message,
+        *,
+        default_tz: str | None = None,
+        profile: str | None = None,
+        timezone: str | None = None,
     ) -> None:
         self.message = message
         self.profile = profile  # "us-core": US Core's extensions too (see us_core.py)
@@ -88,8 +95,7 @@ class Context:
         self._zone_source = "MSH-7"
         zone = _zone_of(msh7)
         if not zone:
-            zone = default_tz or DEFAULT_TZ
-            self._zone_source = "the converter default"
+            zone, self._zone_source = _default_zone(msh7, default_tz, timezone)
         self.default_tz = zone
         # Message-scoped keys: sending application/facility + control id; with no control id, a
         # digest of the message text keeps them stable for the same bytes.
@@ -391,6 +397,28 @@ class Context:
     def known(self, resource_type: str, key: str) -> bool:
         """Whether a resource was added under ``key`` (a global key, see `add`)."""
         return (resource_type, key) in self._keys
+
+
+def _default_zone(msh7: str, default_tz: str | None, timezone: str | None) -> tuple[str, str]:
+    """The zone for times written without one, and where it came from: the channel's IANA zone
+    at the message's own time (so a summer message gets summer time), else the fixed default."""
+    if timezone:
+        return _offset_in(ZoneInfo(timezone), msh7), f"the channel's time zone ({timezone})"
+    return default_tz or DEFAULT_TZ, "the converter default"
+
+
+def _offset_in(zone: ZoneInfo, msh7: str) -> str:
+    try:
+        sent = parse_dtm(msh7.split("^", 1)[0])
+    except BadValue:
+        sent = None
+    if sent and sent.month and sent.day:
+        at = datetime(sent.year, sent.month, sent.day, sent.hour or 12, sent.minute or 0)
+    else:  # no usable MSH-7: the offset in force now
+        at = datetime.now()
+    minutes = int(at.replace(tzinfo=zone).utcoffset().total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _zone_of(text: str) -> str | None:

@@ -17,11 +17,13 @@ def convert(
     default_tz: str | None = None,
     check: bool = True,
     profile: str | None = None,
+    timezone: str | None = None,
 ) -> ConversionResult:
     """Convert ``message`` with the built-in map for its type.
 
     ``default_tz`` ("+HH:MM") is the zone for times the sender gives without one when MSH-7
-    has none either (default UTC). ``check=False`` skips validation (the test bench may want
+    has none either (default UTC); ``timezone`` (an IANA name, the channel's) overrides it with
+    that zone's offset at the message's time. ``check=False`` skips validation (the test bench may want
     to show an invalid Bundle); the pipeline always validates. ``profile="us-core"`` adds what
     US Core asks beyond the IG (race and ethnicity extensions, see us_core.py).
 
@@ -32,7 +34,7 @@ def convert(
     if unsupported:
         raise unsupported
     handler = registry.lookup(message.message_code, message.trigger_event)
-    ctx = Context(message, default_tz=default_tz, profile=profile)
+    ctx = Context(message, default_tz=default_tz, profile=profile, timezone=timezone)
     try:
         handler(ctx)
     except MappingError:

@@ -374,8 +374,12 @@ def convert_message(
         message.record_error("map", exc, "field rules")
         return parsed
     try:  # with field rules, the Bundle is validated once they have run
-        profile = json_maps.profile(message.channel_id)
-        result = mapping.convert(parsed, check=not channel_rules, profile=profile)
+        result = mapping.convert(
+            parsed,
+            check=not channel_rules,
+            profile=json_maps.profile(message.channel_id),
+            timezone=json_maps.timezone(message.channel_id),
+        )
     except AdapterError as exc:
         path = getattr(exc, "field", "") or ""
         target = getattr(exc, "target", "") or ""

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.registry import ConfigError
 from adapters.transports.mllp import ListenerLimits, ListenerOptions
@@ -73,6 +74,23 @@ class MappingOptions(BaseModel):
         description="Blank: the HL7 v2-to-FHIR IG's maps. us-core: also US Core's race and"
         " ethnicity extensions (PID-10, PID-22) and the US Core Patient profile.",
     )
+    timezone: str | None = Field(
+        None,
+        title="Sender's time zone",
+        description="An IANA zone (America/New_York) for times the sender writes without an"
+        " offset when MSH-7 has none either, daylight saving included. Blank: UTC.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone name (e.g. America/New_York)") from None
+        return value
 
 
 SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {

@@ -71,6 +71,13 @@ class JsonMaps:
         self._maps: dict[int, custom_json.JsonMap | custom_json.JsonMapError] = {}
         self._configs: dict[int, dict] = {}
 
+    @classmethod
+    def of(cls, channel: Channel) -> JsonMaps:
+        """For one channel as given (a draft's unsaved copy too), not as stored."""
+        maps = cls()
+        maps._configs[channel.pk] = channel.source_config or {}
+        return maps
+
     def source_config(self, channel_id: int) -> dict:
         """The channel's source config, read once per batch."""
         if channel_id not in self._configs:
@@ -81,6 +88,10 @@ class JsonMaps:
     def profile(self, channel_id: int) -> str | None:
         """The FHIR profile the channel's v2 maps to (``us-core``), else None (the IG's)."""
         return self.source_config(channel_id).get("profile") or None
+
+    def timezone(self, channel_id: int) -> str | None:
+        """The IANA zone the channel's sender writes its times in, else None (UTC)."""
+        return self.source_config(channel_id).get("timezone") or None
 
     def get(self, channel_id: int) -> custom_json.JsonMap:
         if channel_id not in self._maps:
