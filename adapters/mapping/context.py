@@ -122,25 +122,32 @@ class Context:
 
     def reps(self, seg: hl7v2.Segment, n: int) -> list[Comps]:
         """Non-empty repetitions of field n."""
-        raw = seg[n]
+        fields = seg.fields  # seg[n], without a method call: the maps read ~150 fields a message
+        raw = fields[n] if 0 <= n < len(fields) else ""
         if not raw:
             return []
+        enc = self.enc
+        if enc.repetition not in raw:
+            stripped = raw.strip()
+            return [Comps(raw, enc)] if stripped and stripped != '""' else []
         out = []
-        for r in raw.split(self.enc.repetition):
+        for r in raw.split(enc.repetition):
             if r and r.strip() and r.strip() != '""':
-                out.append(Comps(r, self.enc))
+                out.append(Comps(r, enc))
         return out
 
     def comps(self, seg: hl7v2.Segment, n: int) -> Comps:
         """The first repetition of field n (possibly empty)."""
-        raw = seg[n]
+        fields = seg.fields
+        raw = fields[n] if 0 <= n < len(fields) else ""
         if self.enc.repetition in raw:
             raw = raw.split(self.enc.repetition, 1)[0]
         return Comps(raw, self.enc)
 
     def value(self, seg: hl7v2.Segment, n: int, comp: int = 1) -> str:
         """Component ``comp`` of the first repetition, unescaped and trimmed."""
-        raw = seg[n]
+        fields = seg.fields
+        raw = fields[n] if 0 <= n < len(fields) else ""
         if not raw:
             return ""
         enc = self.enc
@@ -312,7 +319,6 @@ class Context:
         rtype = resource["resourceType"]
         if identity is not None and identity.get("value"):
             dedupe = search_value(identity)
-            rid = None
         else:
             identity = None
             dedupe = key or self.segment_key()
@@ -321,6 +327,7 @@ class Context:
         known = self._keys.get((rtype, dedupe))
         if known:
             return known
+        searched = dedupe  # the identity's search value, when it has one
         rid = stable_uuid(rtype, dedupe)
         full_url = "urn:uuid:" + stable_uuid("entry", rid)
         if identity is None:
@@ -330,7 +337,8 @@ class Context:
                 identifiers.append(identity)
             else:
                 resource["identifier"] = [identity]
-        condition = "identifier=" + search_value(identity)
+            searched = search_value(identity)
+        condition = "identifier=" + searched
         if update:
             request = {"method": "PUT", "url": f"{rtype}?{condition}"}
         else:
