@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from adapters.mapping.result import MappingError
 
 PRIMITIVE, COMPLEX, RESOURCE, SKIP = range(4)
-# The two shapes the check takes a fast path for: a single primitive, a single complex element.
-ONE_PRIMITIVE, ONE_COMPLEX, OTHER = range(3)
+# The shapes the check takes a fast path for: a single primitive, complex element(s).
+ONE_PRIMITIVE, ONE_COMPLEX, MANY_COMPLEX, OTHER = range(4)
 
 
 def validate(bundle: dict) -> None:
@@ -82,6 +82,8 @@ class _Field:
             self.known = self.target.known
         if not self.is_list:
             self.shape = {PRIMITIVE: ONE_PRIMITIVE, COMPLEX: ONE_COMPLEX}.get(self.kind, OTHER)
+        elif self.kind == COMPLEX:
+            self.shape = MANY_COMPLEX
 
 
 @dataclass(slots=True)
@@ -258,6 +260,19 @@ def _check_object(model: _Model, data) -> None:
                 exc.path.append(key)
                 raise
             continue
+        elif shape == MANY_COMPLEX and type(value) is list and value:
+            item_model = spec.model or _compile_field(spec)
+            for i, item in enumerate(value):
+                if type(item) is not dict:
+                    break  # None and other faults: _check_value says which, in place
+                try:
+                    _check_object(item_model, item)
+                except _Invalid as exc:
+                    exc.path.append(i)
+                    exc.path.append(key)
+                    raise
+            else:
+                continue
         try:
             _check_value(spec, value)
         except _Invalid as exc:
