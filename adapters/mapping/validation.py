@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from adapters.mapping.result import MappingError
 
 PRIMITIVE, COMPLEX, RESOURCE, SKIP = range(4)
+# The shapes the check takes a fast path for: a single primitive, complex element(s).
+ONE_PRIMITIVE, ONE_COMPLEX, MANY_COMPLEX, OTHER = range(4)
 
 
 def validate(bundle: dict) -> None:
@@ -72,6 +74,16 @@ class _Field:
     kind: int
     target: typing.Any = None  # _Primitive (PRIMITIVE) / model class (COMPLEX)
     model: _Model | None = None  # compiled lazily for COMPLEX
+    shape: int = OTHER
+    known: set[str] = field(default_factory=set)  # a PRIMITIVE's values found valid
+
+    def __post_init__(self) -> None:
+        if self.kind == PRIMITIVE:
+            self.known = self.target.known
+        if not self.is_list:
+            self.shape = {PRIMITIVE: ONE_PRIMITIVE, COMPLEX: ONE_COMPLEX}.get(self.kind, OTHER)
+        elif self.kind == COMPLEX:
+            self.shape = MANY_COMPLEX
 
 
 @dataclass(slots=True)
@@ -84,6 +96,7 @@ class _Model:
     choice_of: dict[str, int] = field(default_factory=dict)  # key -> group index
     choices: tuple[tuple[tuple[str, ...], bool], ...] = ()
     needs_one_of: tuple[str, ...] = ()  # FHIRPrimitiveExtension: id or extension
+    checks_after: bool = False  # whether any of the four above asks something
 
 
 _MODELS: dict[type, _Model] = {}
@@ -149,6 +162,12 @@ def _build(cls: type) -> _Model:
     model.choices = tuple(groups)
     if cls.__name__ == "FHIRPrimitiveExtension":
         model.needs_one_of = ("id", "extension")
+    model.checks_after = bool(
+        model.required
+        or model.required_primitive
+        or any(required for _, required in model.choices)
+        or model.needs_one_of
+    )
     return model
 
 
@@ -211,8 +230,8 @@ class _Invalid(Exception):
 
 
 def _check_object(model: _Model, data) -> None:
-    # The hot loop of every conversion: kept flat on purpose (no per-value function call for
-    # a primitive already known to be valid).
+    # The hot loop of every conversion: kept flat on purpose (no function call for a primitive
+    # already known to be valid, nor for stepping into a complex element).
     if type(data) is not dict:
         raise _Invalid(f"expected a JSON object for {model.name}")
     if not data:
@@ -229,52 +248,95 @@ def _check_object(model: _Model, data) -> None:
                 continue
             raise _Invalid(f"{key!r} is not an element of {model.name}", [key])
         if choice_of and key in choice_of:
-            group = choice_of[key]
-            chosen = chosen if chosen is not None else {}
-            if group in chosen:
-                raise _Invalid(
-                    f"both {chosen[group]!r} and {key!r}: a choice takes one type", [key]
-                )
-            chosen[group] = key
-        kind = spec.kind
-        try:
-            if spec.is_list:
-                if type(value) is not list:
-                    raise _Invalid("expected an array")
-                if not value:
-                    raise _Invalid("an empty array (FHIR arrays must have content)")
-                if kind == PRIMITIVE:
-                    known = spec.target.known
-                    for i, item in enumerate(value):
-                        if item is not None and (type(item) is not str or item not in known):
-                            try:
-                                _check_primitive(spec.target, item)
-                            except _Invalid as exc:
-                                exc.path.append(i)
-                                raise
-                else:
-                    for i, item in enumerate(value):
-                        try:
-                            if item is None:
-                                raise _Invalid("null inside an array of complex elements")
-                            _check_complex(spec, item)
-                        except _Invalid as exc:
-                            exc.path.append(i)
-                            raise
-            elif kind == PRIMITIVE:
-                if type(value) is not str or value not in spec.target.known:
-                    if value is None:
-                        raise _Invalid("null (leave the element out instead)")
-                    _check_primitive(spec.target, value)
+            chosen = _choose(chosen, choice_of[key], key)
+        shape = spec.shape
+        if shape == ONE_PRIMITIVE:  # the commonest case first
+            if type(value) is str and value in spec.known:
+                continue
+        elif shape == ONE_COMPLEX and type(value) is dict and value:
+            try:
+                _check_object(spec.model or _compile_field(spec), value)
+            except _Invalid as exc:
+                exc.path.append(key)
+                raise
+            continue
+        elif shape == MANY_COMPLEX and type(value) is list and value:
+            item_model = spec.model or _compile_field(spec)
+            for i, item in enumerate(value):
+                if type(item) is not dict:
+                    break  # None and other faults: _check_value says which, in place
+                try:
+                    _check_object(item_model, item)
+                except _Invalid as exc:
+                    exc.path.append(i)
+                    exc.path.append(key)
+                    raise
             else:
-                if type(value) is list:
-                    raise _Invalid("an array where a single value is expected")
-                if value is None:
-                    raise _Invalid("null (leave the element out instead)")
-                _check_complex(spec, value)
+                continue
+        try:
+            _check_value(spec, value)
         except _Invalid as exc:
             exc.path.append(key)
             raise
+    if model.checks_after:
+        _check_after(model, data, chosen)
+
+
+def _choose(chosen: dict[int, str] | None, group: int, key: str) -> dict[int, str]:
+    chosen = chosen if chosen is not None else {}
+    if group in chosen:
+        raise _Invalid(f"both {chosen[group]!r} and {key!r}: a choice takes one type", [key])
+    chosen[group] = key
+    return chosen
+
+
+def _check_value(spec: _Field, value) -> None:
+    """One element's value, past the fast paths of `_check_object`."""
+    kind = spec.kind
+    if spec.is_list:
+        if type(value) is not list:
+            raise _Invalid("expected an array")
+        if not value:
+            raise _Invalid("an empty array (FHIR arrays must have content)")
+        if kind == PRIMITIVE:
+            known = spec.known
+            for i, item in enumerate(value):
+                if item is not None and (type(item) is not str or item not in known):
+                    try:
+                        _check_primitive(spec.target, item)
+                    except _Invalid as exc:
+                        exc.path.append(i)
+                        raise
+            return
+        model = (spec.model or _compile_field(spec)) if kind == COMPLEX else None
+        for i, item in enumerate(value):
+            try:
+                if item is None:
+                    raise _Invalid("null inside an array of complex elements")
+                if model is not None:
+                    _check_object(model, item)
+                else:
+                    _check_resource(item)
+            except _Invalid as exc:
+                exc.path.append(i)
+                raise
+    elif kind == PRIMITIVE:
+        if value is None:
+            raise _Invalid("null (leave the element out instead)")
+        _check_primitive(spec.target, value)
+    else:
+        if type(value) is list:
+            raise _Invalid("an array where a single value is expected")
+        if value is None:
+            raise _Invalid("null (leave the element out instead)")
+        if kind == COMPLEX:
+            _check_object(spec.model or _compile_field(spec), value)
+        else:
+            _check_resource(value)
+
+
+def _check_after(model: _Model, data: dict, chosen: dict[int, str] | None) -> None:
+    """What must be present: required elements, required choices, an extension's content."""
     for key in model.required:
         if key not in data:
             raise _Invalid(f"{key!r} is required in {model.name}", [key])
@@ -322,13 +384,12 @@ def _check_primitive(prim: _Primitive, value) -> None:
         prim.known_other.add((type(value), value))
 
 
-def _check_complex(spec: _Field, value) -> None:
-    if spec.kind == COMPLEX:
-        model = spec.model
-        if model is None:
-            model = spec.model = _compile(spec.target)
-        _check_object(model, value)
-        return
+def _compile_field(spec: _Field) -> _Model:
+    spec.model = _compile(spec.target)
+    return spec.model
+
+
+def _check_resource(value) -> None:
     if type(value) is not dict:
         raise _Invalid("expected a resource object")
     rtype = value.get("resourceType")
