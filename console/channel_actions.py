@@ -9,9 +9,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from channels_app import channels, drafts
-from channels_app.destinations import secrets_changed
 from channels_app.models import Channel, ChannelDraft, ChannelVersion
-from channels_app.sources import public_snapshot, public_source_config, source_secret_fingerprints
+from channels_app.sources import public_snapshot, public_source_config
 from console import audit
 
 
@@ -32,21 +31,13 @@ def create(request, values: dict) -> Channel:
 
 
 @transaction.atomic
-def update(request, channel: Channel, values: dict) -> dict:
-    """Set ``values`` (any of Channel.EDITABLE and ``enabled``); the diff, as audited (a changed
-    source secret named as changed: its public form is the same marker before and after)."""
-    before, secrets_before = public(channel), source_secret_fingerprints(channel)
-    for field, value in values.items():
-        setattr(channel, field, value)
-    channel.save()
-    secrets = secrets_changed(secrets_before, source_secret_fingerprints(channel))
-    return audit.record_change(
-        request, "channel", channel.pk, before, public(channel), secrets=secrets
-    )
-
-
 def set_enabled(request, channel: Channel, enabled: bool) -> dict:
-    return update(request, channel, {"enabled": enabled})
+    """Start or stop the channel's source: an action of its own, not configuration (no draft);
+    the diff, as audited."""
+    before = public(channel)
+    channel.enabled = enabled
+    channel.save()
+    return audit.record_change(request, "channel", channel.pk, before, public(channel))
 
 
 @transaction.atomic

@@ -65,10 +65,9 @@ def process_messages(ids: list[int]) -> list[int]:
         messages = _claim(ids)
         if not messages:
             return []
-        destinations, rules = _channels({m.channel_id for m in messages})
+        destinations, rules, json_maps = _channels({m.channel_id for m in messages})
         now = timezone.now()
         deliveries: list[Delivery] = []
-        json_maps = json_map.JsonMaps()  # each channel's map read once per batch
         found_keys: dict[int, list[keys.Key]] = {}
         for message in messages:
             parsed = convert_message(message, json_maps, rules)
@@ -263,10 +262,11 @@ def _outcome_rows(messages: list[Message]) -> str:
     return exact_json.dumps(rows, ensure_ascii=False)
 
 
-# Each channel of the batch with its field rules and its enabled destinations (one row each, in
-# the order of the ORM's Destination ordering within a channel; a row without one when none).
+# Each channel of the batch with its field rules, its source settings and its enabled
+# destinations (one row each, in the order of the ORM's Destination ordering within a channel; a
+# row without one when none).
 CHANNELS = """
-SELECT c.id, c.paused, c.route_filter, c.mapping::text,
+SELECT c.id, c.paused, c.route_filter, c.mapping::text, c.source_config::text,
        d.id, d.name, d.paused, d.ordering_key, d.route_when
 FROM channels_app_channel AS c
 LEFT JOIN channels_app_destination AS d ON d.channel_id = c.id AND d.enabled
@@ -280,26 +280,28 @@ DESTINATION_FIELDS = ("id", "name", "paused", "ordering_key", "route_when")
 
 def _channels(
     channel_ids: set[int],
-) -> tuple[dict[int, list[Destination]], field_rules.ChannelRules]:
-    """The enabled destinations of each channel (each with its channel's pause and filter), and
-    the channels' field rules: one query."""
+) -> tuple[dict[int, list[Destination]], field_rules.ChannelRules, json_map.JsonMaps]:
+    """The enabled destinations of each channel (each with its channel's pause and filter), the
+    channels' field rules and their source settings (JSON maps, profile, time zone): one query."""
     found: dict[int, list[Destination]] = defaultdict(list)
     mappings: dict[int, dict | None] = {}
+    sources: dict[int, dict] = {}
     channels: dict[int, Channel] = {}
     with connection.cursor() as cursor:
         cursor.execute(CHANNELS, [sorted(channel_ids)])
         rows = cursor.fetchall()
-    for channel_id, paused, route_filter, mapping_text, *destination in rows:
+    for channel_id, paused, route_filter, mapping_text, source_text, *destination in rows:
         if channel_id not in channels:
             channels[channel_id] = Channel(id=channel_id, paused=paused, route_filter=route_filter)
             mappings[channel_id] = json.loads(mapping_text) if mapping_text else None
+            sources[channel_id] = json.loads(source_text) if source_text else {}
         if destination[0] is None:
             continue
         target = Destination(**dict(zip(DESTINATION_FIELDS, destination, strict=True)))
         target.channel_id = channel_id
         target.channel = channels[channel_id]
         found[channel_id].append(target)
-    return found, field_rules.ChannelRules(mappings)
+    return found, field_rules.ChannelRules(mappings), json_map.JsonMaps(sources)
 
 
 def route_message(message: Message, targets: list[Destination]) -> list[Destination]:

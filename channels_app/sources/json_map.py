@@ -67,16 +67,15 @@ class JsonMaps:
     """The maps of the channels in one batch, each read from the database and looked up once (a
     map that does not compile is remembered as its error)."""
 
-    def __init__(self) -> None:
+    def __init__(self, configs: dict[int, dict] | None = None) -> None:
+        """``configs``: source configs already in hand, by channel id (others are read)."""
         self._maps: dict[int, custom_json.JsonMap | custom_json.JsonMapError] = {}
-        self._configs: dict[int, dict] = {}
+        self._configs: dict[int, dict] = dict(configs or {})
 
     @classmethod
     def of(cls, channel: Channel) -> JsonMaps:
         """For one channel as given (a draft's unsaved copy too), not as stored."""
-        maps = cls()
-        maps._configs[channel.pk] = channel.source_config or {}
-        return maps
+        return cls({channel.pk: channel.source_config or {}})
 
     def source_config(self, channel_id: int) -> dict:
         """The channel's source config, read once per batch."""
