@@ -56,6 +56,15 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
+class PeerServer(ThreadingHTTPServer):
+    """A local HTTP peer that takes a burst as a real server does. socketserver's listen backlog
+    of 5 overflowed under a batch of parallel sends on a loaded machine, and the kernel reset the
+    connections that did not fit: a failure of the test's peer, not of the hub."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class FhirSink:
     """A FHIR-server stand-in that counts effects by Idempotency-Key, as a real server would.
 
@@ -70,7 +79,7 @@ class FhirSink:
         self.failures: list[int] = []
         self.hold_s = 0.0
         self.lock = threading.Lock()
-        self.server: ThreadingHTTPServer | None = None
+        self.server: PeerServer | None = None
         self.errors: list[BaseException] = []  # raised by the request handler; fail at stop()
 
     @property
@@ -137,8 +146,7 @@ class FhirSink:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
+        self.server = PeerServer(("127.0.0.1", self.port), Handler)
         self.server.handle_error = self.handler_failed
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self

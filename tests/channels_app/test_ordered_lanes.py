@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -15,7 +15,7 @@ from adapters.codecs import hl7v2
 from channels_app.models import Delivery
 from channels_app.pipeline import lanes
 from tests import factories
-from tests.support import free_port, send, wait_for
+from tests.support import PeerServer, free_port, send, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,7 +33,7 @@ class LaneSink:
         self.refuse: set[str] = set()
         self.fail_every = 0
         self.lock = threading.Lock()
-        self.server: ThreadingHTTPServer | None = None
+        self.server: PeerServer | None = None
 
     @property
     def url(self) -> str:
@@ -62,8 +62,7 @@ class LaneSink:
                 self.end_headers()
                 self.wfile.write(b"{}")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
+        self.server = PeerServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
