@@ -69,10 +69,8 @@ def live_snapshot(channel: Channel) -> dict:
     """The channel as it runs, as a draft document."""
     snapshot = public_snapshot(channel.snapshot())
     document = {field: snapshot[field] for field in CHANNEL_FIELDS}
-    ids = [d.pk for d in channel.destinations_by_id()]
     document["destinations"] = [
-        {"id": pk, **{f: d[f] for f in DESTINATION_FIELDS if f != "id"}}
-        for pk, d in zip(ids, snapshot["destinations"], strict=True)
+        {f: d[f] for f in DESTINATION_FIELDS} for d in snapshot["destinations"]
     ]
     return document
 
@@ -325,13 +323,17 @@ def _checked_destinations(channel: Channel, snapshot: dict, errors: dict) -> lis
         errors["destinations"] = "must be a list"
         return []
     own = {d.pk: d for d in channel.destinations.all()}
-    found, names = [], set()
+    found, names, ids = [], set(), set()
     for index, entry in enumerate(listed):
         where = f"destinations.{index}"
         if not isinstance(entry, dict):
             errors[where] = "must be a JSON object"
             continue
         document = _checked_destination(own, entry, where, errors)
+        if document["id"] is not None:
+            if document["id"] in ids:
+                errors[f"{where}.id"] = "the draft lists this destination twice"
+            ids.add(document["id"])
         if f"{where}.name" in errors:
             continue
         if document["name"] in names:

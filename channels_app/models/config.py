@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+import itertools
+import uuid
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Value
+from django.db.models.functions import Cast, Concat
 from django.forms.models import model_to_dict
 
 from channels_app.sealing import merge_config, merged, public_config, seal_config
@@ -98,9 +102,10 @@ class Channel(models.Model):
 
     def snapshot(self) -> dict:
         data = model_to_dict(self, exclude=["id", "archived_at"])
-        # Secrets never leave in a snapshot (versions, exports): they show as a marker.
+        # Secrets never leave in a snapshot (versions, exports): they show as a marker. Each
+        # destination's id lets a rollback find it again whatever names it has had since.
         data["destinations"] = [
-            {**model_to_dict(d, exclude=["id", "channel"]), "config": public_config(d)}
+            {"id": d.pk, **model_to_dict(d, exclude=["id", "channel"]), "config": public_config(d)}
             for d in self.destinations_by_id()
         ]
         return data
@@ -114,7 +119,7 @@ class Channel(models.Model):
         """Record the channel as it is now; messages processed from now on point at this version."""
         last = self.versions.select_for_update().order_by("-number").first()
         snapshot = self.snapshot()
-        if last and last.snapshot == snapshot:
+        if last and _same(last.snapshot, snapshot):
             return last
         return ChannelVersion.objects.create(
             channel=self,
@@ -138,8 +143,10 @@ class Channel(models.Model):
         """Set the channel's ``fields`` (default CHANNEL_SETTINGS) and its destinations as
         ``snapshot`` has them; the destinations as they then stand, enabled or not. A secret the
         snapshot shows as the marker keeps its stored value; a destination the snapshot lacks is
-        disabled, not deleted (messages point at it). With ``save=False`` nothing is written:
-        what a dry run "as if the snapshot were live" runs with (apply it to a copy)."""
+        disabled, not deleted (messages point at it), and renamed "NAME (removed)" when another
+        takes its name. Destinations are found by id, so renames (two swapping names too) keep
+        each one's row and history. With ``save=False`` nothing is written: what a dry run "as
+        if the snapshot were live" runs with (apply it to a copy)."""
         from channels_app.sources import source_secrets
 
         stored = self.source_config if snapshot.get("source_type") == self.source_type else {}
@@ -151,11 +158,8 @@ class Channel(models.Model):
         if save:
             self.save()
         current = list(self.destinations.order_by("id"))
-        by_id = {d.pk: d for d in current}
-        by_name = {d.name: d for d in current}
         applied = []
-        for recorded in snapshot.get("destinations", []):
-            destination = by_id.get(recorded.get("id")) or by_name.get(recorded["name"])
+        for recorded, destination in _matched(snapshot.get("destinations", []), current):
             if destination is None:
                 destination = Destination(transport=recorded["transport"])
                 if not save:  # a stand-in id, so routing can tell unsaved ones apart
@@ -174,12 +178,69 @@ class Channel(models.Model):
         dropped = [copy.copy(d) for d in current if d.pk not in kept]
         for destination in dropped:
             destination.enabled = False
+        _rename_dropped(dropped, {d.name for d in applied})
         if save:
-            for destination in dropped:
-                destination.save(update_fields=["enabled"])
-            for destination in applied:
-                destination.save()
+            with transaction.atomic():  # the temporary names never outlive it
+                _free_names(applied + dropped, current)
+                for destination in dropped:
+                    destination.save(update_fields=["enabled", "name"])
+                for destination in applied:
+                    destination.save()
         return applied + dropped
+
+
+def _same(recorded: dict, snapshot: dict) -> bool:
+    """Whether a version records ``snapshot``: one recorded before snapshots held destination
+    ids is compared without them (a publish with nothing changed makes no version)."""
+    if recorded == snapshot:
+        return True
+    listed = recorded.get("destinations") or []
+    if any("id" in d for d in listed):
+        return False
+    without = [{k: v for k, v in d.items() if k != "id"} for d in snapshot["destinations"]]
+    return recorded == {**snapshot, "destinations": without}
+
+
+def _matched(listed: list[dict], current: list[Destination]):
+    """Each entry of a snapshot or draft with the row it sets (None: a new one): the row of its
+    ``id``, else (an entry without one, or a version recorded before ids) the row of its name
+    that no other entry claims by id. So a destination renamed keeps its row even when another
+    takes its old name in the same change."""
+    by_id = {d.pk: d for d in current}
+    claimed = {entry.get("id") for entry in listed} & by_id.keys()
+    by_name = {d.name: d for d in current if d.pk not in claimed}
+    for entry in listed:
+        found = by_id.get(entry.get("id"))
+        yield entry, found if found is not None else by_name.pop(entry["name"], None)
+
+
+def _rename_dropped(dropped: list[Destination], names: set[str]) -> None:
+    """A destination the change leaves out is kept, disabled, for the deliveries that point at
+    it; when another takes its name it becomes "NAME (removed)" (or "(removed 2)", ...)."""
+    taken = names | {d.name for d in dropped}
+    length = Destination._meta.get_field("name").max_length
+    for destination in dropped:
+        if destination.name not in names:
+            continue
+        for n in itertools.count(1):
+            suffix = " (removed)" if n == 1 else f" (removed {n})"
+            name = destination.name[: length - len(suffix)] + suffix
+            if name not in taken:
+                break
+        destination.name = name
+        taken.add(name)
+
+
+def _free_names(destinations: list[Destination], current: list[Destination]) -> None:
+    """Before the rows are saved, move each stored row whose name changes to a name no row holds:
+    names are unique per channel at each statement, so two destinations trading names (or one
+    taking a name another gives up) would otherwise meet halfway. Call it in a transaction that
+    saves the final names, so the temporary ones are never seen."""
+    stored = {d.pk: d.name for d in current}
+    moving = [d.pk for d in destinations if d.pk in stored and stored[d.pk] != d.name]
+    if moving:
+        temporary = Concat(Value(f"{uuid.uuid4().hex} "), Cast("id", models.CharField()))
+        Destination.objects.filter(pk__in=moving).update(name=temporary)
 
 
 class ChannelVersion(models.Model):
