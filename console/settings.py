@@ -320,6 +320,9 @@ HUB = {
     "OUTBOX_DIR": env_str("OUTBOX_DIR", str(BASE_DIR / "var" / "outbox")),
     # Every hub process writes its heartbeat this often (channels_app/process_heartbeat.py); 0: none.
     "HEARTBEAT_EVERY_S": env_int("HEARTBEAT_EVERY_S", 10),
+    # The pipeline's batch statements are prepared on the server (channels_app/pipeline/prepared.py);
+    # false behind a pooler that cannot keep prepared statements.
+    "PREPARED_STATEMENTS": env_bool("HUB_PREPARED_STATEMENTS", True),
 }
 
 # --- Encryption at rest (channels_app/sealing.py): comma-separated Fernet keys, the first seals,

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from adapters.base import AdapterError
@@ -32,7 +31,7 @@ from adapters.registry import build_transport, transport_class
 from adapters.transports.base import Payload, SendResult
 from channels_app import events
 from channels_app.models import Attempt, Delivery, Destination
-from channels_app.pipeline import breaker, ratelimit
+from channels_app.pipeline import breaker, prepared, ratelimit
 from channels_app.sealing import SealError, open_config, unseal
 
 # Celery may run a countdown task a little early; a claim accepts it within this tolerance.
@@ -250,7 +249,7 @@ def _load_bodies(claimed: list[_Claimed]) -> dict[int, Body]:
         getattr(transport_class(c.destination.transport), "needs_source", False) for c in claimed
     )
     params = {"ids": list({c.delivery.message_id for c in claimed}), "with_source": with_source}
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(LOAD_BODIES, params)
         rows = cursor.fetchall()
     # Sealed at rest: the canonical JSON is in canonical_sealed, the source bytes are sealed.
@@ -302,7 +301,7 @@ def _claim(delivery_ids: list[int]) -> tuple[list[_Claimed], list[Outcome]]:
         "rounds": LEASE_ROUNDS,
         "margin": settings.HUB["CLAIM_MARGIN_S"],
     }
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(CLAIM, params)
         rows = cursor.fetchall()
     claimed, held = [], []
@@ -415,7 +414,7 @@ def _settle(sent: list[_Claimed], deferred: list[Outcome]) -> Batch:
         "t_from": [t.from_state for t in transitions],
         "t_to": [t.to_state for t in transitions],
     }
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(SETTLE, params)
         returned = cursor.fetchall()
     batch = Batch(outcomes + deferred)

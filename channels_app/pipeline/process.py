@@ -16,7 +16,7 @@ from adapters.codecs import custom_json, exact_json, fhir_json, hl7v2
 from adapters.routing import RuleError, Verdict, header_variables
 from channels_app import events, field_rules
 from channels_app.models import Channel, Delivery, Destination, Message
-from channels_app.pipeline import lanes
+from channels_app.pipeline import lanes, prepared
 from channels_app.pipeline.deliver import LANE_HEAD
 from channels_app.routing import routing_table
 from channels_app.sealing import SealError, seal_json, unseal
@@ -154,7 +154,7 @@ def _save(
         "keys": _key_rows(found),
         **_delivery_columns(deliveries),
     }
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(SAVE, params)
         rows = cursor.fetchall()
     return [
@@ -194,7 +194,7 @@ def _lanes_unblocked(deliveries: list[Delivery]) -> list[int]:
     ordered = [d for d in deliveries if d.ordering_key]
     if not ordered:
         return []
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(
             LATER_IN_LANES,
             {
@@ -231,7 +231,33 @@ def _claim(ids: list[int]) -> list[Message]:
         "late": timezone.now() - LATE_AFTER,
         "room": max(0, BATCH_MAX - len(ids)),
     }
-    return list(Message.objects.raw(CLAIM, params))
+    with prepared.cursor() as cursor:
+        cursor.execute(CLAIM, params)
+        rows = cursor.fetchall()
+    return [_claimed(row) for row in rows]
+
+
+CLAIMED = [
+    Message._meta.get_field(name)
+    for name in (
+        "id", "channel", "raw", "content_type", "status", "canonical", "issues", "message_type",
+        "sending_application", "sending_facility", "control_id", "received_at",
+    )
+]  # fmt: skip
+
+
+def _claimed(row: tuple) -> Message:
+    """A row of CLAIM as the ORM loads it: JSON columns through their fields' decoders."""
+    return Message(
+        **{
+            field.attname: (
+                field.from_db_value(value, None, connection)
+                if hasattr(field, "from_db_value")
+                else value
+            )
+            for field, value in zip(CLAIMED, row, strict=True)
+        }
+    )
 
 
 def _outcome_rows(messages: list[Message]) -> str:
@@ -287,7 +313,7 @@ def _channels(
     mappings: dict[int, dict | None] = {}
     sources: dict[int, dict] = {}
     channels: dict[int, Channel] = {}
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(CHANNELS, [sorted(channel_ids)])
         rows = cursor.fetchall()
     for channel_id, paused, route_filter, mapping_text, source_text, *destination in rows:
