@@ -249,7 +249,7 @@ def _load_bodies(claimed: list[_Claimed]) -> dict[int, Body]:
         getattr(transport_class(c.destination.transport), "needs_source", False) for c in claimed
     )
     params = {"ids": list({c.delivery.message_id for c in claimed}), "with_source": with_source}
-    with prepared.cursor() as cursor:
+    with prepared.cursor(binary=True) as cursor:
         cursor.execute(LOAD_BODIES, params)
         rows = cursor.fetchall()
     # Sealed at rest: the canonical JSON is in canonical_sealed, the source bytes are sealed.

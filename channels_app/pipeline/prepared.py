@@ -19,12 +19,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
+from psycopg.pq import Format
 
 PREPARE_AFTER = 5  # runs of one statement on one connection
 
 
-def cursor():
-    """A cursor on the default connection for the pipeline's repeated raw statements."""
+def cursor(*, binary: bool = False):
+    """A cursor on the default connection for the pipeline's repeated raw statements; with
+    ``binary`` its results come in binary form (bodies: bytea as bytes, not hex to decode)."""
     if not settings.HUB["PREPARED_STATEMENTS"]:
         return connection.cursor()
     connection.ensure_connection()
@@ -32,6 +34,8 @@ def cursor():
     if connection.connection.prepare_threshold != PREPARE_AFTER:
         connection.connection.prepare_threshold = PREPARE_AFTER
     raw = ServerBindingCursor(connection.connection)
+    if binary:
+        raw.format = Format.BINARY
     if connection.queries_logged:
         return connection.make_debug_cursor(raw)
     return connection.make_cursor(raw)

@@ -66,6 +66,7 @@ def process_messages(ids: list[int]) -> list[int]:
         if not messages:
             return []
         destinations, rules, json_maps = _channels({m.channel_id for m in messages})
+        again = [m.id for m in messages if m.processed_at is not None]  # replays
         now = timezone.now()
         deliveries: list[Delivery] = []
         found_keys: dict[int, list[keys.Key]] = {}
@@ -83,7 +84,7 @@ def process_messages(ids: list[int]) -> list[int]:
                 continue
             message.status = Message.Status.PROCESSED
             deliveries += [_delivery(message, d, parsed, now) for d in targets]
-        created = _save(messages, found_keys, deliveries)
+        created = _save(messages, found_keys, deliveries, again)
     events.processed(messages)
     return [d.id for d in created if d.status == Delivery.Status.PENDING] + _lanes_unblocked(
         created
@@ -130,9 +131,13 @@ def _delivery_columns(deliveries: list[Delivery]) -> dict[str, list]:
     }
 
 
-# A message processed again (a replay) has its keys replaced, not added to.
+# A message processed again (a replay) has its keys replaced, not added to. Only those can have
+# keys; a first processing (nearly every batch) skips the delete whatever plan it has, by a test
+# made once per statement, not a probe of the keys' index per message.
 SAVE_KEYS = """
-gone AS (DELETE FROM channels_app_messagekey WHERE message_id = ANY(%(messages)s)),
+gone AS (
+    DELETE FROM channels_app_messagekey
+    WHERE cardinality(%(again)s::bigint[]) > 0 AND message_id = ANY(%(again)s::bigint[])),
 keyed AS (
     INSERT INTO channels_app_messagekey (message_id, kind, value, authority, normalised)
     SELECT * FROM jsonb_to_recordset(%(keys)s::jsonb)
@@ -144,13 +149,16 @@ SAVE = f"WITH saved AS ({SAVE_OUTCOMES}), {SAVE_KEYS} {CREATE_DELIVERIES}"
 
 
 def _save(
-    messages: list[Message], found: dict[int, list[keys.Key]], deliveries: list[Delivery]
+    messages: list[Message],
+    found: dict[int, list[keys.Key]],
+    deliveries: list[Delivery],
+    again: list[int],
 ) -> list[Delivery]:
-    """Store the batch's outcomes and keys, and create its deliveries; returns the deliveries
-    inserted or reset (by id)."""
+    """Store the batch's outcomes and keys (replacing those of the messages processed ``again``),
+    and create its deliveries; returns the deliveries inserted or reset (by id)."""
     params = {
         "outcomes": _outcome_rows(messages),
-        "messages": [m.id for m in messages],
+        "again": again,
         "keys": _key_rows(found),
         **_delivery_columns(deliveries),
     }
@@ -217,7 +225,7 @@ WITH late AS (
     ORDER BY sweep_after LIMIT %(room)s FOR UPDATE SKIP LOCKED
 )
 SELECT id, channel_id, raw, content_type, status, canonical, issues, message_type,
-       sending_application, sending_facility, control_id, received_at
+       sending_application, sending_facility, control_id, received_at, processed_at
 FROM channels_app_message
 WHERE id = ANY(%(ids)s::bigint[] || ARRAY(SELECT id FROM late)) AND status = 'RECEIVED'
 ORDER BY id
@@ -241,7 +249,7 @@ CLAIMED = [
     Message._meta.get_field(name)
     for name in (
         "id", "channel", "raw", "content_type", "status", "canonical", "issues", "message_type",
-        "sending_application", "sending_facility", "control_id", "received_at",
+        "sending_application", "sending_facility", "control_id", "received_at", "processed_at",
     )
 ]  # fmt: skip
 
