@@ -10,6 +10,10 @@ the client, never prepare, so setting it here changes nothing else). The cursor 
 Django wraps its own, so transactions, error translation and query capture (the query-count
 tests, `bench.counted`) see these statements as any other.
 
+A prepared statement lives as long as its connection, which the workers replace once it is older
+than CONN_MAX_AGE (60 s): a plan chosen while a table was small is made again from its current
+size within a minute, even where autovacuum never analyzes it.
+
 Behind a pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode)
 set HUB_PREPARED_STATEMENTS=false: the same statements then go through Django's cursor.
 """
