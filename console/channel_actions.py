@@ -151,18 +151,31 @@ def discard_draft(request, channel: Channel) -> bool:
 def publish_draft(request, channel: Channel, note: str = "") -> ChannelVersion:
     """Put the draft live as a new version; audited with its diff against what ran before."""
     changed = drafts.draft_diff(channel)
-    secrets = drafts.changed_secrets(
-        channel, drafts.live_snapshot(channel), drafts.draft_of(channel)
-    )
+    draft = drafts.draft_of(channel)
+    secrets = drafts.changed_secrets(channel, drafts.live_snapshot(channel), draft)
+    names = dict(channel.destinations.values_list("pk", "name"))
     version = drafts.publish_draft(channel, request.user, note)
     detail = {
         "version": version.number,
         "note": version.note,
         "changes": _changes(changed),
         **_secrets(secrets),
+        **_set_aside(channel, names, draft),
     }
     audit.record(request, "channel.published", target=f"channel:{channel.pk}", detail=detail)
     return version
+
+
+def _set_aside(channel: Channel, names: dict[int, str], draft: dict) -> dict:
+    """Destinations the draft left out whose name another took: kept, disabled, under a new
+    name ("NAME (removed)"), which the draft's own diff does not show."""
+    listed = {d.get("id") for d in draft.get("destinations", [])}
+    renamed = [
+        {"destination": pk, "from": names[pk], "to": name}
+        for pk, name in channel.destinations.values_list("pk", "name")
+        if pk in names and pk not in listed and names[pk] != name
+    ]
+    return {"set_aside": renamed} if renamed else {}
 
 
 @transaction.atomic

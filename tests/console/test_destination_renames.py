@@ -120,8 +120,11 @@ def test_a_destination_takes_the_name_of_one_the_draft_removes(analyst, channel)
     ehr.refresh_from_db()
     lis.refresh_from_db()
     assert (ehr.name, ehr.transport, ehr.enabled) == ("LIS", "fhir_rest", True)
-    # The removed one is kept for its deliveries, disabled, under a name of its own.
+    # The removed one is kept for its deliveries, disabled, under a name of its own; the audit
+    # says so beside the draft's diff.
     assert (lis.name, lis.transport, lis.enabled) == ("LIS (removed)", "file", False)
+    detail = AuditEvent.objects.get(action="channel.published").detail
+    assert detail["set_aside"] == [{"destination": lis.pk, "from": "LIS", "to": "LIS (removed)"}]
     assert lis.deliveries.count() == 1
     recorded = channel.versions.get(number=2).snapshot["destinations"]
     assert {d["name"]: d["enabled"] for d in recorded} == {"LIS": True, "LIS (removed)": False}
