@@ -66,6 +66,14 @@ def analyst_user(db):
 
 
 @pytest.fixture
+def analyst(analyst_user):
+    """A test client signed in as the analyst."""
+    from tests.support import signed_in
+
+    return signed_in(analyst_user)
+
+
+@pytest.fixture
 def hub_admin_user(db):
     """An admin by role (group), not a Django superuser."""
     from console.roles import Role

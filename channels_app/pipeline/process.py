@@ -215,17 +215,27 @@ def _lanes_unblocked(deliveries: list[Delivery]) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+# What a claim loads of each message (the processing reads no other column).
+CLAIMED = [
+    Message._meta.get_field(name)
+    for name in (
+        "id", "channel", "raw", "content_type", "status", "canonical", "issues", "message_type",
+        "sending_application", "sending_facility", "control_id", "received_at", "processed_at",
+    )
+]  # fmt: skip
+# Each column as the ORM would load it: JSON columns through their fields' decoders.
+_DECODERS = [getattr(field, "from_db_value", None) for field in CLAIMED]
+
 # The given messages still RECEIVED, topped up (a backlog) with others whose own task is late;
 # rows another worker holds are skipped. Raw SQL: the ORM's compiling cost more than the claim.
 # Both parts by index (an OR of the two would walk every RECEIVED row: a backlog's cost squared).
-CLAIM = """
+CLAIM = f"""
 WITH late AS (
     SELECT id FROM channels_app_message
     WHERE status = 'RECEIVED' AND sweep_after < %(late)s AND id <> ALL(%(ids)s::bigint[])
     ORDER BY sweep_after LIMIT %(room)s FOR UPDATE SKIP LOCKED
 )
-SELECT id, channel_id, raw, content_type, status, canonical, issues, message_type,
-       sending_application, sending_facility, control_id, received_at, processed_at
+SELECT {", ".join(field.column for field in CLAIMED)}
 FROM channels_app_message
 WHERE id = ANY(%(ids)s::bigint[] || ARRAY(SELECT id FROM late)) AND status = 'RECEIVED'
 ORDER BY id
@@ -245,25 +255,11 @@ def _claim(ids: list[int]) -> list[Message]:
     return [_claimed(row) for row in rows]
 
 
-CLAIMED = [
-    Message._meta.get_field(name)
-    for name in (
-        "id", "channel", "raw", "content_type", "status", "canonical", "issues", "message_type",
-        "sending_application", "sending_facility", "control_id", "received_at", "processed_at",
-    )
-]  # fmt: skip
-
-
 def _claimed(row: tuple) -> Message:
-    """A row of CLAIM as the ORM loads it: JSON columns through their fields' decoders."""
     return Message(
         **{
-            field.attname: (
-                field.from_db_value(value, None, connection)
-                if hasattr(field, "from_db_value")
-                else value
-            )
-            for field, value in zip(CLAIMED, row, strict=True)
+            field.attname: value if decode is None else decode(value, None, connection)
+            for field, decode, value in zip(CLAIMED, _DECODERS, row, strict=True)
         }
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet
-from django.test import Client
 
 from channels_app.models import ChannelSample, Destination, Message
 from console.models import AuditEvent
@@ -18,13 +17,6 @@ def channel():
     channel = factories.channel(40411)
     factories.fhir_destination(channel, "http://127.0.0.1:9/fhir")
     return channel
-
-
-@pytest.fixture
-def analyst(analyst_user):
-    client = Client()
-    client.force_login(analyst_user)
-    return client
 
 
 def post(client, url, data):

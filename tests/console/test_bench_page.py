@@ -6,7 +6,6 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 
 from channels_app import drafts
 from channels_app.models import ChannelSample, Destination, Message
@@ -22,13 +21,6 @@ def channel():
     channel = factories.channel(40511)
     factories.fhir_destination(channel, "http://127.0.0.1:9/fhir")
     return channel
-
-
-@pytest.fixture
-def analyst(analyst_user):
-    client = Client()
-    client.force_login(analyst_user)
-    return client
 
 
 def pasted(control_id: str) -> str:

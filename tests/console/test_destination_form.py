@@ -95,13 +95,6 @@ def sealed(settings):
 
 
 @pytest.fixture
-def analyst(analyst_user) -> Client:
-    client = Client()
-    client.force_login(analyst_user)
-    return client
-
-
-@pytest.fixture
 def webhook(sealed) -> Destination:
     return Destination.objects.create(
         channel=factories.channel(40601),

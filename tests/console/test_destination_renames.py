@@ -44,11 +44,6 @@ def channel():
     return channel
 
 
-@pytest.fixture
-def analyst(analyst_user):
-    return signed_in(analyst_user)
-
-
 def patch(client, url: str, data: dict):
     return client.patch(url, data, content_type="application/json")
 

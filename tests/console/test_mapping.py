@@ -35,11 +35,6 @@ def client_for(user):
 
 
 @pytest.fixture
-def analyst(analyst_user):
-    return client_for(analyst_user)
-
-
-@pytest.fixture
 def viewer(viewer_user):
     return client_for(viewer_user)
 
