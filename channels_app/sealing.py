@@ -171,7 +171,7 @@ def unseal_token(token: bytes | str) -> bytes:
 
 
 def seal_json(value: Any) -> bytes:
-    return seal(exact_json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    return seal(exact_json.encode(value))
 
 
 def unseal_json(data: bytes | memoryview) -> Any:

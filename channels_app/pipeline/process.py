@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections import defaultdict
 from datetime import timedelta
@@ -36,17 +35,21 @@ ORDER BY d.message_id LIMIT %(limit)s
 """
 
 # The batch's outcomes in one UPDATE, its rows passed as one JSON document (Django's bulk_update
-# builds a CASE per field and row, and arrays of large JSON values are slow to escape).
+# builds a CASE per field and row, and arrays of large JSON values are slow to escape). Sealed
+# bundles come beside it as a bytea array in binary form (%b), row for row: inside the JSON
+# they would be base64, parsed and decoded again by the server.
 SAVE_OUTCOMES = """
 UPDATE channels_app_message AS m
-SET status = o.status, canonical = o.canonical,
-    canonical_sealed = decode(o.canonical_sealed, 'base64'), issues = o.issues,
+SET status = o.status, canonical = o.canonical, canonical_sealed = o.sealed, issues = o.issues,
     processed_at = o.processed_at, error_stage = o.error_stage, error_class = o.error_class,
     error_path = o.error_path, error_detail = o.error_detail, routing = o.routing
-FROM jsonb_to_recordset(%(outcomes)s::jsonb) AS o(
-    id bigint, status text, canonical jsonb, canonical_sealed text, issues jsonb,
-    processed_at timestamptz, error_stage text, error_class text, error_path text,
-    error_detail text, routing jsonb)
+FROM ROWS FROM (
+    jsonb_to_recordset(%(outcomes)s::jsonb) AS (
+        id bigint, status text, canonical jsonb, issues jsonb, processed_at timestamptz,
+        error_stage text, error_class text, error_path text, error_detail text, routing jsonb),
+    unnest(%(sealed)b::bytea[])
+) AS o(id, status, canonical, issues, processed_at, error_stage, error_class, error_path,
+       error_detail, routing, sealed)
 WHERE m.id = o.id
 """
 
@@ -158,6 +161,7 @@ def _save(
     and create its deliveries; returns the deliveries inserted or reset (by id)."""
     params = {
         "outcomes": _outcome_rows(messages),
+        "sealed": _sealed_bundles(messages),
         "again": again,
         "keys": _key_rows(found),
         **_delivery_columns(deliveries),
@@ -265,19 +269,14 @@ def _claimed(row: tuple) -> Message:
 
 
 def _outcome_rows(messages: list[Message]) -> str:
-    # Sealed at rest when a key is set: the bundle goes to canonical_sealed (in base64 inside the
-    # JSON document) and canonical stays null.
+    # Sealed at rest when a key is set: the bundle goes to canonical_sealed (`_sealed_bundles`)
+    # and canonical stays null.
     sealing = sealing_enabled()
     rows = [
         {
             "id": m.id,
             "status": m.status,
             "canonical": None if sealing else m.canonical,
-            "canonical_sealed": (
-                base64.b64encode(seal_json(m.canonical)).decode("ascii")
-                if sealing and m.canonical is not None
-                else None
-            ),
             "issues": m.issues or [],
             "processed_at": m.processed_at.isoformat(),
             "error_stage": m.error_stage,
@@ -290,6 +289,13 @@ def _outcome_rows(messages: list[Message]) -> str:
     ]
     # exact_json: a decimal keeps its written digits in the stored jsonb (1.50 stays 1.50)
     return exact_json.dumps(rows, ensure_ascii=False)
+
+
+def _sealed_bundles(messages: list[Message]) -> list[bytes | None]:
+    """Each message's bundle sealed, in the order of `_outcome_rows` (all None unsealed)."""
+    if not sealing_enabled():
+        return [None] * len(messages)
+    return [None if m.canonical is None else seal_json(m.canonical) for m in messages]
 
 
 # Each channel of the batch with its field rules, its source settings and its enabled
