@@ -19,7 +19,7 @@ def dumped(value) -> bytes:
     [
         {"value": exact_json.loads("1.50"), "low": exact_json.loads("0.10"), "n": 3, "f": 2.5},
         {"value": exact_json.loads("-0.00"), "big": exact_json.loads("3.14159265358979323846")},
-        {"text": "Müller \u2028 tab\t quote\" backslash\\ nul\x00 \x1f é 漢字 😀"},
+        {"text": 'Müller \u2028 tab\t quote" backslash\\ nul\x00 \x1f é 漢字 😀'},
         [None, True, False, 0, -7, 10**30, [], {}],
     ],
     ids=["decimals", "long-decimals", "text", "scalars"],
