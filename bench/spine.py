@@ -390,8 +390,11 @@ def _reset_traffic(db_url: str, redis_url: str) -> None:
     import redis as redis_lib
 
     with psycopg.connect(db_url, autocommit=True) as conn:
-        # CASCADE: whatever refers to messages (deliveries, attempts, keys, replay items...) goes.
-        conn.execute("TRUNCATE channels_app_message, channels_app_dedupeentry CASCADE")
+        # CASCADE: whatever refers to messages (deliveries, attempts, replay items...) goes; keys
+        # have no constraint to cascade by, so they are named.
+        conn.execute(
+            "TRUNCATE channels_app_message, channels_app_messagekey, channels_app_dedupeentry CASCADE"
+        )
     redis_lib.Redis.from_url(redis_url).flushdb()
 
 

@@ -267,9 +267,16 @@ class MessageKey(models.Model):
     """A business key a message carries (adapters.keys), stored once at processing so that a
     search by MRN, name or order number reads an index, never a body."""
 
-    # Indexed by messagekey_of_message below (message first), not by an index of its own.
+    # Indexed by messagekey_of_message below (message first), not by an index of its own. No
+    # constraint in the database: a key is derived data, written only by the process stage for
+    # the message it holds locked, and removed with it (retention deletes keys first, the ORM
+    # cascades); the constraint's check cost a query per key, seven a message.
     message = models.ForeignKey(
-        Message, on_delete=models.CASCADE, related_name="keys", db_index=False
+        Message,
+        on_delete=models.CASCADE,
+        related_name="keys",
+        db_index=False,
+        db_constraint=False,
     )
     kind = models.CharField(max_length=20)
     value = models.CharField(max_length=200)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from channels_app import retention, tasks
-from channels_app.models import Delivery, Message
+from channels_app.models import Delivery, Message, MessageKey
 from channels_app.sealing import unseal
 from console.models import AuditEvent
 from console.roles import Role
@@ -71,6 +71,18 @@ def test_only_old_closed_messages_lose_their_bodies(traffic):
     for key in ("retrying", "queued", "unprocessed", "recent", "forever"):
         m = _reload(traffic[key])
         assert m.raw_text.startswith("MSH|") and m.pruned_at is None
+
+
+def test_a_pruned_message_loses_its_search_keys_and_a_deleted_one_takes_them(traffic):
+    # Keys have no constraint in the database (a check per key cost the pipeline): what removes
+    # a message's body or the message must remove its keys.
+    for m in (traffic["delivered"], traffic["recent"], traffic["forever"]):
+        MessageKey.objects.create(message=m, kind="family", value="Doe", normalised="doe")
+    tasks.prune_bodies()
+    assert not MessageKey.objects.filter(message=traffic["delivered"]).exists()
+    assert MessageKey.objects.filter(message=traffic["recent"]).exists()
+    traffic["recent"].delete()
+    assert set(MessageKey.objects.values_list("message", flat=True)) == {traffic["forever"].pk}
 
 
 def test_each_run_that_prunes_writes_one_audit_entry_per_channel(traffic):
