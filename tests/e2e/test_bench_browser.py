@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from channels_app.models import ChannelSample, Destination, Message
 from console.roles import Role, set_role
 from tests import factories
+from tests.e2e.pages import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -24,14 +25,6 @@ def channel(django_user_model, fhir_sink):
     channel = factories.channel(40611, name="Admissions")
     factories.fhir_destination(channel, fhir_sink.url, name="EHR")
     return channel
-
-
-def sign_in(page, base: str) -> None:
-    page.goto(f"{base}/channels/")
-    page.get_by_label("Username").fill("integrator")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/channels/")
 
 
 def change_route(page, rule: str) -> None:
@@ -48,7 +41,7 @@ def change_route(page, rule: str) -> None:
 def test_bench_run_save_accept_then_a_rule_change_shows_in_run_all(
     page, asgi_server, channel, fhir_sink
 ):
-    sign_in(page, asgi_server)
+    sign_in(page, asgi_server, "integrator", PASSWORD)
     page.locator("[data-action=test-bench]").click()
     expect(page.get_by_role("heading", name="Test bench")).to_be_visible()
 

@@ -17,6 +17,7 @@ from channels_app.management.commands.run_listeners import database_conninfo
 from channels_app.models import Channel, Message
 from console.roles import Role, set_role
 from tests import factories
+from tests.e2e.pages import sign_in
 from tests.support import (
     ListenerThread,
     free_port,
@@ -49,15 +50,6 @@ def listeners(transactional_db):
 @pytest.fixture
 def analyst(django_user_model):
     set_role(django_user_model.objects.create_user("builder", password=PASSWORD), Role.ANALYST)
-
-
-def sign_in(page, base: str) -> None:
-    page.add_init_script(WATCH)
-    page.goto(f"{base}/channels/")
-    page.get_by_label("Username").fill("builder")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/channels/")
 
 
 def create_channel(page, port: int) -> Channel:
@@ -110,7 +102,8 @@ def test_an_analyst_builds_a_routed_channel_and_sees_why_each_message_went_where
     page, asgi_server, analyst, listeners, celery_worker, fhir_sink
 ):
     port, new_port = free_port(), free_port()
-    sign_in(page, asgi_server)
+    page.add_init_script(WATCH)
+    sign_in(page, asgi_server, "builder", PASSWORD)
     channel = create_channel(page, port)
     add_routed_destination(page, channel, fhir_sink.url)
     card = page.locator(f"#channel-{channel.pk}")

@@ -15,6 +15,7 @@ from channels_app import drafts
 from channels_app.models import ChannelSample, Message
 from console.roles import Role, set_role
 from tests import factories
+from tests.e2e.pages import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -28,14 +29,6 @@ def channel(django_user_model, fhir_sink):
     channel = factories.channel(41011, name="Admissions")
     factories.fhir_destination(channel, fhir_sink.url, name="EHR")
     return channel
-
-
-def sign_in(page, base: str) -> None:
-    page.goto(f"{base}/channels/")
-    page.get_by_label("Username").fill("analyst")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/channels/")
 
 
 def save_and_accept_a_sample(page) -> None:
@@ -77,7 +70,7 @@ def run_all(page, action: str = "run-all"):
 def test_a_drafted_field_rule_shows_as_changed_in_the_suite_until_accepted_again(
     page, asgi_server, channel, fhir_sink
 ):
-    sign_in(page, asgi_server)
+    sign_in(page, asgi_server, "analyst", PASSWORD)
     save_and_accept_a_sample(page)
     expect(run_all(page)).to_have_attribute("data-status", "passed")
     expect(page.locator("[data-action=run-all-draft]")).to_have_count(0)  # no draft yet

@@ -14,6 +14,7 @@ from channels_app.models import ChannelSample
 from console.models import AuditEvent
 from console.roles import Role, set_role
 from tests import factories
+from tests.e2e.pages import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -31,18 +32,10 @@ def channel(django_user_model, fhir_sink):
     return channel
 
 
-def sign_in(page, base: str) -> None:
-    page.goto(f"{base}/channels/")
-    page.get_by_label("Username").fill("mapper")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/channels/")
-
-
 def test_a_rule_picked_from_the_parse_tree_is_previewed_saved_and_applied(
     page, asgi_server, channel
 ):
-    sign_in(page, asgi_server)
+    sign_in(page, asgi_server, "mapper", PASSWORD)
     page.locator("[data-action=mapping]").click()
     expect(page.get_by_role("heading", name="Mapping")).to_be_visible()
     expect(page.locator("#builtin-map tr[data-v2=PID-5]")).to_contain_text("Patient.name")
@@ -94,7 +87,7 @@ def test_a_rule_picked_from_the_parse_tree_is_previewed_saved_and_applied(
 
 
 def test_a_lookup_table_uploaded_as_csv_is_checked_then_used_by_a_rule(page, asgi_server, channel):
-    sign_in(page, asgi_server)
+    sign_in(page, asgi_server, "mapper", PASSWORD)
     page.goto(f"{asgi_server}/channels/{channel.pk}/mapping/")
     page.locator("#table-name").fill("sex")
     page.locator("#table-file").set_input_files(

@@ -11,6 +11,7 @@ from adapters.transports.mllp import MLLPClient
 from channels_app.models import Message
 from console.roles import Role, set_role
 from tests import factories
+from tests.e2e.pages import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -26,17 +27,8 @@ def hub(django_user_model, mllp_port, listener, celery_worker, fhir_sink):
     return channel
 
 
-def sign_in(page, base: str, username: str = "oncall") -> None:
-    page.goto(f"{base}/messages/")
-    expect(page).to_have_url(re.compile(r"/login/\?next=/messages/"))
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/messages/")
-
-
 def test_message_appears_live_then_detail_shows_everything(page, asgi_server, hub, mllp_port):
-    sign_in(page, asgi_server)
+    sign_in(page, asgi_server, "oncall", PASSWORD, at="/messages/")
     expect(page.get_by_text("No messages yet")).to_be_visible()
     with MLLPClient("127.0.0.1", mllp_port) as client:
         client.send(factories.adt_a01("E2E-1", family="NGUYEN"))
@@ -58,7 +50,7 @@ def test_message_appears_live_then_detail_shows_everything(page, asgi_server, hu
 
 
 def test_unreadable_message_shows_its_reason(page, asgi_server, hub, mllp_port):
-    sign_in(page, asgi_server)
+    sign_in(page, asgi_server, "oncall", PASSWORD, at="/messages/")
     with MLLPClient("127.0.0.1", mllp_port) as client:
         client.send(b"PID|1||123\r")
     row = page.locator("#messages-table tbody tr", has_text="Error")
@@ -70,7 +62,7 @@ def test_unreadable_message_shows_its_reason(page, asgi_server, hub, mllp_port):
 
 
 def test_sign_out_ends_the_session(page, asgi_server, hub):
-    sign_in(page, asgi_server)
+    sign_in(page, asgi_server, "oncall", PASSWORD, at="/messages/")
     page.get_by_role("button", name="Sign out").click()
     page.goto(f"{asgi_server}/channels/")
     expect(page).to_have_url(re.compile(r"/login/"))
@@ -85,7 +77,7 @@ def test_viewer_sees_masked_hl7_and_operator_reveals_it(page, asgi_server, djang
         message_type="ADT^A01",
         control_id="MASK-1",
     )
-    sign_in(page, asgi_server, "watcher")
+    sign_in(page, asgi_server, "watcher", PASSWORD, at="/messages/")
     page.goto(f"{asgi_server}/messages/{message.pk}/")
     raw = page.locator("#raw-hl7")
     expect(raw).to_contain_text("MSH|^~\\&|EPIC|HOSP")
@@ -95,7 +87,7 @@ def test_viewer_sees_masked_hl7_and_operator_reveals_it(page, asgi_server, djang
     expect(page.get_by_role("button", name="Reveal PHI")).to_have_count(0)
     page.get_by_role("button", name="Sign out").click()
 
-    sign_in(page, asgi_server, "oncall")
+    sign_in(page, asgi_server, "oncall", PASSWORD, at="/messages/")
     page.goto(f"{asgi_server}/messages/{message.pk}/")
     expect(page.locator("#raw-hl7")).not_to_contain_text("OKAFOR")
     page.get_by_role("button", name="Reveal PHI").click()

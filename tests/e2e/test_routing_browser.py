@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from channels_app.models import Destination, Message
 from console.roles import Role, set_role
 from tests import factories
+from tests.e2e.pages import sign_in
 from tests.support import publish_in_browser, send, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -26,14 +27,6 @@ def lab(django_user_model, mllp_port, listener, celery_worker):
     channel = factories.channel(mllp_port, name="Lab results")
     listener(channel)
     return channel
-
-
-def sign_in(page, base: str) -> None:
-    page.goto(f"{base}/channels/")
-    page.get_by_label("Username").fill("integrator")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/channels/")
 
 
 def add_destination_with_rule(page, sink_url: str) -> None:
@@ -54,7 +47,7 @@ def add_destination_with_rule(page, sink_url: str) -> None:
 
 
 def test_analyst_routes_final_results_and_sees_why(page, asgi_server, lab, mllp_port, fhir_sink):
-    sign_in(page, asgi_server)
+    sign_in(page, asgi_server, "integrator", PASSWORD)
     add_destination_with_rule(page, fhir_sink.url)
     publish_in_browser(page, lab.pk)
     destination = Destination.objects.get(channel=lab, name="Final results")

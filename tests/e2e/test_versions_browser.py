@@ -12,6 +12,7 @@ from channels_app.models import ChannelSample, Destination
 from console.models import AuditEvent
 from console.roles import Role, set_role
 from tests import factories
+from tests.e2e.pages import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -37,18 +38,10 @@ def channel(django_user_model):
     return channel
 
 
-def sign_in(page, base: str, username: str) -> None:
-    page.add_init_script(WATCH)
-    page.goto(f"{base}/channels/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/channels/")
-
-
 def test_edit_preview_publish_compare_and_roll_back(page, browser, asgi_server, channel):
     ehr = channel.destinations.get()
-    sign_in(page, asgi_server, "integrator")
+    page.add_init_script(WATCH)
+    sign_in(page, asgi_server, "integrator", PASSWORD)
     page.get_by_role("link", name="Edit EHR").click()
     page.locator("#id_config-base_url").fill(NEW_URL)
     page.get_by_role("button", name="Save to draft").click()
@@ -85,7 +78,8 @@ def test_edit_preview_publish_compare_and_roll_back(page, browser, asgi_server, 
     assert page.evaluate("() => window.__violations") == []
 
     admin = browser.new_context().new_page()
-    sign_in(admin, asgi_server, "chief")
+    admin.add_init_script(WATCH)
+    sign_in(admin, asgi_server, "chief", PASSWORD)
     admin.goto(f"{asgi_server}/channels/{channel.pk}/versions/")
     admin.get_by_role("link", name="Roll back to version 1").click()
     expect(admin.locator('[data-change="destinations.EHR.config.base_url"]')).to_contain_text(
