@@ -211,6 +211,7 @@ class Batch:
 class _Claimed:
     delivery: Delivery
     destination: Destination
+    config_json: str  # the destination's config as JSON: the key of its cached transport
     probe: bool = False
     started: datetime | None = None
     duration_ms: float = 0.0
@@ -305,13 +306,14 @@ def _claim(delivery_ids: list[int]) -> tuple[list[_Claimed], list[Outcome]]:
         cursor.execute(CLAIM, params)
         rows = cursor.fetchall()
     claimed, held = [], []
+    destinations: dict[int, tuple[Destination, str]] = {}  # one per destination, not per row
     for delivery_id, go, probe, attempt_count, at_replay, message_id, *dest in rows:
         if not go:
             held.append(Outcome(delivery_id, Delivery.Status.QUEUED))
             continue
-        destination = Destination(**dict(zip(DESTINATION_FIELDS, dest, strict=True)))
-        if isinstance(destination.config, str):  # raw SQL hands jsonb over as text under Django
-            destination.config = json.loads(destination.config)
+        if dest[0] not in destinations:
+            destinations[dest[0]] = _destination(dest)
+        destination, config_json = destinations[dest[0]]
         delivery = Delivery(
             id=delivery_id,
             message_id=message_id,
@@ -319,9 +321,19 @@ def _claim(delivery_ids: list[int]) -> tuple[list[_Claimed], list[Outcome]]:
             attempt_count=attempt_count,
             attempts_at_replay=at_replay,
         )
-        claimed.append(_Claimed(delivery, destination, probe=probe))
+        claimed.append(_Claimed(delivery, destination, config_json, probe=probe))
     claimed.sort(key=lambda c: c.delivery.id)
     return claimed, held
+
+
+def _destination(columns: list) -> tuple[Destination, str]:
+    """The claimed row's destination, and its config as JSON text (the key of its transport)."""
+    destination = Destination(**dict(zip(DESTINATION_FIELDS, columns, strict=True)))
+    config = destination.config
+    if isinstance(config, str):  # raw SQL hands jsonb over as text under Django
+        destination.config = json.loads(config)
+        return destination, config  # jsonb's text is canonical: one config, one text
+    return destination, json.dumps(config, sort_keys=True)
 
 
 def _take_tokens(claimed: list[_Claimed]) -> tuple[list[_Claimed], list[Outcome]]:
@@ -353,9 +365,7 @@ def _send(claimed: _Claimed, body: Body | None) -> None:
     t0 = time.perf_counter()
     try:
         destination = claimed.destination
-        transport = _transport(
-            destination.transport, json.dumps(destination.config, sort_keys=True)
-        )
+        transport = _transport(destination.transport, claimed.config_json)
         claimed.result = transport.send(
             encode(claimed.delivery, body), timeout=destination.timeout_s
         )
@@ -378,11 +388,12 @@ def encode(delivery: Delivery, body: Body | None) -> Payload:
     """The FHIR JSON as stored, plus the source bytes when loaded; transports pick what they send."""
     if body is None or body.canonical is None:
         raise AdapterError("the message has no canonical content to deliver (was it pruned?)")
+    key = delivery.idempotency_key
     return Payload(
         body=body.canonical.encode(),
         content_type="application/fhir+json",
-        idempotency_key=delivery.idempotency_key,
-        name=f"message-{delivery.message_id:010d}-{delivery.idempotency_key[:8]}",
+        idempotency_key=key,
+        name=f"message-{delivery.message_id:010d}-{key[:8]}",
         source=body.source,
         message_id=delivery.message_id,
     )
