@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from operator import itemgetter
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -71,7 +74,7 @@ def process_messages(ids: list[int]) -> list[int]:
         destinations, rules, json_maps = _channels({m.channel_id for m in messages})
         again = [m.id for m in messages if m.processed_at is not None]  # replays
         now = timezone.now()
-        deliveries: list[Delivery] = []
+        deliveries: list[NewDelivery] = []
         found_keys: dict[int, list[keys.Key]] = {}
         for message in messages:
             parsed = convert_message(message, json_maps, rules)
@@ -123,13 +126,33 @@ RETURNING d.id, d.message_id, d.destination_id, d.status, d.ordering_key
 """
 
 
-def _delivery_columns(deliveries: list[Delivery]) -> dict[str, list]:
+class NewDelivery(NamedTuple):
+    """A delivery the batch routes to (a row to insert: no model instance, one per message)."""
+
+    message_id: int
+    destination_id: int
+    status: str
+    ordering_key: str
+    created_at: datetime
+
+
+class Created(NamedTuple):
+    """A delivery row the save inserted or reset."""
+
+    id: int
+    message_id: int
+    destination_id: int
+    status: str
+    ordering_key: str
+
+
+def _delivery_columns(deliveries: list[NewDelivery]) -> dict[str, list]:
     return {
         "message": [d.message_id for d in deliveries],
         "destination": [d.destination_id for d in deliveries],
         "status": [d.status for d in deliveries],
         "created": [d.created_at for d in deliveries],
-        "next": [d.next_attempt_at for d in deliveries],
+        "next": [d.created_at for d in deliveries],  # due at once
         "key": [d.ordering_key for d in deliveries],
     }
 
@@ -154,9 +177,9 @@ SAVE = f"WITH saved AS ({SAVE_OUTCOMES}), {SAVE_KEYS} {CREATE_DELIVERIES}"
 def _save(
     messages: list[Message],
     found: dict[int, list[keys.Key]],
-    deliveries: list[Delivery],
+    deliveries: list[NewDelivery],
     again: list[int],
-) -> list[Delivery]:
+) -> list[Created]:
     """Store the batch's outcomes and keys (replacing those of the messages processed ``again``),
     and create its deliveries; returns the deliveries inserted or reset (by id)."""
     params = {
@@ -169,10 +192,7 @@ def _save(
     with prepared.cursor() as cursor:
         cursor.execute(SAVE, params)
         rows = cursor.fetchall()
-    return [
-        Delivery(id=i, message_id=m, destination_id=dest, status=status, ordering_key=key)
-        for i, m, dest, status, key in sorted(rows)
-    ]
+    return [Created(*row) for row in sorted(rows)]
 
 
 def _key_rows(found: dict[int, list[keys.Key]]) -> str:
@@ -187,19 +207,18 @@ def _key_rows(found: dict[int, list[keys.Key]]) -> str:
     )
 
 
-def _delivery(message: Message, destination: Destination, parsed, now) -> Delivery:
+def _delivery(message: Message, destination: Destination, parsed, now) -> NewDelivery:
     held = destination.paused or destination.channel.paused
-    return Delivery(
+    return NewDelivery(
         message_id=message.id,
         destination_id=destination.id,
-        created_at=now,
-        next_attempt_at=now,
         status=Delivery.Status.QUEUED if held else Delivery.Status.PENDING,
         ordering_key=lanes.key_for(parsed, destination.ordering_key),
+        created_at=now,
     )
 
 
-def _lanes_unblocked(deliveries: list[Delivery]) -> list[int]:
+def _lanes_unblocked(deliveries: list[Created]) -> list[int]:
     """Ordered deliveries of later messages that may have waited for these messages to be routed
     (a lane waits for every earlier unrouted message of its channel): enqueue them again. Asked
     after the commit, so that whichever transaction commits last sees the other's rows."""
@@ -227,8 +246,26 @@ CLAIMED = [
         "sending_application", "sending_facility", "control_id", "received_at", "processed_at",
     )
 ]  # fmt: skip
-# Each column as the ORM would load it: JSON columns through their fields' decoders.
-_DECODERS = [getattr(field, "from_db_value", None) for field in CLAIMED]
+
+
+def _column_source(field) -> Callable[[tuple], object]:
+    """How a claimed row gives ``field``'s value: its column as the ORM would load it (JSON
+    through the field's decoder), or the field's default for a column the claim leaves out."""
+    if field in CLAIMED:
+        at = CLAIMED.index(field)
+        decode = getattr(field, "from_db_value", None)
+        if decode is None:
+            return itemgetter(at)
+        return lambda row: decode(row[at], None, connection)
+    if field.has_default() and callable(field.default):  # a fresh list, the time now
+        return lambda row: field.get_default()
+    default = field.get_default()
+    return lambda row: default
+
+
+# Every column of the model, in its order: a Message built positionally costs a third of one
+# built by keywords (6 against 19 us), once per message.
+_SOURCES = [_column_source(field) for field in Message._meta.concrete_fields]
 
 # The given messages still RECEIVED, topped up (a backlog) with others whose own task is late;
 # rows another worker holds are skipped. Raw SQL: the ORM's compiling cost more than the claim.
@@ -260,12 +297,7 @@ def _claim(ids: list[int]) -> list[Message]:
 
 
 def _claimed(row: tuple) -> Message:
-    return Message(
-        **{
-            field.attname: value if decode is None else decode(value, None, connection)
-            for field, decode, value in zip(CLAIMED, _DECODERS, row, strict=True)
-        }
-    )
+    return Message(*(source(row) for source in _SOURCES))
 
 
 def _outcome_rows(messages: list[Message]) -> str:
