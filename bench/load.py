@@ -13,7 +13,7 @@ def message(n: int, prefix: str) -> bytes:
         f"MSH|^~\\&|BENCH|LOADGEN|HUB|HUB|20240102030405-0500||ADT^A01^ADT_A01|{prefix}{n}|P|2.5.1\r"
         "EVN|A01|20240102030405-0500\r"
         f"PID|1||MRN{n % 5000}^^^HOSP^MR||DOE^JANE^Q||19800101|F|||1 MAIN ST^^SPRINGFIELD^IL^62701^USA||555-1234\r"
-        "PV1|1|I|WARD1^101^A^HOSP||||1234^WELBY^MARCUS^^^DR|||MED||||||||V1|||||||||||||||||||||||||20240102030000-0500\r"
+        "PV1|1|I|WARD1^101^A^HOSP||||1234^WELBY^MARCUS^^^DR|||MED|||||||||V1|||||||||||||||||||||||||20240102030000-0500\r"
     ).encode()
 
 

@@ -25,6 +25,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -48,6 +49,7 @@ _NS_BYTES = NAMESPACE.bytes
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
+@lru_cache(maxsize=8192)  # the same practitioners and locations come in message after message
 def stable_uuid(*parts: str) -> str:
     """uuid5(NAMESPACE, "|".join(parts)) as text, without building UUID objects (hot path):
     the version (5) and variant are written over the SHA-1's hex digits."""
