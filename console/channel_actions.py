@@ -150,9 +150,9 @@ def discard_draft(request, channel: Channel) -> bool:
 @transaction.atomic
 def publish_draft(request, channel: Channel, note: str = "") -> ChannelVersion:
     """Put the draft live as a new version; audited with its diff against what ran before."""
-    changed = drafts.draft_diff(channel)
-    draft = drafts.draft_of(channel)
-    secrets = drafts.changed_secrets(channel, drafts.live_snapshot(channel), draft)
+    live, draft = drafts.live_snapshot(channel), drafts.draft_of(channel)
+    changed = drafts.diff(live, draft)
+    secrets = drafts.changed_secrets(channel, live, draft)
     names = dict(channel.destinations.values_list("pk", "name"))
     version = drafts.publish_draft(channel, request.user, note)
     detail = {

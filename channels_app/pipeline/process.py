@@ -21,7 +21,7 @@ from channels_app.models import Channel, Delivery, Destination, Message
 from channels_app.pipeline import lanes, prepared
 from channels_app.pipeline.deliver import LANE_HEAD
 from channels_app.routing import routing_table
-from channels_app.sealing import SealError, seal_json, unseal
+from channels_app.sealing import SealError, seal_many, unseal
 from channels_app.sealing import enabled as sealing_enabled
 from channels_app.sources import json_map
 
@@ -109,14 +109,15 @@ def _keys_of(message: Message, parsed: hl7v2.Message | None) -> list[keys.Key]:
 # A replayed message (reprocess) may have deliveries already: a FAILED one is sent again with
 # the new canonical content and a fresh attempt budget (its attempts stay); one delivered or
 # still open is left alone. Only rows inserted or reset come back, so only they are enqueued.
+# A delivery is due as soon as it is made.
 CREATE_DELIVERIES = """
 INSERT INTO channels_app_delivery AS d (
     message_id, destination_id, status, attempt_count, attempts_at_replay, created_at,
     next_attempt_at, last_error, ordering_key)
-SELECT message_id, destination_id, status, 0, 0, created_at, next_attempt_at, '', ordering_key
+SELECT message_id, destination_id, status, 0, 0, created_at, created_at, '', ordering_key
 FROM unnest(%(message)s::bigint[], %(destination)s::bigint[], %(status)s::text[],
-            %(created)s::timestamptz[], %(next)s::timestamptz[], %(key)s::text[])
-    AS n(message_id, destination_id, status, created_at, next_attempt_at, ordering_key)
+            %(created)s::timestamptz[], %(key)s::text[])
+    AS n(message_id, destination_id, status, created_at, ordering_key)
 ON CONFLICT (message_id, destination_id) DO UPDATE
 SET status = EXCLUDED.status, next_attempt_at = EXCLUDED.next_attempt_at,
     ordering_key = EXCLUDED.ordering_key, attempts_at_replay = d.attempt_count,
@@ -153,7 +154,6 @@ def _delivery_columns(deliveries: list[NewDelivery]) -> dict[str, list]:
         "destination": [d.destination_id for d in deliveries],
         "status": [d.status for d in deliveries],
         "created": [d.created_at for d in deliveries],
-        "next": [d.created_at for d in deliveries],  # due at once
         "key": [d.ordering_key for d in deliveries],
     }
 
@@ -325,10 +325,14 @@ def _outcome_rows(messages: list[Message]) -> str:
 
 
 def _sealed_bundles(messages: list[Message]) -> list[bytes | None]:
-    """Each message's bundle sealed, in the order of `_outcome_rows` (all None unsealed)."""
+    """Each message's bundle sealed, in the order of `_outcome_rows` (all None unsealed); the
+    batch's nonces in one call (`seal_many`)."""
     if not sealing_enabled():
         return [None] * len(messages)
-    return [None if m.canonical is None else seal_json(m.canonical) for m in messages]
+    sealed = iter(
+        seal_many([exact_json.encode(m.canonical) for m in messages if m.canonical is not None])
+    )
+    return [None if m.canonical is None else next(sealed) for m in messages]
 
 
 # Each channel of the batch with its field rules, its source settings and its enabled
