@@ -5,6 +5,9 @@ error, the deliveries and their attempts stay, and ``pruned_at`` says when. A me
 only once its work is over: processed (not RECEIVED) and no delivery still open, so nothing that
 may yet be sent loses its body. Every run that pruned something writes one audit entry per
 channel.
+
+The same run forgets dedupe entries whose window has passed (`forget_expired_keys`): they
+decide nothing any more, and would otherwise grow by one row per message forever.
 """
 
 from __future__ import annotations
@@ -85,6 +88,35 @@ def prune_channel(channel_id: int, before: datetime, *, now: datetime, batch: in
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(PRUNE_BATCH, params)
+            done = cursor.rowcount
+        total += done
+        if done < batch:
+            return total
+
+
+# An entry past its channel's window decides nothing: the key's next sighting starts a new window
+# either way. One that counted duplicates stays, as the channel's "duplicates dropped" adds them
+# up. Entries have no constraint in the database, so one whose channel is gone goes too. The
+# oldest entries sit at the start of the table: each batch finds its rows early in the scan.
+FORGET_KEYS = """
+DELETE FROM channels_app_dedupeentry WHERE id = ANY(ARRAY(
+    SELECT d.id FROM channels_app_dedupeentry AS d
+    LEFT JOIN channels_app_channel AS c ON c.id = d.channel_id
+    WHERE c.id IS NULL
+       OR (d.duplicates = 0 AND d.seen_at < %(now)s - make_interval(secs => c.dedupe_window_s))
+    LIMIT %(batch)s
+))
+"""
+
+
+def forget_expired_keys(now: datetime | None = None, *, batch: int = 10 * BATCH) -> int:
+    """Delete the dedupe entries that no longer decide anything, one committed batch at a
+    time; returns how many."""
+    params = {"now": now or timezone.now(), "batch": batch}
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(FORGET_KEYS, params)
             done = cursor.rowcount
         total += done
         if done < batch:

@@ -137,7 +137,10 @@ def rollup_stats() -> int:
 @shared_task(time_limit=3600)
 def prune_bodies() -> dict[str, int]:
     """Retention (beat): bodies older than their channel's retention_days are pruned in committed
-    batches, so a run cut short loses nothing and the next one carries on."""
-    from channels_app.retention import prune
+    batches, so a run cut short loses nothing and the next one carries on; dedupe entries past
+    their window are forgotten."""
+    from channels_app.retention import forget_expired_keys, prune
 
-    return {str(channel_id): count for channel_id, count in prune().items()}
+    pruned = {str(channel_id): count for channel_id, count in prune().items()}
+    forget_expired_keys()
+    return pruned

@@ -25,12 +25,16 @@ class Message(models.Model):
     channel = models.ForeignKey(
         "channels_app.Channel", on_delete=models.PROTECT, related_name="messages", db_index=False
     )
+    # No constraint in the database: a version is deleted only with its channel, which the
+    # channel's own constraint keeps while it has messages; the check cost every insert a lookup
+    # under lock. Indexed for the ORM's PROTECT check when a (message-less) channel is deleted.
     channel_version = models.ForeignKey(
         "channels_app.ChannelVersion",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
+        db_constraint=False,
     )
     received_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED)
@@ -251,7 +255,16 @@ class Attempt(models.Model):
 class DedupeEntry(models.Model):
     """First sighting of (sender, MSH-10) per channel; repeats within the window count here."""
 
-    channel = models.ForeignKey("channels_app.Channel", on_delete=models.CASCADE, related_name="+")
+    # No constraint in the database and no index of its own (dedupe_key_unique leads with it):
+    # an entry is derived data, and its check cost every message a lookup under lock. The ORM
+    # still cascades when a channel is deleted; retention forgets the expired ones.
+    channel = models.ForeignKey(
+        "channels_app.Channel",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     key = models.CharField(max_length=500)
     seen_at = models.DateTimeField()
     duplicates = models.PositiveIntegerField(default=0)

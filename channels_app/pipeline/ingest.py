@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import msgspec
 import psycopg
 
 from adapters.codecs import hl7v2
@@ -27,6 +27,9 @@ from channels_app import events
 from channels_app.sealing import seal_many
 
 log = logging.getLogger(__name__)
+
+# The batch's rows as JSON: msgspec writes them in a quarter of json.dumps's time.
+_ENCODER = msgspec.json.Encoder()
 
 ERROR_STATUS = "ERROR"
 RECEIVED_STATUS = "RECEIVED"
@@ -106,8 +109,8 @@ class Stored:
 # One statement per batch: dedupe and insert together, atomic without an explicit transaction.
 # A key seen within its channel's window counts one more duplicate and keeps its first sighting;
 # an expired key restarts its window. Rows whose returned seen_at is their own are fresh.
-# The batch travels as one JSON parameter (`_Batch.param`): dumping it costs the listener about
-# 20 µs for a lone message, where an array per column cost 70 µs (200 on a loaded machine), paid
+# The batch travels as one JSON parameter (`_Batch.param`): encoding it costs the listener a few
+# µs for a lone message, where an array per column cost 70 µs (200 on a loaded machine), paid
 # before that message's ACK. The server reads JSON for some 8 µs more a row than binary arrays,
 # so a large batch costs about the same in total; the saving is on the one-sender ACK path.
 STORE_BATCH = """
@@ -224,7 +227,7 @@ class _Batch:
         self.rows = [_row(item, key, raw) for item, key, raw in zip(sent, keys, raws, strict=True)]
 
     def param(self) -> str:
-        return json.dumps(self.rows)
+        return _ENCODER.encode(self.rows).decode()
 
     def results(self, fresh_ords=None, ids=None) -> list[Stored]:
         fresh_ords, ids = fresh_ords or [], ids or []
@@ -329,7 +332,8 @@ class GroupCommitter:
         unstorable message is refused alone instead of failing every sender in its batch."""
         try:
             return await store_batch(await self._connection(), items)
-        except psycopg.errors.DataError as exc:  # bad data in some row; the server is fine
+        # Bad data in some row (or text no JSON can carry, a lone surrogate): the server is fine.
+        except (psycopg.errors.DataError, UnicodeEncodeError) as exc:
             if len(items) == 1:
                 log.error("could not store an inbound message: %s", exc)
                 return [StoreFailed(f"the message could not be stored: {exc}")]

@@ -15,15 +15,21 @@ from tests import factories
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_an_unstorable_message_is_refused_alone(mllp_port):
+# Either stands for any row that cannot be stored; ingest cleans a sender's header text of both,
+# the peer address is the hub's own.
+UNSTORABLE_ADDRESSES = {
+    "a NUL, which PostgreSQL refuses": "127.0.0.1\x00",
+    "a lone surrogate, which no JSON batch can carry": "127.0.0.1\ud800",
+}
+
+
+@pytest.mark.parametrize("address", UNSTORABLE_ADDRESSES.values(), ids=UNSTORABLE_ADDRESSES)
+def test_an_unstorable_message_is_refused_alone(mllp_port, address):
     channel = factories.channel(mllp_port)
     common = {"channel_id": channel.id, "channel_version_id": None, "dedupe_window_s": 0}
     good = [read_inbound(factories.adt_a01(f"OK-{i}"), **common) for i in range(5)]
     bad = read_inbound(factories.adt_a01("BAD"), **common)
-    # A NUL in a text column is refused by PostgreSQL (ingest writes a sender's header text
-    # without NULs; the peer address is the hub's own): it stands for any row the database
-    # refuses.
-    bad.remote_addr = "127.0.0.1\x00"
+    bad.remote_addr = address
     stored_ids: list[int] = []
 
     async def run():

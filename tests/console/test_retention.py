@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from channels_app import retention, tasks
-from channels_app.models import Delivery, Message, MessageKey
+from channels_app.models import DedupeEntry, Delivery, Message, MessageKey
 from channels_app.sealing import unseal
 from console.models import AuditEvent
 from console.roles import Role
@@ -108,6 +108,28 @@ def test_the_message_page_says_the_body_was_pruned(traffic, client):
     client.force_login(factories.user("op-ret", Role.OPERATOR))
     html = client.post(f"/messages/{traffic['delivered'].pk}/reveal/").content.decode()
     assert "Body pruned on" in html and "OLD-DELIVERED" in html
+
+
+def test_dedupe_entries_past_their_window_are_forgotten_but_duplicates_still_add_up():
+    now = timezone.now()
+    hourly = factories.channel(40303, dedupe_window_s=3600)
+
+    def entry(key, age, duplicates=0, channel_id=hourly.pk):
+        return DedupeEntry.objects.create(
+            channel_id=channel_id, key=key, seen_at=now - age, duplicates=duplicates
+        )
+
+    entry("EXPIRED", timedelta(hours=2))
+    entry("EXPIRED-WITH-REPEATS", timedelta(hours=2), duplicates=3)
+    entry("IN-WINDOW", timedelta(minutes=30))
+    entry("CHANNEL-GONE", timedelta(minutes=1), channel_id=hourly.pk + 1000)
+    assert retention.forget_expired_keys(now, batch=1) == 2  # batch=1: several commits
+    assert set(DedupeEntry.objects.values_list("key", flat=True)) == {
+        "EXPIRED-WITH-REPEATS",
+        "IN-WINDOW",
+    }
+    tasks.prune_bodies()  # beat's run does the same; nothing else expired meanwhile
+    assert DedupeEntry.objects.count() == 2
 
 
 def test_beat_runs_the_pruning():
