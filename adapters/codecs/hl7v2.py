@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -138,6 +138,7 @@ class Encoding:
         return self.component + self.repetition + self.escape + self.subcomponent + self.truncation
 
     @classmethod
+    @lru_cache(maxsize=256)  # a sender writes MSH-2 the same way in every message it sends
     def from_msh(cls, field_sep: str, msh2: str) -> Encoding:
         chars = msh2[:5]
         if not chars:
@@ -235,18 +236,10 @@ def escape(text: str, enc: Encoding = DEFAULT_ENCODING) -> str:
     """Escape text for use as one HL7 value; line breaks become \\.br\\."""
     if not text:
         return text
-    e = enc.escape
-    specials = {
-        e: f"{e}E{e}",
-        enc.field: f"{e}F{e}",
-        enc.component: f"{e}S{e}",
-        enc.subcomponent: f"{e}T{e}",
-        enc.repetition: f"{e}R{e}",
-    }
-    if enc.truncation:
-        specials[enc.truncation] = f"{e}P{e}"
-    if not any(c in text for c in specials) and "\r" not in text and "\n" not in text:
+    specials, needs_escaping = _escapes(enc)
+    if not needs_escaping(text):
         return text
+    e = enc.escape
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     out = []
     for ch in text:
@@ -257,6 +250,23 @@ def escape(text: str, enc: Encoding = DEFAULT_ENCODING) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+@lru_cache(maxsize=64)
+def _escapes(enc: Encoding) -> tuple[dict[str, str], Callable[[str], object]]:
+    """What `escape` replaces under ``enc``, and a search for any of it (or a line break): most
+    values have none, and every value written is checked."""
+    e = enc.escape
+    specials = {
+        e: f"{e}E{e}",
+        enc.field: f"{e}F{e}",
+        enc.component: f"{e}S{e}",
+        enc.subcomponent: f"{e}T{e}",
+        enc.repetition: f"{e}R{e}",
+    }
+    if enc.truncation:
+        specials[enc.truncation] = f"{e}P{e}"
+    return specials, re.compile("[" + re.escape("".join(specials)) + "\r\n]").search
 
 
 # ------------------------------------------------------------------------------------ reading

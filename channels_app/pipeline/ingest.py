@@ -36,6 +36,9 @@ RECEIVED_STATUS = "RECEIVED"
 HL7_V2 = "x-application/hl7-v2+er7"
 
 
+NO_HEADER = Header()  # frozen: one instance serves every Inbound until its header is read
+
+
 @dataclass(slots=True)
 class Inbound:
     """One message as read off the wire, with what ingest decided about it."""
@@ -46,7 +49,7 @@ class Inbound:
     remote_addr: str
     dedupe_window_s: int
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    header: Header = field(default_factory=Header)
+    header: Header = NO_HEADER
     message_type: str = ""
     error: hl7v2.HL7Error | Exception | None = None
     error_stage: str = ""

@@ -204,6 +204,8 @@ def _verdict(item: Inbound, failure: str | None) -> Verdict:
 
 
 def _charset(item: Inbound) -> str:
+    if item.raw.isascii():
+        return "utf-8"
     try:
         item.raw.decode("utf-8")
         return "utf-8"
@@ -559,6 +561,9 @@ def storable(item: Inbound) -> Inbound:
     not fail the insert of the whole batch it is committed with."""
     h = item.header
     texts = (h.sending_application, h.sending_facility, h.control_id, h.message_type)
+    joined = "".join((*texts, h.trigger_event, item.message_type))
+    if joined.isascii() and "\x00" not in joined:
+        return item  # the usual header, checked at once
     if all(_clean(t) == t for t in (*texts, h.trigger_event, item.message_type)):
         return item
     item.header = dataclasses.replace(
