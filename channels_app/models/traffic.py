@@ -271,6 +271,16 @@ class DedupeEntry(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["channel", "key"], name="dedupe_key_unique")]
+        # A channel's "duplicates dropped" adds up the few entries that saw a repeat, not its
+        # window's worth (a day of traffic) of entries that saw none.
+        indexes = [
+            models.Index(
+                fields=["channel"],
+                include=["duplicates"],
+                condition=models.Q(duplicates__gt=0),
+                name="dedupe_repeated",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.key} ({self.duplicates} duplicates)"

@@ -95,7 +95,7 @@ def _context(request, channels) -> dict:
     channels = list(channels.prefetch_related("destinations", "versions"))
     ids = [c.pk for c in channels]
     duplicates = dict(
-        DedupeEntry.objects.filter(channel__in=ids)
+        DedupeEntry.objects.filter(channel__in=ids, duplicates__gt=0)
         .values("channel")
         .annotate(n=Coalesce(Sum("duplicates"), 0))
         .values_list("channel", "n")

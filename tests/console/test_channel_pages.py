@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channels_app import drafts
-from channels_app.models import Channel, Message
+from channels_app.models import Channel, DedupeEntry, Message
 from channels_app.sources import opened_source_config
 from console.models import AuditEvent
 from tests import factories
@@ -185,6 +185,16 @@ def test_the_list_shows_the_last_hour_and_filters_by_tag(viewer_user):
     assert 'data-last-hour="3" data-errors="1"' in html
     assert 'data-queue="1"' in html  # the message still waiting to be processed
     assert 'data-tag="adt"' in html  # every tag in use stays offered
+
+
+def test_the_list_adds_up_the_duplicates_each_channel_dropped(viewer_user):
+    lab, adt = factories.channel(41012, name="Lab feed"), factories.channel(41013, name="ADT")
+    now = timezone.now()
+    for key, duplicates in (("A", 2), ("B", 0), ("C", 1)):
+        DedupeEntry.objects.create(channel=lab, key=key, seen_at=now, duplicates=duplicates)
+    DedupeEntry.objects.create(channel=adt, key="A", seen_at=now, duplicates=0)
+    html = signed_in(viewer_user).get("/channels/").content.decode()
+    assert "3 duplicates dropped" in html and "0 duplicates dropped" in html
 
 
 def test_the_list_costs_the_same_queries_for_any_number_of_channels(viewer_user):
