@@ -84,14 +84,7 @@ def prune_channel(channel_id: int, before: datetime, *, now: datetime, batch: in
         "closed": [Delivery.Status.DELIVERED, Delivery.Status.FAILED],
         "batch": batch,
     }
-    total = 0
-    while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(PRUNE_BATCH, params)
-            done = cursor.rowcount
-        total += done
-        if done < batch:
-            return total
+    return _in_batches(PRUNE_BATCH, params)
 
 
 # An entry past its channel's window decides nothing: the key's next sighting starts a new window
@@ -113,11 +106,17 @@ def forget_expired_keys(now: datetime | None = None, *, batch: int = 10 * BATCH)
     """Delete the dedupe entries that no longer decide anything, one committed batch at a
     time; returns how many."""
     params = {"now": now or timezone.now(), "batch": batch}
+    return _in_batches(FORGET_KEYS, params)
+
+
+def _in_batches(statement: str, params: dict) -> int:
+    """Run ``statement`` (which changes at most ``params["batch"]`` rows) in its own transaction
+    until a run changes fewer; returns how many rows changed in all."""
     total = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(FORGET_KEYS, params)
+            cursor.execute(statement, params)
             done = cursor.rowcount
         total += done
-        if done < batch:
+        if done < params["batch"]:
             return total
