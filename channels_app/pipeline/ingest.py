@@ -116,7 +116,21 @@ class Stored:
 # µs for a lone message, where an array per column cost 70 µs (200 on a loaded machine), paid
 # before that message's ACK. The server reads JSON for some 8 µs more a row than binary arrays,
 # so a large batch costs about the same in total; the saving is on the one-sender ACK path.
-STORE_BATCH = """
+ON_CONFLICT = """
+    ON CONFLICT (channel_id, key) DO UPDATE SET
+        duplicates = d.duplicates + (d.seen_at > EXCLUDED.seen_at - (
+            SELECT make_interval(secs => c.dedupe_window_s) FROM channels_app_channel c
+            WHERE c.id = d.channel_id))::int,
+        seen_at = CASE WHEN d.seen_at > EXCLUDED.seen_at - (
+            SELECT make_interval(secs => c.dedupe_window_s) FROM channels_app_channel c
+            WHERE c.id = d.channel_id) THEN d.seen_at ELSE EXCLUDED.seen_at END
+"""
+MESSAGE_COLUMNS = """
+        channel_id, channel_version_id, received_at, status, message_type, control_id,
+        sending_application, sending_facility, remote_addr, raw, size, issues,
+        error_stage, error_class, error_path, error_detail, sweep_after, content_type
+"""
+STORE_BATCH = f"""
 WITH incoming AS (
     SELECT t.*, t.ordinality AS ord FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (
         channel_id bigint, version_id bigint, received_at timestamptz, status text,
@@ -127,24 +141,14 @@ WITH incoming AS (
 ), seen AS (
     INSERT INTO channels_app_dedupeentry AS d (channel_id, key, seen_at, duplicates)
     SELECT channel_id, dedupe_key, received_at, 0 FROM incoming WHERE dedupe_key IS NOT NULL
-    ON CONFLICT (channel_id, key) DO UPDATE SET
-        duplicates = d.duplicates + (d.seen_at > EXCLUDED.seen_at - (
-            SELECT make_interval(secs => c.dedupe_window_s) FROM channels_app_channel c
-            WHERE c.id = d.channel_id))::int,
-        seen_at = CASE WHEN d.seen_at > EXCLUDED.seen_at - (
-            SELECT make_interval(secs => c.dedupe_window_s) FROM channels_app_channel c
-            WHERE c.id = d.channel_id) THEN d.seen_at ELSE EXCLUDED.seen_at END
+    {ON_CONFLICT}
     RETURNING channel_id, key, seen_at
 ), fresh AS (
     SELECT i.* FROM incoming i
     LEFT JOIN seen ON seen.channel_id = i.channel_id AND seen.key = i.dedupe_key
     WHERE i.dedupe_key IS NULL OR seen.seen_at = i.received_at
 ), stored AS (
-    INSERT INTO channels_app_message (
-        channel_id, channel_version_id, received_at, status, message_type, control_id,
-        sending_application, sending_facility, remote_addr, raw, size, issues,
-        error_stage, error_class, error_path, error_detail, sweep_after, content_type
-    )
+    INSERT INTO channels_app_message ({MESSAGE_COLUMNS})
     SELECT channel_id, version_id, received_at, status, message_type, control_id,
            sending_application, sending_facility, remote_addr, raw, size, '[]'::jsonb,
            error_stage, error_class, error_path, error_detail, received_at, content_type
@@ -152,6 +156,28 @@ WITH incoming AS (
     RETURNING id
 )
 SELECT (SELECT array_agg(ord ORDER BY ord) FROM fresh), (SELECT array_agg(id ORDER BY id) FROM stored)
+"""
+
+# The lone message (one sender waiting for each ACK: most hospital feeds) is stored by the same
+# dedupe and insert with the row's values as plain parameters: no JSON to read, nothing to sort or
+# aggregate, about 90 µs sooner than a batch of one. Returns its id, or no row for a duplicate.
+STORE_ONE = f"""
+WITH seen AS (
+    INSERT INTO channels_app_dedupeentry AS d (channel_id, key, seen_at, duplicates)
+    SELECT %(channel_id)s::bigint, %(dedupe_key)s::varchar, %(received_at)s::timestamptz, 0
+    WHERE %(dedupe_key)s::varchar IS NOT NULL
+    {ON_CONFLICT}
+    RETURNING seen_at
+)
+INSERT INTO channels_app_message ({MESSAGE_COLUMNS})
+SELECT %(channel_id)s::bigint, %(version_id)s::bigint, %(received_at)s::timestamptz,
+       %(status)s::text, %(message_type)s::text, %(control_id)s::text,
+       %(sending_application)s::text, %(sending_facility)s::text, %(remote_addr)s::text,
+       %(raw)s::text::bytea, %(size)s::int, '[]'::jsonb, %(error_stage)s::text,
+       %(error_class)s::text, %(error_path)s::text, %(error_detail)s::text,
+       %(received_at)s::timestamptz, %(content_type)s::text
+WHERE NOT EXISTS (SELECT FROM seen WHERE seen.seen_at <> %(received_at)s::timestamptz)
+RETURNING id
 """
 
 
@@ -193,6 +219,9 @@ async def store_batch(conn: psycopg.AsyncConnection, items: list[Inbound]) -> li
     batch = _Batch(items)
     if not batch.rows:
         return batch.results()
+    if len(batch.rows) == 1:
+        cur = await conn.execute(STORE_ONE, batch.rows[0])
+        return batch.result_of_one(await cur.fetchone())
     cur = await conn.execute(STORE_BATCH, (batch.param(),))
     return batch.results(*await cur.fetchone())
 
@@ -202,6 +231,9 @@ def store_now(cursor, items: list[Inbound]) -> list[Stored]:
     batch = _Batch(items)
     if not batch.rows:
         return batch.results()
+    if len(batch.rows) == 1:
+        cursor.execute(STORE_ONE, batch.rows[0])
+        return batch.result_of_one(cursor.fetchone())
     cursor.execute(STORE_BATCH, (batch.param(),))
     return batch.results(*cursor.fetchone())
 
@@ -231,6 +263,10 @@ class _Batch:
 
     def param(self) -> str:
         return _ENCODER.encode(self.rows).decode()
+
+    def result_of_one(self, row: tuple | None) -> list[Stored]:
+        """The results for `STORE_ONE`'s answer: the new id, or no row for a duplicate."""
+        return self.results([1], [row[0]]) if row else self.results([], [])
 
     def results(self, fresh_ords=None, ids=None) -> list[Stored]:
         fresh_ords, ids = fresh_ords or [], ids or []
