@@ -27,6 +27,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from adapters.base import AdapterError
+from adapters.codecs import exact_json
 from adapters.registry import build_transport, transport_class
 from adapters.transports.base import Payload, SendResult
 from channels_app import events
@@ -414,7 +415,7 @@ def _settle(sent: list[_Claimed], deferred: list[Outcome]) -> Batch:
     ] + [(o, None, 1) for o in deferred]
     params = {
         "now": now,
-        "attempts": json.dumps(attempts, default=_iso, ensure_ascii=False),
+        "attempts": exact_json.encode(attempts).decode(),  # msgspec writes datetimes itself
         "ids": [o.delivery_id for o, _, _ in rows],
         "statuses": [o.status for o, _, _ in rows],
         "next": [o.retry_at for o, _, _ in rows],
@@ -495,10 +496,6 @@ def _judge(c: _Claimed) -> tuple[dict, Outcome]:
         return attempt, Outcome(delivery.id, Delivery.Status.FAILED)
     attempt["error"] = str(error)[:4000]
     return attempt, Outcome(delivery.id, Delivery.Status.RETRY)
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
 
 
 def _schedule_retries(

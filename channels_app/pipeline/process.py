@@ -198,14 +198,13 @@ def _save(
 
 def _key_rows(found: dict[int, list[keys.Key]]) -> str:
     # One JSON document: quoting each element of five text arrays (client-side) cost more.
-    return json.dumps(
+    return exact_json.encode(
         [
             {"message_id": message_id, **key._asdict()}
             for message_id, found_keys in found.items()
             for key in found_keys
-        ],
-        ensure_ascii=False,
-    )
+        ]
+    ).decode()
 
 
 def _delivery(message: Message, destination: Destination, parsed, now) -> NewDelivery:
@@ -321,7 +320,7 @@ def _outcome_rows(messages: list[Message]) -> str:
         for m in messages
     ]
     # exact_json: a decimal keeps its written digits in the stored jsonb (1.50 stays 1.50)
-    return exact_json.dumps(rows, ensure_ascii=False)
+    return exact_json.encode(rows).decode()
 
 
 def _sealed_bundles(messages: list[Message]) -> list[bytes | None]:
