@@ -115,9 +115,8 @@ INSERT INTO channels_app_delivery AS d (
     message_id, destination_id, status, attempt_count, attempts_at_replay, created_at,
     next_attempt_at, last_error, ordering_key)
 SELECT message_id, destination_id, status, 0, 0, created_at, created_at, '', ordering_key
-FROM unnest(%(message)s::bigint[], %(destination)s::bigint[], %(status)s::text[],
-            %(created)s::timestamptz[], %(key)s::text[])
-    AS n(message_id, destination_id, status, created_at, ordering_key)
+FROM jsonb_to_recordset(%(deliveries)s::jsonb) AS n(
+    message_id bigint, destination_id bigint, status text, ordering_key text, created_at timestamptz)
 ON CONFLICT (message_id, destination_id) DO UPDATE
 SET status = EXCLUDED.status, next_attempt_at = EXCLUDED.next_attempt_at,
     ordering_key = EXCLUDED.ordering_key, attempts_at_replay = d.attempt_count,
@@ -148,14 +147,10 @@ class Created(NamedTuple):
     ordering_key: str
 
 
-def _delivery_columns(deliveries: list[NewDelivery]) -> dict[str, list]:
-    return {
-        "message": [d.message_id for d in deliveries],
-        "destination": [d.destination_id for d in deliveries],
-        "status": [d.status for d in deliveries],
-        "created": [d.created_at for d in deliveries],
-        "key": [d.ordering_key for d in deliveries],
-    }
+def _delivery_rows(deliveries: list[NewDelivery]) -> str:
+    # One JSON document, as the outcomes and keys: five arrays cost psycopg about 1 us an element
+    # to adapt (20 us a message), msgspec a tenth of that to write.
+    return exact_json.encode([d._asdict() for d in deliveries]).decode()
 
 
 # A message processed again (a replay) has its keys replaced, not added to. Only those can have
@@ -188,7 +183,7 @@ def _save(
         "sealed": _sealed_bundles(messages),
         "again": again,
         "keys": _key_rows(found),
-        **_delivery_columns(deliveries),
+        "deliveries": _delivery_rows(deliveries),
     }
     with prepared.cursor() as cursor:
         cursor.execute(SAVE, params)
