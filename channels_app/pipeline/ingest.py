@@ -182,8 +182,9 @@ RETURNING id
 
 
 def _row(item: Inbound, key: str | None, raw: bytes) -> dict:
-    """The row for ``item``, as `STORE_BATCH` reads it from JSON; ``raw`` is its body as stored
-    (sealed at rest when HUB_ENCRYPTION_KEYS is set), in bytea's hex input form."""
+    """The row for ``item``, as `STORE_BATCH` reads it from JSON (and `STORE_ONE` takes it as
+    parameters); ``raw`` is its body as stored (sealed at rest when HUB_ENCRYPTION_KEYS is set),
+    in bytea's hex input form."""
     h, error = item.header, item.error
     return {
         "channel_id": item.channel_id,
