@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import functools
 import logging
 import os
 import queue
@@ -23,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Final, Literal, TypedDict
 
 from celery import current_app
+from celery.utils import uuid
+from kombu import Producer
 
 from channels_app import stats
 
@@ -40,16 +44,59 @@ REPLAY_TASK: Final = "channels_app.tasks.replay_job"
 NOTICE_TASK: Final = "channels_app.tasks.send_alert_notice"
 
 
-def enqueue_processing(message_ids: Sequence[int]) -> None:
+def enqueue_processing(message_ids: Sequence[int], producer: Producer | None = None) -> None:
     for start in range(0, len(message_ids), PROCESS_CHUNK):
-        current_app.send_task(PROCESS_TASK, args=[list(message_ids[start : start + PROCESS_CHUNK])])
+        _publish(PROCESS_TASK, list(message_ids[start : start + PROCESS_CHUNK]), producer)
 
 
-def enqueue_deliveries(delivery_ids: Sequence[int]) -> None:
+def enqueue_deliveries(delivery_ids: Sequence[int], producer: Producer | None = None) -> None:
     for start in range(0, len(delivery_ids), DELIVER_CHUNK):
-        current_app.send_task(
-            DELIVER_TASK, args=[list(delivery_ids[start : start + DELIVER_CHUNK])]
-        )
+        _publish(DELIVER_TASK, list(delivery_ids[start : start + DELIVER_CHUNK]), producer)
+
+
+def _publish(task: str, ids: list[int], producer: Producer | None) -> None:
+    """A task of ``ids``, built and published by Celery (its retry policy and publish signals
+    included) without what ``send_task`` does on every call that a list of ids does not need:
+    routing the name again, a result object, and the repr of the arguments for the task's
+    headers, which grows with the list. About 560 → 200 µs of Python here, and the listener's
+    dispatcher thread holds it against the event loop."""
+    app = current_app
+    summary = f"[<{len(ids)} ids from {ids[0]}>]" if ids else "[[]]"
+    message = app.amqp.create_task_message(
+        uuid(), task, (ids,), {}, argsrepr=summary, kwargsrepr="{}"
+    )
+    with app.producer_or_acquire(producer) as held:
+        app.amqp.send_task_message(held, task, message, queue=_queue(task))
+
+
+@functools.cache
+def _queue(task: str) -> str:
+    return current_app.amqp.router.route({}, task)["queue"].name
+
+
+class Publisher:
+    """Enqueues processing on a producer of its own, for the one thread that publishes often
+    (the listener's dispatcher): taking a producer from Celery's pool costs about half as much
+    again as the publish. After a failed publish the next one starts on a fresh producer."""
+
+    def __init__(self) -> None:
+        self.producer: Producer | None = None
+
+    def processing(self, message_ids: Sequence[int]) -> None:
+        if self.producer is None:
+            self.producer = current_app.producer_pool.acquire(block=True)
+        try:
+            enqueue_processing(message_ids, self.producer)
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Give the producer back to Celery's pool (the next publish takes another)."""
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):  # its connection may be gone
+                producer.release()
 
 
 def start_replay_job(job_id: int, countdown: float = 0) -> None:

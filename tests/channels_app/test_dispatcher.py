@@ -22,7 +22,7 @@ def test_a_lone_message_goes_at_once_and_a_crowd_waits_for_company(monkeypatch):
     published: list[list[int]] = []
     lock = threading.Lock()
 
-    def record(ids):
+    def record(ids, producer=None):
         with lock:
             published.append(list(ids))
 
@@ -42,3 +42,20 @@ def test_a_lone_message_goes_at_once_and_a_crowd_waits_for_company(monkeypatch):
     assert published_by(published, 3, within_s=0.5), "a message after a quiet spell waited"
     assert time.monotonic() - started < 0.5
     assert published == [[1], [2, 3, 4], [5]]
+    dispatch.close()
+
+
+def test_closing_publishes_what_is_pending_and_ends_the_thread(monkeypatch):
+    published: list[list[int]] = []
+    monkeypatch.setattr(
+        run_listeners.events, "enqueue_processing", lambda ids, _: published.append(ids)
+    )
+    dispatch = run_listeners.Dispatcher(linger_s=1.0)
+    dispatch([1])
+    assert published_by(published, 1, within_s=0.5)
+    dispatch([2, 3])  # within the linger: waits for it
+    dispatch.close()
+    dispatch.thread.join(3)
+    assert not dispatch.thread.is_alive()
+    assert published == [[1], [2, 3]]
+    assert dispatch.publisher.producer is None, "the producer was not given back to the pool"

@@ -94,30 +94,43 @@ class Dispatcher:
     def __init__(self, linger_s: float = 0.02) -> None:
         self.linger_s = linger_s
         self.pending: list[int] = []
+        self.closing = False
         self.ready = threading.Condition()
-        threading.Thread(target=self._run, name="dispatcher", daemon=True).start()
+        self.publisher = events.Publisher()
+        self.thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+        self.thread.start()
 
     def __call__(self, ids: list[int]) -> None:
         with self.ready:
             self.pending += ids
             self.ready.notify()
 
+    def close(self) -> None:
+        """Publish what is pending, then end the thread and give its producer back (without
+        waiting for it: with Redis down, the last publish takes its retries)."""
+        with self.ready:
+            self.closing = True
+            self.ready.notify()
+
     def _run(self) -> None:
         next_at = 0.0
         while True:
             with self.ready:
-                while not self.pending:
+                while not self.pending and not self.closing:
                     self.ready.wait()
+                if not self.pending:
+                    break
             time.sleep(max(0.0, next_at - time.monotonic()))
             with self.ready:
                 ids, self.pending = self.pending, []
             next_at = time.monotonic() + self.linger_s
             try:
-                events.enqueue_processing(ids)
+                self.publisher.processing(ids)
             except Exception as exc:
                 log.warning(
                     "could not enqueue %d stored message(s), the sweeper will: %s", len(ids), exc
                 )
+        self.publisher.close()
 
 
 async def serve(
@@ -133,7 +146,8 @@ async def serve(
     """Run sources until ``stop`` is set: those given (``specs``, ``pickups``), or with
     ``follow`` those of the enabled channels (``channel_names`` only, when given), following
     the configuration as it changes."""
-    committer = GroupCommitter(conninfo, on_stored=Dispatcher())
+    dispatcher = Dispatcher()
+    committer = GroupCommitter(conninfo, on_stored=dispatcher)
     await committer.start()
     supervisor = Supervisor(committer, conninfo, on_listening)
     beating = asyncio.create_task(supervisor.heartbeat.run(stop), name="heartbeat")
@@ -155,6 +169,7 @@ async def serve(
             while not committer.queue.empty():
                 await asyncio.sleep(0.05)
             await committer.stop()
+            dispatcher.close()
 
 
 class Command(BaseCommand):
