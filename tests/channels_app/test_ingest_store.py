@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import ProtectedError
 
-from channels_app.models import DedupeEntry, Message
+from channels_app.models import ChannelVersion, DedupeEntry, Message
 from channels_app.pipeline.ingest import read_inbound, store_now
 from tests import factories
 
@@ -67,3 +68,21 @@ def test_without_a_window_every_copy_is_stored(store):
     ids = {store(inbound(channel.pk, factories.adt_a01("KEY-3"), 0)).message_id for _ in range(2)}
     assert None not in ids and len(ids) == 2
     assert not DedupeEntry.objects.filter(channel=channel).exists()
+
+
+def test_a_channel_with_messages_cannot_be_deleted_and_one_without_takes_its_versions():
+    """A message's version has neither constraint nor index: what keeps it from pointing at a
+    deleted version is that versions go only with their channel, which its messages protect."""
+    used, unused = factories.channel(0, name="used"), factories.channel(0, name="unused")
+    for channel in (used, unused):
+        channel.publish(note="first")
+    version = used.current_version()
+    with connection.cursor() as cursor:
+        item = inbound(used.pk, factories.adt_a01("KEEP-1"))
+        item.channel_version_id = version.pk
+        store_now(cursor, [item])
+    with pytest.raises(ProtectedError):
+        used.delete()
+    assert Message.objects.get(channel=used).channel_version == version
+    unused.delete()
+    assert not ChannelVersion.objects.filter(channel_id=unused.pk).exists()
